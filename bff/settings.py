@@ -163,3 +163,14 @@ def _convert(kind: Any, raw: Any) -> Any:
     if kind == "Path":
         return Path(raw)
     return raw
+
+
+def markdown_table() -> str:
+    """The settings table of docs/configuration.md (a test keeps the two in step)."""
+    lines = ["| Variable | Default | Meaning |", "| --- | --- | --- |"]
+    for s in SETTINGS:
+        default = f"`{s.default}`" if s.default else "(empty)"
+        if s.name in {"OHIF_DIST", "OHIF_CONFIG"}:
+            default = f"`<project>/{Path(s.default).name}`"
+        lines.append(f"| `DRIMBOX_{s.name}` | {default} | {s.help} |")
+    return "\n".join(lines)

@@ -1,0 +1,415 @@
+"""Series retrievals: one upstream WADO-RS stream per series, transcoded out of order.
+
+The first need for a series (its metadata or any of its frames) starts ONE series-level
+WADO-RS retrieve upstream (DB.VI-CS.17). The multipart answer is parsed incrementally;
+each complete instance is queued for the transcoding pool. Workers take the instances
+the viewer is waiting for first (OHIF asks for the middle slice first, the PACS sends in
+its own order), then the rest in arrival order. Each transcoded frame goes into the
+shared :class:`~bff.dicomweb.cache.FrameCache`, which wakes the requests waiting for it.
+
+When the stream fails, the instances already received are still transcoded and served;
+only the frames never delivered fail (:class:`~bff.errors.IncompleteSeries`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import io
+import logging
+import time
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+
+import pydicom
+
+from bff.dicomweb.cache import CachedFrame, FrameCache, FrameKey
+from bff.dicomweb.multipart import MultipartError, MultipartParser, Part, parse_content_type
+from bff.dicomweb.upstream import SERIES_ACCEPT, DicomwebUpstream
+from bff.errors import (
+    IncompleteSeries,
+    NotFound,
+    UpstreamProtocolError,
+    UpstreamTimeout,
+    ViewerError,
+)
+from bff.transcode import EncodeParams, TranscodedInstance, TranscodePool
+
+log = logging.getLogger(__name__)
+
+#: A failed retrieval is remembered this long, so retries do not hammer the PACS.
+FAILURE_COOLDOWN_S = 10.0
+#: Finished retrievals remembered (their per-instance facts serve refetches and metadata).
+MAX_REMEMBERED = 2000
+
+
+@dataclass(frozen=True)
+class SeriesKey:
+    origin: str
+    study_uid: str
+    series_uid: str
+    sop_uid: str | None = None  # set for an instance-level refetch
+
+
+@dataclass(frozen=True)
+class InstanceFacts:
+    """What the BFF learnt about an instance by transcoding it."""
+
+    n_frames: int
+    transfer_syntax_uid: str
+    source_transfer_syntax_uid: str
+    source_pixel_bytes: int
+    served_bytes: int
+    lossy: bool
+    lossy_method: str | None
+    attribute_overrides: dict[str, dict[str, object]] = field(default_factory=dict)
+
+
+def _is_instance(sop_uid: str, key: FrameKey) -> bool:
+    return key.sop_uid == sop_uid
+
+
+def peek_sop_uid(data: bytes) -> str:
+    """SOP Instance UID of a Part-10 instance, read without touching the pixel data."""
+    try:
+        ds = pydicom.dcmread(
+            io.BytesIO(data), stop_before_pixels=True, specific_tags=["SOPInstanceUID"]
+        )
+        return str(ds.SOPInstanceUID)
+    except Exception as exc:  # pydicom raises many types on garbage
+        raise UpstreamProtocolError(f"unreadable DICOM part: {exc}") from exc
+
+
+class SeriesRetrieval:
+    """One running or finished upstream retrieval (a series, or one instance)."""
+
+    def __init__(
+        self,
+        key: SeriesKey,
+        upstream: DicomwebUpstream,
+        cache: FrameCache,
+        pool: TranscodePool,
+        params: EncodeParams,
+        *,
+        max_part_bytes: int,
+        readahead_bytes: int,
+        workers: int,
+    ) -> None:
+        self.key = key
+        self._upstream = upstream
+        self._cache = cache
+        self._pool = pool
+        self._params = params
+        self._max_part_bytes = max_part_bytes
+        self._readahead_bytes = readahead_bytes
+        self._workers = workers
+        self.delivered: dict[str, InstanceFacts] = {}
+        self.received = 0
+        self.error: ViewerError | None = None
+        self.started_at = time.monotonic()
+        self.finished_at: float | None = None
+        self.first_delivered = asyncio.Event()
+        self.done = asyncio.Event()
+        self._pending: OrderedDict[str, bytes] = OrderedDict()
+        self._pending_bytes = 0
+        self._priority: deque[str] = deque()
+        self._changed = asyncio.Condition()
+        self._eof = False
+        self._task: asyncio.Task[None] | None = None
+
+    # -- public -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"retrieve {self.key}")
+
+    @property
+    def finished(self) -> bool:
+        return self.done.is_set()
+
+    def prioritize(self, sop_uid: str) -> None:
+        """Transcode this instance next if it has arrived and waits in the queue."""
+        if sop_uid in self._pending:
+            self._priority.appendleft(sop_uid)
+
+    def stored_syntax(self, sop_uid: str) -> str | None:
+        """The PACS's stored syntax for an instance (else the series' first one seen)."""
+        facts = self.delivered.get(sop_uid) or next(iter(self.delivered.values()), None)
+        return facts.source_transfer_syntax_uid if facts else None
+
+    def compression_ratio(self) -> float | None:
+        source = sum(f.source_pixel_bytes for f in self.delivered.values() if f.lossy)
+        served = sum(f.served_bytes for f in self.delivered.values() if f.lossy)
+        return source / served if served else None
+
+    async def cancel(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    # -- the retrieval ------------------------------------------------------------------
+
+    @property
+    def _path(self) -> str:
+        path = f"/studies/{self.key.study_uid}/series/{self.key.series_uid}"
+        if self.key.sop_uid:
+            path += f"/instances/{self.key.sop_uid}"
+        return path
+
+    async def _run(self) -> None:
+        workers = [asyncio.create_task(self._transcode_loop()) for _ in range(self._workers)]
+        try:
+            await self._read_stream()
+        except ViewerError as exc:
+            self.error = exc
+            log.warning("retrieval %s failed: %s", self.key, exc.detail)
+        except Exception as exc:
+            self.error = ViewerError(f"unexpected: {exc!r}")
+            log.exception("retrieval %s failed unexpectedly", self.key)
+        finally:
+            async with self._changed:
+                self._eof = True
+                self._changed.notify_all()
+            # Instances already received are still transcoded and served.
+            results = await asyncio.gather(*workers, return_exceptions=True)
+            for result in results:
+                if isinstance(result, BaseException) and not isinstance(
+                    result, asyncio.CancelledError
+                ):
+                    log.error("transcode worker failed: %r", result)
+            self._finish()
+
+    async def _read_stream(self) -> None:
+        async with self._upstream.stream(self._path, SERIES_ACCEPT) as (content_type, body):
+            try:
+                media_type, params = parse_content_type(content_type)
+            except MultipartError as exc:
+                raise UpstreamProtocolError(f"bad content type {content_type!r}") from exc
+            boundary = params.get("boundary")
+            if media_type != "multipart/related" or not boundary:
+                raise UpstreamProtocolError(f"not multipart/related: {content_type!r}")
+            parser = MultipartParser(boundary, max_part_bytes=self._max_part_bytes)
+            try:
+                async for chunk in body:
+                    for part in parser.feed(chunk):
+                        await self._enqueue(part)
+                parser.finalize()
+            except MultipartError as exc:
+                raise IncompleteSeries(f"multipart: {exc}") from exc
+
+    async def _enqueue(self, part: Part) -> None:
+        sop_uid = peek_sop_uid(part.body)
+        async with self._changed:
+            # Back-pressure: stop reading upstream while too much waits for the pool.
+            await self._changed.wait_for(
+                lambda: self._pending_bytes < self._readahead_bytes or not self._pending
+            )
+            self._pending[sop_uid] = part.body
+            self._pending_bytes += len(part.body)
+            self.received += 1
+            if self._cache_has_waiter(sop_uid):
+                self._priority.appendleft(sop_uid)
+            self._changed.notify_all()
+
+    def _cache_has_waiter(self, sop_uid: str) -> bool:
+        key = FrameKey(self._upstream.origin, self.key.study_uid, self.key.series_uid, sop_uid, 1)
+        return self._cache.has_waiters(key)
+
+    def _next_pending(self) -> tuple[str, bytes] | None:
+        while self._priority:
+            sop_uid = self._priority.popleft()
+            if sop_uid in self._pending:
+                return sop_uid, self._pending.pop(sop_uid)
+        if self._pending:
+            return self._pending.popitem(last=False)
+        return None
+
+    async def _transcode_loop(self) -> None:
+        while True:
+            async with self._changed:
+                await self._changed.wait_for(lambda: bool(self._pending) or self._eof)
+                item = self._next_pending()
+                if item is None:
+                    return
+                self._pending_bytes -= len(item[1])
+                self._changed.notify_all()
+            sop_uid, data = item
+            try:
+                result = await self._pool.transcode(data, self._params)
+            except Exception as exc:
+                log.error("transcoding %s failed: %r", sop_uid, exc)
+                self._cache.fail_waiters(
+                    functools.partial(_is_instance, sop_uid),
+                    UpstreamProtocolError(f"transcode {sop_uid}: {exc!r}"),
+                )
+                continue
+            self._deliver(result)
+
+    def _deliver(self, result: TranscodedInstance) -> None:
+        origin = self._upstream.origin
+        for index, frame in enumerate(result.frames, start=1):
+            key = FrameKey(origin, result.study_uid, result.series_uid, result.sop_uid, index)
+            self._cache.put(key, CachedFrame(frame, result.transfer_syntax_uid))
+        self.delivered[result.sop_uid] = InstanceFacts(
+            n_frames=len(result.frames),
+            transfer_syntax_uid=result.transfer_syntax_uid,
+            source_transfer_syntax_uid=result.source_transfer_syntax_uid,
+            source_pixel_bytes=result.source_pixel_bytes,
+            served_bytes=result.served_bytes,
+            lossy=result.lossy,
+            lossy_method=result.lossy_method,
+            attribute_overrides=result.attribute_overrides,
+        )
+        # Frame numbers past the end of a delivered instance will never come.
+        n_frames = len(result.frames)
+        self._cache.fail_waiters(
+            lambda k: (
+                k.sop_uid == result.sop_uid
+                and k.series_uid == result.series_uid
+                and k.frame_number > n_frames
+            ),
+            NotFound(f"{result.sop_uid} has {n_frames} frames"),
+        )
+        self.first_delivered.set()
+
+    def _finish(self) -> None:
+        self.finished_at = time.monotonic()
+        error: ViewerError = (
+            IncompleteSeries(f"{self.key}: {self.error.detail}")
+            if self.error is not None and self.received
+            else self.error
+            if self.error is not None
+            else NotFound(f"{self.key}: not in the series")
+        )
+        delivered = self.delivered
+        study_uid, series_uid = self.key.study_uid, self.key.series_uid
+        origin = self._upstream.origin
+
+        def undelivered(k: FrameKey) -> bool:
+            return (
+                k.origin == origin
+                and k.study_uid == study_uid
+                and k.series_uid == series_uid
+                and (self.key.sop_uid is None or k.sop_uid == self.key.sop_uid)
+                and k.sop_uid not in delivered
+            )
+
+        failed = self._cache.fail_waiters(undelivered, error)
+        log.info(
+            "retrieval %s finished in %.2f s: %d instances, %d waiters failed%s",
+            self.key,
+            self.finished_at - self.started_at,
+            len(delivered),
+            failed,
+            f" ({self.error.code})" if self.error else "",
+        )
+        self.first_delivered.set()
+        self.done.set()
+
+
+class Retriever:
+    """Starts, shares and remembers retrievals; answers frame requests from the cache."""
+
+    def __init__(
+        self,
+        cache: FrameCache,
+        pool: TranscodePool,
+        params: EncodeParams,
+        *,
+        frame_timeout: float,
+        max_part_bytes: int,
+        workers: int,
+        readahead_bytes: int = 384 * 1024**2,
+    ) -> None:
+        self.cache = cache
+        self._pool = pool
+        self._params = params
+        self._frame_timeout = frame_timeout
+        self._max_part_bytes = max_part_bytes
+        self._workers = workers
+        self._readahead_bytes = readahead_bytes
+        self._retrievals: OrderedDict[SeriesKey, SeriesRetrieval] = OrderedDict()
+
+    def ensure(
+        self,
+        upstream: DicomwebUpstream,
+        study_uid: str,
+        series_uid: str,
+        sop_uid: str | None = None,
+    ) -> SeriesRetrieval:
+        """The retrieval of this series: running, succeeded, or failed recently; else a new one."""
+        key = SeriesKey(upstream.origin, study_uid, series_uid, sop_uid)
+        current = self._retrievals.get(key)
+        if current is not None:
+            stale = (
+                current.error is not None
+                and current.finished_at is not None
+                and time.monotonic() - current.finished_at > FAILURE_COOLDOWN_S
+            )
+            if not stale:
+                self._retrievals.move_to_end(key)
+                return current
+        retrieval = SeriesRetrieval(
+            key,
+            upstream,
+            self.cache,
+            self._pool,
+            self._params,
+            max_part_bytes=self._max_part_bytes,
+            readahead_bytes=self._readahead_bytes,
+            workers=self._workers,
+        )
+        self._retrievals[key] = retrieval
+        retrieval.start()
+        while len(self._retrievals) > MAX_REMEMBERED:
+            _, oldest = self._retrievals.popitem(last=False)
+            if not oldest.finished:
+                self._retrievals[oldest.key] = oldest  # never forget a running one
+                break
+        return retrieval
+
+    def find(self, origin: str, study_uid: str, series_uid: str) -> SeriesRetrieval | None:
+        return self._retrievals.get(SeriesKey(origin, study_uid, series_uid))
+
+    async def frame(
+        self,
+        upstream: DicomwebUpstream,
+        study_uid: str,
+        series_uid: str,
+        sop_uid: str,
+        frame_number: int,
+    ) -> CachedFrame:
+        """The served frame, waiting (bounded) for it to arrive and be transcoded."""
+        key = FrameKey(upstream.origin, study_uid, series_uid, sop_uid, frame_number)
+        hit = self.cache.get(key)
+        if hit is not None:
+            return hit
+        retrieval = self.ensure(upstream, study_uid, series_uid)
+        if retrieval.finished:
+            facts = retrieval.delivered.get(sop_uid)
+            if facts is None:
+                raise retrieval_error(retrieval)
+            if frame_number > facts.n_frames:
+                raise NotFound(f"{sop_uid} has {facts.n_frames} frames")
+            # Delivered then evicted from the cache: fetch that one instance again.
+            retrieval = self.ensure(upstream, study_uid, series_uid, sop_uid)
+        else:
+            retrieval.prioritize(sop_uid)
+        try:
+            return await self.cache.wait(key, self._frame_timeout)
+        except TimeoutError as exc:
+            raise UpstreamTimeout(f"frame {key} not ready in {self._frame_timeout} s") from exc
+
+    async def aclose(self) -> None:
+        for retrieval in list(self._retrievals.values()):
+            await retrieval.cancel()
+        self._retrievals.clear()
+
+
+def retrieval_error(retrieval: SeriesRetrieval) -> ViewerError:
+    if retrieval.error is None:
+        return NotFound(f"{retrieval.key}: instance not in the series")
+    if retrieval.received:
+        return IncompleteSeries(retrieval.error.detail)
+    return retrieval.error

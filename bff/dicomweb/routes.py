@@ -1,0 +1,302 @@
+"""The DICOMweb facade OHIF talks to (``/dicomweb``), with ``imageRendering: 'wadors'``.
+
+QIDO-RS and metadata are proxied from the location's PACS and rewritten; frames come
+from the out-of-order cache fed by one series-level retrieval (DB.VI-CS.17). Every
+route first asks the one access function (:func:`bff.access.policy.allowed`); a study
+outside the grant is answered as a study that does not exist, with nothing fetched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from bff.access.policy import Resource, allowed
+from bff.dicomweb.metadata import rewrite_instance
+from bff.dicomweb.multipart import closing_delimiter, encode_part, new_boundary
+from bff.dicomweb.retrieve import Retriever
+from bff.dicomweb.upstream import DicomwebUpstream
+from bff.errors import BadRequest, NotAcceptable, NotFound
+
+log = logging.getLogger(__name__)
+
+UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+FRAMES = re.compile(r"^[1-9][0-9]{0,5}(,[1-9][0-9]{0,5}){0,255}$")
+DICOM_JSON = "application/dicom+json"
+STUDY_UID_TAG = "0020000D"
+#: How long a metadata answer waits for the first transcoded instance (for the ratio).
+RATIO_WAIT_S = 3.0
+
+
+def _uid(request: Request, name: str) -> str:
+    value = str(request.path_params[name])
+    if len(value) > 64 or not UID.match(value):
+        raise BadRequest(f"bad {name}")
+    return value
+
+
+def _upstream(request: Request) -> DicomwebUpstream:
+    """The PACS of the location this request came through (DB.VI-SO.07, .127)."""
+    locations: dict[str, DicomwebUpstream] = request.app.state.locations
+    host = (request.url.hostname or "").lower()
+    upstream = locations.get(host) or locations.get("*")
+    if upstream is None:
+        raise NotFound(f"no location for host {host!r}")
+    return upstream
+
+
+def _grant(request: Request) -> Any:
+    return request.scope.get("session_grant")
+
+
+def check_study(request: Request, study_uid: str) -> DicomwebUpstream:
+    """Ask the access function; refuse as 'not found' (no byte fetched upstream)."""
+    upstream = _upstream(request)
+    resource = Resource(location=upstream.origin, study_uid=study_uid)
+    if not allowed(_grant(request), resource, open_access=request.app.state.open_access):
+        raise NotFound(f"study outside the grant: {study_uid}")
+    return upstream
+
+
+def _json(payload: Any) -> Response:
+    return JSONResponse(payload, media_type=DICOM_JSON, headers={"Cache-Control": "no-store"})
+
+
+def _query(request: Request) -> dict[str, str]:
+    return {k: v for k, v in request.query_params.multi_items()}
+
+
+def _filter_studies(request: Request, upstream: DicomwebUpstream, rows: Iterable[Any]) -> list[Any]:
+    grant, open_access = _grant(request), request.app.state.open_access
+    kept = []
+    for row in rows:
+        study_uid = (row.get(STUDY_UID_TAG, {}).get("Value") or [""])[0]
+        if allowed(grant, Resource(upstream.origin, study_uid), open_access=open_access):
+            kept.append(row)
+    return kept
+
+
+# -- QIDO-RS -----------------------------------------------------------------------------
+
+
+async def search_studies(request: Request) -> Response:
+    """Study search, including OHIF's patient-history query by PatientID: only granted
+    studies are returned, whatever the filter."""
+    upstream = _upstream(request)
+    grant = _grant(request)
+    query = _query(request)
+    if grant is not None and "StudyInstanceUID" not in query and len(grant.study_uids) == 1:
+        # Never let a search enumerate other studies: ask the PACS for the granted one.
+        query["StudyInstanceUID"] = next(iter(grant.study_uids))
+    rows = await upstream.get_json("/studies", query)
+    return _json(_filter_studies(request, upstream, rows))
+
+
+async def search_series(request: Request) -> Response:
+    study_uid = _uid(request, "study_uid")
+    upstream = check_study(request, study_uid)
+    return _json(await upstream.get_json(f"/studies/{study_uid}/series", _query(request)))
+
+
+async def search_instances(request: Request) -> Response:
+    study_uid = _uid(request, "study_uid")
+    upstream = check_study(request, study_uid)
+    path = f"/studies/{study_uid}"
+    if "series_uid" in request.path_params:
+        path += f"/series/{_uid(request, 'series_uid')}"
+    return _json(await upstream.get_json(f"{path}/instances", _query(request)))
+
+
+# -- metadata ----------------------------------------------------------------------------
+
+
+def _dicomweb_root(request: Request) -> str:
+    return str(request.base_url).rstrip("/") + "/dicomweb"
+
+
+async def _rewrite(
+    request: Request, upstream: DicomwebUpstream, study_uid: str, rows: list[Any]
+) -> list[Any]:
+    retriever: Retriever = request.app.state.retriever
+    root = _dicomweb_root(request)
+    for row in rows:
+        series_uid = _first(row, "0020000E")
+        sop_uid = _first(row, "00080018")
+        retrieval = retriever.find(upstream.origin, study_uid, series_uid)
+        if "00020010" not in row and retrieval is not None:
+            # Some PACS (Orthanc) leave group 0002 out of the metadata: use what the
+            # retrieval saw in the files themselves.
+            stored = retrieval.stored_syntax(sop_uid)
+            if stored:
+                row["00020010"] = {"vr": "UI", "Value": [stored]}
+        rewrite_instance(
+            row,
+            instance_url=f"{root}/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}",
+            upstream_base=upstream.base_url,
+            ratio=retrieval.compression_ratio() if retrieval else None,
+        )
+    return rows
+
+
+def _first(row: dict[str, Any], tag: str) -> str:
+    return str((row.get(tag, {}).get("Value") or [""])[0])
+
+
+async def series_metadata(request: Request) -> Response:
+    """Series metadata; also the first need for the series: its retrieval starts now."""
+    study_uid = _uid(request, "study_uid")
+    series_uid = _uid(request, "series_uid")
+    upstream = check_study(request, study_uid)
+    retriever: Retriever = request.app.state.retriever
+    retrieval = retriever.ensure(upstream, study_uid, series_uid)
+    rows = await upstream.get_json(f"/studies/{study_uid}/series/{series_uid}/metadata")
+    if not rows:
+        raise NotFound("empty series")
+    # The ratio is measured, not guessed: give the first instance a moment to finish.
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(retrieval.first_delivered.wait(), RATIO_WAIT_S)
+    return _json(await _rewrite(request, upstream, study_uid, rows))
+
+
+async def instance_metadata(request: Request) -> Response:
+    study_uid = _uid(request, "study_uid")
+    series_uid = _uid(request, "series_uid")
+    sop_uid = _uid(request, "sop_uid")
+    upstream = check_study(request, study_uid)
+    path = f"/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}/metadata"
+    return _json(await _rewrite(request, upstream, study_uid, await upstream.get_json(path)))
+
+
+async def study_metadata(request: Request) -> Response:
+    study_uid = _uid(request, "study_uid")
+    upstream = check_study(request, study_uid)
+    rows = await upstream.get_json(f"/studies/{study_uid}/metadata")
+    return _json(await _rewrite(request, upstream, study_uid, rows))
+
+
+# -- frames and bulk data ----------------------------------------------------------------
+
+
+def _accepts_syntax(accept: str, transfer_syntax_uid: str) -> bool:
+    """Does the Accept header admit frames in this syntax? (absent or wildcard: yes)."""
+    if not accept or "*/*" in accept:
+        return True
+    for item in accept.split(","):
+        item = item.strip().lower()
+        if not item.startswith("multipart/related"):
+            continue
+        match = re.search(r'transfer-syntax\s*=\s*"?([0-9.*]+)"?', item)
+        if match is None or match.group(1) in ("*", transfer_syntax_uid):
+            return True
+    return False
+
+
+async def _frames_response(
+    request: Request, study_uid: str, series_uid: str, sop_uid: str, numbers: list[int]
+) -> Response:
+    upstream = check_study(request, study_uid)
+    retriever: Retriever = request.app.state.retriever
+    frames = await asyncio.gather(
+        *(retriever.frame(upstream, study_uid, series_uid, sop_uid, n) for n in numbers)
+    )
+    syntax = frames[0].transfer_syntax_uid
+    if not _accepts_syntax(request.headers.get("accept", ""), syntax):
+        raise NotAcceptable(f"client does not accept {syntax}")
+    boundary = new_boundary()
+    part_type = f"application/octet-stream; transfer-syntax={syntax}"
+    body = b"".join(encode_part(f.data, part_type, boundary) for f in frames)
+    body += closing_delimiter(boundary)
+    media_type = (
+        f'multipart/related; type="application/octet-stream"; '
+        f"transfer-syntax={syntax}; boundary={boundary}"
+    )
+    return Response(
+        body, headers={"Content-Type": media_type, "Cache-Control": "private, max-age=3600"}
+    )
+
+
+async def frames(request: Request) -> Response:
+    study_uid = _uid(request, "study_uid")
+    series_uid = _uid(request, "series_uid")
+    sop_uid = _uid(request, "sop_uid")
+    raw = str(request.path_params["frames"])
+    if not FRAMES.match(raw):
+        raise BadRequest("bad frame list")
+    numbers = [int(n) for n in raw.split(",")]
+    return await _frames_response(request, study_uid, series_uid, sop_uid, numbers)
+
+
+async def bulk(request: Request) -> Response:
+    """Bulk data: pixel data as the BFF serves it; other bulk values from the PACS."""
+    study_uid = _uid(request, "study_uid")
+    series_uid = _uid(request, "series_uid")
+    sop_uid = _uid(request, "sop_uid")
+    tag_path = str(request.path_params["tag_path"]).lower()
+    if not re.fullmatch(r"[0-9a-f]{8}(/[0-9]{1,4}/[0-9a-f]{8}){0,8}", tag_path):
+        raise BadRequest("bad bulk data path")
+    if tag_path == "7fe00010":
+        retriever: Retriever = request.app.state.retriever
+        upstream = check_study(request, study_uid)
+        first = await retriever.frame(upstream, study_uid, series_uid, sop_uid, 1)
+        retrieval = retriever.find(upstream.origin, study_uid, series_uid)
+        facts = retrieval.delivered.get(sop_uid) if retrieval else None
+        count = facts.n_frames if facts else 1
+        del first
+        return await _frames_response(
+            request, study_uid, series_uid, sop_uid, list(range(1, count + 1))
+        )
+    upstream = check_study(request, study_uid)
+    path = f"/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}/bulk/{tag_path}"
+    content_type, body = await upstream.get_bytes(
+        path, request.headers.get("accept", "*/*") or "*/*"
+    )
+    return Response(body, media_type=content_type, headers={"Cache-Control": "private"})
+
+
+async def thumbnail(request: Request) -> Response:
+    """A small rendered JPEG from the PACS (DB.VI-CS.16); series form uses its middle image."""
+    study_uid = _uid(request, "study_uid")
+    series_uid = _uid(request, "series_uid")
+    upstream = check_study(request, study_uid)
+    if "sop_uid" in request.path_params:
+        sop_uid = _uid(request, "sop_uid")
+    else:
+        rows = await upstream.get_json(
+            f"/studies/{study_uid}/series/{series_uid}/instances",
+        )
+        if not rows:
+            raise NotFound("empty series")
+        rows.sort(key=lambda r: (r.get("00200013", {}).get("Value") or [0])[0] or 0)
+        sop_uid = (rows[len(rows) // 2].get("00080018", {}).get("Value") or [""])[0]
+    path = f"/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}/rendered"
+    content_type, body = await upstream.get_bytes(path, "image/jpeg", {"viewport": "128,128"})
+    return Response(
+        body, media_type=content_type, headers={"Cache-Control": "private, max-age=3600"}
+    )
+
+
+def dicomweb_routes() -> list[BaseRoute]:
+    study = "/dicomweb/studies/{study_uid}"
+    series = study + "/series/{series_uid}"
+    instance = series + "/instances/{sop_uid}"
+    return [
+        Route("/dicomweb/studies", search_studies),
+        Route(study + "/metadata", study_metadata),
+        Route(study + "/series", search_series),
+        Route(study + "/instances", search_instances),
+        Route(series + "/metadata", series_metadata),
+        Route(series + "/instances", search_instances),
+        Route(series + "/thumbnail", thumbnail),
+        Route(instance + "/metadata", instance_metadata),
+        Route(instance + "/thumbnail", thumbnail),
+        Route(instance + "/frames/{frames}", frames),
+        Route(instance + "/bulk/{tag_path:path}", bulk),
+    ]

@@ -1,0 +1,144 @@
+"""Client for an upstream DICOMweb server (the PACS behind a location).
+
+httpx failures are translated into :mod:`bff.errors` here, once, at the seam, both
+around the request and inside the streamed body (STYLE.md point 5).
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+
+from bff.errors import (
+    NotFound,
+    UpstreamError,
+    UpstreamProtocolError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+    ViewerError,
+)
+
+log = logging.getLogger(__name__)
+
+DICOM_JSON = "application/dicom+json"
+#: What a series retrieval asks for: the stored syntax as-is, no transcoding upstream.
+SERIES_ACCEPT = 'multipart/related; type="application/dicom"; transfer-syntax=*'
+
+
+def _auth_headers(auth: str) -> dict[str, str]:
+    if not auth:
+        return {}
+    if auth.lower().startswith("bearer "):
+        return {"Authorization": auth}
+    token = base64.b64encode(auth.encode("utf-8")).decode("ascii")
+    return {"Authorization": f"Basic {token}"}
+
+
+def translate(exc: httpx.HTTPError, what: str) -> ViewerError:
+    """Map an httpx failure to our error tree (the message never carries raw details)."""
+    if isinstance(exc, httpx.TimeoutException):
+        return UpstreamTimeout(f"{what}: {type(exc).__name__}")
+    if isinstance(exc, httpx.ConnectError):
+        return UpstreamUnavailable(f"{what}: {exc}")
+    if isinstance(exc, httpx.RemoteProtocolError | httpx.DecodingError):
+        return UpstreamProtocolError(f"{what}: {exc}")
+    return UpstreamUnavailable(f"{what}: {type(exc).__name__}: {exc}")
+
+
+def check_status(response: httpx.Response, what: str) -> None:
+    if response.status_code == 404:
+        raise NotFound(f"{what}: upstream 404")
+    if response.status_code >= 400:
+        raise UpstreamError(f"{what}: upstream HTTP {response.status_code}")
+
+
+class DicomwebUpstream:
+    """One upstream DICOMweb service. ``origin`` names it in cache keys and logs."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        origin: str,
+        auth: str = "",
+        connect_timeout: float = 5.0,
+        read_timeout: float = 60.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.origin = origin
+        timeout = httpx.Timeout(read_timeout, connect=connect_timeout)
+        self._client = httpx.AsyncClient(
+            base_url=self.base_url,
+            headers=_auth_headers(auth),
+            timeout=timeout,
+            transport=transport,
+            limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def _get(
+        self, path: str, accept: str, params: Mapping[str, str] | None
+    ) -> httpx.Response:
+        what = f"GET {path}"
+        try:
+            response = await self._client.get(
+                path, params=dict(params or {}), headers={"Accept": accept}
+            )
+        except httpx.HTTPError as exc:
+            raise translate(exc, what) from exc
+        check_status(response, what)
+        return response
+
+    async def get_json(self, path: str, params: Mapping[str, str] | None = None) -> Any:
+        """GET a DICOM JSON answer; 204 (no match) is an empty list."""
+        response = await self._get(path, DICOM_JSON, params)
+        if response.status_code == 204 or not response.content:
+            return []
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise UpstreamProtocolError(f"GET {path}: invalid JSON") from exc
+
+    async def get_bytes(
+        self, path: str, accept: str, params: Mapping[str, str] | None = None
+    ) -> tuple[str, bytes]:
+        """GET a small binary answer (thumbnail, bulk data); returns (content type, body)."""
+        response = await self._get(path, accept, params)
+        return response.headers.get("content-type", "application/octet-stream"), response.content
+
+    @asynccontextmanager
+    async def stream(
+        self, path: str, accept: str
+    ) -> AsyncIterator[tuple[str, AsyncIterator[bytes]]]:
+        """Stream a (multipart) answer; yields its content type and a byte iterator.
+
+        Errors while reading the body are translated too; leaving the block closes the
+        upstream response (so a client going away stops the retrieval).
+        """
+        what = f"GET {path}"
+        request = self._client.build_request("GET", path, headers={"Accept": accept})
+        try:
+            response = await self._client.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            raise translate(exc, what) from exc
+        try:
+            check_status(response, what)
+
+            async def body() -> AsyncIterator[bytes]:
+                try:
+                    async for chunk in response.aiter_raw():
+                        yield chunk
+                except httpx.HTTPError as exc:
+                    raise translate(exc, what) from exc
+
+            yield response.headers.get("content-type", ""), body()
+        finally:
+            await response.aclose()

@@ -1,0 +1,23 @@
+"""Transcoding of PACS instances into the frames the BFF serves (HTJ2K lossy by default).
+
+Modules: :mod:`.model` (value objects, syntax tables), :mod:`.pixels` (frame layout),
+:mod:`.decoders` (one module per backend) and :mod:`.registry` (their order),
+:mod:`.encoder` (HTJ2K), :mod:`.instance` (the per-instance decision), :mod:`.pool`
+(the only module that knows about processes). See docs/transcoding.md.
+"""
+
+from bff.transcode.encoder import decode_served_frame
+from bff.transcode.instance import transcode_instance
+from bff.transcode.model import HTJ2K_LOSSY, EncodeParams, TranscodedInstance
+from bff.transcode.pool import TranscodePool
+from bff.transcode.registry import NoDecoder
+
+__all__ = [
+    "HTJ2K_LOSSY",
+    "EncodeParams",
+    "NoDecoder",
+    "TranscodePool",
+    "TranscodedInstance",
+    "decode_served_frame",
+    "transcode_instance",
+]

@@ -1,0 +1,105 @@
+"""HTJ2K encoding of decoded frames (imagecodecs / OpenJPH) and decoding of served frames.
+
+OpenJPH has no rate control: ``level`` is the irreversible quantization step as a fraction
+of the codestream's full range (2**bits, bits = 8 * itemsize: imagecodecs always writes
+8, 16 or 32-bit components). We turn a step in pixel units into that fraction, so a
+quality means the same error whatever the container: constant quality, variable size.
+
+- CT (HU known through the rescale): the step is a fixed number of HU
+  (:data:`CT_STEP_HU`), calibrated on a noisy CT phantom (docs/transcoding.md).
+- Anything else (MR, CR/DX, US, XA...): the step is a fraction of the frame's value range
+  (:data:`RELATIVE_STEP`), chosen to match the CT steps on a ~3000 HU range.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from bff.transcode.model import (
+    EXPLICIT_VR_LE,
+    HTJ2K_LOSSLESS,
+    HTJ2K_LOSSLESS_RPCL,
+    HTJ2K_LOSSY,
+    JPEG2000,
+    JPEG2000_LOSSLESS,
+    JPEG_BASELINE,
+    JPEG_EXTENDED,
+    JPEG_LOSSLESS,
+    JPEG_LOSSLESS_SV1,
+    JPEGLS_LOSSLESS,
+    JPEGLS_NEAR_LOSSLESS,
+)
+
+# Quantization step of the lowest band, in HU (calibrated: docs/transcoding.md).
+CT_STEP_HU: dict[str, float] = {"high": 8.0, "balanced": 20.0, "small": 40.0}
+# Same steps for images without HU, as a fraction of the frame's (max - min).
+RELATIVE_STEP: dict[str, float] = {q: step / 3000.0 for q, step in CT_STEP_HU.items()}
+# Wavelet decompositions (OpenJPH default 5; see docs/transcoding.md for 5 vs fewer).
+DECOMPOSITIONS = 5
+
+
+def quantization_step(quality: str, frame: NDArray[Any], hu_per_unit: float | None) -> float:
+    """Step in stored pixel units for ``quality``; ``hu_per_unit`` = |RescaleSlope| for CT."""
+    if hu_per_unit:
+        return CT_STEP_HU[quality] / hu_per_unit
+    value_range = float(frame.max()) - float(frame.min()) if frame.size else 0.0
+    return max(RELATIVE_STEP[quality] * value_range, 0.5)
+
+
+def encode_htj2k_lossy(frame: NDArray[Any], step: float) -> bytes:
+    """Irreversible 9/7 HTJ2K; 3-sample frames get the ICT (served as YBR_ICT)."""
+    import imagecodecs
+
+    full_range = float(2 ** (8 * frame.dtype.itemsize))
+    return bytes(
+        imagecodecs.htj2k_encode(
+            frame,
+            level=step / full_range,
+            reversible=False,
+            resolutions=DECOMPOSITIONS,
+            rgb=frame.ndim == 3,
+        )
+    )
+
+
+def encode_htj2k_lossless(frame: NDArray[Any]) -> bytes:
+    """Reversible 5/3 HTJ2K without colour transform (for palette indices)."""
+    import imagecodecs
+
+    return bytes(
+        imagecodecs.htj2k_encode(frame, reversible=True, resolutions=DECOMPOSITIONS, rgb=False)
+    )
+
+
+_SELF_DESCRIBING = {
+    HTJ2K_LOSSY: "htj2k_decode",
+    HTJ2K_LOSSLESS: "htj2k_decode",
+    HTJ2K_LOSSLESS_RPCL: "htj2k_decode",
+    JPEG2000: "jpeg2k_decode",
+    JPEG2000_LOSSLESS: "jpeg2k_decode",
+    JPEG_BASELINE: "jpeg8_decode",
+    JPEG_EXTENDED: "jpeg8_decode",
+    JPEG_LOSSLESS: "jpeg8_decode",
+    JPEG_LOSSLESS_SV1: "jpeg8_decode",
+    JPEGLS_LOSSLESS: "jpegls_decode",
+    JPEGLS_NEAR_LOSSLESS: "jpegls_decode",
+}
+
+
+def decode_served_frame(frame: bytes, transfer_syntax_uid: str) -> NDArray[Any]:
+    """Decode a served (compressed) frame back to pixels, as the library gives them.
+
+    For tests and the bench. Native frames (1.2.1) carry no shape: use numpy with the
+    instance's Rows/Columns instead.
+    """
+    import imagecodecs
+
+    name = _SELF_DESCRIBING.get(transfer_syntax_uid)
+    if name is None:
+        what = "native frames need Rows/Columns" if transfer_syntax_uid == EXPLICIT_VR_LE else ""
+        raise ValueError(f"cannot decode a {transfer_syntax_uid} frame alone {what}".strip())
+    result: NDArray[Any] = np.asarray(getattr(imagecodecs, name)(frame))
+    return result

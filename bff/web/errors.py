@@ -1,0 +1,103 @@
+"""The one place where errors become responses (STYLE.md point 4).
+
+JSON ``{"code", "message"}`` for DICOMweb and API callers (OHIF, machines), a French HTML
+page for people. The message is one of our fixed French sentences; raw input and
+exception details never reach the body (details go to the log).
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+
+from bff.errors import ViewerError
+
+log = logging.getLogger(__name__)
+
+PAGE = """<!doctype html>
+<html lang="fr">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title} – Visionneuse DRIMbox</title>
+<style>
+body {{ font-family: system-ui, sans-serif; background: #0b1220; color: #e6edf7;
+       display: flex; min-height: 100vh; align-items: center; justify-content: center; margin: 0; }}
+main {{ max-width: 36rem; padding: 2rem; background: #14203a; border-radius: 12px; }}
+h1 {{ font-size: 1.4rem; margin-top: 0; }}
+.code {{ color: #9fb3d1; font-size: .9rem; }}
+</style>
+</head>
+<body>
+<main role="alert">
+<h1>{title}</h1>
+<p>{message}</p>
+<p class="code">Code d'erreur : {code}</p>
+</main>
+</body>
+</html>
+"""
+
+TITLES = {
+    400: "Demande invalide",
+    401: "Authentification requise",
+    403: "Accès refusé",
+    404: "Introuvable",
+    406: "Format non disponible",
+    502: "Serveur d'images indisponible",
+    503: "Service indisponible",
+    504: "Délai dépassé",
+}
+
+
+def wants_json(request: Request) -> bool:
+    path = request.url.path
+    if path.startswith(("/dicomweb/", "/api/")) or path == "/dicomweb":
+        return True
+    accept = request.headers.get("accept", "")
+    return "json" in accept and "text/html" not in accept
+
+
+def render_error(request: Request, status: int, code: str, message: str) -> Response:
+    headers = {"Cache-Control": "no-store", "X-Error-Code": code}
+    if wants_json(request):
+        return JSONResponse({"code": code, "message": message}, status, headers=headers)
+    title = TITLES.get(status, "Erreur")
+    body = PAGE.format(
+        title=html.escape(title), message=html.escape(message), code=html.escape(code)
+    )
+    return HTMLResponse(body, status, headers=headers)
+
+
+async def viewer_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ViewerError)
+    level = logging.WARNING if exc.status >= 500 else logging.INFO
+    log.log(
+        level,
+        "%s %s -> %s %s: %s",
+        request.method,
+        request.url.path,
+        exc.status,
+        exc.code,
+        exc.detail,
+    )
+    return render_error(request, exc.status, exc.code, exc.message)
+
+
+async def unexpected_error(request: Request, exc: Exception) -> Response:
+    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    return render_error(request, 500, ViewerError.code, ViewerError.message)
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own HTTP errors (unknown route, wrong method) in our format."""
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 405:
+        return render_error(request, 405, "E405", "Cette opération n'est pas permise.")
+    if exc.status_code == 404:
+        return render_error(request, 404, "E404", "L'élément demandé est introuvable.")
+    return render_error(request, exc.status_code, f"E{exc.status_code}", "La demande est invalide.")

@@ -1,0 +1,296 @@
+"""Serving the stock OHIF build at the origin root, plus our ``/app-config.js``.
+
+OHIF's ``index.html`` hard-codes ``/app-config.js`` and its bundles at ``/``, and OHIF is a
+single-page app: any route it owns (``/viewer``, ``/segmentation``...) must answer
+``index.html``. These routes are mounted LAST, after ``/dicomweb`` and ``/api``.
+
+Caching (file names as shipped by ``@ohif/app`` 3.13.2, see scripts/fetch-ohif):
+
+* content-hashed names (``app.bundle.0f6159c501addfe9.js``, ``89.bundle.<16 hex>.js``,
+  ``<16 hex>.wasm``, ``<16 hex>.woff2``) never change: one year, ``immutable``;
+* ``index.html`` and ``/app-config.js``: ``no-cache`` (revalidated on every load, so a
+  new OHIF build or a new configuration is picked up at once);
+* anything else (``1602.css``, ``ort/*.wasm``, icons...): a short ``max-age`` plus ETag.
+
+Pre-compressed siblings (``<file>.br`` / ``<file>.gz``, written by scripts/fetch-ohif) are
+served when the browser accepts them; other text-like answers are gzipped on the fly by
+:func:`compression_middleware`, which never touches multipart/related frames (already
+compressed pixel data) nor images.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import os
+import re
+from pathlib import Path, PurePosixPath
+
+from starlette.datastructures import Headers
+from starlette.middleware import Middleware
+from starlette.middleware.gzip import GZipMiddleware, GZipResponder
+from starlette.requests import Request
+from starlette.responses import FileResponse, HTMLResponse, Response
+from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from bff.errors import NotFound, ViewerError
+from bff.settings import Settings
+from bff.web.errors import render_error
+
+CACHE_IMMUTABLE = "public, max-age=31536000, immutable"
+CACHE_SHORT = "public, max-age=300"
+CACHE_NO_CACHE = "no-cache"
+
+# Path prefixes owned by the API: an unknown path below them is a 404, never index.html.
+API_PREFIXES = ("/dicomweb", "/api")
+
+# A content hash right before the extension: ``app.bundle.0f6159c501addfe9.js``,
+# ``0ddf166f7a343eda.wasm``, ``a34f9d1faa5f3315.woff2`` (rspack's [contenthash:16]).
+_HASHED_NAME = re.compile(r"(?:^|\.)[0-9a-f]{16,}\.[A-Za-z0-9]+$")
+# The last path segment has an extension: "looks like a file" (so no SPA fallback).
+_FILE_LIKE = re.compile(r"\.[A-Za-z0-9]{1,8}$")
+
+_MEDIA_TYPES = {
+    ".js": "text/javascript; charset=utf-8",
+    ".mjs": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".html": "text/html; charset=utf-8",
+    ".json": "application/json",
+    ".jsonc": "application/json",
+    ".map": "application/json",
+    ".webapp": "application/x-web-app-manifest+json",
+    ".wasm": "application/wasm",
+    ".svg": "image/svg+xml",
+    ".woff2": "font/woff2",
+    ".woff": "font/woff",
+    ".ico": "image/x-icon",
+    ".png": "image/png",
+    ".xml": "application/xml",
+}
+
+# Pre-compressed siblings, best first.
+_PRECOMPRESSED = (("br", ".br"), ("gzip", ".gz"))
+
+_MISSING_DIST_PAGE = """<!doctype html>
+<html lang="fr"><head><meta charset="utf-8"><title>Visionneuse indisponible</title></head>
+<body>
+<h1>Visionneuse indisponible</h1>
+<p>Les fichiers de la visionneuse (OHIF) ne sont pas installés sur ce serveur.</p>
+<p>Administrateur : exécutez <code>scripts/fetch-ohif</code> depuis la racine du projet,
+puis rechargez cette page.</p>
+</body></html>
+"""
+
+
+def static_routes(settings: Settings) -> list[BaseRoute]:
+    """Routes serving ``/app-config.js`` and the OHIF build; mount them after the API."""
+    dist = settings.ohif_dist
+    app_config = settings.ohif_config / "app-config.js"
+
+    async def serve_app_config(request: Request) -> Response:
+        if not app_config.is_file():
+            return render_error(
+                request, 503, ViewerError.code, "La configuration de la visionneuse est absente."
+            )
+        return _file_response(request, app_config, CACHE_NO_CACHE, ".js")
+
+    async def serve_dist(request: Request) -> Response:
+        return _serve_dist(request, dist, request.path_params["path"])
+
+    return [
+        Route("/app-config.js", serve_app_config, methods=["GET", "HEAD"]),
+        Route("/{path:path}", serve_dist, methods=["GET", "HEAD"]),
+    ]
+
+
+def _serve_dist(request: Request, dist: Path, raw_path: str) -> Response:
+    url_path = "/" + raw_path
+    if _is_api_path(url_path):
+        return _not_found(request)
+    index = dist / "index.html"
+    if not index.is_file():
+        return HTMLResponse(
+            _MISSING_DIST_PAGE,
+            status_code=503,
+            headers={"Cache-Control": "no-store", "Retry-After": "60"},
+        )
+    relative = _safe_relative(raw_path)
+    if relative is None:
+        return _not_found(request)
+    if relative.parts:
+        candidate = _inside(dist, dist.joinpath(*relative.parts))
+        if candidate is not None and candidate.is_file():
+            name = candidate.name
+            if name == "index.html":
+                cache = CACHE_NO_CACHE
+            elif _HASHED_NAME.search(name):
+                cache = CACHE_IMMUTABLE
+            else:
+                cache = CACHE_SHORT
+            return _file_response(request, candidate, cache, candidate.suffix.lower())
+        if _FILE_LIKE.search(relative.name):
+            return _not_found(request)
+    # SPA fallback: OHIF's router owns every other path (/viewer, /segmentation...).
+    return _file_response(request, index, CACHE_NO_CACHE, ".html")
+
+
+def _is_api_path(url_path: str) -> bool:
+    return any(url_path == p or url_path.startswith(p + "/") for p in API_PREFIXES)
+
+
+def _safe_relative(raw_path: str) -> PurePosixPath | None:
+    """The request path as a relative path, or None if it tries to leave the root.
+
+    ``raw_path`` is already percent-decoded by the server, so ``%2e%2e`` arrives as ``..``.
+    Dot segments, hidden files (``.ohif-integrity``), backslashes and NULs are refused.
+    """
+    if "\\" in raw_path or "\x00" in raw_path:
+        return None
+    parts = [p for p in raw_path.split("/") if p]
+    if any(p.startswith(".") for p in parts):
+        return None
+    return PurePosixPath(*parts)
+
+
+def _inside(root: Path, candidate: Path) -> Path | None:
+    """``candidate`` with symlinks resolved, if it stays below ``root``."""
+    try:
+        resolved = candidate.resolve()
+        root_resolved = root.resolve()
+    except (OSError, RuntimeError):
+        return None
+    return resolved if resolved.is_relative_to(root_resolved) else None
+
+
+def _media_type(suffix: str) -> str:
+    if suffix in _MEDIA_TYPES:
+        return _MEDIA_TYPES[suffix]
+    guessed, _ = mimetypes.guess_type("x" + suffix)
+    return guessed or "application/octet-stream"
+
+
+def _accepted_encodings(request: Request) -> set[str]:
+    accepted: set[str] = set()
+    for item in request.headers.get("accept-encoding", "").split(","):
+        token, _, params = item.partition(";")
+        token = token.strip().lower()
+        q = params.strip().lower()
+        if token and not (q.startswith("q=") and _is_zero(q[2:])):
+            accepted.add(token)
+    return accepted
+
+
+def _is_zero(value: str) -> bool:
+    try:
+        return float(value) == 0.0
+    except ValueError:
+        return False
+
+
+def _file_response(request: Request, path: Path, cache_control: str, suffix: str) -> Response:
+    media_type = _media_type(suffix)
+    headers = {"Cache-Control": cache_control, "X-Content-Type-Options": "nosniff"}
+    served = path
+    accepted = _accepted_encodings(request)
+    for encoding, extension in _PRECOMPRESSED:
+        sibling = path.with_name(path.name + extension)
+        if encoding in accepted and sibling.is_file():
+            served = sibling
+            headers["Content-Encoding"] = encoding
+            break
+    if served is not path or _compressible(media_type):
+        headers["Vary"] = "Accept-Encoding"
+    try:
+        stat = os.stat(served)
+    except OSError:
+        return _not_found(request)
+    response = FileResponse(served, stat_result=stat, media_type=media_type, headers=headers)
+    etag = response.headers.get("etag")
+    if etag and _etag_matches(request.headers.get("if-none-match", ""), etag):
+        kept = {k: v for k, v in response.headers.items() if k.lower() in _NOT_MODIFIED_KEEP}
+        return Response(status_code=304, headers=kept)
+    return response
+
+
+_NOT_MODIFIED_KEEP = frozenset({"cache-control", "etag", "vary", "last-modified"})
+
+
+def _etag_matches(if_none_match: str, etag: str) -> bool:
+    if not if_none_match:
+        return False
+    wanted = etag.removeprefix("W/")
+    tags = {t.strip().removeprefix("W/") for t in if_none_match.split(",")}
+    return "*" in tags or wanted in tags
+
+
+def _not_found(request: Request) -> Response:
+    # Rendered here rather than raised: these routes must also work in apps that did not
+    # install the exception handlers (the e2e shell server).
+    return render_error(request, NotFound.status, NotFound.code, NotFound.message)
+
+
+# --- compression ------------------------------------------------------------------------
+
+_COMPRESSIBLE_EXACT = frozenset(
+    {
+        "application/javascript",
+        "application/json",
+        "application/manifest+json",
+        "application/wasm",
+        "application/x-web-app-manifest+json",
+        "application/xml",
+        "image/svg+xml",
+    }
+)
+
+
+def _compressible(content_type: str) -> bool:
+    """Allow-list: text, JS, JSON (incl. ``application/dicom+json``), SVG, XML, WASM.
+
+    Everything else is passed through untouched: ``multipart/related`` frames (HTJ2K is
+    already compressed, and cornerstone's stream reader compares the bytes it reads with
+    ``Content-Length``), images, fonts, ``application/dicom``, octet streams.
+    """
+    media_type = content_type.partition(";")[0].strip().lower()
+    if media_type.startswith("text/"):
+        return media_type != "text/event-stream"
+    return (
+        media_type in _COMPRESSIBLE_EXACT
+        or media_type.endswith("+json")
+        or media_type.endswith("+xml")
+    )
+
+
+class _SelectiveGZipResponder(GZipResponder):
+    """starlette's GZipResponder, bypassed entirely for non-compressible responses."""
+
+    def __init__(self, app: ASGIApp, minimum_size: int, compresslevel: int) -> None:
+        super().__init__(app, minimum_size, compresslevel=compresslevel)
+        self._passthrough = False
+
+    async def send_with_compression(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = Headers(raw=message.get("headers", []))
+            self._passthrough = "content-encoding" in headers or not _compressible(
+                headers.get("content-type", "")
+            )
+        if self._passthrough:
+            await self.send(message)
+            return
+        await super().send_with_compression(message)
+
+
+class SelectiveGZipMiddleware(GZipMiddleware):
+    """GZip only text-like answers (see :func:`_compressible`); never multipart frames."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or "gzip" not in Headers(scope=scope).get("accept-encoding", ""):
+            await self.app(scope, receive, send)
+            return
+        responder = _SelectiveGZipResponder(self.app, self.minimum_size, self.compresslevel)
+        await responder(scope, receive, send)
+
+
+def compression_middleware() -> Middleware:
+    """On-the-fly gzip for text-like answers of 1 KiB or more (level 6: cheap on 2 cores)."""
+    return Middleware(SelectiveGZipMiddleware, minimum_size=1024, compresslevel=6)

@@ -1,0 +1,118 @@
+/** @type {AppTypes.Config} */
+// drimbox-viewer: configuration of the STOCK OHIF 3.13.2 build (npm @ohif/app, never
+// rebuilt). Served by the BFF at /app-config.js with Cache-Control: no-cache; index.html
+// loads it as a classic synchronous script BEFORE the deferred app bundle, so what runs
+// here runs before OHIF's i18n and services start.
+//
+// Option names were checked against the shipped dist (ohif-dist/app.bundle.*.js and
+// 89.bundle.*.js); see the notes next to each option.
+(function () {
+  'use strict';
+
+  // --- French by default ---------------------------------------------------------------
+  // OHIF's i18next-browser-languagedetector runs at app-bundle load with
+  //   order: querystring (?lng=), cookie 'i18next', localStorage 'i18nextLng', navigator...
+  //   caches: localStorage + cookie
+  // and DEFAULT_LANGUAGE = 'en-US' is hard-coded (no config option for a default language).
+  // So: when the user has never chosen a language (no 'i18nextLng' in localStorage and no
+  // 'i18next' cookie), store 'fr' where the detector looks. ?lng=xx and an explicit choice
+  // in OHIF's preferences still win.
+  var LANGUAGE = 'fr';
+  try {
+    var hasCookie = /(?:^|;\s*)i18next=/.test(document.cookie);
+    if (!hasCookie && !window.localStorage.getItem('i18nextLng')) {
+      window.localStorage.setItem('i18nextLng', LANGUAGE);
+    }
+  } catch (e) {
+    // localStorage unavailable (privacy mode): fall back to the detector's cookie.
+    if (!/(?:^|;\s*)i18next=/.test(document.cookie)) {
+      document.cookie = 'i18next=' + LANGUAGE + '; path=/; SameSite=Strict';
+    }
+  }
+
+  // Same-origin DICOMweb facade of the BFF (cookies are sent with no extra config).
+  var DICOMWEB_ROOT = window.location.origin + '/dicomweb';
+
+  // Frames are asked for as lossy HTJ2K (1.2.840.10008.1.2.4.203). OHIF uses this array
+  // verbatim as the Accept header of every /frames/N request (XHR and streaming fetch):
+  // generateAcceptHeader() returns a non-empty configured acceptHeader unchanged, and
+  // requestTransferSyntaxUID cannot express HTJ2K (its typeForTS table stops at 4.93).
+  // Written unquoted, matching omitQuotationForMultipartRequest (which only affects the
+  // generated header).
+  var FRAME_ACCEPT =
+    'multipart/related; type=application/octet-stream; transfer-syntax=1.2.840.10008.1.2.4.203';
+
+  window.config = {
+    name: 'drimbox-viewer',
+    routerBasename: '/',
+
+    // --- Branding / white-labeling hook (a later issue does the real branding) ---------
+    // OHIF reads whiteLabeling.createLogoComponentFn(React) for the header logo.
+    // whiteLabeling: {
+    //   createLogoComponentFn: function (React) { return React.createElement(...); },
+    // },
+    // -------------------------------------------------------------------------------------
+
+    // Extensions and modes are compiled into the stock build (as in its default
+    // app-config.js, which also leaves these lists empty).
+    extensions: [],
+    modes: [],
+    customizationService: {},
+
+    // A viewer opens the study named in the URL; there is no worklist.
+    showStudyList: false,
+    // Decoding workers: OHIF uses min(max(hardwareConcurrency - 1, 1), this), i.e. one
+    // worker on a 2-core client, two from 3 cores up; the rest of the CPU stays free for
+    // rendering and the main thread.
+    maxNumberOfWebWorkers: 2,
+    showWarningMessageForCrossOrigin: false,
+    showCPUFallbackMessage: true,
+    showLoadingIndicator: true,
+    strictZSpacingForVolumeViewport: true,
+    // InvestigationalUseDialog: option 'never' | 'always' | 'configure' (+ days).
+    investigationalUseDialog: { option: 'never' },
+    maxNumRequests: {
+      interaction: 100,
+      thumbnail: 5,
+      prefetch: 25,
+    },
+    // StudyPrefetcherService configuration (appConfig.studyPrefetcher): fetch the frames
+    // of the displayed series and of the next ones, closest first.
+    studyPrefetcher: {
+      enabled: true,
+      displaySetsCount: 2,
+      maxNumPrefetchRequests: 10,
+      order: 'closest', // 'closest' | 'downward' | 'upward'
+    },
+    showErrorDetails: 'production',
+
+    defaultDataSourceName: 'dicomweb',
+    dataSources: [
+      {
+        namespace: '@ohif/extension-default.dataSourcesModule.dicomweb',
+        sourceName: 'dicomweb',
+        configuration: {
+          friendlyName: 'DRIMbox',
+          name: 'drimbox',
+          wadoUriRoot: DICOMWEB_ROOT,
+          qidoRoot: DICOMWEB_ROOT,
+          wadoRoot: DICOMWEB_ROOT,
+          qidoSupportsIncludeField: false,
+          imageRendering: 'wadors',
+          thumbnailRendering: 'wadors',
+          enableStudyLazyLoad: true,
+          supportsFuzzyMatching: false,
+          supportsWildcard: false,
+          staticWado: false,
+          bulkDataURI: { enabled: true },
+          omitQuotationForMultipartRequest: true,
+          acceptHeader: [FRAME_ACCEPT],
+        },
+      },
+    ],
+
+    // --- Error hook (a later issue maps HTTP statuses to French messages) --------------
+    // httpErrorHandler: function (error) { ... error.status ... },
+    // -------------------------------------------------------------------------------------
+  };
+})();

@@ -1,0 +1,95 @@
+"""The stock OHIF build boots from our static routes, in French, talking only to us.
+
+Serves ONLY bff.web.static (no DICOMweb: the study query fails and OHIF shows its
+not-found page, which is fine here) on a real uvicorn server, then drives Chromium.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import uvicorn
+from starlette.applications import Starlette
+
+from bff.settings import PROJECT_ROOT, Settings
+from bff.web.static import compression_middleware, static_routes
+
+pytestmark = pytest.mark.e2e
+
+OHIF_DIST = PROJECT_ROOT / "ohif-dist"
+OHIF_CONFIG = PROJECT_ROOT / "ohif-config"
+# From OHIF's bundled French locale (i18n/src/locales/fr/Onboarding.json): the title of
+# the first step of the onboarding tour the viewer layout shows on a first visit.
+FRENCH_TEXT = "Défilement des images"
+ENGLISH_TEXT = "Scrolling Through Images"
+
+
+@pytest.fixture(scope="module")
+def shell_url() -> Iterator[str]:
+    if not (OHIF_DIST / "index.html").is_file():
+        pytest.skip("ohif-dist/ is missing: run scripts/fetch-ohif")
+    settings = Settings.from_env(ohif_dist=OHIF_DIST, ohif_config=OHIF_CONFIG)
+    app = Starlette(routes=static_routes(settings), middleware=[compression_middleware()])
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+def test_ohif_boots_in_french_from_our_origin_only(shell_url: str, context: Any, page: Any) -> None:
+    requests: list[str] = []
+    context.on("request", lambda r: requests.append(r.url))
+    origin = urlsplit(shell_url)
+
+    page.goto(f"{shell_url}/viewer?StudyInstanceUIDs=1.2.3", wait_until="domcontentloaded")
+
+    # OHIF's React root renders (boot takes a few seconds on 2 cores).
+    page.wait_for_function(
+        "() => { const r = document.getElementById('root'); return r && r.children.length > 0 }",
+        timeout=30_000,
+    )
+    # The UI speaks French although the browser's locale is en-US and no ?lng= was given.
+    page.get_by_text(FRENCH_TEXT).first.wait_for(state="visible", timeout=30_000)
+    assert page.get_by_text(ENGLISH_TEXT).count() == 0
+    assert page.evaluate("() => localStorage.getItem('i18nextLng')") == "fr"
+
+    # Our configuration was the one loaded (not the stock one), and OHIF used it: its
+    # first DICOMweb query goes to the same-origin facade.
+    assert page.evaluate("() => window.config.name") == "drimbox-viewer"
+    assert any(urlsplit(u).path.startswith("/dicomweb/studies") for u in requests), requests
+
+    # Nothing but our origin was contacted (no CDN, fonts, analytics, service worker).
+    foreign = [
+        u
+        for u in requests
+        if urlsplit(u).scheme not in {"data", "blob"}
+        and (urlsplit(u).scheme, urlsplit(u).netloc) != (origin.scheme, origin.netloc)
+    ]
+    assert foreign == [], foreign
+
+
+def test_language_chosen_by_the_user_is_kept(shell_url: str, page: Any) -> None:
+    """``?lng=`` (and a stored choice) still wins over our French default."""
+    page.goto(f"{shell_url}/viewer?StudyInstanceUIDs=1.2.3&lng=en-US")
+    page.get_by_text(ENGLISH_TEXT).first.wait_for(state="visible", timeout=30_000)
+    assert page.get_by_text(FRENCH_TEXT).count() == 0
+    assert page.evaluate("() => localStorage.getItem('i18nextLng')") == "en-US"
