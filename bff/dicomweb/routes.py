@@ -277,7 +277,7 @@ async def thumbnail(request: Request) -> Response:
         rows.sort(key=lambda r: (r.get("00200013", {}).get("Value") or [0])[0] or 0)
         sop_uid = (rows[len(rows) // 2].get("00080018", {}).get("Value") or [""])[0]
     path = f"/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}/rendered"
-    content_type, body = await upstream.get_bytes(path, "image/jpeg", {"viewport": "128,128"})
+    content_type, body = await upstream.get_bytes(path + "?viewport=128,128", "image/jpeg")
     return Response(
         body, media_type=content_type, headers={"Cache-Control": "private, max-age=3600"}
     )

@@ -6,19 +6,16 @@ not-found page, which is fine here) on a real uvicorn server, then drives Chromi
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 
 from bff.settings import PROJECT_ROOT, Settings
 from bff.web.static import compression_middleware, static_routes
+from tests.servers import live_server
 
 pytestmark = pytest.mark.e2e
 
@@ -36,23 +33,8 @@ def shell_url() -> Iterator[str]:
         pytest.skip("ohif-dist/ is missing: run scripts/fetch-ohif")
     settings = Settings.from_env(ohif_dist=OHIF_DIST, ohif_config=OHIF_CONFIG)
     app = Starlette(routes=static_routes(settings), middleware=[compression_middleware()])
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
+    with live_server(app) as url:
+        yield url
 
 
 def test_ohif_boots_in_french_from_our_origin_only(shell_url: str, context: Any, page: Any) -> None:

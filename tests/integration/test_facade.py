@@ -149,3 +149,70 @@ def test_frames_are_cached_and_answered_without_refetch(pacs: Pacs, bff_url: str
         second = client.get(url, headers={"Accept": FRAME_ACCEPT})
         assert time.monotonic() - started < 1.0
         assert read_frame(first)[1] == read_frame(second)[1]
+
+
+def test_thumbnails_bulk_data_and_study_metadata(pacs: Pacs, bff_url: str) -> None:
+    """Thumbnails (DB.VI-CS.16), pixel bulk data as served, study-level metadata."""
+    study = pacs.study
+    with httpx.Client(base_url=bff_url, timeout=30) as client:
+        series_uid, _ = ct_series(client, study.study_uid)
+        thumb = client.get(f"/dicomweb/studies/{study.study_uid}/series/{series_uid}/thumbnail")
+        assert thumb.status_code == 200
+        assert thumb.headers["content-type"] == "image/jpeg"
+        assert thumb.content[:2] == b"\xff\xd8"
+        rows = client.get(f"/dicomweb/studies/{study.study_uid}/metadata").json()
+        assert {r["0020000D"]["Value"][0] for r in rows} == {study.study_uid}
+        image = next(r for r in rows if r.get("0020000E", {}).get("Value") == [series_uid])
+        bulk_uri = image["7FE00010"]["BulkDataURI"]
+        assert bulk_uri.startswith(bff_url)
+        bulk = client.get(bulk_uri, headers={"Accept": FRAME_ACCEPT})
+        assert bulk.status_code == 200
+        syntax, body = read_frame(bulk)
+        assert syntax == HTJ2K_LOSSY
+        assert decode_served_frame(body, syntax).shape == (512, 512)
+
+
+def test_multiframe_colour_instance_is_served_frame_by_frame(
+    pacs: Pacs, bff_url: str, tmp_path: Path
+) -> None:
+    """Multi-frame and colour (DB.VI-CS.31 pixel variants): 1-based frames, RGB kept."""
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    rng = np.random.default_rng(5)
+    base = np.zeros((3, 96, 128, 3), np.uint8)
+    for index in range(3):  # each frame a different, smooth colour pattern
+        base[index, ..., index] = np.linspace(40, 220, 128, dtype=np.uint8)[None, :]
+        base[index, ..., (index + 1) % 3] = 60 + 40 * index
+    frames = np.clip(base + rng.normal(0, 2, base.shape), 0, 255).astype(np.uint8)
+    ds = pydicom.Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.3.1"
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.PatientID, ds.PatientName, ds.Modality = "MF-TEST", "MULTI^FRAME", "US"
+    ds.Rows, ds.Columns, ds.NumberOfFrames = 96, 128, 3
+    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    ds.PixelData = frames.tobytes()
+    path = tmp_path / "us.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    pacs.process.upload([path])
+
+    base_url = (
+        f"{bff_url}/dicomweb/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
+        f"/instances/{ds.SOPInstanceUID}"
+    )
+    for frame_number in (3, 1, 2):
+        response = httpx.get(
+            f"{base_url}/frames/{frame_number}", headers={"Accept": FRAME_ACCEPT}, timeout=30
+        )
+        assert response.status_code == 200
+        syntax, body = read_frame(response)
+        served = decode_served_frame(body, syntax)
+        assert served.shape == (96, 128, 3)
+        error = np.abs(served.astype(int) - frames[frame_number - 1].astype(int)).mean()
+        assert error < 4, f"frame {frame_number} differs by {error}"
+    past = httpx.get(f"{base_url}/frames/4", headers={"Accept": FRAME_ACCEPT}, timeout=30)
+    assert past.status_code == 404
