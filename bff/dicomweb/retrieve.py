@@ -342,11 +342,14 @@ class Retriever:
         key = SeriesKey(upstream.origin, study_uid, series_uid, sop_uid)
         current = self._retrievals.get(key)
         if current is not None:
-            stale = (
+            failed_long_ago = (
                 current.error is not None
                 and current.finished_at is not None
                 and time.monotonic() - current.finished_at > FAILURE_COOLDOWN_S
             )
+            # A finished instance refetch is only worth its frames, which may be gone.
+            spent_refetch = sop_uid is not None and current.finished and current.error is None
+            stale = failed_long_ago or spent_refetch
             if not stale:
                 self._retrievals.move_to_end(key)
                 return current
@@ -394,6 +397,8 @@ class Retriever:
                 raise NotFound(f"{sop_uid} has {facts.n_frames} frames")
             # Delivered then evicted from the cache: fetch that one instance again.
             retrieval = self.ensure(upstream, study_uid, series_uid, sop_uid)
+            if retrieval.finished:  # a refetch that failed moments ago
+                raise retrieval_error(retrieval)
         else:
             retrieval.prioritize(sop_uid)
         try:

@@ -32,6 +32,8 @@ UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 FRAMES = re.compile(r"^[1-9][0-9]{0,5}(,[1-9][0-9]{0,5}){0,255}$")
 DICOM_JSON = "application/dicom+json"
 STUDY_UID_TAG = "0020000D"
+MODALITY = "00080060"
+MODALITIES_IN_STUDY = "00080061"
 #: How long a metadata answer waits for the first transcoded instance (for the ratio).
 RATIO_WAIT_S = 3.0
 
@@ -96,14 +98,21 @@ async def search_studies(request: Request) -> Response:
     if grant is not None and "StudyInstanceUID" not in query and len(grant.study_uids) == 1:
         # Never let a search enumerate other studies: ask the PACS for the granted one.
         query["StudyInstanceUID"] = next(iter(grant.study_uids))
-    rows = await upstream.get_json("/studies", query)
-    return _json(_filter_studies(request, upstream, rows))
+    rows = _filter_studies(request, upstream, await upstream.get_json("/studies", query))
+    for row in rows:
+        modalities = row.get(MODALITIES_IN_STUDY, {}).get("Value")
+        if modalities and "KO" in modalities and len(modalities) > 1:
+            row[MODALITIES_IN_STUDY]["Value"] = [m for m in modalities if m != "KO"]
+    return _json(rows)
 
 
 async def search_series(request: Request) -> Response:
+    """Series of a study, without the DRIM-M manifest (KO): it is how the exam was
+    published, not something to look at, and stock OHIF can only show it as an error."""
     study_uid = _uid(request, "study_uid")
     upstream = check_study(request, study_uid)
-    return _json(await upstream.get_json(f"/studies/{study_uid}/series", _query(request)))
+    rows = await upstream.get_json(f"/studies/{study_uid}/series", _query(request))
+    return _json([row for row in rows if _first(row, MODALITY) != "KO"])
 
 
 async def search_instances(request: Request) -> Response:

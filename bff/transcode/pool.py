@@ -65,8 +65,9 @@ class TranscodePool:
     def warm_up(self) -> None:
         """Start every worker now (blocking, a second or so) rather than on first use."""
         executor = self._get_executor()
-        pids = {f.result() for f in [executor.submit(_ping) for _ in range(self.workers)]}
-        logger.info("transcoding pool ready: %d worker(s) started", len(pids))
+        for future in [executor.submit(_ping) for _ in range(self.workers)]:
+            future.result()
+        logger.info("transcoding pool ready: %d worker processes", self.workers)
 
     def close(self) -> None:
         """Stop the workers; pending work is cancelled. Idempotent."""

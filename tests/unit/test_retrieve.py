@@ -1,0 +1,171 @@
+"""Series retrievals: one upstream request, awaited instances first, partial failures."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import AsyncIterator
+
+import httpx
+import pydicom
+import pytest
+from pydicom.dataset import FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian
+
+from bff.dicomweb.cache import FrameCache, FrameKey
+from bff.dicomweb.multipart import closing_delimiter, encode_part
+from bff.dicomweb.retrieve import Retriever
+from bff.dicomweb.upstream import DicomwebUpstream
+from bff.errors import IncompleteSeries, NotFound
+from bff.transcode import EncodeParams, TranscodedInstance
+
+STUDY, SERIES = "1.2.3", "1.2.3.4"
+BOUNDARY = "b0undary"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def instance(sop_uid: str) -> bytes:
+    ds = pydicom.Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = sop_uid
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = STUDY, SERIES
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
+class RecordingPool:
+    """Stands in for the process pool: records the order, takes a little time."""
+
+    def __init__(self) -> None:
+        self.order: list[str] = []
+
+    async def transcode(self, data: bytes, params: EncodeParams) -> TranscodedInstance:
+        ds = pydicom.dcmread(io.BytesIO(data))
+        await asyncio.sleep(0.01)
+        self.order.append(str(ds.SOPInstanceUID))
+        return TranscodedInstance(
+            study_uid=STUDY,
+            series_uid=SERIES,
+            sop_uid=str(ds.SOPInstanceUID),
+            sop_class_uid=str(ds.SOPClassUID),
+            transfer_syntax_uid="1.2.840.10008.1.2.4.203",
+            frames=(b"frame-" + str(ds.SOPInstanceUID).encode(),),
+            source_transfer_syntax_uid=ExplicitVRLittleEndian,
+            source_pixel_bytes=60,
+            served_bytes=10,
+            lossy=True,
+            lossy_method="ISO_15444_15",
+            attribute_overrides={},
+        )
+
+
+def series_upstream(
+    sops: list[str], *, truncate_after: int | None = None
+) -> tuple[DicomwebUpstream, list[str]]:
+    requests: list[str] = []
+
+    async def body() -> AsyncIterator[bytes]:
+        for index, sop_uid in enumerate(sops):
+            if truncate_after is not None and index == truncate_after:
+                yield encode_part(instance(sop_uid), "application/dicom", BOUNDARY)[:100]
+                return
+            yield encode_part(instance(sop_uid), "application/dicom", BOUNDARY)
+            await asyncio.sleep(0)
+        yield closing_delimiter(BOUNDARY)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        requests.append(request.url.path)
+        content_type = f'multipart/related; type="application/dicom"; boundary={BOUNDARY}'
+        return httpx.Response(200, headers={"Content-Type": content_type}, content=body())
+
+    upstream = DicomwebUpstream(
+        "http://pacs/dicom-web", origin="pacs-a", transport=httpx.MockTransport(handler)
+    )
+    return upstream, requests
+
+
+def make_retriever(pool: RecordingPool, workers: int = 1) -> Retriever:
+    return Retriever(
+        FrameCache(10**6),
+        pool,
+        EncodeParams(),  # type: ignore[arg-type]
+        frame_timeout=5,
+        max_part_bytes=10**6,
+        workers=workers,
+    )
+
+
+@pytest.mark.anyio
+async def test_one_upstream_request_and_awaited_instances_first() -> None:
+    sops = [f"1.2.3.4.{n}" for n in range(1, 41)]
+    upstream, requests = series_upstream(sops)
+    pool = RecordingPool()
+    retriever = make_retriever(pool)
+    middle, last = sops[20], sops[-1]
+    frames = await asyncio.gather(
+        retriever.frame(upstream, STUDY, SERIES, middle, 1),
+        retriever.frame(upstream, STUDY, SERIES, last, 1),
+        *(retriever.frame(upstream, STUDY, SERIES, sop, 1) for sop in sops[:3]),
+    )
+    assert frames[0].data == f"frame-{middle}".encode()
+    assert frames[1].data == f"frame-{last}".encode()
+    # The awaited middle and last slices were not left for their turn in arrival order.
+    assert pool.order.index(middle) < 20
+    assert pool.order.index(last) < 39
+    retrieval = retriever.find("pacs-a", STUDY, SERIES)
+    assert retrieval is not None
+    await retrieval.done.wait()
+    assert requests == [f"/dicom-web/studies/{STUDY}/series/{SERIES}"]
+    assert sorted(pool.order) == sorted(sops)
+    await upstream.aclose()
+
+
+@pytest.mark.anyio
+async def test_truncated_stream_keeps_what_it_delivered() -> None:
+    sops = [f"1.2.3.4.{n}" for n in range(1, 11)]
+    upstream, _ = series_upstream(sops, truncate_after=6)
+    retriever = make_retriever(RecordingPool(), workers=2)
+    delivered = await retriever.frame(upstream, STUDY, SERIES, sops[0], 1)
+    assert delivered.data == f"frame-{sops[0]}".encode()
+    with pytest.raises(IncompleteSeries):
+        await retriever.frame(upstream, STUDY, SERIES, sops[8], 1)
+    # Delivered frames stay available after the failure.
+    again = await retriever.frame(upstream, STUDY, SERIES, sops[5], 1)
+    assert again.data == f"frame-{sops[5]}".encode()
+    await upstream.aclose()
+
+
+@pytest.mark.anyio
+async def test_unknown_instance_and_frame_past_the_end_are_not_found() -> None:
+    sops = [f"1.2.3.4.{n}" for n in range(1, 4)]
+    upstream, _ = series_upstream(sops)
+    retriever = make_retriever(RecordingPool())
+    with pytest.raises(NotFound):
+        await retriever.frame(upstream, STUDY, SERIES, "9.9.9", 1)
+    with pytest.raises(NotFound):
+        await retriever.frame(upstream, STUDY, SERIES, sops[0], 2)
+    await upstream.aclose()
+
+
+@pytest.mark.anyio
+async def test_evicted_frame_is_fetched_again_at_instance_level() -> None:
+    sops = [f"1.2.3.4.{n}" for n in range(1, 4)]
+    upstream, requests = series_upstream(sops)
+    retriever = make_retriever(RecordingPool())
+    await retriever.frame(upstream, STUDY, SERIES, sops[0], 1)
+    retrieval = retriever.find("pacs-a", STUDY, SERIES)
+    assert retrieval is not None
+    await retrieval.done.wait()
+    retriever.cache.discard_series("pacs-a", STUDY, SERIES)
+    assert retriever.cache.get(FrameKey("pacs-a", STUDY, SERIES, sops[1], 1)) is None
+    frame = await retriever.frame(upstream, STUDY, SERIES, sops[1], 1)
+    assert frame.data == f"frame-{sops[1]}".encode()
+    assert requests[-1] == f"/dicom-web/studies/{STUDY}/series/{SERIES}/instances/{sops[1]}"
+    await upstream.aclose()
