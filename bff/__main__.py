@@ -1,4 +1,4 @@
-"""Command line: ``drimbox-viewer serve`` (production) and ``drimbox-viewer demo``."""
+"""Command line: ``drimbox-viewer serve | demo | kos | idp``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import contextlib
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
@@ -25,73 +26,121 @@ def _configure_logging(level: str) -> None:
     )
 
 
-async def _serve(settings: Settings, *, ready_lines: list[str]) -> None:
-    """Run uvicorn; print ``ready_lines`` on stdout once it accepts connections."""
+def _server(app: Any, host: str, port: int, level: str) -> uvicorn.Server:
     config = uvicorn.Config(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level.lower(),
+        app,
+        host=host,
+        port=port,
+        log_level=level.lower(),
         proxy_headers=True,
         timeout_graceful_shutdown=5,
+        access_log=False,  # OIDC codes travel in URLs; the audit trail says what matters
     )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started and not task.done():
+    return uvicorn.Server(config)
+
+
+async def _serve(servers: list[uvicorn.Server], *, ready_lines: list[str]) -> None:
+    """Run the servers together; print ``ready_lines`` once all accept connections."""
+    tasks = [asyncio.create_task(s.serve()) for s in servers]
+    while not all(s.started for s in servers) and not any(t.done() for t in tasks):
         await asyncio.sleep(0.05)
-    if server.started:
+    if all(s.started for s in servers):
         for line in ready_lines:
             print(line, flush=True)
-    await task
+    await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    for server in servers:
+        server.should_exit = True
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    overrides = {}
-    if args.port is not None:
-        overrides["port"] = args.port
+    overrides = {"port": args.port} if args.port is not None else {}
     settings = Settings.from_env(**overrides)
     _configure_logging(settings.log_level)
-    asyncio.run(_serve(settings, ready_lines=[]))
+    server = _server(create_app(settings), settings.host, settings.port, settings.log_level)
+    asyncio.run(_serve([server], ready_lines=[]))
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Start a local Orthanc with the demo study and the BFF in front of it."""
+    """Local Orthanc with the demo study, the local identity provider, the BFF."""
     from bff.demo.dataset import write_demo_study
     from bff.demo.orthanc import OrthancProcess
+    from bff.demo.stack import DEMO_CDA_ID, DEMO_USERS, DEMO_USERS_FILE, new_stack, publish_demo_kos
+    from bff.idp.app import create_idp_app
+    from bff.idp.users import load_users
 
-    settings = Settings.from_env(port=args.port, mode="demo")
-    _configure_logging(settings.log_level)
+    _configure_logging("INFO")
     var = Path(args.var)
     data_dir = var / f"demo-data-{args.slices}-{args.seed}"
     log.info("writing the demo study (%d slices) into %s", args.slices, data_dir)
     study = write_demo_study(data_dir, n_slices=args.slices, seed=args.seed, workers=2)
+    host = args.location
+    stack = new_stack(args.port, args.idp_port, (host,))
+    archive_url = f"sqlite:///{var / 'demo-archive.db'}"
     with OrthancProcess(var / "orthanc", http_port=args.pacs_port) as pacs:
         if not pacs.has_study(study.study_uid):
             pacs.upload([*study.instance_files, study.kos_path])
-        settings = Settings.from_env(port=args.port, mode="demo", upstream_url=pacs.dicomweb_url)
-        host = "localhost" if settings.host in ("127.0.0.1", "0.0.0.0") else settings.host
-        base = f"http://{host}:{settings.port}"
-        viewer_url = f"{base}/viewer?StudyInstanceUIDs={study.study_uid}"
-        lines = [f"PACS_URL={pacs.base_url}", f"VIEWER_URL={viewer_url}"]
+        publish_demo_kos(archive_url, study.kos_path, location=host, cda_id=DEMO_CDA_ID)
+        settings = Settings.from_env(
+            None,
+            **stack.bff_overrides(),
+            locations=f"{host}={pacs.dicomweb_url}",
+            archive_url=archive_url,
+            audit_log=var / "demo-audit.jsonl",
+        )
+        idp = create_idp_app(
+            load_users(DEMO_USERS_FILE), stack.idp_clients(), issuer_base=stack.issuer_base
+        )
+        servers = [
+            _server(idp, "127.0.0.1", args.idp_port, "warning"),
+            _server(create_app(settings), settings.host, settings.port, settings.log_level),
+        ]
+        lines = [f"PACS_URL={pacs.base_url}", f"IDP_URL={stack.issuer_base}"]
+        lines += [f"DEMO_USER={profile}:{username}" for profile, username in DEMO_USERS]
+        lines.append(f"VIEWER_URL={stack.viewer_link(study, host)}")
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(_serve(settings, ready_lines=lines))
+            asyncio.run(_serve(servers, ready_lines=lines))
+    return 0
+
+
+def cmd_idp(args: argparse.Namespace) -> int:
+    from bff.idp.cli import run_idp
+
+    settings = Settings.from_env()
+    if settings.mode != "demo":
+        print("the local identity provider only runs in demo mode", file=sys.stderr)
+        return 1
+    _configure_logging("INFO")
+    run_idp(args.port, Path(args.users), Path(args.clients), issuer_base=args.issuer_base)
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
+    from bff.archive.cli import register as register_kos
+    from bff.demo.stack import DEMO_USERS_FILE
+
     parser = argparse.ArgumentParser(prog="drimbox-viewer", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the BFF with settings from the environment")
     serve.add_argument("--port", type=int, default=None)
     serve.set_defaults(func=cmd_serve)
-    demo = sub.add_parser("demo", help="local Orthanc + demo study + BFF, in the foreground")
+    demo = sub.add_parser("demo", help="Orthanc + demo study + identity provider + BFF")
     demo.add_argument("--port", type=int, default=8080, help="BFF port (default 8080)")
     demo.add_argument("--pacs-port", type=int, default=8042, help="Orthanc HTTP port")
+    demo.add_argument("--idp-port", type=int, default=9000, help="identity provider port")
+    demo.add_argument("--location", default="vi1.localhost", help="the viewer's host name")
     demo.add_argument("--slices", type=int, default=300, help="CT slices in the demo study")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--var", default=str(PROJECT_ROOT / "var"), help="working directory")
     demo.set_defaults(func=cmd_demo)
+    idp = sub.add_parser("idp", help="the local identity provider alone (demo mode only)")
+    idp.add_argument("--port", type=int, default=9000)
+    idp.add_argument("--users", default=str(DEMO_USERS_FILE))
+    idp.add_argument("--clients", required=True, help="clients JSON file (bff/idp/clients.py)")
+    idp.add_argument("--issuer-base", default=None)
+    idp.set_defaults(func=cmd_idp)
+    register_kos(sub)
     args = parser.parse_args(argv)
     return int(args.func(args))
 

@@ -1,24 +1,41 @@
 """``create_app(settings)``: the BFF as a Starlette application. No I/O at import time.
 
-The lifespan creates the shared things (upstream clients, the transcoding pool, the
-frame cache, the retriever) and closes them.
+The lifespan creates the shared things (upstream clients per location, the transcoding
+pool, the frame cache, the retriever, the KOS archive, the audit trail) and closes them.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import secrets
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 
+from bff.archive.admin import admin_routes
+from bff.archive.store import ArchiveStore
+from bff.audit import configure_audit
+from bff.auth.middleware import SessionMiddleware
+from bff.auth.oidc import (
+    IDENTITY_SCOPE,
+    PSC_SCOPE,
+    OidcProvider,
+    ProviderConfig,
+    generate_encryption_key,
+    load_encryption_key,
+    public_jwks,
+)
+from bff.auth.sessions import SessionStore
 from bff.dicomweb.cache import FrameCache
 from bff.dicomweb.retrieve import Retriever
 from bff.dicomweb.routes import dicomweb_routes
 from bff.dicomweb.upstream import DicomwebUpstream
 from bff.errors import ViewerError
 from bff.settings import Settings
+from bff.source.routes import source_routes
 from bff.transcode import EncodeParams, TranscodePool
 from bff.web import errors as web_errors
 from bff.web.static import compression_middleware, static_routes
@@ -26,19 +43,82 @@ from bff.web.static import compression_middleware, static_routes
 log = logging.getLogger(__name__)
 
 
+def build_providers(settings: Settings) -> tuple[dict[str, OidcProvider], dict[str, object]]:
+    """The identity providers with a client secret configured, and our public JWKS."""
+    key = (
+        load_encryption_key(settings.fcp_encryption_key)
+        if settings.fcp_encryption_key
+        else generate_encryption_key()
+    )
+    timeout = settings.oidc_timeout
+    providers: dict[str, OidcProvider] = {}
+    if settings.psc_client_secret:
+        providers["psc"] = OidcProvider(
+            ProviderConfig(
+                name="psc",
+                issuer=settings.psc_issuer,
+                client_id=settings.psc_client_id,
+                client_secret=settings.psc_client_secret,
+                scope=PSC_SCOPE,
+                acr_values="eidas1",
+                accepted_acr=frozenset({"eidas1", "eidas2", "eidas3"}),
+                encrypted=False,
+            ),
+            timeout=timeout,
+        )
+    if settings.fcp_client_secret:
+        providers["fcp"] = OidcProvider(
+            ProviderConfig(
+                name="fcp",
+                issuer=settings.fcp_issuer,
+                client_id=settings.fcp_client_id,
+                client_secret=settings.fcp_client_secret,
+                scope=IDENTITY_SCOPE,
+                acr_values=settings.fcp_acr_values,
+                accepted_acr=frozenset({"eidas2", "eidas3"}),
+                encrypted=True,
+            ),
+            timeout=timeout,
+            decryption_key=key,
+        )
+    if settings.fc_enabled and settings.fc_client_secret:
+        providers["fc"] = OidcProvider(
+            ProviderConfig(
+                name="fc",
+                issuer=settings.fc_issuer,
+                client_id=settings.fc_client_id,
+                client_secret=settings.fc_client_secret,
+                scope=IDENTITY_SCOPE,
+                acr_values="eidas2",
+                accepted_acr=frozenset({"eidas2", "eidas3"}),
+                encrypted=False,
+            ),
+            timeout=timeout,
+        )
+    return providers, public_jwks(key)
+
+
 def create_app(settings: Settings) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         pool = TranscodePool(settings.workers)
         pool.warm_up()
-        upstream = DicomwebUpstream(
-            settings.upstream_url,
-            origin="default",
-            auth=settings.upstream_auth,
-            connect_timeout=settings.upstream_connect_timeout,
-            read_timeout=settings.upstream_read_timeout,
-        )
-        app.state.locations = {"*": upstream}
+        locations = {
+            host: DicomwebUpstream(
+                url,
+                origin=host,
+                auth=settings.upstream_auth,
+                connect_timeout=settings.upstream_connect_timeout,
+                read_timeout=settings.upstream_read_timeout,
+            )
+            for host, url in settings.location_map().items()
+        }
+        archive = ArchiveStore(settings.archive_url)
+        archive.create_schema()
+        audit_handler = configure_audit(settings.audit_log)
+        app.state.locations = locations
+        app.state.archive = archive
+        app.state.background = set()
         app.state.retriever = Retriever(
             FrameCache(settings.cache_max_bytes),
             pool,
@@ -51,12 +131,16 @@ def create_app(settings: Settings) -> Starlette:
             yield
         finally:
             await app.state.retriever.aclose()
-            await upstream.aclose()
+            for upstream in locations.values():
+                await upstream.aclose()
             pool.close()
+            archive.close()
+            logging.getLogger("bff.audit").removeHandler(audit_handler)
+            audit_handler.close()
 
     app = Starlette(
-        routes=[*dicomweb_routes(), *static_routes(settings)],
-        middleware=[compression_middleware()],
+        routes=[*source_routes(), *admin_routes(), *dicomweb_routes(), *static_routes(settings)],
+        middleware=[Middleware(SessionMiddleware), compression_middleware()],
         exception_handlers={
             ViewerError: web_errors.viewer_error,
             HTTPException: web_errors.http_error,
@@ -65,6 +149,12 @@ def create_app(settings: Settings) -> Starlette:
         lifespan=lifespan,
     )
     app.state.settings = settings
-    # Until the login flows exist, only the demo/test mode may open studies (issue 3).
-    app.state.open_access = settings.mode == "demo"
+    app.state.open_access = settings.open_access
+    app.state.cookie_secure = settings.secure_cookie
+    app.state.sessions = SessionStore(
+        settings.session_secret or secrets.token_urlsafe(32),
+        idle_timeout=settings.session_idle_timeout,
+        max_age=settings.session_max_age,
+    )
+    app.state.providers, app.state.public_jwks = build_providers(settings)
     return app

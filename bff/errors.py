@@ -2,6 +2,11 @@
 
     ViewerError                      500 E500  generic (details only in the log)
     ├── BadRequest                   400 E400
+    │   └── InvalidLink              400 E410-E415  IHEInvokeImageDisplay parameters
+    ├── AuthenticationRequired       401 E401  no (or an expired) session
+    ├── LoginFailed                  401 E430-E434  OIDC round trip refused
+    ├── AccessRefused                403 E420-E426  DB.VI-SO.28: checks against the KOS archive
+    ├── Forbidden                    403 E403  admin API without the right secret
     ├── NotFound                     404 E404  unknown, or outside the session's grant
     ├── NotAcceptable                406 E406
     └── UpstreamError                502 E502  the PACS / Source failed
@@ -35,6 +40,70 @@ class BadRequest(ViewerError):
     status = 400
     code = "E400"
     message = "La demande est invalide."
+
+
+class InvalidLink(BadRequest):
+    """The viewer link (IHEInvokeImageDisplay) is malformed. Codes:
+    E410 requestType, E411 studyUID, E412 accessionNumber, E413 idCDA,
+    E414 missing or repeated parameter, E415 unknown location (host name)."""
+
+    code = "E410"
+    message = (
+        "Le lien vers l'examen est invalide ou incomplet. Veuillez utiliser le lien "
+        "figurant dans votre compte rendu d'imagerie."
+    )
+
+    def __init__(self, detail: str = "", *, code: str = "E410") -> None:
+        super().__init__(detail)
+        self.code = code
+
+
+class AuthenticationRequired(ViewerError):
+    status = 401
+    code = "E401"
+    message = "Votre session a expiré ou n'existe pas. Veuillez rouvrir le lien de l'examen."
+
+
+class LoginFailed(ViewerError):
+    """The identity provider round trip failed. Codes: E430 state missing, unknown or
+    replayed; E431 provider error or refusal; E432 token or signature invalid;
+    E433 assurance level (acr) too low; E434 identity claims missing."""
+
+    status = 401
+    code = "E430"
+    message = (
+        "La connexion n'a pas pu aboutir. Veuillez rouvrir le lien de l'examen et "
+        "vous identifier à nouveau."
+    )
+
+    def __init__(self, detail: str = "", *, code: str = "E430") -> None:
+        super().__init__(detail)
+        self.code = code
+
+
+class AccessRefused(ViewerError):
+    """DB.VI-SO.28: a check against the KOS archive refused access. Codes:
+    E420 idCDA does not match the KOS (DB.VI-SO.115); E421 accession number, issuer
+    and study do not match (DB.VI-SO.33); E422 no published KOS for this exam;
+    E423 patient identity does not match the KOS INS traits (DB.VI-SO.152);
+    E424 exam not reachable through this location (DB.VI-SO.127)."""
+
+    status = 403
+    code = "E420"
+    message = (
+        "Nous ne pouvons pas vous donner accès à cet examen. Veuillez prendre contact "
+        "avec le site qui a réalisé l'examen (centre ou service d'imagerie)."
+    )
+
+    def __init__(self, detail: str = "", *, code: str = "E420") -> None:
+        super().__init__(detail)
+        self.code = code
+
+
+class Forbidden(ViewerError):
+    status = 403
+    code = "E403"
+    message = "Accès refusé."
 
 
 class NotFound(ViewerError):

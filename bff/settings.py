@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -90,14 +91,112 @@ SETTINGS: tuple[Setting, ...] = (
         "Directory holding our OHIF configuration (app-config.js and customizations).",
     ),
     _s(
+        "ARCHIVE_URL",
+        f"sqlite:///{PROJECT_ROOT / 'var' / 'archive.db'}",
+        "Database of the KOS archive (DB.SO.22) every access check reads: "
+        "'sqlite:///<path>' or 'postgresql+psycopg://user:password@host/db'. "
+        "Prefer DRIMBOX_ARCHIVE_URL_FILE when the URL holds a password.",
+    ),
+    _s(
+        "ADMIN_SECRET",
+        "",
+        "Shared secret of the KOS admin API (/api/admin/kos, header "
+        "'Authorization: Bearer <secret>', at least 16 characters); empty disables the "
+        "API. Use DRIMBOX_ADMIN_SECRET_FILE in production.",
+    ),
+    _s(
+        "LOCATIONS",
+        "",
+        "The viewer's locations (DB.VI-SO.07, .127): comma-separated 'host=DICOMweb URL' "
+        "pairs, one per connected PACS, the host being the FQDN from the national "
+        "registry, e.g. 'vi1.999.mesimagesmedicales.fr=https://pacs1/dicom-web,"
+        "vi2.999.mesimagesmedicales.fr=https://pacs2/dicom-web'. Empty: one location "
+        "answering on any host name, the PACS of DRIMBOX_UPSTREAM_URL (archive location '*').",
+    ),
+    _s(
+        "OPEN_ACCESS",
+        "false",
+        "'true' lets a request without a session see every study (the DICOMweb facade's "
+        "own tests only). Refused in production mode.",
+    ),
+    _s(
+        "SESSION_SECRET",
+        "",
+        "Key signing the session cookie. Empty: a random key per start (sessions do not "
+        "survive a restart). Use DRIMBOX_SESSION_SECRET_FILE in production.",
+    ),
+    _s(
+        "COOKIE_SECURE",
+        "auto",
+        "Secure flag of the session cookie: 'true', 'false', or 'auto' (true in production "
+        "mode, false in demo mode so that http://*.localhost works).",
+    ),
+    _s("SESSION_IDLE_TIMEOUT", "1800", "Seconds of inactivity after which a session ends."),
+    _s("SESSION_MAX_AGE", "43200", "Seconds after which a session ends whatever its activity."),
+    _s(
+        "PSC_ISSUER",
+        "http://localhost:9000/psc",
+        "ProSantéConnect issuer (or the editor's Proxy e-Santé in front of it), whose "
+        "/.well-known/openid-configuration is read. Default: the local demo provider.",
+    ),
+    _s("PSC_CLIENT_ID", "drimbox-viewer", "Client id registered at ProSantéConnect."),
+    _s(
+        "PSC_CLIENT_SECRET",
+        "",
+        "Client secret at ProSantéConnect (DRIMBOX_PSC_CLIENT_SECRET_FILE in production). "
+        "Empty disables the professional login.",
+    ),
+    _s(
+        "FCP_ISSUER",
+        "http://localhost:9000/fcp",
+        "FranceConnect+ issuer. Default: the local demo provider.",
+    ),
+    _s("FCP_CLIENT_ID", "drimbox-viewer", "Client id registered at FranceConnect+."),
+    _s(
+        "FCP_CLIENT_SECRET",
+        "",
+        "Client secret at FranceConnect+ (DRIMBOX_FCP_CLIENT_SECRET_FILE in production). "
+        "Empty disables the patient login.",
+    ),
+    _s(
+        "FCP_ACR_VALUES",
+        "eidas2",
+        "acr_values asked of FranceConnect+ ('eidas2' or 'eidas3'); the returned acr must "
+        "be eidas2 or eidas3.",
+    ),
+    _s(
+        "FCP_ENCRYPTION_KEY",
+        "",
+        "Our private RSA key (PEM or JWK) FranceConnect+ encrypts id_token and userinfo to; "
+        "its public part is served at /auth/jwks. Empty: a throw-away key per start (demo "
+        "only; refused in production). Use DRIMBOX_FCP_ENCRYPTION_KEY_FILE.",
+    ),
+    _s(
+        "FC_ENABLED",
+        "false",
+        "'true' also offers patients FranceConnect with two-factor authentication "
+        "(DB.VI-SO.137, optional).",
+    ),
+    _s("FC_ISSUER", "http://localhost:9000/fc", "FranceConnect issuer (when FC_ENABLED)."),
+    _s("FC_CLIENT_ID", "drimbox-viewer", "Client id registered at FranceConnect."),
+    _s("FC_CLIENT_SECRET", "", "Client secret at FranceConnect (use the _FILE form)."),
+    _s("OIDC_TIMEOUT", "10", "Seconds to wait for an identity provider's answer."),
+    _s(
+        "AUDIT_LOG",
+        str(PROJECT_ROOT / "var" / "audit.jsonl"),
+        "File of the audit trail (JSON lines): links opened, access granted or refused "
+        "with its code, logouts, admin actions. Never tokens or identity values.",
+    ),
+    _s(
         "MODE",
         "demo",
-        "'demo' (access without login, for the local demo and tests) or 'production'.",
+        "'demo' (the local identity provider may be used, relaxed cookie) or 'production'.",
     ),
     _s("LOG_LEVEL", "INFO", "Python logging level."),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
 def _read(env: Mapping[str, str], name: str) -> str:
@@ -122,6 +221,28 @@ class Settings:
     lossy_quality: str
     ohif_dist: Path
     ohif_config: Path
+    archive_url: str = field(repr=False)
+    admin_secret: str = field(repr=False)
+    locations: str
+    open_access: bool
+    session_secret: str = field(repr=False)
+    cookie_secure: str
+    session_idle_timeout: float
+    session_max_age: float
+    psc_issuer: str
+    psc_client_id: str
+    psc_client_secret: str = field(repr=False)
+    fcp_issuer: str
+    fcp_client_id: str
+    fcp_client_secret: str = field(repr=False)
+    fcp_acr_values: str
+    fcp_encryption_key: str = field(repr=False)
+    fc_enabled: bool
+    fc_issuer: str
+    fc_client_id: str
+    fc_client_secret: str = field(repr=False)
+    oidc_timeout: float
+    audit_log: Path
     mode: str
     log_level: str
 
@@ -142,10 +263,58 @@ class Settings:
     def validate(self) -> None:
         if self.mode not in {"demo", "production"}:
             raise ValueError("DRIMBOX_MODE must be 'demo' or 'production'")
+        if self.cookie_secure not in {"auto", "true", "false"}:
+            raise ValueError("DRIMBOX_COOKIE_SECURE must be 'auto', 'true' or 'false'")
+        if self.fcp_acr_values not in {"eidas2", "eidas3"}:
+            raise ValueError("DRIMBOX_FCP_ACR_VALUES must be 'eidas2' or 'eidas3'")
+        self.location_map()  # raises on a malformed DRIMBOX_LOCATIONS
+        if self.mode == "production":
+            self._validate_production()
         if self.lossy_quality not in {"high", "balanced", "small"}:
             raise ValueError("DRIMBOX_LOSSY_QUALITY must be 'high', 'balanced' or 'small'")
         if self.cache_max_bytes <= 0 or self.max_part_bytes <= 0:
             raise ValueError("byte limits must be positive")
+        if self.admin_secret and len(self.admin_secret) < 16:
+            raise ValueError("DRIMBOX_ADMIN_SECRET must be empty or at least 16 characters")
+
+    def _validate_production(self) -> None:
+        if self.open_access:
+            raise ValueError("DRIMBOX_OPEN_ACCESS is refused in production mode")
+        if self.cookie_secure == "false":
+            raise ValueError("DRIMBOX_COOKIE_SECURE=false is refused in production mode")
+        if not self.session_secret:
+            raise ValueError("DRIMBOX_SESSION_SECRET is required in production mode")
+        if self.fcp_client_secret and not self.fcp_encryption_key:
+            raise ValueError("DRIMBOX_FCP_ENCRYPTION_KEY is required in production mode")
+        issuers = [self.psc_issuer, self.fcp_issuer, *([self.fc_issuer] if self.fc_enabled else [])]
+        for issuer in issuers:
+            host = (urlsplit(issuer).hostname or "").lower()
+            if (
+                host in LOOPBACK_HOSTS
+                or host.endswith(".localhost")
+                or not issuer.startswith("https://")
+            ):
+                # The local demo identity provider is for demo and test configurations only.
+                raise ValueError(f"identity provider {issuer!r} is refused in production mode")
+
+    def location_map(self) -> dict[str, str]:
+        """Host name -> DICOMweb URL of its PACS ('*' -> DRIMBOX_UPSTREAM_URL when empty)."""
+        if not self.locations.strip():
+            return {"*": self.upstream_url}
+        mapping: dict[str, str] = {}
+        for item in self.locations.split(","):
+            host, sep, url = item.strip().partition("=")
+            host = host.strip().lower()
+            if not sep or not host or not url.strip().startswith(("http://", "https://")):
+                raise ValueError(f"DRIMBOX_LOCATIONS: malformed entry {item.strip()!r}")
+            mapping[host] = url.strip()
+        return mapping
+
+    @property
+    def secure_cookie(self) -> bool:
+        return self.cookie_secure == "true" or (
+            self.cookie_secure == "auto" and self.mode == "production"
+        )
 
     @property
     def workers(self) -> int:
@@ -162,6 +331,11 @@ def _convert(kind: Any, raw: Any) -> Any:
         return float(raw)
     if kind == "Path":
         return Path(raw)
+    if kind == "bool":
+        value = raw.strip().lower()
+        if value not in {"true", "false", "1", "0", "yes", "no"}:
+            raise ValueError(f"not a boolean: {raw!r}")
+        return value in {"true", "1", "yes"}
     return raw
 
 
@@ -169,8 +343,7 @@ def markdown_table() -> str:
     """The settings table of docs/configuration.md (a test keeps the two in step)."""
     lines = ["| Variable | Default | Meaning |", "| --- | --- | --- |"]
     for s in SETTINGS:
-        default = f"`{s.default}`" if s.default else "(empty)"
-        if s.name in {"OHIF_DIST", "OHIF_CONFIG"}:
-            default = f"`<project>/{Path(s.default).name}`"
+        shown = s.default.replace(str(PROJECT_ROOT), "<project>")
+        default = f"`{shown}`" if shown else "(empty)"
         lines.append(f"| `DRIMBOX_{s.name}` | {default} | {s.help} |")
     return "\n".join(lines)

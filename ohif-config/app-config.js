@@ -30,6 +30,13 @@
     }
   }
 
+  // What the BFF shows around OHIF (identity from the KOS on opening, DB.VI-CS.29):
+  // a separate script, loaded after the page, never touching OHIF's own code.
+  var panel = document.createElement('script');
+  panel.src = '/drimbox/panel.js';
+  panel.defer = true;
+  document.head.appendChild(panel);
+
   // Same-origin DICOMweb facade of the BFF (cookies are sent with no extra config).
   var DICOMWEB_ROOT = window.location.origin + '/dicomweb';
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,9 +45,15 @@ def pacs(tmp_path_factory: pytest.TempPathFactory, demo_study: DemoStudy) -> Ite
 
 
 def make_settings(upstream_url: str, **overrides: object) -> Settings:
+    """Settings for a test BFF; open access unless a test asks otherwise (the facade's
+    own tests: the access path has its own)."""
+    scratch = Path(tempfile.mkdtemp(prefix="drimbox-test-"))
     values: dict[str, object] = {
         "upstream_url": upstream_url,
         "mode": "demo",
+        "open_access": True,
+        "archive_url": f"sqlite:///{scratch / 'archive.db'}",
+        "audit_log": scratch / "audit.jsonl",
         "transcode_workers": 2,
         "frame_wait_timeout": 20.0,
         "upstream_read_timeout": 10.0,

@@ -2,8 +2,10 @@
 
 Every DICOMweb route asks :func:`allowed` with the session's grant and the requested
 study; a refusal is answered exactly as a study that does not exist (404), before any
-byte is fetched upstream. Until sessions exist (DB.VI-SO.08 and the login flows), the
-demo/test mode grants open access; production mode without a grant denies everything.
+byte is fetched upstream. A session is granted the studies whose checks succeeded
+(DB.VI-SO.115, .33, .152), each through the location it was opened on (DB.VI-SO.127).
+``open_access`` (the facade's own tests only) admits every study to a session without
+a grant; it is never on in a deployment.
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Grant:
-    """What a session may see: some studies, through one location (DB.VI-SO.127)."""
+    """What a session may see: (location, study UID) pairs."""
 
-    location: str
-    study_uids: frozenset[str]
+    studies: frozenset[tuple[str, str]]
+
+    def study_uids(self, location: str) -> list[str]:
+        return sorted(uid for loc, uid in self.studies if loc == location)
 
 
 @dataclass(frozen=True)
@@ -28,4 +32,4 @@ class Resource:
 def allowed(grant: Grant | None, resource: Resource, *, open_access: bool) -> bool:
     if grant is None:
         return open_access
-    return grant.location == resource.location and resource.study_uid in grant.study_uids
+    return (resource.location, resource.study_uid) in grant.studies

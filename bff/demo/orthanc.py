@@ -21,7 +21,9 @@ Configuration facts checked against Orthanc 1.10.1 + DICOMweb plugin 1.7 (Debian
 
 from __future__ import annotations
 
+import ctypes
 import json
+import signal
 import socket
 import subprocess
 import time
@@ -45,6 +47,16 @@ def free_loopback_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM when the parent dies, so no Orthanc outlives a demo or a
+    test run that was killed (Linux prctl PR_SET_PDEATHSIG)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
 
 
 class OrthancProcess:
@@ -144,6 +156,7 @@ class OrthancProcess:
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=self.workdir,
+            preexec_fn=_die_with_parent,
         )
         deadline = time.monotonic() + timeout
         with httpx.Client(timeout=httpx.Timeout(2.0)) as client:

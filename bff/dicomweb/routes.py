@@ -90,15 +90,25 @@ def _filter_studies(request: Request, upstream: DicomwebUpstream, rows: Iterable
 
 
 async def search_studies(request: Request) -> Response:
-    """Study search, including OHIF's patient-history query by PatientID: only granted
-    studies are returned, whatever the filter."""
+    """Study search, OHIF's patient-history query by PatientID included. With a session,
+    the PACS is only ever asked about granted studies (one query each, the caller's
+    other filters kept), so a search cannot enumerate anything else."""
     upstream = _upstream(request)
     grant = _grant(request)
     query = _query(request)
-    if grant is not None and "StudyInstanceUID" not in query and len(grant.study_uids) == 1:
-        # Never let a search enumerate other studies: ask the PACS for the granted one.
-        query["StudyInstanceUID"] = next(iter(grant.study_uids))
-    rows = _filter_studies(request, upstream, await upstream.get_json("/studies", query))
+    if grant is None:
+        if not request.app.state.open_access:
+            return _json([])
+        rows = await upstream.get_json("/studies", query)
+    else:
+        asked = query.pop("StudyInstanceUID", "")
+        wanted = grant.study_uids(upstream.origin)
+        if asked:
+            wanted = [uid for uid in wanted if uid in asked.replace("\\", ",").split(",")]
+        rows = []
+        for study_uid in wanted:
+            rows += await upstream.get_json("/studies", {**query, "StudyInstanceUID": study_uid})
+    rows = _filter_studies(request, upstream, rows)
     for row in rows:
         modalities = row.get(MODALITIES_IN_STUDY, {}).get("Value")
         if modalities and "KO" in modalities and len(modalities) > 1:

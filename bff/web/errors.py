@@ -7,7 +7,6 @@ exception details never reach the body (details go to the log).
 
 from __future__ import annotations
 
-import html
 import logging
 
 from starlette.exceptions import HTTPException
@@ -15,32 +14,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from bff.errors import ViewerError
+from bff.web.pages import error_page
 
 log = logging.getLogger(__name__)
-
-PAGE = """<!doctype html>
-<html lang="fr">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title} – Visionneuse DRIMbox</title>
-<style>
-body {{ font-family: system-ui, sans-serif; background: #0b1220; color: #e6edf7;
-       display: flex; min-height: 100vh; align-items: center; justify-content: center; margin: 0; }}
-main {{ max-width: 36rem; padding: 2rem; background: #14203a; border-radius: 12px; }}
-h1 {{ font-size: 1.4rem; margin-top: 0; }}
-.code {{ color: #9fb3d1; font-size: .9rem; }}
-</style>
-</head>
-<body>
-<main role="alert">
-<h1>{title}</h1>
-<p>{message}</p>
-<p class="code">Code d'erreur : {code}</p>
-</main>
-</body>
-</html>
-"""
 
 TITLES = {
     400: "Demande invalide",
@@ -66,11 +42,9 @@ def render_error(request: Request, status: int, code: str, message: str) -> Resp
     headers = {"Cache-Control": "no-store", "X-Error-Code": code}
     if wants_json(request):
         return JSONResponse({"code": code, "message": message}, status, headers=headers)
-    title = TITLES.get(status, "Erreur")
-    body = PAGE.format(
-        title=html.escape(title), message=html.escape(message), code=html.escape(code)
+    return HTMLResponse(
+        error_page(TITLES.get(status, "Erreur"), message, code), status, headers=headers
     )
-    return HTMLResponse(body, status, headers=headers)
 
 
 async def viewer_error(request: Request, exc: Exception) -> Response:

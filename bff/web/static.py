@@ -94,13 +94,33 @@ def static_routes(settings: Settings) -> list[BaseRoute]:
             )
         return _file_response(request, app_config, CACHE_NO_CACHE, ".js")
 
+    async def serve_panel(request: Request) -> Response:
+        # Our own scripts around OHIF, from ohif-config/ (a fixed list: nothing else leaks).
+        return _file_response(
+            request, settings.ohif_config / "drimbox-panel.js", CACHE_NO_CACHE, ".js"
+        )
+
     async def serve_dist(request: Request) -> Response:
         return _serve_dist(request, dist, request.path_params["path"])
 
     return [
         Route("/app-config.js", serve_app_config, methods=["GET", "HEAD"]),
+        Route("/drimbox/panel.js", serve_panel, methods=["GET", "HEAD"]),
         Route("/{path:path}", serve_dist, methods=["GET", "HEAD"]),
     ]
+
+
+def index_response(request: Request) -> Response:
+    """OHIF's index.html (for routes the BFF guards before handing them to OHIF)."""
+    dist: Path = request.app.state.settings.ohif_dist
+    index = dist / "index.html"
+    if not index.is_file():
+        return HTMLResponse(
+            _MISSING_DIST_PAGE,
+            status_code=503,
+            headers={"Cache-Control": "no-store", "Retry-After": "60"},
+        )
+    return _file_response(request, index, CACHE_NO_CACHE, ".html")
 
 
 def _serve_dist(request: Request, dist: Path, raw_path: str) -> Response:

@@ -1,0 +1,163 @@
+"""Admin HTTP API of the KOS archive: the DRIMbox's own publication step (DB.SO.22).
+
+    POST   /api/admin/kos?cda_id=OID[&location=HOST]   body: application/dicom (KOS, <= 16 MiB)
+           -> 201 {"sop_uid", "study_uid", "state"}
+    DELETE /api/admin/kos/{sop_uid}                    -> 200 {"sop_uid", "state"} | 404
+    GET    /api/admin/kos[?state=published|unpublished&limit=N]
+           -> 200 [{...}] (no patient identity)
+
+Authentication: ``Authorization: Bearer <DRIMBOX_ADMIN_SECRET>``, compared in constant time.
+An empty secret disables the API: every path answers 404, as if it did not exist. Expects
+``app.state.settings`` and ``app.state.archive`` (an :class:`ArchiveStore`). Each action
+(including refused ones) writes one structured line to the ``bff.audit`` logger, never
+with patient identity.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Route
+
+from bff.archive.kos import KosError, KosRecord, read_kos
+from bff.archive.store import DEFAULT_LOCATION, STATES, ArchivedKos, ArchiveStore
+from bff.errors import BadRequest, Forbidden, NotFound
+
+MAX_KOS_BYTES = 16 * 1024**2
+PREFIX = "/api/admin/kos"
+
+audit = logging.getLogger("bff.audit")
+
+
+def admin_routes() -> list[BaseRoute]:
+    return [
+        Route(PREFIX, publish_kos, methods=["POST"]),
+        Route(PREFIX, list_kos, methods=["GET"]),
+        Route(PREFIX + "/{sop_uid}", unpublish_kos, methods=["DELETE"]),
+    ]
+
+
+def _audit(request: Request, action: str, level: int = logging.INFO, **fields: Any) -> None:
+    client = request.client.host if request.client else ""
+    # ``event`` as in :mod:`bff.audit` (its JSON-lines handler), ``action`` as specified.
+    record = {"event": f"admin.{action}", "action": action, "client": client, **fields}
+    audit.log(level, "admin.%s", action, extra={"audit": record})
+
+
+def _authorize(request: Request, action: str) -> None:
+    """404 when the API is disabled, 403 without the right bearer secret."""
+    secret: str = request.app.state.settings.admin_secret
+    if not secret:
+        raise NotFound("admin API disabled (DRIMBOX_ADMIN_SECRET is empty)")
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    expected = secret.encode("utf-8")
+    ok = hmac.compare_digest(given.strip().encode("utf-8"), expected)
+    if scheme.lower() != "bearer" or not ok:
+        _audit(request, f"{action}.denied", logging.WARNING)
+        raise Forbidden(f"admin {action}: missing or wrong bearer secret")
+
+
+def _store(request: Request) -> ArchiveStore:
+    store: ArchiveStore = request.app.state.archive
+    return store
+
+
+async def _read_body(request: Request) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > MAX_KOS_BYTES):
+        raise BadRequest(f"KOS body too large or bad Content-Length: {declared[:20]}")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_KOS_BYTES:
+            raise BadRequest("KOS body larger than 16 MiB")
+    return bytes(body)
+
+
+def _publish(store: ArchiveStore, data: bytes, cda_id: str, location: str) -> KosRecord:
+    record = read_kos(data)
+    store.publish(record, cda_id=cda_id, location=location)
+    return record
+
+
+async def publish_kos(request: Request) -> JSONResponse:
+    _authorize(request, "kos.publish")
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type != "application/dicom":
+        raise BadRequest(f"KOS body must be application/dicom, not {media_type[:40]!r}")
+    cda_id = request.query_params.get("cda_id", "")
+    location = request.query_params.get("location", DEFAULT_LOCATION)
+    body = await _read_body(request)
+    try:
+        record = await run_in_threadpool(_publish, _store(request), body, cda_id, location)
+    except (KosError, ValueError) as exc:  # KosError, or a bad cda_id / location
+        _audit(request, "kos.publish.rejected", logging.WARNING, reason=str(exc)[:200])
+        raise BadRequest(f"KOS refused: {exc}") from exc
+    _audit(
+        request,
+        "kos.publish",
+        sop_uid=record.sop_uid,
+        study_uid=record.study_uid,
+        cda_id=cda_id,
+        location=location,
+    )
+    body_json = {"sop_uid": record.sop_uid, "study_uid": record.study_uid, "state": "published"}
+    return JSONResponse(body_json, status_code=201)
+
+
+async def unpublish_kos(request: Request) -> JSONResponse:
+    _authorize(request, "kos.unpublish")
+    sop_uid = request.path_params["sop_uid"]
+    store = _store(request)
+    found = await run_in_threadpool(store.unpublish, sop_uid)
+    if not found:
+        raise NotFound("admin kos.unpublish: unknown KOS")
+    entry = await run_in_threadpool(store.get, sop_uid)
+    fields: dict[str, Any] = {"sop_uid": sop_uid}
+    if entry is not None:
+        fields |= {
+            "study_uid": entry.record.study_uid,
+            "cda_id": entry.cda_id,
+            "location": entry.location,
+        }
+    _audit(request, "kos.unpublish", **fields)
+    return JSONResponse({"sop_uid": sop_uid, "state": "unpublished"})
+
+
+def summary(entry: ArchivedKos) -> dict[str, Any]:
+    """What the admin listing shows of an archived KOS: no patient identity."""
+    record = entry.record
+    return {
+        "sop_uid": record.sop_uid,
+        "study_uid": record.study_uid,
+        "accession_number": record.accession_number,
+        "accession_issuer": record.accession_issuer,
+        "accession_issuer_type": record.accession_issuer_type,
+        "cda_id": entry.cda_id,
+        "location": entry.location,
+        "state": entry.state,
+        "institution_name": record.institution_name,
+        "is_key_image_note": record.is_key_image_note,
+        "series_count": len(record.series),
+        "instance_count": sum(len(s.instances) for s in record.series),
+        "published_at": entry.published_at.isoformat(),
+        "updated_at": entry.updated_at.isoformat(),
+    }
+
+
+async def list_kos(request: Request) -> JSONResponse:
+    _authorize(request, "kos.list")
+    state = request.query_params.get("state") or None
+    if state is not None and state not in STATES:
+        raise BadRequest("admin kos.list: bad state")
+    limit_text = request.query_params.get("limit", "1000")
+    if not limit_text.isdigit() or not 1 <= int(limit_text) <= 10000:
+        raise BadRequest("admin kos.list: bad limit")
+    entries = await run_in_threadpool(_store(request).list, state=state, limit=int(limit_text))
+    _audit(request, "kos.list", state=state, count=len(entries))
+    return JSONResponse([summary(entry) for entry in entries])

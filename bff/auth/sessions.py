@@ -1,0 +1,150 @@
+"""Server-side sessions behind a signed cookie (tokens never reach the browser).
+
+The cookie holds only a random session id signed with itsdangerous (HttpOnly, SameSite=Lax,
+Secure unless the deployment explicitly relaxes it for a loopback demo). Everything else,
+OIDC tokens included, stays in the :class:`SessionStore`. Sessions expire after an idle
+period and after an absolute lifetime, whichever comes first.
+
+The store is in memory (one BFF process); the class is the seam for a shared store.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+
+from bff.access.policy import Grant
+
+COOKIE_NAME = "drimbox_session"
+
+
+@dataclass
+class PendingLogin:
+    """What the OIDC round trip must find again on the callback (single use)."""
+
+    state: str
+    nonce: str
+    code_verifier: str
+    provider: str  # 'psc' | 'fcp' | 'fc'
+    redirect_uri: str
+    created_at: float
+
+
+@dataclass
+class OpenedStudy:
+    """A study granted to this session, with what the viewer shows of it (DB.VI-CS.29)."""
+
+    location: str
+    study_uid: str
+    kos_sop_uid: str
+    display: dict[str, Any]
+
+
+@dataclass
+class Session:
+    id: str
+    created_at: float
+    last_seen: float
+    csrf_token: str
+    profile: str | None = None  # 'patient' | 'professional'
+    provider: str | None = None
+    subject: str | None = None
+    user_display: str | None = None
+    tokens: dict[str, Any] = field(default_factory=dict, repr=False)
+    pending_link: Any = None  # bff.source.params.ViewerLink awaiting login
+    pending_location: str | None = None
+    pending_login: PendingLogin | None = field(default=None, repr=False)
+    studies: list[OpenedStudy] = field(default_factory=list)
+
+    @property
+    def authenticated(self) -> bool:
+        return self.subject is not None
+
+    @property
+    def grant(self) -> Grant | None:
+        if not self.studies:
+            return None
+        return Grant(frozenset((s.location, s.study_uid) for s in self.studies))
+
+    def open_study(self, study: OpenedStudy) -> None:
+        self.studies = [
+            s
+            for s in self.studies
+            if (s.location, s.study_uid) != (study.location, study.study_uid)
+        ]
+        self.studies.append(study)
+
+
+class SessionStore:
+    """In-memory sessions with idle and absolute expiry, found by signed cookie value."""
+
+    def __init__(
+        self,
+        secret: str,
+        *,
+        idle_timeout: float,
+        max_age: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._serializer = URLSafeTimedSerializer(secret, salt="drimbox-session")
+        self._idle_timeout = idle_timeout
+        self.max_age = max_age
+        self._clock = clock
+        self._sessions: dict[str, Session] = {}
+
+    def create(self) -> Session:
+        self._purge()
+        now = self._clock()
+        session = Session(
+            id=secrets.token_urlsafe(32),
+            created_at=now,
+            last_seen=now,
+            csrf_token=secrets.token_urlsafe(24),
+        )
+        self._sessions[session.id] = session
+        return session
+
+    def cookie_value(self, session: Session) -> str:
+        return self._serializer.dumps(session.id)
+
+    def load(self, cookie: str | None) -> Session | None:
+        """The live session a cookie names; None when absent, forged, foreign or expired."""
+        if not cookie:
+            return None
+        try:
+            session_id = self._serializer.loads(cookie, max_age=int(self.max_age))
+        except BadSignature:  # includes SignatureExpired
+            return None
+        session = self._sessions.get(str(session_id))
+        if session is None:
+            return None
+        now = self._clock()
+        if now - session.last_seen > self._idle_timeout or now - session.created_at > self.max_age:
+            self._sessions.pop(session.id, None)
+            return None
+        session.last_seen = now
+        return session
+
+    def delete(self, session: Session) -> None:
+        self._sessions.pop(session.id, None)
+
+    def check_csrf(self, session: Session, token: str) -> bool:
+        return hmac.compare_digest(session.csrf_token.encode(), token.encode())
+
+    def _purge(self) -> None:
+        now = self._clock()
+        for key, session in list(self._sessions.items()):
+            if (
+                now - session.last_seen > self._idle_timeout
+                or now - session.created_at > self.max_age
+            ):
+                del self._sessions[key]
+
+    def __len__(self) -> int:
+        return len(self._sessions)

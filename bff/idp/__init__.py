@@ -1,0 +1,2 @@
+"""Local identity provider (ProSanteConnect / FranceConnect+ / FranceConnect look-alike)
+for the demo and the tests; see :mod:`bff.idp.app`."""

@@ -1,0 +1,3 @@
+from bff.idp.cli import main
+
+main()

@@ -1,0 +1,383 @@
+"""The Source viewer's access path (spec 4.1, 4.2.2; DB.VI-SO.07, .08, .114, .115, .33,
+.152, .28; DB.VI-CS.03).
+
+    GET  /IHEInvokeImageDisplay?requestType=STUDY&studyUID=..&accessionNumber=..&idCDA=..
+         -> validate the link, keep it in a new session, show the profile choice page
+    POST /auth/login      profile + provider -> redirect to ProSantéConnect / FranceConnect+
+    GET  /auth/callback   code + state -> tokens -> checks against the KOS archive
+                          -> the session is granted that one study -> /viewer
+    GET  /viewer          OHIF, only for a session granted the studies it names
+    GET  /api/session     what the viewer shows on opening (identity from the KOS)
+    POST /auth/logout
+
+Every check is made against the KOS archive, never the images. Every refusal is the
+French message of DB.VI-SO.28 with a stable code, and an audit entry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import time
+from typing import Any
+from urllib.parse import quote
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from bff.archive.store import ArchivedKos, ArchiveStore
+from bff.audit import audit
+from bff.auth.identity import FcIdentity, KosTraits, match_identity
+from bff.auth.oidc import OidcProvider
+from bff.auth.sessions import COOKIE_NAME, OpenedStudy, PendingLogin, Session, SessionStore
+from bff.dicomweb.upstream import DicomwebUpstream
+from bff.errors import (
+    AccessRefused,
+    AuthenticationRequired,
+    BadRequest,
+    InvalidLink,
+    LoginFailed,
+    NotFound,
+    ViewerError,
+)
+from bff.source.params import ViewerLink, parse_link
+from bff.web.pages import logged_out_page, profile_page
+from bff.web.static import index_response
+
+log = logging.getLogger(__name__)
+
+#: A login round trip (profile choice -> provider -> callback) must end within this.
+LOGIN_TTL_S = 600.0
+OHIF_MODES = ("viewer", "segmentation", "tmtv", "microscopy", "dynamic-volume")
+PROVIDERS_BY_PROFILE = {"patient": ("fcp", "fc"), "professional": ("psc",)}
+
+
+# -- helpers ---------------------------------------------------------------------------
+
+
+def location_of(request: Request) -> str:
+    """The location (registered FQDN) the request came through (DB.VI-SO.07, .127)."""
+    locations: dict[str, DicomwebUpstream] = request.app.state.locations
+    host = (request.url.hostname or "").lower()
+    if host in locations:
+        return host
+    if "*" in locations:
+        return "*"
+    raise InvalidLink(f"unknown location {host!r}", code="E415")
+
+
+def _session(request: Request) -> Session | None:
+    session: Session | None = request.scope.get("session")
+    return session
+
+
+def _with_cookie(request: Request, response: Response, session: Session) -> Response:
+    store: SessionStore = request.app.state.sessions
+    response.set_cookie(
+        COOKIE_NAME,
+        store.cookie_value(session),
+        max_age=int(store.max_age),
+        httponly=True,
+        secure=request.app.state.cookie_secure,
+        samesite="lax",
+        path="/",
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _redirect_uri(request: Request) -> str:
+    return str(request.url.replace(path="/auth/callback", query="", fragment=""))
+
+
+def _viewer_url(study_uids: list[str]) -> str:
+    return "/viewer?StudyInstanceUIDs=" + quote(",".join(study_uids), safe=",")
+
+
+# -- entry and profile choice -------------------------------------------------------------
+
+
+async def invoke_image_display(request: Request) -> Response:
+    """The link of the radiology report (DB.VI-SO.07): validate, then ask the profile."""
+    link = parse_link(request.query_params.multi_items())
+    location = location_of(request)
+    session = _session(request)
+    grant = session.grant if session is not None else None
+    if grant is not None and (location, link.study_uid) in grant.studies:
+        return RedirectResponse(_viewer_url([link.study_uid]), 303)
+    store: SessionStore = request.app.state.sessions
+    if session is None or session.authenticated:
+        # A new exam link always goes through the checks; keep what was already granted.
+        previous = session
+        session = store.create()
+        if previous is not None:
+            session.studies = list(previous.studies)
+            store.delete(previous)
+    session.pending_link = link
+    session.pending_location = location
+    audit("link_opened", location=location, study_uid=link.study_uid)
+    page = profile_page(
+        csrf_token=session.csrf_token, fc_enabled="fc" in request.app.state.providers
+    )
+    return _with_cookie(request, HTMLResponse(page), session)
+
+
+async def login(request: Request) -> Response:
+    """The profile was chosen (DB.VI-SO.08): go to its identity provider."""
+    session = _session(request)
+    if session is None or session.pending_link is None:
+        raise AuthenticationRequired("login without a pending link")
+    form = await request.form()
+    store: SessionStore = request.app.state.sessions
+    if not store.check_csrf(session, str(form.get("csrf", ""))):
+        raise BadRequest("csrf token mismatch")
+    profile, provider_name = str(form.get("profile", "")), str(form.get("provider", ""))
+    providers: dict[str, OidcProvider] = request.app.state.providers
+    if provider_name not in PROVIDERS_BY_PROFILE.get(profile, ()) or provider_name not in providers:
+        raise BadRequest("unknown profile or provider")
+    redirect_uri = _redirect_uri(request)
+    started = await providers[provider_name].start(redirect_uri)
+    session.profile = profile
+    session.pending_login = PendingLogin(
+        state=started.state,
+        nonce=started.nonce,
+        code_verifier=started.code_verifier,
+        provider=provider_name,
+        redirect_uri=redirect_uri,
+        created_at=time.time(),
+    )
+    return _with_cookie(request, RedirectResponse(started.url, 303), session)
+
+
+# -- callback and checks -------------------------------------------------------------------
+
+
+async def callback(request: Request) -> Response:
+    session = _session(request)
+    pending = session.pending_login if session else None
+    if session is None or pending is None or session.pending_link is None:
+        raise LoginFailed("callback without a pending login (missing or replayed state)")
+    session.pending_login = None  # single use: a replayed callback finds nothing
+    state = request.query_params.get("state", "")
+    if not hmac.compare_digest(state.encode(), pending.state.encode()):
+        raise LoginFailed("state mismatch")
+    if time.time() - pending.created_at > LOGIN_TTL_S:
+        raise LoginFailed("login round trip too old")
+    if "error" in request.query_params or "code" not in request.query_params:
+        raise LoginFailed("provider answered an error", code="E431")
+    provider: OidcProvider = request.app.state.providers[pending.provider]
+    result = await provider.finish(
+        code=request.query_params["code"],
+        redirect_uri=pending.redirect_uri,
+        nonce=pending.nonce,
+        code_verifier=pending.code_verifier,
+    )
+    link: ViewerLink = session.pending_link
+    location = session.pending_location or "*"
+    claims = {**result.id_claims, **result.userinfo}
+    try:
+        kos = await check_link(request.app.state.archive, link, location)
+        if session.profile == "patient":
+            check_patient(kos, claims)
+    except AccessRefused as exc:
+        audit(
+            "access_refused",
+            location=location,
+            study_uid=link.study_uid,
+            profile=session.profile,
+            provider=pending.provider,
+            code=exc.code,
+            reason=exc.detail,
+        )
+        raise
+    session.provider = pending.provider
+    session.subject = str(claims.get("sub"))
+    session.user_display = display_name(claims, session.profile or "")
+    session.tokens = {
+        k: result.tokens[k] for k in ("access_token", "expires_at") if k in result.tokens
+    }
+    session.open_study(
+        OpenedStudy(location, link.study_uid, kos.record.sop_uid, opening_display(kos))
+    )
+    session.pending_link = None
+    audit(
+        "access_granted",
+        location=location,
+        study_uid=link.study_uid,
+        kos_sop_uid=kos.record.sop_uid,
+        profile=session.profile,
+        provider=pending.provider,
+    )
+    _check_patient_ids_later(request, kos, location)
+    return _with_cookie(request, RedirectResponse(_viewer_url([link.study_uid]), 303), session)
+
+
+async def check_link(archive: ArchiveStore, link: ViewerLink, location: str) -> ArchivedKos:
+    """DB.VI-SO.115 (idCDA) and DB.VI-SO.33 (accession + issuer / study), on the archive."""
+    records = await run_in_threadpool(archive.find_by_study, link.study_uid)
+    published = [r for r in records if r.state == "published"]
+    if not published:
+        raise AccessRefused(f"no published KOS for {link.study_uid}", code="E422")
+    here = [r for r in published if r.location in (location, "*")]
+    if not here:
+        raise AccessRefused(f"{link.study_uid} is not reachable through {location}", code="E424")
+    with_cda = [r for r in here if hmac.compare_digest(r.cda_id, link.cda_id)]
+    if not with_cda:
+        raise AccessRefused("idCDA does not match the KOS", code="E420")
+    for kos in with_cda:
+        record = kos.record
+        if (
+            record.accession_number == link.accession.id
+            and record.accession_issuer == link.accession.issuer
+            and record.study_uid == link.study_uid
+        ):
+            return kos
+    raise AccessRefused("accession number / issuer / study do not match the KOS", code="E421")
+
+
+def check_patient(kos: ArchivedKos, claims: dict[str, Any]) -> None:
+    """DB.VI-SO.152: the FC+ identity against the KOS INS traits (documented normalization)."""
+    try:
+        identity = FcIdentity.from_claims(claims)
+    except ValueError as exc:
+        raise AccessRefused(f"identity claims missing: {exc}", code="E423") from exc
+    traits = kos.record.traits
+    mismatches = match_identity(
+        identity,
+        KosTraits(
+            birth_name=traits.birth_name,
+            given_names=tuple(traits.given_names),
+            sex=traits.sex,
+            birth_date=traits.birth_date,
+            birthplace=traits.birthplace,
+        ),
+    )
+    if mismatches:
+        raise AccessRefused("identity mismatch: " + ",".join(mismatches), code="E423")
+
+
+def display_name(claims: dict[str, Any], profile: str) -> str:
+    given = str(claims.get("given_name", "")).strip()
+    family = str(claims.get("family_name", "")).strip()
+    name = f"{given} {family}".strip()
+    return f"Dr {name}" if profile == "professional" and name else name
+
+
+def opening_display(kos: ArchivedKos) -> dict[str, Any]:
+    """What the viewer shows on opening (DB.VI-CS.29): INS traits and institution from the KOS."""
+    record = kos.record
+    traits = record.traits
+    return {
+        "birth_name": traits.birth_name,
+        "given_names": list(traits.given_names),
+        "sex": traits.sex,
+        "birth_date": traits.birth_date,
+        "birthplace": traits.birthplace,
+        "ins": record.ins,
+        "ins_oid": record.ins_oid,
+        "institution": record.institution_name,
+        "accession_number": record.accession_number,
+    }
+
+
+def _check_patient_ids_later(request: Request, kos: ArchivedKos, location: str) -> None:
+    """Trace for the administrator any mismatch between the patient id in the images and
+    the archive (INS, else IPP; spec note after DB.VI-SO.33, DB.SO.47)."""
+    upstream: DicomwebUpstream = request.app.state.locations[location]
+    record = kos.record
+
+    async def check() -> None:
+        try:
+            rows = await upstream.get_json(
+                "/studies", {"StudyInstanceUID": record.study_uid, "includefield": "00100020"}
+            )
+        except ViewerError as exc:
+            log.warning("patient id check skipped for %s: %s", record.study_uid, exc.code)
+            return
+        expected = {i for i in (record.ins, record.local_patient_id) if i}
+        found = {str((r.get("00100020", {}).get("Value") or [""])[0]) for r in rows}
+        if expected and not found & expected:
+            log.warning("patient id in images differs from the KOS archive: %s", record.study_uid)
+            audit(
+                "patient_id_mismatch",
+                location=location,
+                study_uid=record.study_uid,
+                kos_sop_uid=record.sop_uid,
+            )
+
+    tasks: set[asyncio.Task[None]] = request.app.state.background
+    task = asyncio.create_task(check())
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
+
+
+# -- the viewer and its session ------------------------------------------------------------
+
+
+async def viewer(request: Request) -> Response:
+    """OHIF's routes: only for a session granted every study named in the URL."""
+    if request.app.state.open_access:
+        return index_response(request)
+    session = _session(request)
+    if session is None or session.grant is None:
+        raise AuthenticationRequired("viewer without a granted session")
+    location = location_of(request)
+    granted = set(session.grant.study_uids(location))
+    asked = [u for u in request.query_params.get("StudyInstanceUIDs", "").split(",") if u]
+    if not asked:
+        return RedirectResponse(_viewer_url(sorted(granted)), 303)
+    if not set(asked) <= granted:
+        raise NotFound("viewer asked for a study outside the grant")
+    return index_response(request)
+
+
+async def session_info(request: Request) -> Response:
+    """What the page shows around OHIF (identity banner, DB.VI-CS.29); no token here."""
+    session = _session(request)
+    if session is None or not session.authenticated:
+        raise AuthenticationRequired("no session")
+    location = location_of(request)
+    studies = [
+        {"study_uid": s.study_uid, **s.display} for s in session.studies if s.location == location
+    ]
+    payload = {
+        "profile": session.profile,
+        "user": session.user_display,
+        "csrf": session.csrf_token,
+        "studies": studies,
+    }
+    return JSONResponse(payload, headers={"Cache-Control": "no-store"})
+
+
+async def logout(request: Request) -> Response:
+    session = _session(request)
+    if session is not None:
+        form = await request.form()
+        store: SessionStore = request.app.state.sessions
+        if not store.check_csrf(session, str(form.get("csrf", ""))):
+            raise BadRequest("csrf token mismatch")
+        audit("logout", profile=session.profile, provider=session.provider)
+        store.delete(session)
+    response = HTMLResponse(logged_out_page(), headers={"Cache-Control": "no-store"})
+    response.delete_cookie(COOKIE_NAME, path="/")
+    return response
+
+
+async def jwks(request: Request) -> Response:
+    """Our public encryption key(s): FranceConnect+ encrypts id_token and userinfo to them."""
+    return JSONResponse(request.app.state.public_jwks)
+
+
+def source_routes() -> list[BaseRoute]:
+    return [
+        Route("/IHEInvokeImageDisplay", invoke_image_display),
+        Route("/auth/login", login, methods=["POST"]),
+        Route("/auth/callback", callback),
+        Route("/auth/logout", logout, methods=["POST"]),
+        Route("/auth/jwks", jwks),
+        Route("/api/session", session_info),
+        *(Route(f"/{mode}", viewer) for mode in OHIF_MODES),
+    ]

@@ -1,0 +1,124 @@
+// drimbox-viewer: what the BFF shows around the stock OHIF viewer (never inside it).
+// Loaded by app-config.js. Reads /api/session (same origin, HttpOnly cookie; no token is
+// ever exposed to this script) and shows, on opening, the patient's INS identity traits
+// and the institution taken from the exam's KOS (DB.VI-CS.29), reachable again at any
+// time from a button. All text goes through textContent: nothing is parsed as HTML.
+(function () {
+  'use strict';
+
+  var SEX = { F: 'Féminin', M: 'Masculin', O: 'Autre', U: 'Inconnu' };
+  var INS_OIDS = {
+    '1.2.250.1.213.1.4.8': 'NIR',
+    '1.2.250.1.213.1.4.9': 'NIA',
+    '1.2.250.1.213.1.4.10': 'NIR (test)',
+    '1.2.250.1.213.1.4.11': 'NIA (test)',
+  };
+
+  function frenchDate(yyyymmdd) {
+    if (!/^\d{8}$/.test(yyyymmdd || '')) return yyyymmdd || '';
+    return yyyymmdd.slice(6, 8) + '/' + yyyymmdd.slice(4, 6) + '/' + yyyymmdd.slice(0, 4);
+  }
+
+  function el(tag, attrs, children) {
+    var node = document.createElement(tag);
+    Object.keys(attrs || {}).forEach(function (k) {
+      if (k === 'text') node.textContent = attrs[k];
+      else node.setAttribute(k, attrs[k]);
+    });
+    (children || []).forEach(function (c) { if (c) node.appendChild(c); });
+    return node;
+  }
+
+  function row(label, value) {
+    if (!value) return null;
+    return el('div', { class: 'drimbox-row' }, [
+      el('dt', { text: label }),
+      el('dd', { text: value }),
+    ]);
+  }
+
+  function identityRows(study) {
+    var ins = study.ins
+      ? study.ins + (study.ins_oid ? ' (' + (INS_OIDS[study.ins_oid] || 'OID ' + study.ins_oid) + ')' : '')
+      : '';
+    return [
+      row('Nom de naissance', study.birth_name),
+      row('Prénom(s) de naissance', (study.given_names || []).join(' ')),
+      row('Sexe', SEX[study.sex] || study.sex),
+      row('Date de naissance', frenchDate(study.birth_date)),
+      row('Lieu de naissance (code INSEE)', study.birthplace),
+      row('Matricule INS', ins),
+      row('Établissement', study.institution),
+      row('N° d\'examen', study.accession_number),
+    ];
+  }
+
+  function style() {
+    var css =
+      '#drimbox-identity{position:fixed;inset:0;z-index:10000;background:rgba(0,0,0,.55);' +
+      'display:flex;align-items:center;justify-content:center;font-family:system-ui,sans-serif}' +
+      '#drimbox-identity[hidden]{display:none}' +
+      '#drimbox-identity .drimbox-card{background:#14203a;color:#e6edf7;border-radius:12px;' +
+      'padding:1.5rem 1.8rem;max-width:34rem;box-shadow:0 8px 30px rgba(0,0,0,.5)}' +
+      '#drimbox-identity h2{margin:0 0 .3rem;font-size:1.2rem}' +
+      '#drimbox-identity p{margin:.2rem 0 1rem;color:#9fb3d1;font-size:.9rem}' +
+      '#drimbox-identity dl{margin:0 0 1rem}' +
+      '.drimbox-row{display:grid;grid-template-columns:13rem 1fr;gap:.6rem;padding:.25rem 0;' +
+      'border-bottom:1px solid #22345a}' +
+      '.drimbox-row dt{color:#9fb3d1}.drimbox-row dd{margin:0;font-weight:600}' +
+      '#drimbox-identity button,#drimbox-badge{font:inherit;border-radius:8px;cursor:pointer}' +
+      '#drimbox-identity .drimbox-actions{display:flex;gap:.6rem;justify-content:flex-end}' +
+      '#drimbox-identity .drimbox-ok{background:#1d4ed8;color:#fff;border:0;padding:.5rem 1rem}' +
+      '#drimbox-identity .drimbox-logout{background:transparent;color:#e6edf7;' +
+      'border:1px solid #3b5b95;padding:.5rem 1rem}' +
+      '#drimbox-badge{position:fixed;left:8px;bottom:8px;z-index:9999;background:#14203a;' +
+      'color:#e6edf7;border:1px solid #3b5b95;padding:.35rem .7rem;font-size:.85rem;' +
+      'font-family:system-ui,sans-serif}';
+    document.head.appendChild(el('style', { text: css }));
+  }
+
+  function build(info) {
+    var study = (info.studies || [])[0];
+    if (!study) return;
+    style();
+    var logout = el('form', { method: 'post', action: '/auth/logout' }, [
+      el('input', { type: 'hidden', name: 'csrf', value: info.csrf || '' }),
+      el('button', { type: 'submit', class: 'drimbox-logout', text: 'Se déconnecter' }),
+    ]);
+    var ok = el('button', { type: 'button', class: 'drimbox-ok', text: 'Voir les images' });
+    var connected = info.user ? 'Connecté : ' + info.user : '';
+    var dialog = el(
+      'div',
+      { id: 'drimbox-identity', role: 'dialog', 'aria-modal': 'true', 'aria-labelledby': 'drimbox-identity-title' },
+      [
+        el('div', { class: 'drimbox-card' }, [
+          el('h2', { id: 'drimbox-identity-title', text: 'Identité du patient' }),
+          el('p', { text: 'Selon le document de référence de l\'examen (KOS). ' + connected }),
+          el('dl', {}, identityRows(study)),
+          el('div', { class: 'drimbox-actions' }, [logout, ok]),
+        ]),
+      ]
+    );
+    var badge = el('button', {
+      id: 'drimbox-badge',
+      type: 'button',
+      title: 'Identité du patient',
+      text: 'Patient : ' + [study.birth_name, (study.given_names || []).join(' ')].join(' ').trim(),
+    });
+    ok.addEventListener('click', function () { dialog.hidden = true; badge.focus(); });
+    badge.addEventListener('click', function () { dialog.hidden = false; ok.focus(); });
+    document.body.appendChild(dialog);
+    document.body.appendChild(badge);
+    ok.focus();
+  }
+
+  function start() {
+    fetch('/api/session', { credentials: 'same-origin', headers: { Accept: 'application/json' } })
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (info) { if (info) build(info); })
+      .catch(function () { /* no session panel: the viewer still works */ });
+  }
+
+  if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', start);
+  else start();
+})();
