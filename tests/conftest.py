@@ -79,3 +79,7 @@ def original_frames(study: DemoStudy) -> dict[str, Path]:
         ds = pydicom.dcmread(path, stop_before_pixels=True)
         files[str(ds.SOPInstanceUID)] = path
     return files
+
+
+# The Source stack (identity provider + BFF with two locations), for integration and e2e.
+from tests.source_stack import other_study, source  # noqa: E402, F401

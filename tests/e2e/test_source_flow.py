@@ -1,0 +1,73 @@
+"""The report link in Chromium: profile choice, login at the local provider, the viewer
+with an image and the KOS identity shown on opening (DB.VI-SO.08, .114, DB.VI-CS.03,
+.05, .29); and a refusal shown as a French page (DB.VI-SO.28)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from bff.settings import PROJECT_ROOT
+from tests.e2e.test_viewer import wait_for_image
+from tests.source_stack import SourceStack
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(autouse=True)
+def _needs_ohif() -> None:
+    if not (PROJECT_ROOT / "ohif-dist" / "index.html").is_file():
+        pytest.skip("ohif-dist/ is missing: run scripts/fetch-ohif")
+
+
+def sign_in(page: Any, link: str, provider: str, username: str) -> None:
+    page.goto(link)
+    page.get_by_text("Accès à votre examen d'imagerie").wait_for()
+    page.click(f"button[data-provider={provider}]")
+    page.fill("input[name=username]", username)
+    page.keyboard.press("Enter")
+
+
+def test_patient_opens_the_report_link(source: SourceStack, page: Any) -> None:
+    sign_in(page, source.link(), "fcp", "dominique.pat-trois")
+    page.wait_for_url("**/viewer?StudyInstanceUIDs=*", timeout=30_000)
+    dialog = page.get_by_role("dialog", name="Identité du patient")
+    dialog.wait_for(timeout=30_000)
+    text = dialog.inner_text()
+    for expected in (
+        "PAT-TROIS",
+        "DOMINIQUE",
+        "Féminin",
+        "28/03/1979",
+        "63220",
+        "279035121518989",
+        "Centre de radiologie Ambroise",
+    ):
+        assert expected in text
+    page.get_by_role("button", name="Voir les images").click()
+    wait_for_image(page)
+    # The series tree of the study (DB.VI-CS.05): both image series offered.
+    page.get_by_text("Thorax-abdomen").first.wait_for()
+    page.get_by_text("Topogramme").first.wait_for()
+    # The identity stays reachable (DB.VI-CS.29).
+    page.get_by_role("button", name="Patient : PAT-TROIS DOMINIQUE").click()
+    assert dialog.is_visible()
+
+
+def test_professional_opens_the_report_link(source: SourceStack, page: Any) -> None:
+    sign_in(page, source.link(), "psc", "dr.radiologue")
+    page.wait_for_url("**/viewer?StudyInstanceUIDs=*", timeout=30_000)
+    page.get_by_role("dialog", name="Identité du patient").wait_for(timeout=30_000)
+    assert "Dr Camille RADIOLOGUE" in page.get_by_role("dialog").inner_text()
+    page.get_by_role("button", name="Voir les images").click()
+    wait_for_image(page)
+
+
+def test_a_refused_patient_sees_the_french_message(source: SourceStack, page: Any) -> None:
+    sign_in(page, source.link(), "fcp", "jean.martin")
+    page.get_by_text("Accès refusé").wait_for(timeout=30_000)
+    assert "prendre contact avec le site qui a réalisé l'examen" in page.content().replace(
+        "&#x27;", "'"
+    )
+    assert "E423" in page.content()

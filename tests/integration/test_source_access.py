@@ -1,0 +1,363 @@
+"""The Source access path end to end over HTTP: the report link, the profile choice, a
+real OIDC round trip at the local provider, the checks against the KOS archive, and the
+one-study scope (DB.VI-SO.07, .08, .114, .115, .33, .152, .28, .127; DB.VI-CS.03).
+
+Every refusal is checked for its status, its stable code, its French message, its audit
+entry, and that nothing of the exam leaked (no grant, nothing fetched upstream)."""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from bff.dicomweb.retrieve import Retriever
+from tests.access import ScriptedBrowser
+from tests.source_stack import (
+    LOCATION,
+    OTHER_CDA_ID,
+    OTHER_LOCATION,
+    SourceStack,
+    set_state,
+)
+
+pytestmark = pytest.mark.integration
+
+REFUSAL = "Veuillez prendre contact avec le site qui a réalisé l'examen"
+FRAME_ACCEPT = "multipart/related; type=application/octet-stream; transfer-syntax=*"
+
+
+@pytest.fixture
+def browser() -> Iterator[ScriptedBrowser]:
+    b = ScriptedBrowser()
+    yield b
+    b.close()
+
+
+def bff(source: SourceStack, path: str, host: str = LOCATION) -> str:
+    return source.stack.bff_url(host) + path
+
+
+def assert_refused(response: httpx.Response, status: int, code: str) -> None:
+    assert response.status_code == status, response.text
+    assert response.headers["x-error-code"] == code
+    assert f"Code d'erreur : {code}" in response.text
+    assert response.headers["content-type"].startswith("text/html")
+
+
+def assert_nothing_leaks(source: SourceStack, browser: ScriptedBrowser, study_uid: str) -> None:
+    """After a refusal: no viewer, no DICOMweb answer, nothing retrieved upstream."""
+    assert browser.get(bff(source, f"/viewer?StudyInstanceUIDs={study_uid}")).status_code == 401
+    assert browser.get(bff(source, "/api/session")).status_code == 401
+    qido = browser.get(bff(source, f"/dicomweb/studies?StudyInstanceUID={study_uid}"))
+    assert qido.status_code == 200 and qido.json() == []
+    series = browser.get(bff(source, f"/dicomweb/studies/{study_uid}/series"))
+    assert series.status_code == 404
+    assert source.study.study_uid not in series.text
+    retriever: Retriever = source.app.state.retriever
+    for series_uid in source.study.series_uids:
+        assert retriever.find(LOCATION, study_uid, series_uid) is None
+
+
+def granted_series(source: SourceStack, browser: ScriptedBrowser, study_uid: str) -> list[str]:
+    rows = browser.get(bff(source, f"/dicomweb/studies/{study_uid}/series")).json()
+    return [r["0020000E"]["Value"][0] for r in rows]
+
+
+# -- the two flows ------------------------------------------------------------------------
+
+
+def test_patient_flow_grants_the_study_and_shows_the_kos_identity(
+    source: SourceStack, browser: ScriptedBrowser
+) -> None:
+    page = browser.open_link(source.link())
+    assert page.status_code == 200
+    assert "Je suis le patient" in page.text and "professionnel de santé" in page.text
+    assert "carte Vitale" in page.text  # the notice after DB.VI-SO.137
+    cookie = page.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=lax" in cookie
+
+    authorize = browser.choose(page, "fcp")
+    location = authorize.headers["location"]
+    for param in (
+        "state=",
+        "nonce=",
+        "code_challenge=",
+        "code_challenge_method=S256",
+        "acr_values=eidas2",
+    ):
+        assert param in location
+
+    done = browser.login(authorize, "dominique.pat-trois")
+    assert done.status_code == 303
+    assert done.headers["location"] == f"/viewer?StudyInstanceUIDs={source.study.study_uid}"
+    viewer = browser.get(bff(source, done.headers["location"]))
+    assert viewer.status_code == 200 and "<html" in viewer.text.lower()
+
+    info = browser.get(bff(source, "/api/session")).json()
+    assert info["profile"] == "patient"
+    [study] = info["studies"]
+    assert study["birth_name"] == "PAT-TROIS" and study["given_names"] == ["DOMINIQUE"]
+    assert study["sex"] == "F" and study["birth_date"] == "19790328"
+    assert study["birthplace"] == "63220" and study["ins"] == "279035121518989"
+    assert study["institution"] == "Centre de radiologie Ambroise"
+    assert "token" not in str(info).lower()
+
+    assert len(granted_series(source, browser, source.study.study_uid)) == 2
+    entries = [e for e in source.audit() if e["event"] == "access_granted"]
+    assert entries and entries[-1]["study_uid"] == source.study.study_uid
+
+
+def test_professional_flow_with_prosanteconnect(
+    source: SourceStack, browser: ScriptedBrowser
+) -> None:
+    authorize = browser.choose(browser.open_link(source.link()), "psc")
+    assert "scope=openid+scope_all" in authorize.headers["location"]
+    assert "acr_values=eidas1" in authorize.headers["location"]
+    done = browser.login(authorize, "dr.radiologue")
+    assert done.status_code == 303
+    info = browser.get(bff(source, "/api/session")).json()
+    assert info["profile"] == "professional" and info["user"] == "Dr Camille RADIOLOGUE"
+    assert granted_series(source, browser, source.study.study_uid)
+
+
+def test_names_that_must_still_match(source: SourceStack) -> None:
+    for username in ("same.spelling", "same.accents"):
+        browser = ScriptedBrowser()
+        done = browser.sign_in(source.link(), "fcp", username)
+        assert done.status_code == 303, (username, done.text)
+        browser.close()
+
+
+# -- refusals against the KOS archive -------------------------------------------------------
+
+
+def test_wrong_cda_id_is_refused(source: SourceStack, browser: ScriptedBrowser) -> None:
+    link = source.link(**{"idCDA=1.2.250.1.999.1.1.101": "idCDA=1.2.250.1.999.1.1.199"})
+    response = browser.sign_in(link, "fcp", "dominique.pat-trois")
+    assert_refused(response, 403, "E420")
+    assert REFUSAL in html.unescape(response.text)
+    assert source.audit()[-1]["code"] == "E420"
+    assert_nothing_leaks(source, browser, source.study.study_uid)
+
+
+def test_right_accession_wrong_issuer_is_refused(
+    source: SourceStack, browser: ScriptedBrowser
+) -> None:
+    link = source.link(**{"_1.2.250.1.213.4.5.2.5_ISO": "_1.2.250.1.213.4.5.2.6_ISO"})
+    response = browser.sign_in(link, "psc", "dr.radiologue")
+    assert_refused(response, 403, "E421")
+    assert REFUSAL in html.unescape(response.text)
+    assert_nothing_leaks(source, browser, source.study.study_uid)
+
+
+def test_study_uid_of_another_exam_is_refused(
+    source: SourceStack, browser: ScriptedBrowser
+) -> None:
+    link = source.link(**{source.study.study_uid: source.other_study.study_uid})
+    response = browser.sign_in(link, "psc", "dr.radiologue")
+    assert_refused(response, 403, "E420")
+    assert_nothing_leaks(source, browser, source.other_study.study_uid)
+
+
+def test_unpublished_kos_is_refused(source: SourceStack, browser: ScriptedBrowser) -> None:
+    other = source.other_study
+    link = source.stack.viewer_link(other, LOCATION, cda_id=OTHER_CDA_ID)
+    set_state(source.archive_url, other.kos_sop_uid, published=False, cda_id=OTHER_CDA_ID)
+    try:
+        assert_refused(browser.sign_in(link, "psc", "dr.radiologue"), 403, "E422")
+        assert_nothing_leaks(source, browser, other.study_uid)
+    finally:
+        set_state(source.archive_url, other.kos_sop_uid, published=True, cda_id=OTHER_CDA_ID)
+    assert browser.sign_in(link, "psc", "dr.radiologue").status_code == 303
+
+
+def test_same_study_through_another_location_is_refused(
+    source: SourceStack, browser: ScriptedBrowser
+) -> None:
+    response = browser.sign_in(source.link(OTHER_LOCATION), "psc", "dr.radiologue")
+    assert_refused(response, 403, "E424")
+
+
+@pytest.mark.parametrize(
+    ("username", "trait"),
+    [
+        ("wrong.birth_name", "birth_name"),
+        ("wrong.given_names", "given_names"),
+        ("wrong.sex", "sex"),
+        ("wrong.birth_date", "birth_date"),
+        ("wrong.birthplace", "birthplace"),
+        ("jean.martin", "birth_name"),
+    ],
+)
+def test_each_identity_trait_wrong_is_refused(
+    source: SourceStack, browser: ScriptedBrowser, username: str, trait: str
+) -> None:
+    response = browser.sign_in(source.link(), "fcp", username)
+    assert_refused(response, 403, "E423")
+    assert REFUSAL in html.unescape(response.text)
+    assert_nothing_leaks(source, browser, source.study.study_uid)
+    entry = source.audit()[-1]
+    assert entry["event"] == "access_refused" and trait in entry["reason"]
+    assert "PAT" not in str(entry) and "1979" not in str(entry)  # no identity values
+
+
+# -- the login round trip -------------------------------------------------------------------
+
+
+def test_weaker_acr_is_refused(source: SourceStack, browser: ScriptedBrowser) -> None:
+    response = browser.sign_in(source.link(), "fcp", "dominique.faible")
+    assert response.status_code == 401 and response.headers["x-error-code"] == "E433"
+    assert_nothing_leaks(source, browser, source.study.study_uid)
+
+
+def test_replayed_or_missing_state_is_refused(
+    source: SourceStack, browser: ScriptedBrowser
+) -> None:
+    authorize = browser.choose(browser.open_link(source.link()), "fcp")
+    form = browser.client.get(authorize.headers["location"])
+    fields = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', form.text))
+    back = browser.client.post(
+        str(form.url).split("?")[0], data={**fields, "username": "dominique.pat-trois"}
+    )
+    callback = back.headers["location"]
+    assert browser.get(callback).status_code == 303
+    replay = browser.get(callback)
+    assert replay.status_code == 401 and replay.headers["x-error-code"] == "E430"
+    # A callback with no state at all, in a fresh session, is refused too.
+    fresh = ScriptedBrowser()
+    page = fresh.open_link(source.link())
+    assert page.status_code == 200
+    fresh.choose(page, "fcp")
+    code = re.search(r"code=([^&]+)", callback)
+    assert code is not None
+    missing = fresh.get(bff(source, f"/auth/callback?code={code.group(1)}"))
+    assert missing.status_code == 401 and missing.headers["x-error-code"] == "E430"
+    assert_nothing_leaks(source, fresh, source.study.study_uid)
+    fresh.close()
+
+
+# -- the session and its scope --------------------------------------------------------------
+
+
+def test_tampered_expired_or_foreign_cookies_give_nothing(
+    source: SourceStack, browser: ScriptedBrowser
+) -> None:
+    assert browser.sign_in(source.link(), "psc", "dr.radiologue").status_code == 303
+    good = browser.client.cookies["drimbox_session"]
+    study_series = f"/dicomweb/studies/{source.study.study_uid}/series"
+    from itsdangerous import URLSafeTimedSerializer
+
+    foreign = URLSafeTimedSerializer("another-secret", salt="drimbox-session").dumps("x" * 43)
+    tampered = good[:-3] + ("AAA" if not good.endswith("AAA") else "BBB")
+    for cookie in (tampered, foreign, "garbage", ""):
+        other = ScriptedBrowser()
+        other.client.cookies.set("drimbox_session", cookie)
+        assert other.get(bff(source, study_series)).status_code == 404
+        assert other.get(bff(source, "/api/session")).status_code == 401
+        other.close()
+    # Expired: the idle and absolute limits end the session server side.
+    sessions = source.app.state.sessions
+    session = sessions.load(good)
+    assert session is not None
+    session.last_seen -= 10 * 24 * 3600
+    assert browser.get(bff(source, study_series)).status_code == 404
+    assert browser.get(bff(source, "/api/session")).status_code == 401
+
+
+def test_granted_session_cannot_reach_another_study(
+    source: SourceStack, browser: ScriptedBrowser
+) -> None:
+    assert browser.sign_in(source.link(), "fcp", "dominique.pat-trois").status_code == 303
+    other = source.other_study
+    other_series = other.series_uids[-1]
+    # OHIF's patient-history query by PatientID: only the granted study comes back.
+    history = browser.get(bff(source, "/dicomweb/studies?PatientID=279035121518989")).json()
+    assert [r["0020000D"]["Value"][0] for r in history] == [source.study.study_uid]
+    asked = browser.get(bff(source, f"/dicomweb/studies?StudyInstanceUID={other.study_uid}"))
+    assert asked.json() == []
+    for path in (
+        f"/dicomweb/studies/{other.study_uid}/series",
+        f"/dicomweb/studies/{other.study_uid}/metadata",
+        f"/dicomweb/studies/{other.study_uid}/series/{other_series}/metadata",
+        f"/dicomweb/studies/{other.study_uid}/series/{other_series}/thumbnail",
+        f"/dicomweb/studies/{other.study_uid}/series/{other_series}/instances/1.2.3/frames/1",
+    ):
+        response = browser.get(bff(source, path), headers={"Accept": FRAME_ACCEPT})
+        assert response.status_code == 404, path
+        assert response.json()["code"] == "E404"
+    assert (
+        browser.get(bff(source, f"/viewer?StudyInstanceUIDs={other.study_uid}")).status_code == 404
+    )
+    retriever: Retriever = source.app.state.retriever
+    assert retriever.find(LOCATION, other.study_uid, other_series) is None
+    # The granted study through the other location: not granted there.
+    granted = f"/dicomweb/studies/{source.study.study_uid}/series"
+    assert browser.get(bff(source, granted, OTHER_LOCATION)).status_code == 404
+
+
+def test_invalid_links_get_a_french_400_without_echo(
+    browser: ScriptedBrowser, source: SourceStack
+) -> None:
+    bad = source.link(**{"requestType=STUDY": "requestType=<script>alert(1)</script>"})
+    response = browser.open_link(bad)
+    assert response.status_code == 400 and response.headers["x-error-code"] == "E410"
+    assert "<script>" not in response.text and "lien" in response.text
+    unknown_host = browser.open_link(source.link().replace(LOCATION, "vi9.localhost"))
+    assert unknown_host.status_code == 400 and unknown_host.headers["x-error-code"] == "E415"
+
+
+def test_logout_ends_the_session(source: SourceStack, browser: ScriptedBrowser) -> None:
+    assert browser.sign_in(source.link(), "psc", "dr.radiologue").status_code == 303
+    csrf = browser.get(bff(source, "/api/session")).json()["csrf"]
+    out = browser.client.post(bff(source, "/auth/logout"), data={"csrf": csrf})
+    assert out.status_code == 200 and "déconnecté" in out.text
+    assert (
+        browser.get(bff(source, f"/dicomweb/studies/{source.study.study_uid}/series")).status_code
+        == 404
+    )
+
+
+def test_franceconnect_with_two_factors_is_offered_as_an_option(
+    source: SourceStack, browser: ScriptedBrowser
+) -> None:
+    """DB.VI-SO.137: FranceConnect with two factors, signed tokens, acr eidas2."""
+    page = browser.open_link(source.link())
+    assert 'data-provider="fc"' in page.text
+    done = browser.login(browser.choose(page, "fc"), "dominique.fc")
+    assert done.status_code == 303
+    assert browser.get(bff(source, "/api/session")).json()["profile"] == "patient"
+
+
+def test_patient_id_mismatch_between_images_and_archive_is_traced(
+    source: SourceStack, browser: ScriptedBrowser
+) -> None:
+    """Spec note after DB.VI-SO.33: INS/IPP of the images against the KOS archive."""
+    import dataclasses
+    import time
+
+    from bff.archive.store import ArchiveStore
+
+    other = source.other_study
+    store = ArchiveStore(source.archive_url)
+    try:
+        archived = store.get(other.kos_sop_uid)
+        assert archived is not None
+        wrong = dataclasses.replace(archived.record, ins="199999999999999", local_patient_id=None)
+        store.publish(wrong, cda_id=OTHER_CDA_ID, location=LOCATION)
+        link = source.stack.viewer_link(other, LOCATION, cda_id=OTHER_CDA_ID)
+        assert browser.sign_in(link, "psc", "dr.radiologue").status_code == 303
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            events = [e for e in source.audit() if e["event"] == "patient_id_mismatch"]
+            if events:
+                break
+            time.sleep(0.1)
+        assert events and events[-1]["study_uid"] == other.study_uid
+        assert "199999999999999" not in str(events)
+    finally:
+        store.publish(archived.record, cda_id=OTHER_CDA_ID, location=LOCATION)
+        store.close()
