@@ -186,6 +186,7 @@ class ArchiveStore:
     def publish(self, record: KosRecord, *, cda_id: str, location: str) -> None:
         """Insert, or replace a KOS published again (same sop_uid): state 'published'."""
         values = _kos_values(record, validate_cda_id(cda_id), validate_location(location))
+        _refuse_nul(record, values)
         try:
             self._publish_once(record, values)
         except IntegrityError:
@@ -289,6 +290,13 @@ def _kos_values(record: KosRecord, cda_id: str, location: str) -> dict[str, Any]
         "location": location,
         "state": "published",
     }
+
+
+def _refuse_nul(record: KosRecord, values: dict[str, Any]) -> None:
+    """PostgreSQL text cannot hold NUL (SQLite can): refuse it alike on every backend."""
+    texts = [*values.values(), *record.traits.given_names, *(s.retrieve_url for s in record.series)]
+    if any(isinstance(text, str) and "\x00" in text for text in texts):
+        raise ValueError("the KOS has a text value containing a NUL character")
 
 
 def _insert_series(conn: Connection, record: KosRecord) -> None:

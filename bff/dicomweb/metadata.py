@@ -37,13 +37,14 @@ def rewrite_instance(
     instance_url: str,
     upstream_base: str,
     ratio: float | None,
+    serve: str = "lossy",
 ) -> dict[str, Any]:
     """Rewrite one instance's metadata in place and return it.
 
     ``instance_url`` is the BFF URL of this instance (``.../instances/{sop}``);
     ``ratio`` the compression ratio measured on the series so far (None: unknown yet).
     """
-    decision = plan_from_json(instance)
+    decision = plan_from_json(instance, serve=serve)
     has_pixels = decision.action is not Action.NONE
     if decision.action is not Action.NONE:
         instance[TRANSFER_SYNTAX] = {"vr": "UI", "Value": [decision.transfer_syntax_uid]}

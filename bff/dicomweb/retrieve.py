@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import io
 import logging
@@ -26,7 +27,7 @@ import pydicom
 
 from bff.dicomweb.cache import CachedFrame, FrameCache, FrameKey
 from bff.dicomweb.multipart import MultipartError, MultipartParser, Part, parse_content_type
-from bff.dicomweb.upstream import SERIES_ACCEPT, DicomwebUpstream
+from bff.dicomweb.upstream import DicomwebUpstream
 from bff.errors import (
     IncompleteSeries,
     NotFound,
@@ -66,19 +67,26 @@ class InstanceFacts:
     attribute_overrides: dict[str, dict[str, object]] = field(default_factory=dict)
 
 
+def _json_header(header: pydicom.Dataset) -> dict[str, object]:
+    out: dict[str, object] = header.to_json_dict(bulk_data_threshold=256)
+    meta = getattr(header, "file_meta", None)
+    if meta is not None and "TransferSyntaxUID" in meta:
+        out["00020010"] = {"vr": "UI", "Value": [str(meta.TransferSyntaxUID)]}
+    return out
+
+
 def _is_instance(sop_uid: str, key: FrameKey) -> bool:
     return key.sop_uid == sop_uid
 
 
-def peek_sop_uid(data: bytes) -> str:
-    """SOP Instance UID of a Part-10 instance, read without touching the pixel data."""
+def peek_header(data: bytes) -> pydicom.Dataset:
+    """The header of a Part-10 instance (file meta included), without its pixel data."""
     try:
-        ds = pydicom.dcmread(
-            io.BytesIO(data), stop_before_pixels=True, specific_tags=["SOPInstanceUID"]
-        )
-        return str(ds.SOPInstanceUID)
+        ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
+        str(ds.SOPInstanceUID)
     except Exception as exc:  # pydicom raises many types on garbage
         raise UpstreamProtocolError(f"unreadable DICOM part: {exc}") from exc
+    return ds
 
 
 class SeriesRetrieval:
@@ -100,12 +108,19 @@ class SeriesRetrieval:
         self._upstream = upstream
         self._cache = cache
         self._pool = pool
-        self._params = params
+        self._params = dataclasses.replace(params, serve=upstream.serve)
         self._max_part_bytes = max_part_bytes
         self._readahead_bytes = readahead_bytes
         self._workers = workers
         self.delivered: dict[str, InstanceFacts] = {}
         self.received = 0
+        #: Instances refused on arrival (Consumer: E301 / E302), by SOP Instance UID.
+        self.refused: dict[str, ViewerError] = {}
+        #: DICOM JSON headers of the instances received (a Source without /metadata).
+        self.headers: dict[str, dict[str, object]] = {}
+        #: Instances the series should hold, when known (metadata, KOS), for progress.
+        self.expected: int | None = None
+        self.description = ""
         self.error: ViewerError | None = None
         self.started_at = time.monotonic()
         self.finished_at: float | None = None
@@ -181,7 +196,10 @@ class SeriesRetrieval:
             self._finish()
 
     async def _read_stream(self) -> None:
-        async with self._upstream.stream(self._path, SERIES_ACCEPT) as (content_type, body):
+        async with self._upstream.stream(self._path, self._upstream.series_accept) as (
+            content_type,
+            body,
+        ):
             try:
                 media_type, params = parse_content_type(content_type)
             except MultipartError as exc:
@@ -199,7 +217,18 @@ class SeriesRetrieval:
                 raise IncompleteSeries(f"multipart: {exc}") from exc
 
     async def _enqueue(self, part: Part) -> None:
-        sop_uid = peek_sop_uid(part.body)
+        header = peek_header(part.body)
+        sop_uid = str(header.SOPInstanceUID)
+        try:
+            self._upstream.policy.check_part(header)
+        except ViewerError as exc:
+            self.received += 1
+            self.refused[sop_uid] = exc
+            self._cache.fail_waiters(functools.partial(_is_instance, sop_uid), exc)
+            log.warning("instance %s refused: %s", sop_uid, exc.detail)
+            return
+        if self._upstream.serve == "browser":
+            self.headers[sop_uid] = _json_header(header)
         async with self._changed:
             # Back-pressure: stop reading upstream while too much waits for the pool.
             await self._changed.wait_for(
@@ -293,6 +322,7 @@ class SeriesRetrieval:
                 and k.series_uid == series_uid
                 and (self.key.sop_uid is None or k.sop_uid == self.key.sop_uid)
                 and k.sop_uid not in delivered
+                and k.sop_uid not in self.refused
             )
 
         failed = self._cache.fail_waiters(undelivered, error)
@@ -389,6 +419,8 @@ class Retriever:
         if hit is not None:
             return hit
         retrieval = self.ensure(upstream, study_uid, series_uid)
+        if sop_uid in retrieval.refused:
+            raise retrieval.refused[sop_uid]
         if retrieval.finished:
             facts = retrieval.delivered.get(sop_uid)
             if facts is None:

@@ -161,6 +161,7 @@ async def _rewrite(
             instance_url=f"{root}/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}",
             upstream_base=upstream.base_url,
             ratio=retrieval.compression_ratio() if retrieval else None,
+            serve=upstream.serve,
         )
     return rows
 

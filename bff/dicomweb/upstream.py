@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import base64
 import logging
+import ssl
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
+from pydicom.dataset import Dataset
 
 from bff.errors import (
     NotFound,
@@ -39,6 +41,22 @@ def _auth_headers(auth: str) -> dict[str, str]:
     return {"Authorization": f"Basic {token}"}
 
 
+class ErrorPolicy:
+    """How an upstream's failures become our errors. The PACS behind a location uses
+    this one; a remote DRIMbox Source uses the Consumer's (Tableau 2 codes)."""
+
+    def for_exception(self, exc: httpx.HTTPError, what: str) -> ViewerError:
+        return translate(exc, what)
+
+    def check_part(self, header: Dataset) -> None:
+        """Refuse an instance received in a series stream (the PACS: accept everything)."""
+
+    def for_status(self, status: int, what: str) -> ViewerError:
+        if status == 404:
+            return NotFound(f"{what}: upstream 404")
+        return UpstreamError(f"{what}: upstream HTTP {status}")
+
+
 def translate(exc: httpx.HTTPError, what: str) -> ViewerError:
     """Map an httpx failure to our error tree (the message never carries raw details)."""
     if isinstance(exc, httpx.TimeoutException):
@@ -48,13 +66,6 @@ def translate(exc: httpx.HTTPError, what: str) -> ViewerError:
     if isinstance(exc, httpx.RemoteProtocolError | httpx.DecodingError):
         return UpstreamProtocolError(f"{what}: {exc}")
     return UpstreamUnavailable(f"{what}: {type(exc).__name__}: {exc}")
-
-
-def check_status(response: httpx.Response, what: str) -> None:
-    if response.status_code == 404:
-        raise NotFound(f"{what}: upstream 404")
-    if response.status_code >= 400:
-        raise UpstreamError(f"{what}: upstream HTTP {response.status_code}")
 
 
 class DicomwebUpstream:
@@ -69,17 +80,31 @@ class DicomwebUpstream:
         connect_timeout: float = 5.0,
         read_timeout: float = 60.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        headers: Mapping[str, str] | None = None,
+        verify: ssl.SSLContext | bool = True,
+        series_accept: str = SERIES_ACCEPT,
+        policy: ErrorPolicy | None = None,
+        serve: str = "lossy",
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.origin = origin
+        self.series_accept = series_accept
+        self.policy = policy or ErrorPolicy()
+        #: How frames from this upstream are served (bff.transcode EncodeParams.serve).
+        self.serve = serve
         timeout = httpx.Timeout(read_timeout, connect=connect_timeout)
         self._client = httpx.AsyncClient(
             base_url=self.base_url,
-            headers=_auth_headers(auth),
+            headers={**_auth_headers(auth), **(headers or {})},
             timeout=timeout,
             transport=transport,
+            verify=verify,
             limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
         )
+
+    def _check(self, response: httpx.Response, what: str) -> None:
+        if response.status_code >= 400:
+            raise self.policy.for_status(response.status_code, what)
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -93,8 +118,8 @@ class DicomwebUpstream:
                 path, params=dict(params or {}), headers={"Accept": accept}
             )
         except httpx.HTTPError as exc:
-            raise translate(exc, what) from exc
-        check_status(response, what)
+            raise self.policy.for_exception(exc, what) from exc
+        self._check(response, what)
         return response
 
     async def get_json(self, path: str, params: Mapping[str, str] | None = None) -> Any:
@@ -128,16 +153,16 @@ class DicomwebUpstream:
         try:
             response = await self._client.send(request, stream=True)
         except httpx.HTTPError as exc:
-            raise translate(exc, what) from exc
+            raise self.policy.for_exception(exc, what) from exc
         try:
-            check_status(response, what)
+            self._check(response, what)
 
             async def body() -> AsyncIterator[bytes]:
                 try:
                     async for chunk in response.aiter_raw():
                         yield chunk
                 except httpx.HTTPError as exc:
-                    raise translate(exc, what) from exc
+                    raise self.policy.for_exception(exc, what) from exc
 
             yield response.headers.get("content-type", ""), body()
         finally:

@@ -63,6 +63,7 @@ def transcode_instance(data: bytes, params: EncodeParams) -> TranscodedInstance:
         source_lossy=source_lossy,
         says_lossless=_says_lossless(ds),
         method_before=method_before,
+        serve=params.serve,
     )
 
     def result(frames: tuple[bytes, ...]) -> TranscodedInstance:

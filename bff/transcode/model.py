@@ -72,6 +72,20 @@ LOSSY_METHODS: dict[str, str] = {
 }
 
 QUALITIES = ("high", "balanced", "small")
+SERVE_MODES = ("lossy", "browser")
+
+#: Lossless encapsulated syntaxes the browser (cornerstone) decodes itself.
+BROWSER_LOSSLESS = frozenset(
+    {
+        RLE_LOSSLESS,
+        JPEG_LOSSLESS,
+        JPEG_LOSSLESS_SV1,
+        JPEGLS_LOSSLESS,
+        JPEG2000_LOSSLESS,
+        HTJ2K_LOSSLESS,
+        HTJ2K_LOSSLESS_RPCL,
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -79,10 +93,16 @@ class EncodeParams:
     """How lossy the served frames may be; see docs/transcoding.md for the measured table."""
 
     quality: str = "balanced"  # 'high' | 'balanced' | 'small'
+    #: 'lossy': lossless sources are served HTJ2K lossy (the Source viewer, spec 4.3.2);
+    #: 'browser': what the browser decodes is served as received, only the rest is
+    #: transcoded (the Consumer viewer, DB.VI-CO: images as the Source sent them).
+    serve: str = "lossy"
 
     def __post_init__(self) -> None:
         if self.quality not in QUALITIES:
             raise ValueError(f"quality must be one of {QUALITIES}, not {self.quality!r}")
+        if self.serve not in SERVE_MODES:
+            raise ValueError(f"serve must be one of {SERVE_MODES}, not {self.serve!r}")
 
 
 @dataclass(frozen=True)

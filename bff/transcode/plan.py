@@ -21,12 +21,14 @@ from enum import Enum
 from typing import Any
 
 from bff.transcode.model import (
+    BROWSER_LOSSLESS,
     EXPLICIT_VR_LE,
     HTJ2K_LOSSLESS,
     HTJ2K_LOSSY,
     JPEG_EXTENDED,
     LOSSLESS_SOURCES,
     LOSSY_METHODS,
+    NATIVE_SYNTAXES,
     PASS_THROUGH_SYNTAXES,
 )
 from bff.transcode.pixels import PixelDescription
@@ -89,8 +91,12 @@ def plan(
     source_lossy: bool = False,
     says_lossless: bool = False,
     method_before: str | None = None,
+    serve: str = "lossy",
 ) -> Plan:
-    """The decision for one instance (``desc`` None: the instance has no PixelData)."""
+    """The decision for one instance (``desc`` None: the instance has no PixelData).
+
+    ``serve='browser'`` (the Consumer): lossless syntaxes the browser decodes pass through,
+    native ones are served native; nothing is made lossy."""
     if desc is None:
         method = method_before if source_lossy else None
         return Plan(Action.NONE, source_ts, source_lossy, method)
@@ -106,6 +112,10 @@ def plan(
     if source_ts not in LOSSLESS_SOURCES:
         return Plan(Action.UNSUPPORTED, source_ts, False, None)
     kept_method = method_before if source_lossy else None
+    if serve == "browser" and source_ts in BROWSER_LOSSLESS:
+        return Plan(Action.PASS_THROUGH, source_ts, source_lossy, kept_method)
+    if serve == "browser" and source_ts in NATIVE_SYNTAXES:
+        return Plan(Action.NATIVE, EXPLICIT_VR_LE, source_lossy, kept_method)
     if desc.photometric == "PALETTE COLOR" and desc.bits_allocated in (8, 16):
         return Plan(Action.HTJ2K_LOSSLESS, HTJ2K_LOSSLESS, source_lossy, kept_method)
     if not lossy_encodable(desc):
@@ -145,7 +155,7 @@ class _JsonAttributes:
         return value
 
 
-def plan_from_json(instance: Mapping[str, Any]) -> Plan:
+def plan_from_json(instance: Mapping[str, Any], *, serve: str = "lossy") -> Plan:
     """The plan for an instance described by its DICOM JSON metadata."""
 
     def first(tag: str) -> Any:
@@ -167,4 +177,5 @@ def plan_from_json(instance: Mapping[str, Any]) -> Plan:
         source_lossy=flag == "01",
         says_lossless=flag == "00",
         method_before=str(methods[-1]) if methods else None,
+        serve=serve,
     )

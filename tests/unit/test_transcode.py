@@ -485,3 +485,18 @@ def test_metadata_plan_matches_what_the_transcoder_serves(make: Any) -> None:
     assert predicted.lossy == served.lossy
     assert predicted.lossy_method == served.lossy_method
     assert predicted.overrides == served.attribute_overrides
+
+
+def test_browser_mode_serves_what_the_browser_decodes_as_received() -> None:
+    """The Consumer transcodes only what the browser cannot decode (issue 4, DB.VI-CS.17)."""
+    stored = ct_stored(signed=False)
+    codestream = bytes(imagecodecs.jpegls_encode(stored))
+    data = encapsulated(dataset(stored, bits_stored=12), "1.2.840.10008.1.2.4.80", [codestream])
+    inst = transcode_instance(data, EncodeParams("balanced", serve="browser"))
+    assert inst.transfer_syntax_uid == "1.2.840.10008.1.2.4.80"
+    assert inst.frames[0].rstrip(b"\0") == codestream.rstrip(b"\0")
+    assert (inst.lossy, inst.attribute_overrides) == (False, {})
+    native = transcode_instance(part10(dataset(stored)), EncodeParams(serve="browser"))
+    assert native.transfer_syntax_uid == "1.2.840.10008.1.2.1" and not native.lossy
+    with pytest.raises(ValueError):
+        EncodeParams(serve="whatever")

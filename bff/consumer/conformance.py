@@ -1,0 +1,108 @@
+"""What the Consumer accepts from a DRIMbox Source.
+
+- The DRIM-M transfer syntaxes it asks for (FACTS.md section 1), with q-values; a Source
+  answering anything else is E302.
+- The SOP classes of spec Tableau 4 (DB.VI-CS.30), plus any image meeting the IHE Basic
+  Image Review characteristics quoted under DB.VI-CS.31; anything else is E301.
+"""
+
+from __future__ import annotations
+
+from pydicom.dataset import Dataset
+
+from bff.consumer.errors import SourceError
+
+#: (transfer syntax, q) in the order the Consumer prefers them.
+DRIMM_TRANSFER_SYNTAXES: tuple[tuple[str, float], ...] = (
+    ("1.2.840.10008.1.2.4.80", 1.0),  # JPEG-LS lossless: what the browser decodes fastest
+    ("1.2.840.10008.1.2.4.70", 0.9),
+    ("1.2.840.10008.1.2.4.91", 0.8),
+    ("1.2.840.10008.1.2.4.50", 0.7),
+    ("1.2.840.10008.1.2.4.51", 0.6),
+    ("1.2.840.10008.1.2.4.100", 0.5),
+    ("1.2.840.10008.1.2.4.101", 0.5),
+    ("1.2.840.10008.1.2.4.102", 0.5),
+    ("1.2.840.10008.1.2.4.103", 0.5),
+    ("1.2.840.10008.1.2.1", 0.4),
+)
+ACCEPTED = frozenset(ts for ts, _ in DRIMM_TRANSFER_SYNTAXES)
+
+TABLE_4 = frozenset(
+    {
+        "1.2.840.10008.5.1.4.1.1.1",
+        "1.2.840.10008.5.1.4.1.1.1.1",
+        "1.2.840.10008.5.1.4.1.1.1.2",
+        "1.2.840.10008.5.1.4.1.1.2",
+        "1.2.840.10008.5.1.4.1.1.2.1",
+        "1.2.840.10008.5.1.4.1.1.3.1",
+        "1.2.840.10008.5.1.4.1.1.4",
+        "1.2.840.10008.5.1.4.1.1.4.1",
+        "1.2.840.10008.5.1.4.1.1.4.3",
+        "1.2.840.10008.5.1.4.1.1.6.1",
+        "1.2.840.10008.5.1.4.1.1.6.2",
+        "1.2.840.10008.5.1.4.1.1.7",
+        "1.2.840.10008.5.1.4.1.1.7.1",
+        "1.2.840.10008.5.1.4.1.1.7.2",
+        "1.2.840.10008.5.1.4.1.1.7.3",
+        "1.2.840.10008.5.1.4.1.1.7.4",
+        "1.2.840.10008.5.1.4.1.1.12.1",
+        "1.2.840.10008.5.1.4.1.1.12.1.1",
+        "1.2.840.10008.5.1.4.1.1.12.2",
+        "1.2.840.10008.5.1.4.1.1.12.2.1",
+        "1.2.840.10008.5.1.4.1.1.13.1.3",
+        "1.2.840.10008.5.1.4.1.1.20",
+        "1.2.840.10008.5.1.4.1.1.104.1",
+        "1.2.840.10008.5.1.4.1.1.128",
+        "1.2.840.10008.5.1.4.1.1.130",
+    }
+)
+BIR_PHOTOMETRIC = frozenset(
+    {
+        "MONOCHROME1",
+        "MONOCHROME2",
+        "RGB",
+        "PALETTE COLOR",
+        "YBR_FULL",
+        "YBR_FULL_422",
+        "YBR_ICT",
+        "YBR_RCT",
+    }
+)
+
+
+def accept_header() -> str:
+    """The series retrieval's Accept: every DRIM-M syntax with its q-value."""
+    return ", ".join(
+        f'multipart/related; type="application/dicom"; transfer-syntax={ts}; q={q:g}'
+        for ts, q in DRIMM_TRANSFER_SYNTAXES
+    )
+
+
+def basic_image_review(ds: Dataset) -> bool:
+    """DB.VI-CS.31: an image the viewer must show whatever its SOP class."""
+    try:
+        bits_allocated = int(ds.BitsAllocated)
+        bits_stored = int(ds.get("BitsStored", bits_allocated))
+        samples = int(ds.get("SamplesPerPixel", 1))
+        photometric = str(ds.PhotometricInterpretation).strip()
+        int(ds.Rows), int(ds.Columns)
+    except (AttributeError, TypeError, ValueError):
+        return False
+    if bits_allocated == 8 and bits_stored not in (1, 8):
+        return False
+    if bits_allocated == 16 and not 9 <= bits_stored <= 16:
+        return False
+    if bits_allocated not in (8, 16) or samples not in (1, 3):
+        return False
+    return photometric in BIR_PHOTOMETRIC
+
+
+def check_instance(header: Dataset) -> None:
+    """E302 for a syntax outside the DRIM-M list, E301 for an unsupported object."""
+    meta = getattr(header, "file_meta", None)
+    transfer_syntax = str(getattr(meta, "TransferSyntaxUID", "") or "")
+    if transfer_syntax not in ACCEPTED:
+        raise SourceError("E302", f"transfer syntax {transfer_syntax!r} not in the DRIM-M list")
+    sop_class = str(header.get("SOPClassUID", ""))
+    if sop_class not in TABLE_4 and not basic_image_review(header):
+        raise SourceError("E301", f"SOP class {sop_class!r} not supported")
