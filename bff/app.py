@@ -10,6 +10,7 @@ import contextlib
 import logging
 import secrets
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -29,6 +30,9 @@ from bff.auth.oidc import (
     public_jwks,
 )
 from bff.auth.sessions import SessionStore
+from bff.consumer.remote import client_tls_context
+from bff.consumer.routes import consumer_routes
+from bff.consumer.whitelist import load_whitelist
 from bff.dicomweb.cache import FrameCache
 from bff.dicomweb.retrieve import Retriever
 from bff.dicomweb.routes import dicomweb_routes
@@ -38,6 +42,7 @@ from bff.settings import Settings
 from bff.source.routes import source_routes
 from bff.transcode import EncodeParams, TranscodePool
 from bff.web import errors as web_errors
+from bff.web.progress import progress_routes
 from bff.web.static import compression_middleware, static_routes
 
 log = logging.getLogger(__name__)
@@ -139,7 +144,14 @@ def create_app(settings: Settings) -> Starlette:
             audit_handler.close()
 
     app = Starlette(
-        routes=[*source_routes(), *admin_routes(), *dicomweb_routes(), *static_routes(settings)],
+        routes=[
+            *source_routes(),
+            *consumer_routes(),
+            *progress_routes(),
+            *admin_routes(),
+            *dicomweb_routes(),
+            *static_routes(settings),
+        ],
         middleware=[Middleware(SessionMiddleware), compression_middleware()],
         exception_handlers={
             ViewerError: web_errors.viewer_error,
@@ -157,4 +169,12 @@ def create_app(settings: Settings) -> Starlette:
         max_age=settings.session_max_age,
     )
     app.state.providers, app.state.public_jwks = build_providers(settings)
+    # Consumer role: the ANS whitelist, mutual TLS towards Sources, pending hand-overs.
+    app.state.handovers = {}
+    app.state.whitelist = None
+    app.state.source_tls = None
+    if settings.consumer_enabled:
+        if settings.whitelist_file:
+            app.state.whitelist = load_whitelist(Path(settings.whitelist_file))
+        app.state.source_tls = client_tls_context(settings)
     return app

@@ -188,6 +188,50 @@ SETTINGS: tuple[Setting, ...] = (
         "with its code, logouts, admin actions. Never tokens or identity values.",
     ),
     _s(
+        "SOURCE_API_PORT",
+        "0",
+        "Source role: port of the mutual-TLS listener serving Consumer DRIMboxes "
+        "(/api/source/studies/...). 0 disables it. Needs TLS_CERT, TLS_KEY, TLS_CLIENT_CA.",
+    ),
+    _s("TLS_CERT", "", "Source role: server certificate (PEM) of the mutual-TLS listener."),
+    _s("TLS_KEY", "", "Source role: the private key (PEM file path) of that certificate."),
+    _s(
+        "TLS_CLIENT_CA",
+        "",
+        "Source role: CA bundle (PEM) that Consumer client certificates must chain to "
+        "(IGC-Santé in production).",
+    ),
+    _s(
+        "CONSUMER_ENABLED",
+        "false",
+        "'true' runs the Consumer viewer (opening a KOS from the DMP, /consumer).",
+    ),
+    _s(
+        "CONSUMER_HANDOVER_SECRET",
+        "",
+        "Consumer role: secret of the server-to-server hand-over API (POST /api/consumer/kos, "
+        "'Authorization: Bearer <secret>'); empty disables it. Use the _FILE form.",
+    ),
+    _s("SOURCE_CLIENT_CERT", "", "Consumer role: our client certificate (PEM) for Sources."),
+    _s("SOURCE_CLIENT_KEY", "", "Consumer role: its private key (PEM)."),
+    _s(
+        "SOURCE_CA_BUNDLE",
+        "",
+        "Consumer role: CA bundle (PEM) Source server certificates must chain to; empty: "
+        "the system's trust store.",
+    ),
+    _s(
+        "WHITELIST_FILE",
+        "",
+        "Consumer role: the ANS whitelist XML (ListeBlancheDRIM-M); a Source host missing "
+        "from it is refused (E203). Empty: every Source is refused.",
+    ),
+    _s(
+        "SOURCE_TIMEOUT",
+        "60",
+        "Consumer role: seconds to wait for a Source's next bytes (spec note to DB.VI-SO.28).",
+    ),
+    _s(
         "MODE",
         "demo",
         "'demo' (the local identity provider may be used, relaxed cookie) or 'production'.",
@@ -243,6 +287,17 @@ class Settings:
     fc_client_secret: str = field(repr=False)
     oidc_timeout: float
     audit_log: Path
+    source_api_port: int
+    tls_cert: str
+    tls_key: str
+    tls_client_ca: str
+    consumer_enabled: bool
+    consumer_handover_secret: str = field(repr=False)
+    source_client_cert: str
+    source_client_key: str
+    source_ca_bundle: str
+    whitelist_file: str
+    source_timeout: float
     mode: str
     log_level: str
 

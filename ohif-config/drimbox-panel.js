@@ -112,10 +112,85 @@
     ok.focus();
   }
 
+  // --- Download progress (DB.VI-CS.18) and retrieval errors (DB.VI-CO.27) -------------
+  // Polls /api/progress while images load: one line per series, images received out of
+  // the total; errors stay, in French with their code, until the user closes them.
+  var progressBox = null;
+
+  function progressStyle() {
+    var css =
+      '#drimbox-progress{position:fixed;right:12px;bottom:12px;z-index:9998;width:22rem;' +
+      'background:#14203a;color:#e6edf7;border:1px solid #3b5b95;border-radius:10px;' +
+      'padding:.6rem .8rem;font:13px system-ui,sans-serif;box-shadow:0 4px 18px rgba(0,0,0,.4)}' +
+      '#drimbox-progress h3{margin:0 0 .4rem;font-size:.9rem}' +
+      '#drimbox-progress .drimbox-series{margin:.25rem 0}' +
+      '#drimbox-progress .drimbox-bar{height:5px;background:#22345a;border-radius:3px}' +
+      '#drimbox-progress .drimbox-bar span{display:block;height:5px;background:#3b82f6;' +
+      'border-radius:3px}' +
+      '#drimbox-progress .drimbox-error{color:#fecaca;background:#450a0a;border-radius:6px;' +
+      'padding:.35rem .5rem;margin:.3rem 0}' +
+      '#drimbox-progress button{float:right;background:none;border:0;color:#9fb3d1;' +
+      'cursor:pointer;font-size:1rem}';
+    document.head.appendChild(el('style', { text: css }));
+  }
+
+  function renderProgress(series) {
+    if (!progressBox) {
+      progressStyle();
+      progressBox = el('section', { id: 'drimbox-progress', role: 'status', 'aria-live': 'polite' });
+      document.body.appendChild(progressBox);
+    }
+    while (progressBox.firstChild) progressBox.removeChild(progressBox.firstChild);
+    var close = el('button', { type: 'button', title: 'Fermer', text: '×' });
+    close.addEventListener('click', function () { progressBox.hidden = true; });
+    progressBox.appendChild(close);
+    progressBox.appendChild(el('h3', { text: 'Téléchargement des images' }));
+    series.forEach(function (s, index) {
+      var name = s.description || 'Série ' + (index + 1);
+      if (s.error) {
+        progressBox.appendChild(el('div', { class: 'drimbox-error', role: 'alert',
+          text: name + ' — ' + s.error.code + ' : ' + s.error.message }));
+        return;
+      }
+      var total = s.total || 0;
+      var label = name + ' : ' + s.received + (total ? ' / ' + total : '') + ' images' +
+        (s.complete ? ' — terminé' : '');
+      var pct = total ? Math.min(100, Math.round((100 * s.received) / total)) : 0;
+      progressBox.appendChild(el('div', { class: 'drimbox-series', 'data-series': s.series_uid }, [
+        el('div', { text: label }),
+        el('div', { class: 'drimbox-bar' }, [el('span', { style: 'width:' + pct + '%' })]),
+      ]));
+    });
+  }
+
+  function pollProgress(startedAt) {
+    fetch('/api/progress', { credentials: 'same-origin', headers: { Accept: 'application/json' } })
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (data) {
+        var series = (data && data.series) || [];
+        if (series.length) renderProgress(series);
+        var pending = series.some(function (s) { return !s.complete && !s.error; });
+        var failed = series.some(function (s) { return s.error; });
+        if (series.length && !pending && !failed && progressBox) {
+          setTimeout(function () { progressBox.hidden = true; }, 1500);
+          return;
+        }
+        if ((pending || !series.length) && Date.now() - startedAt < 30 * 60 * 1000) {
+          setTimeout(function () { pollProgress(startedAt); }, 700);
+        }
+      })
+      .catch(function () { setTimeout(function () { pollProgress(startedAt); }, 2000); });
+  }
+
   function start() {
     fetch('/api/session', { credentials: 'same-origin', headers: { Accept: 'application/json' } })
       .then(function (r) { return r.ok ? r.json() : null; })
-      .then(function (info) { if (info) build(info); })
+      .then(function (info) {
+        if (info) {
+          build(info);
+          pollProgress(Date.now());
+        }
+      })
       .catch(function () { /* no session panel: the viewer still works */ });
   }
 

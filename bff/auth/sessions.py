@@ -44,6 +44,8 @@ class OpenedStudy:
     study_uid: str
     kos_sop_uid: str
     display: dict[str, Any]
+    #: Consumer: the study opened from a KOS (bff.consumer.remote.RemoteStudy).
+    remote: Any = None
 
 
 @dataclass
@@ -60,6 +62,7 @@ class Session:
     pending_link: Any = None  # bff.source.params.ViewerLink awaiting login
     pending_location: str | None = None
     pending_login: PendingLogin | None = field(default=None, repr=False)
+    pending_consumer: bool = False  # signing in to the Consumer viewer (no exam link)
     studies: list[OpenedStudy] = field(default_factory=list)
 
     @property

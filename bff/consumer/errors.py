@@ -30,8 +30,7 @@ MESSAGES = {
     ),
     "E206": ("Erreur lors de la récupération des images : KOS dépublié ou examen/série supprimé."),
     "E207": (
-        "Erreur lors de la récupération des images : problème de connexion avec le PACS "
-        "source."
+        "Erreur lors de la récupération des images : problème de connexion avec le PACS source."
     ),
     "E208": "Erreur lors de la récupération des images : délai d'attente dépassé sur le PACS.",
     "E209": (

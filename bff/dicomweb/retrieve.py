@@ -402,6 +402,14 @@ class Retriever:
                 break
         return retrieval
 
+    def for_study(self, origin: str, study_uid: str) -> list[SeriesRetrieval]:
+        """The series retrievals of a study (for the progress indication)."""
+        return [
+            r
+            for key, r in self._retrievals.items()
+            if key.origin == origin and key.study_uid == study_uid and key.sop_uid is None
+        ]
+
     def find(self, origin: str, study_uid: str, series_uid: str) -> SeriesRetrieval | None:
         return self._retrievals.get(SeriesKey(origin, study_uid, series_uid))
 

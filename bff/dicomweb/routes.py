@@ -20,6 +20,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from bff.access.policy import Resource, allowed
+from bff.consumer import dicomweb as consumer
+from bff.consumer.routes import remote_study
 from bff.dicomweb.metadata import rewrite_instance
 from bff.dicomweb.multipart import closing_delimiter, encode_part, new_boundary
 from bff.dicomweb.retrieve import Retriever
@@ -68,6 +70,14 @@ def check_study(request: Request, study_uid: str) -> DicomwebUpstream:
     return upstream
 
 
+def check_series(request: Request, study_uid: str, series_uid: str) -> DicomwebUpstream:
+    """The upstream of one series: the location's PACS, or (Consumer) the Source its KOS
+    names. Asks the one access function first."""
+    upstream = check_study(request, study_uid)
+    remote = remote_study(request, study_uid)
+    return remote.upstream_for(series_uid) if remote is not None else upstream
+
+
 def _json(payload: Any) -> Response:
     return JSONResponse(payload, media_type=DICOM_JSON, headers={"Cache-Control": "no-store"})
 
@@ -107,7 +117,16 @@ async def search_studies(request: Request) -> Response:
             wanted = [uid for uid in wanted if uid in asked.replace("\\", ",").split(",")]
         rows = []
         for study_uid in wanted:
-            rows += await upstream.get_json("/studies", {**query, "StudyInstanceUID": study_uid})
+            remote = remote_study(request, study_uid)
+            if remote is None:
+                rows += await upstream.get_json(
+                    "/studies", {**query, "StudyInstanceUID": study_uid}
+                )
+                continue
+            row = consumer.study_row(remote)
+            patient_id = query.get("PatientID")
+            if not patient_id or patient_id == (row["00100020"]["Value"] or [""])[0]:
+                rows.append(row)
     rows = _filter_studies(request, upstream, rows)
     for row in rows:
         modalities = row.get(MODALITIES_IN_STUDY, {}).get("Value")
@@ -121,6 +140,11 @@ async def search_series(request: Request) -> Response:
     published, not something to look at, and stock OHIF can only show it as an error."""
     study_uid = _uid(request, "study_uid")
     upstream = check_study(request, study_uid)
+    remote = remote_study(request, study_uid)
+    if remote is not None:
+        retriever: Retriever = request.app.state.retriever
+        timeout = request.app.state.settings.frame_wait_timeout
+        return _json(await consumer.series_rows(retriever, remote, timeout=timeout))
     rows = await upstream.get_json(f"/studies/{study_uid}/series", _query(request))
     return _json([row for row in rows if _first(row, MODALITY) != "KO"])
 
@@ -174,10 +198,18 @@ async def series_metadata(request: Request) -> Response:
     """Series metadata; also the first need for the series: its retrieval starts now."""
     study_uid = _uid(request, "study_uid")
     series_uid = _uid(request, "series_uid")
-    upstream = check_study(request, study_uid)
+    upstream = check_series(request, study_uid, series_uid)
     retriever: Retriever = request.app.state.retriever
     retrieval = retriever.ensure(upstream, study_uid, series_uid)
-    rows = await upstream.get_json(f"/studies/{study_uid}/series/{series_uid}/metadata")
+    remote = remote_study(request, study_uid)
+    if remote is not None:
+        timeout = request.app.state.settings.frame_wait_timeout
+        rows = await consumer.series_metadata(retriever, remote, series_uid, timeout=timeout)
+    else:
+        rows = await upstream.get_json(f"/studies/{study_uid}/series/{series_uid}/metadata")
+        retrieval.expected = len(rows)
+    if rows:
+        retrieval.description = str((rows[0].get("0008103E", {}).get("Value") or [""])[0])
     if not rows:
         raise NotFound("empty series")
     # The ratio is measured, not guessed: give the first instance a moment to finish.
@@ -222,7 +254,7 @@ def _accepts_syntax(accept: str, transfer_syntax_uid: str) -> bool:
 async def _frames_response(
     request: Request, study_uid: str, series_uid: str, sop_uid: str, numbers: list[int]
 ) -> Response:
-    upstream = check_study(request, study_uid)
+    upstream = check_series(request, study_uid, series_uid)
     retriever: Retriever = request.app.state.retriever
     frames = await asyncio.gather(
         *(retriever.frame(upstream, study_uid, series_uid, sop_uid, n) for n in numbers)
@@ -264,7 +296,7 @@ async def bulk(request: Request) -> Response:
         raise BadRequest("bad bulk data path")
     if tag_path == "7fe00010":
         retriever: Retriever = request.app.state.retriever
-        upstream = check_study(request, study_uid)
+        upstream = check_series(request, study_uid, series_uid)
         first = await retriever.frame(upstream, study_uid, series_uid, sop_uid, 1)
         retrieval = retriever.find(upstream.origin, study_uid, series_uid)
         facts = retrieval.delivered.get(sop_uid) if retrieval else None
@@ -273,7 +305,7 @@ async def bulk(request: Request) -> Response:
         return await _frames_response(
             request, study_uid, series_uid, sop_uid, list(range(1, count + 1))
         )
-    upstream = check_study(request, study_uid)
+    upstream = check_series(request, study_uid, series_uid)
     path = f"/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}/bulk/{tag_path}"
     content_type, body = await upstream.get_bytes(
         path, request.headers.get("accept", "*/*") or "*/*"
@@ -285,7 +317,7 @@ async def thumbnail(request: Request) -> Response:
     """A small rendered JPEG from the PACS (DB.VI-CS.16); series form uses its middle image."""
     study_uid = _uid(request, "study_uid")
     series_uid = _uid(request, "series_uid")
-    upstream = check_study(request, study_uid)
+    upstream = check_series(request, study_uid, series_uid)
     if "sop_uid" in request.path_params:
         sop_uid = _uid(request, "sop_uid")
     else:

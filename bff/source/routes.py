@@ -28,6 +28,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from bff.archive.kos import KosRecord
 from bff.archive.store import ArchivedKos, ArchiveStore
 from bff.audit import audit
 from bff.auth.identity import FcIdentity, KosTraits, match_identity
@@ -128,7 +129,7 @@ async def invoke_image_display(request: Request) -> Response:
 async def login(request: Request) -> Response:
     """The profile was chosen (DB.VI-SO.08): go to its identity provider."""
     session = _session(request)
-    if session is None or session.pending_link is None:
+    if session is None or (session.pending_link is None and not session.pending_consumer):
         raise AuthenticationRequired("login without a pending link")
     form = await request.form()
     store: SessionStore = request.app.state.sessions
@@ -158,7 +159,7 @@ async def login(request: Request) -> Response:
 async def callback(request: Request) -> Response:
     session = _session(request)
     pending = session.pending_login if session else None
-    if session is None or pending is None or session.pending_link is None:
+    if session is None or pending is None:
         raise LoginFailed("callback without a pending login (missing or replayed state)")
     session.pending_login = None  # single use: a replayed callback finds nothing
     state = request.query_params.get("state", "")
@@ -175,9 +176,17 @@ async def callback(request: Request) -> Response:
         nonce=pending.nonce,
         code_verifier=pending.code_verifier,
     )
+    claims = {**result.id_claims, **result.userinfo}
+    if session.pending_link is None:
+        # A professional signing in to the Consumer viewer (DB.VI-CS.03): no exam link.
+        if not session.pending_consumer or pending.provider != "psc":
+            raise LoginFailed("callback without a pending link")
+        _sign_in(session, pending.provider, claims, result.tokens)
+        session.pending_consumer = False
+        audit("consumer_sign_in", provider="psc")
+        return _with_cookie(request, RedirectResponse("/consumer", 303), session)
     link: ViewerLink = session.pending_link
     location = session.pending_location or "*"
-    claims = {**result.id_claims, **result.userinfo}
     try:
         kos = await check_link(request.app.state.archive, link, location)
         if session.profile == "patient":
@@ -200,7 +209,7 @@ async def callback(request: Request) -> Response:
         k: result.tokens[k] for k in ("access_token", "expires_at") if k in result.tokens
     }
     session.open_study(
-        OpenedStudy(location, link.study_uid, kos.record.sop_uid, opening_display(kos))
+        OpenedStudy(location, link.study_uid, kos.record.sop_uid, opening_display(kos.record))
     )
     session.pending_link = None
     audit(
@@ -213,6 +222,16 @@ async def callback(request: Request) -> Response:
     )
     _check_patient_ids_later(request, kos, location)
     return _with_cookie(request, RedirectResponse(_viewer_url([link.study_uid]), 303), session)
+
+
+def _sign_in(
+    session: Session, provider: str, claims: dict[str, Any], tokens: dict[str, Any]
+) -> None:
+    session.provider = provider
+    session.subject = str(claims.get("sub"))
+    session.user_display = display_name(claims, session.profile or "")
+    # Kept server side only: the Consumer forwards the PSC access token to Sources.
+    session.tokens = {k: tokens[k] for k in ("access_token", "expires_at") if k in tokens}
 
 
 async def check_link(archive: ArchiveStore, link: ViewerLink, location: str) -> ArchivedKos:
@@ -266,9 +285,8 @@ def display_name(claims: dict[str, Any], profile: str) -> str:
     return f"Dr {name}" if profile == "professional" and name else name
 
 
-def opening_display(kos: ArchivedKos) -> dict[str, Any]:
+def opening_display(record: KosRecord) -> dict[str, Any]:
     """What the viewer shows on opening (DB.VI-CS.29): INS traits and institution from the KOS."""
-    record = kos.record
     traits = record.traits
     return {
         "birth_name": traits.birth_name,

@@ -1,0 +1,231 @@
+"""The Consumer viewer: opening a KOS from the DMP (spec 4.2.1; DB.VI-CS.05, .06, .29).
+
+Hand-over from the Consumer DRIMbox (server to server):
+
+    POST /api/consumer/kos[?series=<SeriesInstanceUID>]
+         Authorization: Bearer <DRIMBOX_CONSUMER_HANDOVER_SECRET>
+         X-PSC-Access-Token: <the user's ProSantéConnect access token>
+         Content-Type: application/dicom            (the KOS Part-10 file from the DMP)
+    201  {"viewer_url": "https://<viewer>/consumer/open/<single-use token>", "expires_in": 120}
+
+The DRIMbox sends the user's browser to ``viewer_url`` once: it grants that session the
+study (or the series: series-level opening) and redirects to OHIF.
+
+By hand (the demo): ``/consumer`` asks a professional to sign in with ProSantéConnect,
+then offers a French form to open a KOS file.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import time
+from dataclasses import dataclass
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from bff.archive.kos import KosError, KosRecord, read_kos
+from bff.audit import audit
+from bff.auth.sessions import OpenedStudy, Session, SessionStore
+from bff.consumer.remote import RemoteStudy, open_remote_study
+from bff.errors import AuthenticationRequired, BadRequest, Forbidden, NotFound
+from bff.source.routes import _with_cookie, location_of, opening_display
+from bff.web.pages import escape, layout
+
+HANDOVER_TTL_S = 120.0
+MAX_KOS_BYTES = 16 * 1024**2
+
+
+@dataclass
+class Handover:
+    record: KosRecord
+    access_token: str
+    series_uid: str | None
+    created_at: float
+
+
+def _session(request: Request) -> Session | None:
+    session: Session | None = request.scope.get("session")
+    return session
+
+
+def _enabled(request: Request) -> None:
+    if not request.app.state.settings.consumer_enabled:
+        raise NotFound("consumer viewer disabled")
+
+
+async def _read_kos(body: bytes) -> KosRecord:
+    if not body or len(body) > MAX_KOS_BYTES:
+        raise BadRequest("empty or oversized KOS")
+    try:
+        return await run_in_threadpool(read_kos, body)
+    except KosError as exc:
+        raise BadRequest(f"not a usable KOS: {exc}") from exc
+
+
+def grant_remote(request: Request, session: Session, record: KosRecord, token: str) -> None:
+    """Open the KOS's study in this session: one upstream per series, user's token."""
+    state = request.app.state
+    remote = open_remote_study(
+        record,
+        access_token=token,
+        settings=state.settings,
+        whitelist=state.whitelist,
+        tls=state.source_tls,
+    )
+    display = opening_display(record)
+    session.open_study(
+        OpenedStudy(location_of(request), record.study_uid, record.sop_uid, display, remote)
+    )
+    audit(
+        "consumer_opened",
+        study_uid=record.study_uid,
+        kos_sop_uid=record.sop_uid,
+        series=len(record.series),
+    )
+
+
+def _viewer(record: KosRecord, series_uid: str | None) -> str:
+    url = f"/viewer?StudyInstanceUIDs={record.study_uid}"
+    if series_uid:
+        url += f"&SeriesInstanceUIDs={series_uid}"
+    return url
+
+
+# -- server-to-server hand-over ------------------------------------------------------------
+
+
+async def handover(request: Request) -> Response:
+    _enabled(request)
+    secret: str = request.app.state.settings.consumer_handover_secret
+    given = request.headers.get("authorization", "")
+    if not secret or not hmac.compare_digest(given.encode(), f"Bearer {secret}".encode()):
+        audit("consumer_handover_denied")
+        raise Forbidden("bad hand-over secret")
+    token = request.headers.get("x-psc-access-token", "")
+    if not token:
+        raise BadRequest("missing X-PSC-Access-Token")
+    record = await _read_kos(await request.body())
+    series_uid = request.query_params.get("series")
+    if series_uid and series_uid not in {s.series_uid for s in record.series}:
+        raise BadRequest("series not in the KOS")
+    one_time = secrets.token_urlsafe(32)
+    handovers: dict[str, Handover] = request.app.state.handovers
+    now = time.time()
+    for key in [k for k, h in handovers.items() if now - h.created_at > HANDOVER_TTL_S]:
+        del handovers[key]
+    handovers[one_time] = Handover(record, token, series_uid, now)
+    url = str(request.url.replace(path=f"/consumer/open/{one_time}", query=""))
+    return JSONResponse({"viewer_url": url, "expires_in": int(HANDOVER_TTL_S)}, 201)
+
+
+async def open_handover(request: Request) -> Response:
+    _enabled(request)
+    handovers: dict[str, Handover] = request.app.state.handovers
+    item = handovers.pop(str(request.path_params["token"]), None)  # single use
+    if item is None or time.time() - item.created_at > HANDOVER_TTL_S:
+        raise AuthenticationRequired("unknown, used or expired hand-over")
+    store: SessionStore = request.app.state.sessions
+    session = _session(request) or store.create()
+    session.profile = "professional"
+    session.provider = "psc"
+    session.subject = session.subject or "consumer-handover"
+    session.tokens = {"access_token": item.access_token}
+    grant_remote(request, session, item.record, item.access_token)
+    return _with_cookie(
+        request, RedirectResponse(_viewer(item.record, item.series_uid), 303), session
+    )
+
+
+# -- by hand (demo) ---------------------------------------------------------------------------
+
+
+def _open_page(session: Session) -> str:
+    body = (
+        f"<p>Connecté : {escape(session.user_display or '')}</p>"
+        "<p>Choisissez le fichier KOS de l'examen, tel que récupéré dans le DMP. Les images "
+        "seront téléchargées depuis la DRIMbox Source de l'établissement producteur.</p>"
+        '<form method="post" action="/consumer/open" enctype="multipart/form-data">'
+        f'<input type="hidden" name="csrf" value="{escape(session.csrf_token)}">'
+        '<p><label for="kos">Fichier KOS (DICOM)</label><br>'
+        '<input id="kos" type="file" name="kos" accept=".dcm,application/dicom" required></p>'
+        '<p><label for="series">Ouvrir directement une série (facultatif, UID)</label><br>'
+        '<input id="series" type="text" name="series" autocomplete="off"></p>'
+        '<div class="choices"><button type="submit">Ouvrir l\'examen</button></div></form>'
+    )
+    return layout("Ouvrir un examen du DMP", body)
+
+
+def _login_page(session: Session) -> str:
+    body = (
+        "<p>La visionneuse de la DRIMbox Consommatrice est réservée aux professionnels de "
+        "santé.</p>"
+        '<div class="choices"><form method="post" action="/auth/login">'
+        f'<input type="hidden" name="csrf" value="{escape(session.csrf_token)}">'
+        '<input type="hidden" name="profile" value="professional">'
+        '<input type="hidden" name="provider" value="psc">'
+        '<button type="submit" data-provider="psc">Se connecter avec Pro Santé Connect'
+        "<small>carte CPS ou e-CPS</small></button></form></div>"
+    )
+    return layout("Visionneuse de la DRIMbox Consommatrice", body)
+
+
+async def consumer_home(request: Request) -> Response:
+    _enabled(request)
+    session = _session(request)
+    store: SessionStore = request.app.state.sessions
+    if session is None:
+        session = store.create()
+    if session.authenticated and session.provider == "psc":
+        return _with_cookie(request, HTMLResponse(_open_page(session)), session)
+    session.pending_consumer = True
+    return _with_cookie(request, HTMLResponse(_login_page(session)), session)
+
+
+async def open_by_hand(request: Request) -> Response:
+    _enabled(request)
+    session = _session(request)
+    if session is None or not session.authenticated or session.provider != "psc":
+        raise AuthenticationRequired("consumer opening without a PSC session")
+    form = await request.form()
+    store: SessionStore = request.app.state.sessions
+    if not store.check_csrf(session, str(form.get("csrf", ""))):
+        raise BadRequest("csrf token mismatch")
+    upload = form.get("kos")
+    if upload is None or isinstance(upload, str):
+        raise BadRequest("no KOS file")
+    record = await _read_kos(await upload.read())
+    series_uid = str(form.get("series", "") or "").strip() or None
+    if series_uid and series_uid not in {s.series_uid for s in record.series}:
+        raise BadRequest("series not in the KOS")
+    token = str(session.tokens.get("access_token", ""))
+    grant_remote(request, session, record, token)
+    return RedirectResponse(_viewer(record, series_uid), 303)
+
+
+def remote_study(request: Request, study_uid: str) -> RemoteStudy | None:
+    """The KOS-opened study of this session, if the request is about one."""
+    session = _session(request)
+    if session is None:
+        return None
+    try:
+        location = location_of(request)
+    except Exception:
+        return None
+    for opened in session.studies:
+        if opened.study_uid == study_uid and opened.location == location and opened.remote:
+            remote: RemoteStudy = opened.remote
+            return remote
+    return None
+
+
+def consumer_routes() -> list[BaseRoute]:
+    return [
+        Route("/api/consumer/kos", handover, methods=["POST"]),
+        Route("/consumer/open/{token}", open_handover),
+        Route("/consumer", consumer_home),
+        Route("/consumer/open", open_by_hand, methods=["POST"]),
+    ]
