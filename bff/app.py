@@ -39,7 +39,9 @@ from bff.dicomweb.routes import dicomweb_routes
 from bff.dicomweb.upstream import DicomwebUpstream
 from bff.errors import ViewerError
 from bff.settings import Settings
+from bff.source.introspect import PscIntrospector
 from bff.source.routes import source_routes
+from bff.source.wado import consumer_api_routes
 from bff.transcode import EncodeParams, TranscodePool
 from bff.web import errors as web_errors
 from bff.web.progress import progress_routes
@@ -145,6 +147,7 @@ def create_app(settings: Settings) -> Starlette:
 
     app = Starlette(
         routes=[
+            *(consumer_api_routes() if settings.source_api_port else []),
             *source_routes(),
             *consumer_routes(),
             *progress_routes(),
@@ -169,6 +172,13 @@ def create_app(settings: Settings) -> Starlette:
         max_age=settings.session_max_age,
     )
     app.state.providers, app.state.public_jwks = build_providers(settings)
+    # Source role: Consumers' PSC tokens are checked by introspection (DRIM-M).
+    app.state.psc_introspector = PscIntrospector(
+        settings.psc_issuer,
+        settings.psc_client_id,
+        settings.psc_client_secret,
+        timeout=settings.oidc_timeout,
+    )
     # Consumer role: the ANS whitelist, mutual TLS towards Sources, pending hand-overs.
     app.state.handovers = {}
     app.state.whitelist = None

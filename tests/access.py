@@ -3,10 +3,15 @@ provider (plain HTML forms, no JavaScript), with ``*.localhost`` names on loopba
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
-from urllib.parse import urljoin
+import secrets
+from urllib.parse import parse_qs, urljoin, urlsplit
 
 import httpx
+
+from bff.demo.stack import CLIENT_ID, Stack
 
 HIDDEN = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)"')
 
@@ -67,3 +72,50 @@ class ScriptedBrowser:
 
     def sign_in(self, link: str, provider: str, username: str) -> httpx.Response:
         return self.login(self.choose(self.open_link(link), provider), username)
+
+
+def psc_access_token(stack: Stack, username: str = "dr.radiologue") -> str:
+    """A real ProSantéConnect access token from the local provider: the authorization
+    code flow with PKCE driven directly (authorize form, username, token endpoint)."""
+    verifier = secrets.token_urlsafe(48)
+    challenge = (
+        base64.urlsafe_b64encode(hashlib.sha256(verifier.encode("ascii")).digest())
+        .rstrip(b"=")
+        .decode("ascii")
+    )
+    issuer = f"{stack.issuer_base}/psc"
+    redirect_uri = f"{stack.bff_url(stack.hosts[0])}/auth/callback"
+    with httpx.Client(transport=LoopbackTransport(), timeout=30) as client:
+        form = client.get(
+            f"{issuer}/authorize",
+            params={
+                "response_type": "code",
+                "client_id": CLIENT_ID,
+                "redirect_uri": redirect_uri,
+                "scope": "openid scope_all",
+                "acr_values": "eidas1",
+                "state": secrets.token_urlsafe(32),
+                "nonce": secrets.token_urlsafe(16),
+                "code_challenge": challenge,
+                "code_challenge_method": "S256",
+            },
+        )
+        assert form.status_code == 200, form.text
+        fields = dict(HIDDEN.findall(form.text))
+        fields["username"] = username
+        back = client.post(f"{issuer}/authorize", data=fields)
+        assert back.status_code in (302, 303), back.text
+        code = parse_qs(urlsplit(back.headers["location"]).query)["code"][0]
+        tokens = client.post(
+            f"{issuer}/token",
+            data={
+                "grant_type": "authorization_code",
+                "code": code,
+                "redirect_uri": redirect_uri,
+                "code_verifier": verifier,
+            },
+            auth=(CLIENT_ID, stack.client_secret),
+        )
+        assert tokens.status_code == 200, tokens.text
+        token: str = tokens.json()["access_token"]
+        return token

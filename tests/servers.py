@@ -20,10 +20,20 @@ def free_port() -> int:
 
 
 @contextmanager
-def live_server(app: Any, *, port: int | None = None, timeout: float = 30) -> Iterator[str]:
-    """Serve ``app`` (lifespan included) on loopback; yields its base URL."""
+def live_server(
+    app: Any,
+    *,
+    port: int | None = None,
+    timeout: float = 30,
+    lifespan: str = "on",
+    **tls: Any,
+) -> Iterator[str]:
+    """Serve ``app`` on loopback; yields its base URL. ``tls``: uvicorn's ssl_* options
+    (e.g. a mutual-TLS listener: ssl_certfile, ssl_keyfile, ssl_ca_certs, ssl_cert_reqs)."""
     port = port or free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan=lifespan, **tls
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
     thread.start()
@@ -33,7 +43,7 @@ def live_server(app: Any, *, port: int | None = None, timeout: float = 30) -> It
             raise RuntimeError("test server did not start")
         time.sleep(0.02)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout=15)

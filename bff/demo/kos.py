@@ -235,3 +235,21 @@ def parse_kos(ds: Dataset) -> KosManifest:
         series=tuple(series),
         content_image_sop_uids=tuple(images),
     )
+
+
+def retarget_kos(data: bytes, retrieve_base_url: str) -> bytes:
+    """The same KOS (same SOP Instance UID) with its RetrieveURLs on another Source base:
+    the demo and tests run the Source on a loopback port the published KOS cannot know."""
+    import io
+
+    import pydicom
+
+    ds = pydicom.dcmread(io.BytesIO(data))
+    for study in ds.CurrentRequestedProcedureEvidenceSequence:
+        for series in study.ReferencedSeriesSequence:
+            series.RetrieveURL = series_retrieve_url(
+                retrieve_base_url, study.StudyInstanceUID, series.SeriesInstanceUID
+            )
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()

@@ -1,0 +1,394 @@
+"""The Source WADO-RS API: this DRIMbox answering Consumer DRIMboxes (FACTS section 1,
+spec Tableau 2 / DB.VI-CO.27 for the statuses the Consumer maps).
+
+    GET /api/source/studies/{study}/series/{series}
+    GET /api/source/studies/{study}/series/{series}/instances/{sop}
+    GET /api/source/studies/{study}/series/{series}/metadata
+
+Headers: ``Authorization: Bearer <PSC access token>``, ``KOS-SOPInstanceUID``, and an
+Accept of ``multipart/related; type="application/dicom"; transfer-syntax=..; q=..`` ranges.
+
+Checks, in this order, all before any response header is sent (STYLE.md point 6):
+
+0. the request came through the mutual-TLS listener (``source_api_port``), else 404;
+1. the bearer token is active at ProSantéConnect (:mod:`bff.source.introspect`), else 403;
+2. the KOS is in the archive for this location, names this study, series (and instance),
+   else 404; it is published, else 410;
+3. the PACS's PatientID for the study is the archive's INS or IPP, else 406 (+ audit);
+   the PACS unreachable 502, too slow 504, the study gone 410;
+4. the PACS answers the retrieval (series gone 410, 502, 504) and its first part is read.
+
+The answer streams the PACS's parts as they arrive (``transfer-syntax=*`` upstream: the
+stored bytes, never a PACS-side transcoding), each part either forwarded byte for byte or,
+when the Consumer prefers / only accepts Explicit VR Little Endian, decoded losslessly
+to it (:mod:`bff.source.accept`, :mod:`bff.source.native`). Parts for instances the KOS
+does not reference are left out (a key-image KOS only opens its key images). A failure
+once streaming has started is logged and the stream ends without its closing delimiter
+(the Consumer sees a truncated multipart); a client going away closes the PACS stream.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import BaseRoute, Route
+from starlette.types import Receive, Scope, Send
+
+from bff.archive.store import ArchivedKos, ArchiveStore
+from bff.audit import audit
+from bff.dicomweb.multipart import (
+    MultipartError,
+    MultipartParser,
+    Part,
+    closing_delimiter,
+    encode_part,
+    new_boundary,
+    parse_content_type,
+)
+from bff.dicomweb.upstream import SERIES_ACCEPT, DicomwebUpstream
+from bff.errors import NotFound, UpstreamError, UpstreamTimeout, ViewerError
+from bff.source.accept import AcceptedSyntaxes, parse_accept
+from bff.source.errors import (
+    SourceGone,
+    SourceKosNotFound,
+    SourcePacsTimeout,
+    SourcePacsUnavailable,
+    SourcePatientMismatch,
+    SourceTokenInvalid,
+)
+from bff.source.introspect import PscIntrospector
+from bff.source.native import can_decode, peek, to_explicit_le
+
+log = logging.getLogger(__name__)
+
+PREFIX = "/api/source"
+KOS_HEADER = "kos-sopinstanceuid"
+PATIENT_ID = "00100020"
+MAX_UID_LENGTH = 64
+
+
+# -- checks ------------------------------------------------------------------------------
+
+
+def check_listener(request: Request) -> None:
+    """Only the mutual-TLS listener serves this API (when ``source_api_port`` is set)."""
+    port: int = request.app.state.settings.source_api_port
+    server = request.scope.get("server") or (None, None)
+    if port and server[1] != port:
+        raise NotFound("source API asked outside the mutual-TLS listener")
+
+
+def introspector_of(request: Request) -> PscIntrospector:
+    """The app's PSC introspector (``app.state.psc_introspector``), made on first use."""
+    state = request.app.state
+    found: PscIntrospector | None = getattr(state, "psc_introspector", None)
+    if found is None:
+        settings = state.settings
+        found = PscIntrospector(
+            settings.psc_issuer,
+            settings.psc_client_id,
+            settings.psc_client_secret,
+            timeout=settings.oidc_timeout,
+        )
+        state.psc_introspector = found
+    return found
+
+
+async def check_token(request: Request) -> None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise SourceTokenInvalid("no bearer token")
+    if not await introspector_of(request).is_active(token):
+        raise SourceTokenInvalid("token not active at ProSantéConnect")
+
+
+async def check_kos(
+    request: Request, study_uid: str, series_uid: str, sop_uid: str | None
+) -> ArchivedKos:
+    """The KOS named by the request references what is asked, and a location of this
+    DRIMbox serves it (the DRIMbox-to-DRIMbox API answers for every connected PACS:
+    the KOS archive says which PACS holds the exam)."""
+    kos_uid = request.headers.get(KOS_HEADER, "").strip()
+    if not kos_uid or len(kos_uid) > MAX_UID_LENGTH:
+        raise SourceKosNotFound("KOS-SOPInstanceUID missing or too long")
+    archive: ArchiveStore = request.app.state.archive
+    kos = await run_in_threadpool(archive.get, kos_uid)
+    locations = request.app.state.locations
+    if kos is None or (kos.location not in locations and "*" not in locations):
+        raise SourceKosNotFound(f"KOS {kos_uid} unknown here")
+    record = kos.record
+    if record.study_uid != study_uid:
+        raise SourceKosNotFound(f"KOS {kos_uid} is not about the study asked")
+    series = next((s for s in record.series if s.series_uid == series_uid), None)
+    if series is None:
+        raise SourceKosNotFound(f"KOS {kos_uid} does not reference the series asked")
+    if sop_uid is not None and sop_uid not in {uid for _, uid in series.instances}:
+        raise SourceKosNotFound(f"KOS {kos_uid} does not reference the instance asked")
+    if kos.state != "published":
+        raise SourceGone(f"KOS {kos_uid} is {kos.state}")
+    return kos
+
+
+def pacs_error(exc: ViewerError, what: str) -> ViewerError:
+    """Our upstream errors as the statuses of Tableau 2 (404 upstream = exam/series gone)."""
+    if isinstance(exc, NotFound):
+        return SourceGone(f"{what}: the PACS no longer has it")
+    if isinstance(exc, UpstreamTimeout):
+        return SourcePacsTimeout(f"{what}: {exc.detail}")
+    if isinstance(exc, UpstreamError):
+        return SourcePacsUnavailable(f"{what}: {exc.code} {exc.detail}")
+    return exc
+
+
+async def check_patient_id(upstream: DicomwebUpstream, kos: ArchivedKos, location: str) -> None:
+    """Tableau 2 E209: the PACS's PatientID must be the archive's INS or IPP."""
+    record = kos.record
+    try:
+        rows = await upstream.get_json(
+            "/studies", {"StudyInstanceUID": record.study_uid, "includefield": PATIENT_ID}
+        )
+    except ViewerError as exc:
+        raise pacs_error(exc, "patient id check") from exc
+    if not isinstance(rows, list) or not rows:
+        raise SourceGone(f"study {record.study_uid} not in the PACS")
+    expected = {i for i in (record.ins, record.local_patient_id) if i}
+    found = {_patient_id(row) for row in rows}
+    if not expected:
+        log.warning("KOS %s has no patient id: check skipped", record.sop_uid)
+        return
+    if not found & expected:
+        audit(
+            "source_patient_id_mismatch",
+            location=location,
+            study_uid=record.study_uid,
+            kos_sop_uid=record.sop_uid,
+        )
+        raise SourcePatientMismatch(f"patient id in the PACS differs for {record.study_uid}")
+
+
+def _patient_id(row: Any) -> str:
+    try:
+        return str((row.get(PATIENT_ID, {}).get("Value") or [""])[0])
+    except (AttributeError, IndexError, TypeError):
+        return ""
+
+
+# -- the stream --------------------------------------------------------------------------
+
+
+@dataclass
+class _Upstream:
+    """An open PACS multipart answer, its first parts already read."""
+
+    stack: AsyncExitStack
+    chunks: AsyncIterator[bytes]
+    parser: MultipartParser
+    first: list[Part]
+
+
+async def open_retrieval(upstream: DicomwebUpstream, path: str, max_part_bytes: int) -> _Upstream:
+    """Open the PACS stream and read up to its first complete part (errors as statuses)."""
+    stack = AsyncExitStack()
+    try:
+        content_type, chunks = await stack.enter_async_context(upstream.stream(path, SERIES_ACCEPT))
+        try:
+            media_type, params = parse_content_type(content_type)
+            boundary = params["boundary"]
+            if media_type != "multipart/related":
+                raise MultipartError(f"not multipart/related: {media_type}")
+            parser = MultipartParser(boundary, max_part_bytes=max_part_bytes)
+            first: list[Part] = []
+            async for chunk in chunks:
+                first = parser.feed(chunk)
+                if first:
+                    break
+            else:
+                parser.finalize()
+        except (KeyError, MultipartError) as exc:
+            raise SourcePacsUnavailable(f"GET {path}: bad multipart from the PACS: {exc}") from exc
+        if not first:
+            raise SourceGone(f"GET {path}: the PACS answered no instance")
+        return _Upstream(stack, chunks, parser, first)
+    except ViewerError as exc:
+        await stack.aclose()
+        raise pacs_error(exc, f"GET {path}") from exc
+    except BaseException:
+        await stack.aclose()
+        raise
+
+
+@dataclass(frozen=True)
+class _Encoder:
+    accepted: AcceptedSyntaxes
+    boundary: str
+    referenced: frozenset[str]  # SOP UIDs of the KOS for this series (empty: no filter)
+    only: str | None  # the syntax promised in the response's Content-Type, if any
+
+    async def encode(self, part: Part) -> bytes:
+        """The part as sent to the Consumer; b"" when the KOS does not reference it."""
+        stored, sop_uid = peek(part.body)
+        if self.referenced and sop_uid not in self.referenced:
+            log.info("instance not referenced by the KOS left out of the answer")
+            return b""
+        syntax = self.accepted.choose(stored, can_decode=can_decode(stored))
+        if self.only is not None and syntax != self.only:
+            raise UpstreamError(f"instance in {stored} cannot be sent as {self.only}")
+        body = part.body
+        if syntax != stored:
+            body = await run_in_threadpool(to_explicit_le, body)
+        elif not self.accepted.accepts(stored):
+            log.warning("sending %s, which the Consumer did not accept (E302)", stored)
+        return encode_part(body, f"application/dicom; transfer-syntax={syntax}", self.boundary)
+
+
+async def _body(opened: _Upstream, encoder: _Encoder, what: str) -> AsyncGenerator[bytes, None]:
+    sent = 0
+    try:
+        pending = opened.first
+        while True:
+            for part in pending:
+                chunk = await encoder.encode(part)
+                if chunk:
+                    sent += 1
+                    yield chunk
+            try:
+                pending = opened.parser.feed(await opened.chunks.__anext__())
+            except StopAsyncIteration:
+                break
+        opened.parser.finalize()
+        yield closing_delimiter(encoder.boundary)
+        log.info("%s: %d instances sent", what, sent)
+    except (ViewerError, MultipartError) as exc:
+        # Headers are gone: end without the closing delimiter (a truncated multipart).
+        log.warning("%s: stream cut after %d instances: %s", what, sent, exc)
+    except Exception:
+        log.exception("%s: stream cut after %d instances", what, sent)
+    finally:
+        with anyio.CancelScope(shield=True):
+            await opened.stack.aclose()
+
+
+class _ClosingStreamingResponse(StreamingResponse):
+    """Closes its generator (hence the PACS stream) however the response ends."""
+
+    def __init__(self, body: AsyncGenerator[bytes, None], **kwargs: Any) -> None:
+        super().__init__(body, **kwargs)
+        self._generator = body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._generator.aclose()
+
+
+# -- endpoints ---------------------------------------------------------------------------
+
+
+async def _checked(
+    request: Request, sop_uid: str | None = None
+) -> tuple[DicomwebUpstream, ArchivedKos, str]:
+    check_listener(request)
+    await check_token(request)
+    study_uid = request.path_params["study_uid"]
+    series_uid = request.path_params["series_uid"]
+    location = "?"
+    try:
+        kos = await check_kos(request, study_uid, series_uid, sop_uid)
+        locations = request.app.state.locations
+        location = kos.location if kos.location in locations else "*"
+        upstream: DicomwebUpstream = locations[location]
+        await check_patient_id(upstream, kos, location)
+    except ViewerError as exc:
+        audit(
+            "source_retrieve_refused",
+            location=location,
+            study_uid=study_uid,
+            series_uid=series_uid,
+            code=exc.code,
+        )
+        raise
+    return upstream, kos, location
+
+
+async def retrieve(request: Request) -> Response:
+    sop_uid: str | None = request.path_params.get("sop_uid")
+    upstream, kos, location = await _checked(request, sop_uid)
+    record = kos.record
+    series_uid = request.path_params["series_uid"]
+    path = f"/studies/{record.study_uid}/series/{series_uid}"
+    if sop_uid is not None:
+        path += f"/instances/{sop_uid}"
+    accepted = parse_accept(request.headers.getlist("accept"))
+    opened = await open_retrieval(upstream, path, request.app.state.settings.max_part_bytes)
+    series = next(s for s in record.series if s.series_uid == series_uid)
+    only = accepted.only
+    if sop_uid is not None and only is None:
+        try:
+            stored, _ = peek(opened.first[0].body)  # one part: its syntax is known now
+        except ViewerError as exc:
+            await opened.stack.aclose()
+            raise pacs_error(exc, f"GET {path}") from exc
+        only = accepted.choose(stored, can_decode=can_decode(stored))
+    boundary = new_boundary()
+    encoder = _Encoder(accepted, boundary, frozenset(uid for _, uid in series.instances), only)
+    audit(
+        "source_retrieve",
+        location=location,
+        study_uid=record.study_uid,
+        series_uid=series_uid,
+        sop_uid=sop_uid,
+        kos_sop_uid=record.sop_uid,
+    )
+    content_type = f'multipart/related; type="application/dicom"; boundary={boundary}'
+    if only is not None:
+        content_type += f"; transfer-syntax={only}"
+    return _ClosingStreamingResponse(
+        _body(opened, encoder, f"GET {PREFIX}{path}"),
+        headers={"Content-Type": content_type, "Cache-Control": "no-store"},
+    )
+
+
+async def series_metadata(request: Request) -> Response:
+    """The series' DICOM JSON metadata from the PACS, after the same checks."""
+    upstream, kos, _ = await _checked(request)
+    series_uid = request.path_params["series_uid"]
+    path = f"/studies/{kos.record.study_uid}/series/{series_uid}/metadata"
+    try:
+        rows = await upstream.get_json(path)
+    except ViewerError as exc:
+        raise pacs_error(exc, f"GET {path}") from exc
+    series = next(s for s in kos.record.series if s.series_uid == series_uid)
+    referenced = {uid for _, uid in series.instances}
+    if referenced and isinstance(rows, list):
+        rows = [r for r in rows if _sop_uid(r) in referenced]
+    return JSONResponse(
+        rows, media_type="application/dicom+json", headers={"Cache-Control": "no-store"}
+    )
+
+
+def _sop_uid(row: Any) -> str:
+    try:
+        return str((row.get("00080018", {}).get("Value") or [""])[0])
+    except (AttributeError, IndexError, TypeError):
+        return ""
+
+
+def consumer_api_routes() -> list[BaseRoute]:
+    base = PREFIX + "/studies/{study_uid}/series/{series_uid}"
+    return [
+        Route(base, retrieve, methods=["GET"]),
+        Route(base + "/metadata", series_metadata, methods=["GET"]),
+        Route(base + "/instances/{sop_uid}", retrieve, methods=["GET"]),
+    ]

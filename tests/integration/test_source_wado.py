@@ -1,0 +1,379 @@
+"""The Source WADO-RS API over HTTP, as a Consumer DRIMbox calls it (FACTS section 1):
+a real ProSantéConnect token from the local provider, introspected; the KOS archive;
+the real Orthanc; the statuses of spec Tableau 2 (DB.VI-CO.27: 403 E204, 404 E205,
+410 E206, 502 E207, 406 E209) and the streamed multipart answer."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from io import BytesIO
+from pathlib import Path
+
+import httpx
+import imagecodecs
+import numpy as np
+import pydicom
+import pytest
+from pydicom.encaps import generate_frames
+from starlette.applications import Starlette
+
+from bff.app import create_app
+from bff.archive.kos import read_kos
+from bff.archive.store import ArchiveStore
+from bff.demo.dataset import DemoStudy
+from bff.demo.stack import DEMO_CDA_ID, DEMO_USERS_FILE, Stack, new_stack, publish_demo_kos
+from bff.dicomweb.multipart import MultipartParser, Part, parse_content_type
+from bff.idp.app import create_idp_app
+from bff.idp.users import load_users
+from bff.settings import Settings
+from bff.source.wado import consumer_api_routes
+from tests.access import LoopbackTransport, psc_access_token
+from tests.conftest import Pacs, make_settings
+from tests.servers import free_port, live_server
+from tests.source_stack import LOCATION, OTHER_CDA_ID, set_state
+
+pytestmark = pytest.mark.integration
+
+DEAD_LOCATION = "dead.localhost"
+JPEG_LS = "1.2.840.10008.1.2.4.80"
+EXPLICIT_LE = "1.2.840.10008.1.2.1"
+WRONG_PATIENT_KOS = "1.2.826.0.1.3680043.8.498.424242"
+#: The DRIM-M accepted list as a Consumer sends it: q values, quoted and unquoted.
+DRIM_ACCEPT = ", ".join(
+    [
+        'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.4.70',
+        "multipart/related; transfer-syntax=1.2.840.10008.1.2.4.80; type=application/dicom; q=0.9",
+        'multipart/related; type="application/dicom"; transfer-syntax="1.2.840.10008.1.2.4.91";'
+        " q=0.8",
+        *(
+            f'multipart/related; type="application/dicom"; transfer-syntax={ts}; q=0.5'
+            for ts in (
+                "1.2.840.10008.1.2.4.50",
+                "1.2.840.10008.1.2.4.51",
+                "1.2.840.10008.1.2.4.100",
+                "1.2.840.10008.1.2.4.101",
+                "1.2.840.10008.1.2.4.102",
+                "1.2.840.10008.1.2.4.103",
+            )
+        ),
+        'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.1; q=0.1',
+    ]
+)
+
+
+class MovableClock:
+    """The provider's clock, moved by tests to expire tokens."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+
+@dataclass(frozen=True)
+class WadoStack:
+    stack: Stack
+    study: DemoStudy
+    other_study: DemoStudy  # its KOS is published for a location whose PACS is down
+    app: Starlette
+    settings: Settings
+    archive_url: str
+    audit_log: Path
+    clock: MovableClock
+
+    def url(self, path: str, host: str = LOCATION) -> str:
+        return f"{self.stack.bff_url(host)}/api/source{path}"
+
+    def series_path(self, study: DemoStudy | None = None, index: int = 1) -> str:
+        study = study or self.study
+        return f"/studies/{study.study_uid}/series/{study.series_uids[index]}"
+
+
+@pytest.fixture(scope="module")
+def wado(
+    pacs: Pacs, other_study: DemoStudy, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[WadoStack]:
+    work = tmp_path_factory.mktemp("source-wado")
+    bff_port, idp_port = free_port(), free_port()
+    stack = new_stack(bff_port, idp_port, (LOCATION, DEAD_LOCATION))
+    archive_url = f"sqlite:///{work / 'archive.db'}"
+    publish_demo_kos(archive_url, pacs.study.kos_path, location=LOCATION, cda_id=DEMO_CDA_ID)
+    publish_demo_kos(archive_url, other_study.kos_path, location=DEAD_LOCATION, cda_id=OTHER_CDA_ID)
+    # A KOS whose INS is not the one in the images (Tableau 2 E209).
+    store = ArchiveStore(archive_url)
+    wrong = dataclasses.replace(
+        read_kos(pacs.study.kos_path),
+        sop_uid=WRONG_PATIENT_KOS,
+        ins="100000000000000",
+        local_patient_id=None,
+    )
+    store.publish(wrong, cda_id=DEMO_CDA_ID, location=LOCATION)
+    store.close()
+    clock = MovableClock()
+    idp = create_idp_app(
+        load_users(DEMO_USERS_FILE), stack.idp_clients(), issuer_base=stack.issuer_base, clock=clock
+    )
+    dead_pacs = f"http://127.0.0.1:{free_port()}/dicom-web"  # nothing listens there
+    settings = make_settings(
+        pacs.dicomweb_url,
+        **stack.bff_overrides(),
+        open_access=False,
+        locations=f"{LOCATION}={pacs.dicomweb_url},{DEAD_LOCATION}={dead_pacs}",
+        archive_url=archive_url,
+        audit_log=work / "audit.jsonl",
+        source_api_port=bff_port,  # the API answers on this listener only
+    )
+    app = create_app(settings)
+    app.router.routes[0:0] = consumer_api_routes()
+    with live_server(idp, port=idp_port), live_server(app, port=bff_port):
+        yield WadoStack(
+            stack, pacs.study, other_study, app, settings, archive_url, work / "audit.jsonl", clock
+        )
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[httpx.Client]:
+    with httpx.Client(transport=LoopbackTransport(), timeout=60) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def token(wado: WadoStack) -> str:
+    return psc_access_token(wado.stack)
+
+
+def headers(token: str, kos: str, accept: str = DRIM_ACCEPT) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}", "KOS-SOPInstanceUID": kos, "Accept": accept}
+
+
+def stored_files(study: DemoStudy, series_uid: str) -> dict[str, bytes]:
+    """SOP Instance UID -> the bytes uploaded to Orthanc, for one series."""
+    files = {}
+    for path in study.instance_files:
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        if ds.SeriesInstanceUID == series_uid:
+            files[str(ds.SOPInstanceUID)] = path.read_bytes()
+    return files
+
+
+def read_parts(response: httpx.Response) -> list[Part]:
+    """Parse the streamed multipart incrementally, as a Consumer would."""
+    media_type, params = parse_content_type(response.headers["content-type"])
+    assert media_type == "multipart/related" and params["type"] == "application/dicom"
+    parser = MultipartParser(params["boundary"], max_part_bytes=64 * 1024**2)
+    parts: list[Part] = []
+    chunks = [response.content] if response.is_stream_consumed else response.iter_raw()
+    for chunk in chunks:
+        parts += parser.feed(chunk)
+    parser.finalize()  # the closing delimiter came: the stream is complete
+    return parts
+
+
+def sop_uid(part: Part) -> str:
+    return str(pydicom.dcmread(BytesIO(part.body), stop_before_pixels=True).SOPInstanceUID)
+
+
+def assert_error(response: httpx.Response, status: int, code: str) -> None:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    assert response.json()["code"] == code
+    assert "multipart" not in response.headers["content-type"]
+
+
+# -- the answer ---------------------------------------------------------------------------
+
+
+def test_series_streams_the_stored_jpegls_instances_byte_for_byte(
+    wado: WadoStack, client: httpx.Client, token: str
+) -> None:
+    series_uid = wado.study.series_uids[1]
+    expected = stored_files(wado.study, series_uid)
+    with client.stream(
+        "GET", wado.url(wado.series_path()), headers=headers(token, wado.study.kos_sop_uid)
+    ) as response:
+        assert response.status_code == 200, response.read()
+        # Streamed as parts arrive: chunked, no length known in advance.
+        assert "content-length" not in response.headers
+        assert response.headers.get("transfer-encoding") == "chunked"
+        parts = read_parts(response)
+    assert len(parts) == len(expected) > 1
+    for part in parts:
+        assert part.headers["content-type"] == f"application/dicom; transfer-syntax={JPEG_LS}"
+        assert part.body == expected[sop_uid(part)]  # the stored bytes, untouched
+    assert {sop_uid(p) for p in parts} == set(expected)
+    entry = [e for e in read_audit(wado) if e["event"] == "source_retrieve"][-1]
+    assert entry["series_uid"] == series_uid and entry["kos_sop_uid"] == wado.study.kos_sop_uid
+
+
+def test_instance_form_answers_one_part(wado: WadoStack, client: httpx.Client, token: str) -> None:
+    expected = stored_files(wado.study, wado.study.series_uids[1])
+    sop = sorted(expected)[3]
+    response = client.get(
+        wado.url(f"{wado.series_path()}/instances/{sop}"),
+        headers=headers(token, wado.study.kos_sop_uid),
+    )
+    assert response.status_code == 200, response.text
+    assert f"transfer-syntax={JPEG_LS}" in response.headers["content-type"]
+    parts = read_parts(response)
+    assert len(parts) == 1 and parts[0].body == expected[sop]
+
+
+def test_explicit_little_endian_when_jpegls_is_not_accepted(
+    wado: WadoStack, client: httpx.Client, token: str
+) -> None:
+    accept = (
+        'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.4.91, '
+        "multipart/related; type=application/dicom; transfer-syntax=1.2.840.10008.1.2.1; q=0.5"
+    )
+    series_uid = wado.study.series_uids[1]
+    expected = stored_files(wado.study, series_uid)
+    with client.stream(
+        "GET", wado.url(wado.series_path()), headers=headers(token, wado.study.kos_sop_uid, accept)
+    ) as response:
+        assert response.status_code == 200, response.read()
+        parts = read_parts(response)
+    assert len(parts) == len(expected)
+    for part in parts:
+        assert part.headers["content-type"] == f"application/dicom; transfer-syntax={EXPLICIT_LE}"
+        ds = pydicom.dcmread(BytesIO(part.body))
+        assert ds.file_meta.TransferSyntaxUID == EXPLICIT_LE
+        original = pydicom.dcmread(BytesIO(expected[str(ds.SOPInstanceUID)]))
+        assert original.file_meta.TransferSyntaxUID == JPEG_LS
+        (codestream,) = generate_frames(original.PixelData, number_of_frames=1)
+        pixels = np.frombuffer(ds.PixelData, "<u2").reshape(ds.Rows, ds.Columns)
+        assert np.array_equal(pixels, imagecodecs.jpegls_decode(codestream))  # lossless
+        assert ds.PatientID == original.PatientID and ds.Rows == original.Rows
+
+
+def test_q_values_choose_between_stored_and_little_endian(
+    wado: WadoStack, client: httpx.Client, token: str
+) -> None:
+    sop = sorted(stored_files(wado.study, wado.study.series_uids[1]))[0]
+    url = wado.url(f"{wado.series_path()}/instances/{sop}")
+    prefers_native = (
+        "multipart/related; type=application/dicom; transfer-syntax=1.2.840.10008.1.2.4.80; "
+        "q=0.4, multipart/related; type=application/dicom; transfer-syntax=1.2.840.10008.1.2.1"
+    )
+    response = client.get(url, headers=headers(token, wado.study.kos_sop_uid, prefers_native))
+    assert response.status_code == 200
+    assert read_parts(response)[0].headers["content-type"].endswith(EXPLICIT_LE)
+    any_syntax = 'multipart/related; type="application/dicom"; transfer-syntax=*'
+    response = client.get(url, headers=headers(token, wado.study.kos_sop_uid, any_syntax))
+    assert read_parts(response)[0].headers["content-type"].endswith(JPEG_LS)
+
+
+def test_series_metadata_after_the_same_checks(
+    wado: WadoStack, client: httpx.Client, token: str
+) -> None:
+    url = wado.url(wado.series_path() + "/metadata")
+    response = client.get(url, headers=headers(token, wado.study.kos_sop_uid, "*/*"))
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("application/dicom+json")
+    sops = {row["00080018"]["Value"][0] for row in response.json()}
+    assert sops == set(stored_files(wado.study, wado.study.series_uids[1]))
+    assert_error(client.get(url, headers=headers("nope", wado.study.kos_sop_uid)), 403, "S403")
+
+
+# -- refusals (spec Tableau 2) --------------------------------------------------------------
+
+
+def test_missing_invalid_or_expired_token_is_403(
+    wado: WadoStack, client: httpx.Client, token: str
+) -> None:
+    url = wado.url(wado.series_path())
+    kos = wado.study.kos_sop_uid
+    assert_error(client.get(url, headers={"KOS-SOPInstanceUID": kos}), 403, "S403")
+    assert_error(client.get(url, headers=headers("not-a-token", kos)), 403, "S403")
+    basic = {"Authorization": "Basic ZHI6cmFkaW9sb2d1ZQ==", "KOS-SOPInstanceUID": kos}
+    assert_error(client.get(url, headers=basic), 403, "S403")
+    fresh = psc_access_token(wado.stack)
+    wado.clock.offset = 3600.0  # the provider's token lifetime (120 s) is long past
+    try:
+        assert_error(client.get(url, headers=headers(fresh, kos)), 403, "S403")
+    finally:
+        wado.clock.offset = 0.0
+
+
+def test_unknown_or_inconsistent_kos_is_404(
+    wado: WadoStack, client: httpx.Client, token: str
+) -> None:
+    kos = wado.study.kos_sop_uid
+    series = wado.series_path()
+    assert_error(client.get(wado.url(series), headers=headers(token, "1.2.3.4.5")), 404, "S404")
+    no_kos = {"Authorization": f"Bearer {token}"}
+    assert_error(client.get(wado.url(series), headers=no_kos), 404, "S404")
+    # The KOS's own series (KO) is in the PACS but not referenced by the KOS.
+    kos_series = str(pydicom.dcmread(wado.study.kos_path).SeriesInstanceUID)
+    unreferenced = f"/studies/{wado.study.study_uid}/series/{kos_series}"
+    assert_error(client.get(wado.url(unreferenced), headers=headers(token, kos)), 404, "S404")
+    # Another study with this KOS.
+    other = wado.series_path(wado.other_study)
+    assert_error(client.get(wado.url(other), headers=headers(token, kos)), 404, "S404")
+    # An instance of the topogram asked under the axial series.
+    topo_sop = sorted(stored_files(wado.study, wado.study.series_uids[0]))[0]
+    wrong_instance = wado.url(f"{series}/instances/{topo_sop}")
+    assert_error(client.get(wrong_instance, headers=headers(token, kos)), 404, "S404")
+
+
+def test_unpublished_kos_is_410(wado: WadoStack, client: httpx.Client, token: str) -> None:
+    kos = wado.study.kos_sop_uid
+    set_state(wado.archive_url, kos, published=False, cda_id=DEMO_CDA_ID)
+    try:
+        response = client.get(wado.url(wado.series_path()), headers=headers(token, kos))
+        assert_error(response, 410, "S410")
+    finally:
+        set_state(wado.archive_url, kos, published=True, cda_id=DEMO_CDA_ID)
+    response = client.get(wado.url(wado.series_path()), headers=headers(token, kos))
+    assert response.status_code == 200
+
+
+def test_patient_id_mismatch_is_406_and_audited(
+    wado: WadoStack, client: httpx.Client, token: str
+) -> None:
+    response = client.get(wado.url(wado.series_path()), headers=headers(token, WRONG_PATIENT_KOS))
+    assert_error(response, 406, "S406")
+    entry = [e for e in read_audit(wado) if e["event"] == "source_patient_id_mismatch"][-1]
+    assert entry["kos_sop_uid"] == WRONG_PATIENT_KOS
+    text = wado.audit_log.read_text(encoding="utf-8")
+    assert wado.study.patient.ins not in text and "100000000000000" not in text
+
+
+def test_pacs_down_is_502(wado: WadoStack, client: httpx.Client, token: str) -> None:
+    """The KOS archive says which location (PACS) holds the exam; that PACS is down."""
+    url = wado.url(wado.series_path(wado.other_study))
+    response = client.get(url, headers=headers(token, wado.other_study.kos_sop_uid))
+    assert_error(response, 502, "S502")
+
+
+def test_the_kos_location_decides_the_pacs_whatever_the_host(
+    wado: WadoStack, client: httpx.Client, token: str
+) -> None:
+    """The DRIMbox-to-DRIMbox API answers for every connected PACS: the exam is streamed
+    from its KOS's location even when asked through another host name."""
+    url = wado.url(wado.series_path(), host=DEAD_LOCATION)
+    response = client.get(url, headers=headers(token, wado.study.kos_sop_uid))
+    assert response.status_code == 200
+
+
+def test_only_the_mutual_tls_listener_answers(
+    wado: WadoStack, client: httpx.Client, token: str
+) -> None:
+    # Settings are frozen: the test moves the port as another listener would see it.
+    object.__setattr__(wado.settings, "source_api_port", free_port())
+    try:
+        response = client.get(
+            wado.url(wado.series_path()), headers=headers(token, wado.study.kos_sop_uid)
+        )
+        assert_error(response, 404, "E404")
+    finally:
+        object.__setattr__(wado.settings, "source_api_port", wado.stack.bff_port)
+
+
+def read_audit(wado: WadoStack) -> list[dict[str, object]]:
+    lines = wado.audit_log.read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines]

@@ -1,0 +1,178 @@
+"""Source WADO-RS API pieces without servers: Accept negotiation, PSC introspection cache,
+and the stream closing the PACS answer when the Consumer goes away."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bff.demo.dataset import write_demo_study
+from bff.dicomweb.multipart import MultipartParser, Part
+from bff.source.accept import EXPLICIT_VR_LE, parse_accept
+from bff.source.errors import SourceIntrospectionUnavailable
+from bff.source.introspect import PscIntrospector
+from bff.source.wado import _body, _Encoder, _Upstream
+
+JLS = "1.2.840.10008.1.2.4.80"
+J2K = "1.2.840.10008.1.2.4.91"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+# -- Accept ------------------------------------------------------------------------------
+
+
+def test_accept_ranges_quoted_or_not_any_order_sorted_by_q() -> None:
+    accepted = parse_accept(
+        [
+            f'multipart/related; type="application/dicom"; transfer-syntax="{J2K}"; q=0.5, '
+            f"multipart/related; q=0.9; transfer-syntax={JLS}; type=application/dicom",
+            f'multipart/related; type="application/dicom"; transfer-syntax={EXPLICIT_VR_LE}',
+        ]
+    )
+    assert accepted.ranked == ((EXPLICIT_VR_LE, 1.0), (JLS, 0.9), (J2K, 0.5))
+    assert accepted.choose(JLS, can_decode=True) == EXPLICIT_VR_LE  # q 1 beats 0.9
+    assert accepted.only is None
+
+
+def test_accept_stored_syntax_kept_on_a_tie_and_when_not_decodable() -> None:
+    accepted = parse_accept([f"multipart/related; type=application/dicom; transfer-syntax={JLS}"])
+    assert accepted.choose(JLS, can_decode=True) == JLS
+    assert accepted.only == JLS
+    native_only = parse_accept(["multipart/related; type=application/dicom"])  # default 1.2.1
+    assert native_only.only == EXPLICIT_VR_LE
+    assert native_only.choose(JLS, can_decode=True) == EXPLICIT_VR_LE
+    # Nothing acceptable can be made: the stored syntax (never 406, reserved for E209).
+    assert native_only.choose("1.2.840.10008.1.2.4.100", can_decode=False).endswith(".100")
+
+
+def test_accept_wildcards_q_zero_and_garbage() -> None:
+    assert parse_accept([]).choose(JLS, can_decode=True) == JLS
+    assert parse_accept(["*/*"]).accepts(JLS)
+    star = parse_accept(
+        [
+            'multipart/related; type="application/dicom"; transfer-syntax=*, '
+            f"multipart/related; type=application/dicom; transfer-syntax={JLS}; q=0"
+        ]
+    )
+    assert star.accepts(J2K) and not star.accepts(JLS)  # the specific range wins
+    junk = parse_accept(
+        ['multipart/related; type="application/octet-stream", text/html, ;;;, a/b; q=7']
+    )
+    assert junk.ranked == ()
+
+
+# -- introspection -----------------------------------------------------------------------
+
+
+class FakePsc:
+    def __init__(self, *, exp_in: float = 120.0, active: bool = True) -> None:
+        self.now = 1_000_000.0
+        self.exp_in = exp_in
+        self.active = active
+        self.introspections = 0
+        self.tokens_seen: list[str] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def handler(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/.well-known/openid-configuration"):
+            return httpx.Response(200, json={"introspection_endpoint": "https://psc/introspect"})
+        assert request.headers["authorization"].startswith("Basic ")
+        self.introspections += 1
+        self.tokens_seen.append(request.content.decode())
+        if not self.active:
+            return httpx.Response(200, json={"active": False})
+        return httpx.Response(200, json={"active": True, "exp": self.now + self.exp_in})
+
+    def introspector(self) -> PscIntrospector:
+        return PscIntrospector(
+            "https://psc",
+            "client",
+            "secret",
+            timeout=1,
+            clock=self.clock,
+            transport=httpx.MockTransport(self.handler),
+        )
+
+
+@pytest.mark.anyio
+async def test_positive_answers_cached_min_60s_exp() -> None:
+    psc = FakePsc(exp_in=30)
+    introspector = psc.introspector()
+    assert await introspector.is_active("tok")
+    psc.now += 29
+    assert await introspector.is_active("tok")
+    assert psc.introspections == 1
+    psc.now += 2  # past exp - now (30 s), well before 60 s
+    psc.active = False
+    assert not await introspector.is_active("tok")
+    assert psc.introspections == 2
+
+
+@pytest.mark.anyio
+async def test_cache_never_longer_than_60s_and_negative_not_cached() -> None:
+    psc = FakePsc(exp_in=3600)
+    introspector = psc.introspector()
+    assert await introspector.is_active("tok")
+    psc.now += 61
+    assert await introspector.is_active("tok")
+    assert psc.introspections == 2
+    psc.active = False
+    assert not await introspector.is_active("other")
+    assert not await introspector.is_active("other")
+    assert psc.introspections == 4
+
+
+@pytest.mark.anyio
+async def test_concurrent_checks_share_one_request_and_psc_down_fails_closed() -> None:
+    psc = FakePsc()
+    introspector = psc.introspector()
+    results = await asyncio.gather(*(introspector.is_active("tok") for _ in range(20)))
+    assert all(results) and psc.introspections == 1
+
+    def down(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused")
+
+    broken = PscIntrospector(
+        "https://psc", "c", "s", timeout=1, transport=httpx.MockTransport(down)
+    )
+    with pytest.raises(SourceIntrospectionUnavailable):
+        await broken.is_active("tok")
+
+
+# -- the stream closes the PACS answer -----------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_consumer_going_away_closes_the_pacs_stream(tmp_path: Path) -> None:
+    study = write_demo_study(tmp_path, n_slices=2, seed=3)
+    body = study.instance_files[-1].read_bytes()
+    closed: list[bool] = []
+    stack = AsyncExitStack()
+    stack.callback(lambda: closed.append(True))
+
+    async def endless() -> AsyncIterator[bytes]:
+        while True:
+            await asyncio.sleep(0)
+            yield b""
+
+    opened = _Upstream(
+        stack, endless(), MultipartParser("b", max_part_bytes=1 << 20), [Part({}, body)]
+    )
+    encoder = _Encoder(parse_accept([]), "out", frozenset(), None)
+    stream = _body(opened, encoder, "test")
+    first = await stream.__anext__()
+    assert first.startswith(b"--out\r\n") and body in first
+    assert not closed
+    await stream.aclose()  # what the response does when the client is gone
+    assert closed == [True]
