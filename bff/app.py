@@ -30,7 +30,7 @@ from bff.auth.oidc import (
     public_jwks,
 )
 from bff.auth.sessions import SessionStore
-from bff.consumer.remote import client_tls_context
+from bff.consumer.remote import source_client
 from bff.consumer.routes import consumer_routes
 from bff.consumer.whitelist import load_whitelist
 from bff.dicomweb.cache import FrameCache
@@ -124,6 +124,8 @@ def create_app(settings: Settings) -> Starlette:
         archive.create_schema()
         audit_handler = configure_audit(settings.audit_log)
         app.state.locations = locations
+        # Consumer role: one client towards every Source (mutual TLS, connection pool).
+        app.state.source_client = source_client(settings) if settings.consumer_enabled else None
         app.state.archive = archive
         app.state.background = set()
         app.state.retriever = Retriever(
@@ -140,6 +142,8 @@ def create_app(settings: Settings) -> Starlette:
             await app.state.retriever.aclose()
             for upstream in locations.values():
                 await upstream.aclose()
+            if app.state.source_client is not None:
+                await app.state.source_client.aclose()
             pool.close()
             archive.close()
             logging.getLogger("bff.audit").removeHandler(audit_handler)
@@ -182,9 +186,6 @@ def create_app(settings: Settings) -> Starlette:
     # Consumer role: the ANS whitelist, mutual TLS towards Sources, pending hand-overs.
     app.state.handovers = {}
     app.state.whitelist = None
-    app.state.source_tls = None
-    if settings.consumer_enabled:
-        if settings.whitelist_file:
-            app.state.whitelist = load_whitelist(Path(settings.whitelist_file))
-        app.state.source_tls = client_tls_context(settings)
+    if settings.consumer_enabled and settings.whitelist_file:
+        app.state.whitelist = load_whitelist(Path(settings.whitelist_file))
     return app

@@ -82,4 +82,5 @@ def original_frames(study: DemoStudy) -> dict[str, Path]:
 
 
 # The Source stack (identity provider + BFF with two locations), for integration and e2e.
+from tests.consumer_stack import drimm  # noqa: E402, F401
 from tests.source_stack import other_study, source  # noqa: E402, F401

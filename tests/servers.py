@@ -26,24 +26,51 @@ def live_server(
     port: int | None = None,
     timeout: float = 30,
     lifespan: str = "on",
+    also: list[dict[str, Any]] | None = None,
     **tls: Any,
 ) -> Iterator[str]:
     """Serve ``app`` on loopback; yields its base URL. ``tls``: uvicorn's ssl_* options
-    (e.g. a mutual-TLS listener: ssl_certfile, ssl_keyfile, ssl_ca_certs, ssl_cert_reqs)."""
+    (e.g. a mutual-TLS listener: ssl_certfile, ssl_keyfile, ssl_ca_certs, ssl_cert_reqs).
+    ``also``: more listeners of the same app in the same event loop (port + ssl_*)."""
     port = port or free_port()
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", lifespan=lifespan, **tls
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan=lifespan,
+        timeout_graceful_shutdown=2,
+        **tls,
     )
     server = uvicorn.Server(config)
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
+    others = [
+        uvicorn.Server(
+            uvicorn.Config(
+                app,
+                host="127.0.0.1",
+                log_level="warning",
+                lifespan="off",
+                timeout_graceful_shutdown=2,
+                **extra,
+            )
+        )
+        for extra in also or []
+    ]
+
+    async def serve_all() -> None:
+        await asyncio.gather(server.serve(), *(o.serve() for o in others))
+
+    thread = threading.Thread(target=lambda: asyncio.run(serve_all()), daemon=True)
     thread.start()
     deadline = time.monotonic() + timeout
-    while not server.started:
+    while not (server.started and all(o.started for o in others)):
         if not thread.is_alive() or time.monotonic() > deadline:
             raise RuntimeError("test server did not start")
         time.sleep(0.02)
     try:
         yield f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     finally:
+        for o in others:
+            o.should_exit = True
         server.should_exit = True
         thread.join(timeout=15)

@@ -55,6 +55,8 @@ async def _from_received_headers(retrieval: Any, timeout: float) -> list[Any]:
     except TimeoutError as exc:
         raise UpstreamTimeout("series not received in time") from exc
     if not retrieval.headers:
+        if retrieval.refused:  # every instance refused on arrival (E301 / E302)
+            raise next(iter(retrieval.refused.values()))
         raise retrieval_error(retrieval)
     return list(retrieval.headers.values())
 

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
+
 from bff.archive.kos import KosRecord
 from bff.consumer.conformance import accept_header
 from bff.consumer.errors import ConsumerErrorPolicy, SourceError
@@ -69,6 +71,15 @@ class RemoteStudy:
             await upstream.aclose()
 
 
+def source_client(settings: Settings) -> httpx.AsyncClient:
+    """The Consumer's client towards Sources: mutual TLS, CA bundle, Source timeout."""
+    return httpx.AsyncClient(
+        verify=client_tls_context(settings),
+        timeout=httpx.Timeout(settings.source_timeout, connect=min(settings.source_timeout, 10)),
+        limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
+    )
+
+
 def client_tls_context(settings: Settings) -> ssl.SSLContext:
     """Mutual TLS towards Sources: the configured CA bundle and our client certificate."""
     context = ssl.create_default_context(cafile=str(settings.source_ca_bundle) or None)
@@ -92,11 +103,13 @@ def open_remote_study(
     access_token: str,
     settings: Settings,
     whitelist: Whitelist | None,
-    tls: ssl.SSLContext,
+    client: httpx.AsyncClient,
 ) -> RemoteStudy:
+    """``client``: the Consumer's one client towards Sources (mutual TLS, timeouts)."""
     upstreams: dict[str, DicomwebUpstream] = {}
     for series in record.series:
-        origin = f"kos:{record.sop_uid}"
+        # Cache keys name the Source and the KOS (another Source may serve the same KOS).
+        origin = f"{series.retrieve_url}#kos={record.sop_uid}"
         try:
             base = split_retrieve_url(
                 series.retrieve_url or "", record.study_uid, series.series_uid
@@ -118,9 +131,7 @@ def open_remote_study(
                 "Authorization": f"Bearer {access_token}",
                 "KOS-SOPInstanceUID": record.sop_uid,
             },
-            verify=tls,
-            connect_timeout=min(settings.source_timeout, 10.0),
-            read_timeout=settings.source_timeout,
+            client=client,
             series_accept=accept_header(),
             policy=ConsumerErrorPolicy(),
             serve="browser",

@@ -74,7 +74,7 @@ def grant_remote(request: Request, session: Session, record: KosRecord, token: s
         access_token=token,
         settings=state.settings,
         whitelist=state.whitelist,
-        tls=state.source_tls,
+        client=state.source_client,
     )
     display = opening_display(record)
     session.open_study(

@@ -37,6 +37,8 @@ class Stack:
     idp_port: int
     hosts: tuple[str, ...]  # the locations, e.g. ("vi1.localhost",)
     client_secret: str
+    #: Other viewers using the same provider client (the demo Consumer): their base URLs.
+    extra_origins: tuple[str, ...] = ()
 
     @property
     def issuer_base(self) -> str:
@@ -46,7 +48,7 @@ class Stack:
         return f"http://{host}:{self.bff_port}"
 
     def idp_clients(self) -> dict[str, IdpClient]:
-        urls = [self.bff_url(h) for h in self.hosts]
+        urls = [self.bff_url(h) for h in self.hosts] + list(self.extra_origins)
         return {
             CLIENT_ID: IdpClient(
                 client_id=CLIENT_ID,
@@ -84,8 +86,10 @@ class Stack:
         return f"{self.bff_url(host)}/IHEInvokeImageDisplay?{link.query()}"
 
 
-def new_stack(bff_port: int, idp_port: int, hosts: tuple[str, ...]) -> Stack:
-    return Stack(bff_port, idp_port, hosts, client_secret=secrets.token_urlsafe(24))
+def new_stack(
+    bff_port: int, idp_port: int, hosts: tuple[str, ...], extra_origins: tuple[str, ...] = ()
+) -> Stack:
+    return Stack(bff_port, idp_port, hosts, secrets.token_urlsafe(24), extra_origins)
 
 
 def publish_demo_kos(archive_url: str, kos_path: Path, *, location: str, cda_id: str) -> str:

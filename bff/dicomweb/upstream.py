@@ -85,18 +85,20 @@ class DicomwebUpstream:
         series_accept: str = SERIES_ACCEPT,
         policy: ErrorPolicy | None = None,
         serve: str = "lossy",
+        client: httpx.AsyncClient | None = None,
     ) -> None:
+        """``client``: a shared client (its connection pool and TLS settings) that this
+        upstream uses without owning it; by default the upstream owns one."""
         self.base_url = base_url.rstrip("/")
         self.origin = origin
         self.series_accept = series_accept
         self.policy = policy or ErrorPolicy()
         #: How frames from this upstream are served (bff.transcode EncodeParams.serve).
         self.serve = serve
-        timeout = httpx.Timeout(read_timeout, connect=connect_timeout)
-        self._client = httpx.AsyncClient(
-            base_url=self.base_url,
-            headers={**_auth_headers(auth), **(headers or {})},
-            timeout=timeout,
+        self._headers = {**_auth_headers(auth), **(headers or {})}
+        self._owns_client = client is None
+        self._client = client or httpx.AsyncClient(
+            timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
             transport=transport,
             verify=verify,
             limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
@@ -107,7 +109,11 @@ class DicomwebUpstream:
             raise self.policy.for_status(response.status_code, what)
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        if self._owns_client:
+            await self._client.aclose()
+
+    def _url(self, path: str) -> str:
+        return self.base_url + path
 
     async def _get(
         self, path: str, accept: str, params: Mapping[str, str] | None
@@ -115,7 +121,9 @@ class DicomwebUpstream:
         what = f"GET {path}"
         try:
             response = await self._client.get(
-                path, params=dict(params or {}), headers={"Accept": accept}
+                self._url(path),
+                params=dict(params or {}),
+                headers={**self._headers, "Accept": accept},
             )
         except httpx.HTTPError as exc:
             raise self.policy.for_exception(exc, what) from exc
@@ -149,7 +157,9 @@ class DicomwebUpstream:
         upstream response (so a client going away stops the retrieval).
         """
         what = f"GET {path}"
-        request = self._client.build_request("GET", path, headers={"Accept": accept})
+        request = self._client.build_request(
+            "GET", self._url(path), headers={**self._headers, "Accept": accept}
+        )
         try:
             response = await self._client.send(request, stream=True)
         except httpx.HTTPError as exc:

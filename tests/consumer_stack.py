@@ -1,0 +1,223 @@
+"""Consumer -> Source (both this project, real mutual TLS with a test CA) -> Orthanc,
+plus a misbehaving Source double speaking real HTTPS for the faults of Tableau 2."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import secrets
+import ssl
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pydicom
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from bff.app import create_app
+from bff.consumer.whitelist import write_test_whitelist
+from bff.demo.dataset import DemoStudy
+from bff.demo.kos import retarget_kos
+from bff.demo.pki import TlsFiles, make_test_pki
+from bff.demo.stack import DEMO_CDA_ID, DEMO_USERS_FILE, Stack, new_stack, publish_demo_kos
+from bff.dicomweb.multipart import closing_delimiter, encode_part
+from bff.idp.app import create_idp_app
+from bff.idp.users import load_users
+from tests.conftest import Pacs, make_settings
+from tests.servers import free_port, live_server
+
+SOURCE_LOCATION = "vi1.localhost"
+CONSUMER_HOST = "co.localhost"
+BOUNDARY = "drimbox-fake-source"
+
+
+def mtls(files: TlsFiles, client_ca: Path) -> dict[str, Any]:
+    """uvicorn options of a listener that requires a client certificate."""
+    return {
+        "ssl_certfile": str(files.cert),
+        "ssl_keyfile": str(files.key),
+        "ssl_ca_certs": str(client_ca),
+        "ssl_cert_reqs": ssl.CERT_REQUIRED,
+    }
+
+
+@dataclass
+class FakeSourceMode:
+    """What the misbehaving Source does next (tests set it)."""
+
+    mode: str = "ok"
+    requests: list[str] = field(default_factory=list)
+
+
+def _series_files(study: DemoStudy, series_uid: str) -> list[Path]:
+    out = []
+    for path in study.instance_files:
+        if str(pydicom.dcmread(path, stop_before_pixels=True).SeriesInstanceUID) == series_uid:
+            out.append(path)
+    return out
+
+
+def _spoiled(data: bytes, mode: str) -> bytes:
+    ds = pydicom.dcmread(io.BytesIO(data))
+    if mode == "sop_class":  # Raw Data Storage: neither Tableau 4 nor Basic Image Review
+        ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.66"
+        del ds.PixelData
+        for keyword in (
+            "Rows",
+            "Columns",
+            "BitsAllocated",
+            "BitsStored",
+            "HighBit",
+            "SamplesPerPixel",
+            "PhotometricInterpretation",
+            "PixelRepresentation",
+        ):
+            if keyword in ds:
+                delattr(ds, keyword)
+    elif mode == "syntax":  # Deflated Explicit VR LE: outside the DRIM-M list (E302)
+        ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.1.99"
+        ds.PixelData = b"\0" * 16
+        ds.Rows, ds.Columns = 2, 4
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
+def fake_source_app(study: DemoStudy, state: FakeSourceMode) -> Starlette:
+    async def series(request: Request) -> Response:
+        state.requests.append(request.url.path)
+        mode = state.mode
+        if mode.startswith("status:"):
+            return Response(b"", int(mode.split(":")[1]))
+        files = _series_files(study, request.path_params["series_uid"])
+
+        async def body() -> AsyncIterator[bytes]:
+            for index, path in enumerate(files):
+                data = path.read_bytes()
+                if mode in ("sop_class", "syntax"):
+                    data = _spoiled(data, mode)
+                if mode in ("truncate", "stall") and index == 3:
+                    if mode == "stall":
+                        await asyncio.sleep(30)  # past any timeout of the Consumer
+                    part = encode_part(data, "application/dicom", BOUNDARY)
+                    yield part[: len(part) // 2]
+                    return
+                yield encode_part(data, "application/dicom", BOUNDARY)
+                await asyncio.sleep(0)
+            yield closing_delimiter(BOUNDARY)
+
+        return StreamingResponse(
+            body(), media_type=f'multipart/related; type="application/dicom"; boundary={BOUNDARY}'
+        )
+
+    async def no_metadata(request: Request) -> Response:
+        return Response(b"", 404)  # this Source offers no /metadata
+
+    return Starlette(
+        routes=[
+            # A first path segment per test keeps Sources (and so caches) apart.
+            Route(
+                "/{tag}/api/source/studies/{study_uid}/series/{series_uid}/metadata", no_metadata
+            ),
+            Route("/{tag}/api/source/studies/{study_uid}/series/{series_uid}", series),
+        ]
+    )
+
+
+@dataclass(frozen=True)
+class DrimmStack:
+    stack: Stack
+    study: DemoStudy
+    source_api: str  # https://localhost:PORT/api/source (the real Source, this project)
+    fake_port: int  # the misbehaving double
+    fake: FakeSourceMode
+    consumer_url: str  # http://co.localhost:PORT
+    consumer_app: Starlette
+    handover_secret: str
+    pki: dict[str, TlsFiles]
+    work: Path
+
+    def fake_api(self) -> str:
+        """A fresh base URL on the misbehaving Source (a new Source for the cache)."""
+        return f"https://localhost:{self.fake_port}/{secrets.token_hex(4)}/api/source"
+
+    def kos_for(self, base: str) -> bytes:
+        return retarget_kos(self.study.kos_path.read_bytes(), base)
+
+
+@pytest.fixture(scope="module")
+def drimm(pacs: Pacs, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DrimmStack]:
+    work = tmp_path_factory.mktemp("drimm")
+    pki = make_test_pki(work / "pki", server_names=("localhost",))
+    bff_port, api_port, idp_port, co_port, fake_port = (free_port() for _ in range(5))
+    consumer_url = f"http://{CONSUMER_HOST}:{co_port}"
+    stack = new_stack(bff_port, idp_port, (SOURCE_LOCATION,), extra_origins=(consumer_url,))
+    archive_url = f"sqlite:///{work / 'source-archive.db'}"
+    publish_demo_kos(archive_url, pacs.study.kos_path, location=SOURCE_LOCATION, cda_id=DEMO_CDA_ID)
+    users = load_users(DEMO_USERS_FILE)
+    idp = create_idp_app(users, stack.idp_clients(), issuer_base=stack.issuer_base)
+    client_ca = pki["client"].ca_cert
+    source_settings = make_settings(
+        pacs.dicomweb_url,
+        **stack.bff_overrides(),
+        open_access=False,
+        locations=f"{SOURCE_LOCATION}={pacs.dicomweb_url}",
+        archive_url=archive_url,
+        audit_log=work / "source-audit.jsonl",
+        source_api_port=api_port,
+    )
+    whitelist = work / "whitelist.xml"
+    write_test_whitelist(whitelist, ["localhost"])
+    secret = "handover-" + stack.client_secret
+    consumer_settings = make_settings(
+        "http://127.0.0.1:9/unused",
+        **{**stack.bff_overrides(), "port": co_port},
+        open_access=False,
+        locations=f"{CONSUMER_HOST}=http://127.0.0.1:9/unused",
+        archive_url=f"sqlite:///{work / 'consumer-archive.db'}",
+        audit_log=work / "consumer-audit.jsonl",
+        consumer_enabled=True,
+        consumer_handover_secret=secret,
+        source_client_cert=str(pki["client"].cert),
+        source_client_key=str(pki["client"].key),
+        source_ca_bundle=str(pki["server"].ca_cert),
+        whitelist_file=str(whitelist),
+        source_timeout=3.0,
+        frame_wait_timeout=8.0,
+    )
+    source_app = create_app(source_settings)
+    consumer_app = create_app(consumer_settings)
+    fake = FakeSourceMode()
+    with (
+        live_server(idp, port=idp_port),
+        # The Source's two listeners share one event loop, as `drimbox-viewer serve` runs them.
+        live_server(
+            source_app,
+            port=bff_port,
+            also=[{"port": api_port, **mtls(pki["server"], client_ca)}],
+        ),
+        live_server(
+            fake_source_app(pacs.study, fake),
+            port=fake_port,
+            lifespan="off",
+            **mtls(pki["server"], client_ca),
+        ),
+        live_server(consumer_app, port=co_port),
+    ):
+        yield DrimmStack(
+            stack=stack,
+            study=pacs.study,
+            source_api=f"https://localhost:{api_port}/api/source",
+            fake_port=fake_port,
+            fake=fake,
+            consumer_url=consumer_url,
+            consumer_app=consumer_app,
+            handover_secret=secret,
+            pki=pki,
+            work=work,
+        )

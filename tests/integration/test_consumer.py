@@ -1,0 +1,278 @@
+"""The Consumer viewer: a KOS handed over by the Consumer DRIMbox, images streamed from a
+DRIMbox Source (this project) over real mutual TLS, out of order (spec 4.2.1, 4.3.1;
+DB.VI-CS.05, .06, .17, .18); and every error of Tableau 2 (DB.VI-CO.27) produced by a
+real peer: a refused port, a bad certificate, a host outside the whitelist, and a
+misbehaving Source speaking HTTPS."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import time
+from typing import Any
+
+import httpx
+import imagecodecs
+import numpy as np
+import pydicom
+import pytest
+from pydicom.encaps import generate_frames
+
+from tests.access import LoopbackTransport, psc_access_token
+from tests.consumer_stack import DrimmStack
+from tests.integration.test_facade import FRAME_ACCEPT, read_frame
+from tests.servers import free_port
+
+pytestmark = pytest.mark.integration
+
+
+class ConsumerBrowser:
+    def __init__(self, drimm: DrimmStack) -> None:
+        self.drimm = drimm
+        self.client = httpx.Client(transport=LoopbackTransport(), timeout=60)
+
+    def open(self, kos: bytes, *, series: str | None = None, token: str | None = None) -> str:
+        """Hand the KOS over as the Consumer DRIMbox would; follow the one-time URL."""
+        params = {"series": series} if series else {}
+        answer = self.client.post(
+            self.drimm.consumer_url + "/api/consumer/kos",
+            params=params,
+            content=kos,
+            headers={
+                "Authorization": f"Bearer {self.drimm.handover_secret}",
+                "X-PSC-Access-Token": token or psc_access_token(self.drimm.stack),
+                "Content-Type": "application/dicom",
+            },
+        )
+        assert answer.status_code == 201, answer.text
+        opened = self.client.get(answer.json()["viewer_url"])
+        assert opened.status_code == 303, opened.text
+        return str(opened.headers["location"])
+
+    def get(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self.client.get(self.drimm.consumer_url + path, **kwargs)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+@pytest.fixture
+def browser(drimm: DrimmStack) -> Any:
+    b = ConsumerBrowser(drimm)
+    yield b
+    b.close()
+
+
+def axial(drimm: DrimmStack) -> str:
+    return drimm.study.series_uids[-1]
+
+
+def metadata(browser: ConsumerBrowser, study_uid: str, series_uid: str) -> httpx.Response:
+    return browser.get(f"/dicomweb/studies/{study_uid}/series/{series_uid}/metadata")
+
+
+def original(path: Any) -> np.ndarray:
+    ds = pydicom.dcmread(path)
+    return np.asarray(
+        imagecodecs.jpegls_decode(next(generate_frames(ds.PixelData, number_of_frames=1)))
+    )
+
+
+def test_study_level_opening_streams_from_the_source_over_mutual_tls(
+    drimm: DrimmStack, browser: ConsumerBrowser
+) -> None:
+    study = drimm.study
+    viewer = browser.open(drimm.kos_for(drimm.source_api))
+    assert viewer == f"/viewer?StudyInstanceUIDs={study.study_uid}"
+    assert browser.get(viewer).status_code == 200
+    rows = browser.get(f"/dicomweb/studies?StudyInstanceUID={study.study_uid}").json()
+    assert rows[0]["00100010"]["Value"][0]["Alphabetic"] == "PAT-TROIS^DOMINIQUE"
+    series = browser.get(f"/dicomweb/studies/{study.study_uid}/series").json()
+    assert sorted(s["0020000E"]["Value"][0] for s in series) == sorted(study.series_uids)
+    assert {s["00080060"]["Value"][0] for s in series} == {"CT"}
+    info = browser.get("/api/session").json()
+    assert info["studies"][0]["institution"] == "Centre de radiologie Ambroise"
+
+    meta = metadata(browser, study.study_uid, axial(drimm))
+    assert meta.status_code == 200
+    instances = sorted(meta.json(), key=lambda r: r["00200013"]["Value"][0])
+    # Served as the Source sent them: JPEG-LS lossless, which the browser decodes.
+    assert {r["00020010"]["Value"][0] for r in instances} == {"1.2.840.10008.1.2.4.80"}
+    uids = [r["00080018"]["Value"][0] for r in instances]
+    n = len(uids)
+    order = [n // 2, 0, n - 1, *[i for i in range(n) if i not in (n // 2, 0, n - 1)][::-1]]
+    files = {
+        str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID): p
+        for p in study.instance_files
+    }
+
+    def fetch(index: int) -> tuple[int, str, bytes]:
+        url = (
+            f"/dicomweb/studies/{study.study_uid}/series/{axial(drimm)}"
+            f"/instances/{uids[index]}/frames/1"
+        )
+        response = browser.get(url, headers={"Accept": FRAME_ACCEPT})
+        assert response.status_code == 200, response.text
+        return (index, *read_frame(response))
+
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        results = list(pool.map(fetch, order))
+    for index, syntax, body in results:
+        assert syntax == "1.2.840.10008.1.2.4.80"
+        served = np.asarray(imagecodecs.jpegls_decode(body))
+        assert np.array_equal(served, original(files[uids[index]]))  # lossless, exact
+
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        progress = browser.get("/api/progress").json()["series"]
+        entry = next(s for s in progress if s["series_uid"] == axial(drimm))
+        if entry["complete"]:
+            break
+        time.sleep(0.2)
+    assert entry["received"] == entry["total"] == n and entry["error"] is None
+
+
+def test_series_level_opening(drimm: DrimmStack, browser: ConsumerBrowser) -> None:
+    """DB.VI-CS.05: the Consumer may open one series; the others stay reachable (.06)."""
+    viewer = browser.open(drimm.kos_for(drimm.source_api), series=axial(drimm))
+    assert viewer.endswith(f"&SeriesInstanceUIDs={axial(drimm)}")
+    assert browser.get(viewer).status_code == 200
+    topogram = drimm.study.series_uids[0]
+    assert metadata(browser, drimm.study.study_uid, topogram).status_code == 200
+
+
+def test_metadata_is_built_from_the_instances_when_the_source_has_no_metadata(
+    drimm: DrimmStack, browser: ConsumerBrowser
+) -> None:
+    drimm.fake.mode = "ok"
+    browser.open(drimm.kos_for(drimm.fake_api()))
+    meta = metadata(browser, drimm.study.study_uid, axial(drimm))
+    assert meta.status_code == 200
+    rows = meta.json()
+    assert len(rows) == drimm.study.n_instances - 2  # the axial series (2 topograms apart)
+    assert all("00280010" in r and "00200032" in r for r in rows)
+
+
+def expect_error(browser: ConsumerBrowser, drimm: DrimmStack, code: str) -> None:
+    """The code and its French message reach the viewer: the DICOMweb answer OHIF gets,
+    and the progress panel shown around OHIF."""
+    meta = metadata(browser, drimm.study.study_uid, axial(drimm))
+    if meta.status_code == 200:  # the error shows on the frames of the series
+        sop = meta.json()[0]["00080018"]["Value"][0]
+        meta = browser.get(
+            f"/dicomweb/studies/{drimm.study.study_uid}/series/{axial(drimm)}"
+            f"/instances/{sop}/frames/1",
+            headers={"Accept": FRAME_ACCEPT},
+        )
+    assert meta.status_code in (502, 504), meta.headers
+    body = meta.json()
+    assert body["code"] == code
+    from bff.consumer.errors import MESSAGES
+
+    assert body["message"] == MESSAGES[code]
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        series = browser.get("/api/progress").json()["series"]
+        errors = {s["error"]["code"] for s in series if s["error"]}
+        if code in errors:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{code} not in the progress panel: {series}")
+
+
+@pytest.mark.parametrize(
+    ("mode", "code"),
+    [
+        ("status:403", "E204"),
+        ("status:404", "E205"),
+        ("status:410", "E206"),
+        ("status:502", "E207"),
+        ("status:504", "E208"),
+        ("status:406", "E209"),
+        ("sop_class", "E301"),
+        ("syntax", "E302"),
+    ],
+)
+def test_source_answers_map_to_tableau_2(
+    drimm: DrimmStack, browser: ConsumerBrowser, mode: str, code: str
+) -> None:
+    drimm.fake.mode = mode
+    browser.open(drimm.kos_for(drimm.fake_api()))
+    expect_error(browser, drimm, code)
+
+
+def test_refused_connection_is_e201(drimm: DrimmStack, browser: ConsumerBrowser) -> None:
+    browser.open(drimm.kos_for(f"https://localhost:{free_port()}/api/source"))
+    expect_error(browser, drimm, "E201")
+
+
+def test_untrusted_source_certificate_is_e202(
+    drimm: DrimmStack, browser: ConsumerBrowser, tmp_path: Any
+) -> None:
+    """A Source whose certificate does not chain to the configured CA bundle."""
+    import ssl as ssl_module
+
+    from bff.consumer.conformance import accept_header  # noqa: F401
+    from tests.consumer_stack import fake_source_app, mtls
+    from tests.servers import live_server
+
+    port = free_port()
+    files = drimm.pki["untrusted_server"]
+    options = mtls(files, drimm.pki["client"].ca_cert)
+    options["ssl_cert_reqs"] = ssl_module.CERT_NONE
+    with live_server(
+        fake_source_app(drimm.study, drimm.fake), port=port, lifespan="off", **options
+    ):
+        drimm.fake.mode = "ok"
+        browser.open(drimm.kos_for(f"https://localhost:{port}/api/source"))
+        expect_error(browser, drimm, "E202")
+
+
+def test_source_outside_the_whitelist_is_e203_and_never_contacted(
+    drimm: DrimmStack, browser: ConsumerBrowser
+) -> None:
+    before = len(drimm.fake.requests)
+    base = drimm.fake_api().replace("https://localhost:", "https://127.0.0.1:")
+    browser.open(drimm.kos_for(base))
+    expect_error(browser, drimm, "E203")
+    assert len(drimm.fake.requests) == before
+
+
+def test_truncated_stream_keeps_the_delivered_images(
+    drimm: DrimmStack, browser: ConsumerBrowser
+) -> None:
+    drimm.fake.mode = "truncate"
+    browser.open(drimm.kos_for(drimm.fake_api()))
+    meta = metadata(browser, drimm.study.study_uid, axial(drimm))
+    # Metadata built from the 3 instances received before the cut.
+    assert meta.status_code == 200 and len(meta.json()) == 3
+
+
+def test_stalled_source_times_out(drimm: DrimmStack, browser: ConsumerBrowser) -> None:
+    drimm.fake.mode = "stall"
+    browser.open(drimm.kos_for(drimm.fake_api()))
+    started = time.monotonic()
+    meta = metadata(browser, drimm.study.study_uid, axial(drimm))
+    assert time.monotonic() - started < 15
+    # A part is complete when the next delimiter arrives: the double stalls before the
+    # fourth part, so two instances are whole; the rest is lost within the timeout.
+    assert meta.status_code == 200 and len(meta.json()) == 2
+
+
+def test_handover_needs_the_secret_and_is_single_use(
+    drimm: DrimmStack, browser: ConsumerBrowser
+) -> None:
+    kos = drimm.kos_for(drimm.source_api)
+    refused = browser.client.post(
+        drimm.consumer_url + "/api/consumer/kos",
+        content=kos,
+        headers={"Authorization": "Bearer wrong", "X-PSC-Access-Token": "t"},
+    )
+    assert refused.status_code == 403
+    answer = browser.client.post(
+        drimm.consumer_url + "/api/consumer/kos",
+        content=kos,
+        headers={"Authorization": f"Bearer {drimm.handover_secret}", "X-PSC-Access-Token": "t"},
+    )
+    url = answer.json()["viewer_url"]
+    assert browser.client.get(url).status_code == 303
+    assert browser.client.get(url).status_code == 401
