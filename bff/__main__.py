@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import ssl
 import sys
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ def _configure_logging(level: str) -> None:
     )
 
 
-def _server(app: Any, host: str, port: int, level: str) -> uvicorn.Server:
+def _server(app: Any, host: str, port: int, level: str, **extra: Any) -> uvicorn.Server:
     config = uvicorn.Config(
         app,
         host=host,
@@ -35,8 +36,30 @@ def _server(app: Any, host: str, port: int, level: str) -> uvicorn.Server:
         proxy_headers=True,
         timeout_graceful_shutdown=5,
         access_log=False,  # OIDC codes travel in URLs; the audit trail says what matters
+        **extra,
     )
     return uvicorn.Server(config)
+
+
+def _servers(app: Any, settings: Settings) -> list[uvicorn.Server]:
+    """The BFF's listener, plus (Source role) the mutual-TLS listener for Consumers:
+    same app, same event loop, client certificates required (DRIM-M transport)."""
+    servers = [_server(app, settings.host, settings.port, settings.log_level)]
+    if settings.source_api_port:
+        servers.append(
+            _server(
+                app,
+                settings.host,
+                settings.source_api_port,
+                settings.log_level,
+                lifespan="off",
+                ssl_certfile=settings.tls_cert,
+                ssl_keyfile=settings.tls_key,
+                ssl_ca_certs=settings.tls_client_ca,
+                ssl_cert_reqs=ssl.CERT_REQUIRED,
+            )
+        )
+    return servers
 
 
 async def _serve(servers: list[uvicorn.Server], *, ready_lines: list[str]) -> None:
@@ -57,15 +80,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
     overrides = {"port": args.port} if args.port is not None else {}
     settings = Settings.from_env(**overrides)
     _configure_logging(settings.log_level)
-    server = _server(create_app(settings), settings.host, settings.port, settings.log_level)
-    asyncio.run(_serve([server], ready_lines=[]))
+    asyncio.run(_serve(_servers(create_app(settings), settings), ready_lines=[]))
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Local Orthanc with the demo study, the local identity provider, the BFF."""
+    """Local Orthanc with the demo study, the local identity provider, the Source BFF
+    (with its mutual-TLS listener for Consumers) and a Consumer BFF beside it."""
+    import secrets as secrets_module
+
+    from bff.consumer.whitelist import write_test_whitelist
     from bff.demo.dataset import write_demo_study
+    from bff.demo.kos import retarget_kos
     from bff.demo.orthanc import OrthancProcess
+    from bff.demo.pki import make_test_pki
     from bff.demo.stack import DEMO_CDA_ID, DEMO_USERS, DEMO_USERS_FILE, new_stack, publish_demo_kos
     from bff.idp.app import create_idp_app
     from bff.idp.users import load_users
@@ -76,28 +104,56 @@ def cmd_demo(args: argparse.Namespace) -> int:
     log.info("writing the demo study (%d slices) into %s", args.slices, data_dir)
     study = write_demo_study(data_dir, n_slices=args.slices, seed=args.seed, workers=2)
     host = args.location
-    stack = new_stack(args.port, args.idp_port, (host,))
+    consumer_origin = f"http://{args.consumer_location}:{args.consumer_port}"
+    stack = new_stack(args.port, args.idp_port, (host,), extra_origins=(consumer_origin,))
     archive_url = f"sqlite:///{var / 'demo-archive.db'}"
+    # Throw-away PKI and whitelist for the DRIMbox-to-DRIMbox link (never committed).
+    pki = make_test_pki(var / "pki", server_names=("localhost",))
+    whitelist = var / "demo-whitelist.xml"
+    write_test_whitelist(whitelist, ["localhost"])
+    consumer_kos = var / "demo-kos-for-consumer.dcm"
+    source_api = f"https://localhost:{args.source_api_port}/api/source"
+    consumer_kos.write_bytes(retarget_kos(study.kos_path.read_bytes(), source_api))
     with OrthancProcess(var / "orthanc", http_port=args.pacs_port) as pacs:
         if not pacs.has_study(study.study_uid):
             pacs.upload([*study.instance_files, study.kos_path])
         publish_demo_kos(archive_url, study.kos_path, location=host, cda_id=DEMO_CDA_ID)
-        settings = Settings.from_env(
+        source = Settings.from_env(
             None,
             **stack.bff_overrides(),
             locations=f"{host}={pacs.dicomweb_url}",
             archive_url=archive_url,
             audit_log=var / "demo-audit.jsonl",
+            source_api_port=args.source_api_port,
+            tls_cert=str(pki["server"].cert),
+            tls_key=str(pki["server"].key),
+            tls_client_ca=str(pki["client"].ca_cert),
+        )
+        consumer = Settings.from_env(
+            None,
+            **{**stack.bff_overrides(), "port": args.consumer_port},
+            locations=f"{args.consumer_location}={pacs.dicomweb_url}",
+            archive_url=f"sqlite:///{var / 'demo-consumer-archive.db'}",
+            audit_log=var / "demo-consumer-audit.jsonl",
+            consumer_enabled=True,
+            consumer_handover_secret=secrets_module.token_urlsafe(24),
+            source_client_cert=str(pki["client"].cert),
+            source_client_key=str(pki["client"].key),
+            source_ca_bundle=str(pki["server"].ca_cert),
+            whitelist_file=str(whitelist),
+            consumer_demo_kos=str(consumer_kos),
         )
         idp = create_idp_app(
             load_users(DEMO_USERS_FILE), stack.idp_clients(), issuer_base=stack.issuer_base
         )
         servers = [
             _server(idp, "127.0.0.1", args.idp_port, "warning"),
-            _server(create_app(settings), settings.host, settings.port, settings.log_level),
+            *_servers(create_app(source), source),
+            *_servers(create_app(consumer), consumer),
         ]
         lines = [f"PACS_URL={pacs.base_url}", f"IDP_URL={stack.issuer_base}"]
         lines += [f"DEMO_USER={profile}:{username}" for profile, username in DEMO_USERS]
+        lines.append(f"CONSUMER_URL={consumer_origin}/consumer")
         lines.append(f"VIEWER_URL={stack.viewer_link(study, host)}")
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(_serve(servers, ready_lines=lines))
@@ -130,6 +186,9 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--pacs-port", type=int, default=8042, help="Orthanc HTTP port")
     demo.add_argument("--idp-port", type=int, default=9000, help="identity provider port")
     demo.add_argument("--location", default="vi1.localhost", help="the viewer's host name")
+    demo.add_argument("--source-api-port", type=int, default=8443, help="mutual-TLS listener")
+    demo.add_argument("--consumer-port", type=int, default=8081, help="Consumer BFF port")
+    demo.add_argument("--consumer-location", default="co.localhost", help="Consumer host name")
     demo.add_argument("--slices", type=int, default=300, help="CT slices in the demo study")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--var", default=str(PROJECT_ROOT / "var"), help="working directory")

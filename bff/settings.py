@@ -227,6 +227,11 @@ SETTINGS: tuple[Setting, ...] = (
         "from it is refused (E203). Empty: every Source is refused.",
     ),
     _s(
+        "CONSUMER_DEMO_KOS",
+        "",
+        "Demo mode only: a KOS file the Consumer page offers to open in one click.",
+    ),
+    _s(
         "SOURCE_TIMEOUT",
         "60",
         "Consumer role: seconds to wait for a Source's next bytes (spec note to DB.VI-SO.28).",
@@ -297,6 +302,7 @@ class Settings:
     source_client_key: str
     source_ca_bundle: str
     whitelist_file: str
+    consumer_demo_kos: str
     source_timeout: float
     mode: str
     log_level: str

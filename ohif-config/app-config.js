@@ -46,6 +46,7 @@
   // requestTransferSyntaxUID cannot express HTJ2K (its typeForTS table stops at 4.93).
   // Written unquoted, matching omitQuotationForMultipartRequest (which only affects the
   // generated header).
+  var FRAME_ACCEPT_ANY = 'multipart/related; type=application/octet-stream; transfer-syntax=*';
   var FRAME_ACCEPT =
     'multipart/related; type=application/octet-stream; transfer-syntax=1.2.840.10008.1.2.4.203';
 
@@ -113,7 +114,9 @@
           staticWado: false,
           bulkDataURI: { enabled: true },
           omitQuotationForMultipartRequest: true,
-          acceptHeader: [FRAME_ACCEPT],
+          // HTJ2K first (what the Source viewer serves); anything else the BFF serves as
+          // received (the Consumer passes lossless syntaxes the browser decodes through).
+          acceptHeader: [FRAME_ACCEPT, FRAME_ACCEPT_ANY],
         },
       },
     ],

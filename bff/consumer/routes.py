@@ -21,6 +21,7 @@ import hmac
 import secrets
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -80,6 +81,9 @@ def grant_remote(request: Request, session: Session, record: KosRecord, token: s
     session.open_study(
         OpenedStudy(location_of(request), record.study_uid, record.sop_uid, display, remote)
     )
+    # Pull from the Source now, while the browser loads OHIF (DB.VI-CS.17).
+    for series_uid, upstream in remote.upstreams.items():
+        state.retriever.ensure(upstream, record.study_uid, series_uid)
     audit(
         "consumer_opened",
         study_uid=record.study_uid,
@@ -143,8 +147,17 @@ async def open_handover(request: Request) -> Response:
 # -- by hand (demo) ---------------------------------------------------------------------------
 
 
-def _open_page(session: Session) -> str:
-    body = (
+def _open_page(session: Session, *, demo_kos: bool) -> str:
+    demo = (
+        '<form method="post" action="/consumer/open" class="choices">'
+        f'<input type="hidden" name="csrf" value="{escape(session.csrf_token)}">'
+        '<input type="hidden" name="demo" value="1">'
+        '<button type="submit">Ouvrir l\'examen de démonstration'
+        "<small>le KOS du scanner thoraco-abdominal de démonstration</small></button></form>"
+        if demo_kos
+        else ""
+    )
+    body = demo + (
         f"<p>Connecté : {escape(session.user_display or '')}</p>"
         "<p>Choisissez le fichier KOS de l'examen, tel que récupéré dans le DMP. Les images "
         "seront téléchargées depuis la DRIMbox Source de l'établissement producteur.</p>"
@@ -180,7 +193,8 @@ async def consumer_home(request: Request) -> Response:
     if session is None:
         session = store.create()
     if session.authenticated and session.provider == "psc":
-        return _with_cookie(request, HTMLResponse(_open_page(session)), session)
+        page = _open_page(session, demo_kos=_demo_kos(request) is not None)
+        return _with_cookie(request, HTMLResponse(page), session)
     session.pending_consumer = True
     return _with_cookie(request, HTMLResponse(_login_page(session)), session)
 
@@ -194,16 +208,27 @@ async def open_by_hand(request: Request) -> Response:
     store: SessionStore = request.app.state.sessions
     if not store.check_csrf(session, str(form.get("csrf", ""))):
         raise BadRequest("csrf token mismatch")
+    demo = _demo_kos(request) if form.get("demo") else None
     upload = form.get("kos")
-    if upload is None or isinstance(upload, str):
+    if demo is not None:
+        record = await _read_kos(demo.read_bytes())
+    elif upload is None or isinstance(upload, str):
         raise BadRequest("no KOS file")
-    record = await _read_kos(await upload.read())
+    else:
+        record = await _read_kos(await upload.read())
     series_uid = str(form.get("series", "") or "").strip() or None
     if series_uid and series_uid not in {s.series_uid for s in record.series}:
         raise BadRequest("series not in the KOS")
     token = str(session.tokens.get("access_token", ""))
     grant_remote(request, session, record, token)
     return RedirectResponse(_viewer(record, series_uid), 303)
+
+
+def _demo_kos(request: Request) -> Path | None:
+    settings = request.app.state.settings
+    if settings.mode != "demo" or not settings.consumer_demo_kos:
+        return None
+    return Path(settings.consumer_demo_kos)
 
 
 def remote_study(request: Request, study_uid: str) -> RemoteStudy | None:

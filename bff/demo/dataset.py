@@ -271,11 +271,12 @@ def _write_topograms(common: _Common) -> list[Path]:
 
 def _describe(n_topo: int, n_axial: int) -> str:
     total = n_topo + n_axial
-    return (
-        "Scanner thoraco-abdomino-pelvien du 14/03/2025 (données de démonstration "
-        f"synthétiques). 2 séries, {total} images : Topogramme ({n_topo} images), "
-        f"Thorax-abdomen, coupes axiales de {SLICE_THICKNESS_MM} mm ({n_axial} images)."
-    )
+    axial = f"Thorax-abdomen, coupes axiales de {SLICE_THICKNESS_MM} mm ({n_axial} images)."
+    head = "Scanner thoraco-abdomino-pelvien du 14/03/2025 (données de démonstration synthétiques)."
+    if not n_topo:
+        return f"{head} 1 série, {total} images : {axial}"
+    return f"{head} 2 séries, {total} images : Topogramme ({n_topo} images), {axial}"
+
 
 
 def write_demo_study(
@@ -292,8 +293,12 @@ def write_demo_study(
     rows: int = 512,
     cols: int = 512,
     workers: int = 1,
+    topogram: bool = True,
 ) -> DemoStudy:
-    """Write the demo study (images + KOS) under ``out_dir`` and describe it."""
+    """Write the demo study (images + KOS) under ``out_dir`` and describe it.
+
+    ``topogram=False`` writes the axial CT series alone (then ``series_uids`` holds only
+    the axial series): the performance set is one series, as the ANS reference set."""
     if n_slices < 1:
         raise ValueError("n_slices must be >= 1")
     out_dir = Path(out_dir)
@@ -326,7 +331,7 @@ def write_demo_study(
 
     topo = common(topo_uid, 1, "Topogramme")
     axial = common(axial_uid, 2, "Thorax-abdomen")
-    topo_files = _write_topograms(topo)
+    topo_files = _write_topograms(topo) if topogram else []
     jobs = [(axial, index) for index in range(n_slices)]
     axial_files: list[Path]
     if workers > 1:
@@ -335,16 +340,15 @@ def write_demo_study(
     else:
         axial_files = [_write_ct_slice_star(job) for job in jobs]
 
-    referenced = (
-        ReferencedSeries(
-            topo_uid,
-            tuple((CT_IMAGE_STORAGE, sop_uid_for(topo_uid, n + 1)) for n in range(len(topo_files))),
-        ),
-        ReferencedSeries(
-            axial_uid,
-            tuple((CT_IMAGE_STORAGE, sop_uid_for(axial_uid, n + 1)) for n in range(n_slices)),
-        ),
+    topo_series = ReferencedSeries(
+        topo_uid,
+        tuple((CT_IMAGE_STORAGE, sop_uid_for(topo_uid, n + 1)) for n in range(len(topo_files))),
     )
+    axial_series = ReferencedSeries(
+        axial_uid,
+        tuple((CT_IMAGE_STORAGE, sop_uid_for(axial_uid, n + 1)) for n in range(n_slices)),
+    )
+    referenced = (topo_series, axial_series) if topogram else (axial_series,)
     kos = build_kos(
         patient=patient,
         study_uid=study_uid,
@@ -371,7 +375,7 @@ def write_demo_study(
         study_uid=study_uid,
         accession_number=accession,
         accession_issuer=accession_issuer,
-        series_uids=(topo_uid, axial_uid),
+        series_uids=(topo_uid, axial_uid) if topogram else (axial_uid,),
         instance_files=files,
         kos_path=kos_path,
         kos_sop_uid=kos_sop_uid,

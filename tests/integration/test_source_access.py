@@ -119,6 +119,10 @@ def test_professional_flow_with_prosanteconnect(
     assert "acr_values=eidas1" in authorize.headers["location"]
     done = browser.login(authorize, "dr.radiologue")
     assert done.status_code == 303
+    # The exam is already being pulled and transcoded while the browser loads OHIF.
+    retriever: Retriever = source.app.state.retriever
+    for series_uid in source.study.series_uids:
+        assert retriever.find(LOCATION, source.study.study_uid, series_uid) is not None
     info = browser.get(bff(source, "/api/session")).json()
     assert info["profile"] == "professional" and info["user"] == "Dr Camille RADIOLOGUE"
     assert granted_series(source, browser, source.study.study_uid)

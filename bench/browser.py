@@ -1,0 +1,221 @@
+"""One measured opening in Debian's Chromium (Playwright, fresh context per run).
+
+Clock: the page's own clock (``performance.now()``), zero at the ``fetchStart`` of the
+viewer document (Source: the navigation to /viewer that follows the login callback, i.e.
+once profile choice and login are done, spec 4.6.1) or at the start of the navigation to
+the given URL (Consumer's hand-over URL, baseline's /viewer).
+
+- ``t_first_s``: first poll (every 50 ms) where the main cornerstone canvas has more than
+  5 % lit pixels (the CANVAS_PIXELS probe of tests/e2e/test_viewer.py).
+- ``t_all_s``: (1) the browser received every frame of the series (distinct ``/frames/``
+  URLs of the series answered 200, seen through the DevTools protocol), (2) cornerstone
+  decoded every one (distinct imageIds of the series in cornerstone's ``IMAGE_LOADED``
+  events, fired after the decoder produced the image; hooked on ``window.cornerstone``,
+  which OHIF 3.13 exposes), then (3) the stack viewport is moved to the last slice
+  (``setImageIdIndex(n - 1)``, what the End key does) and the canvas shows it lit.
+- ``wire_bytes``: sum of ``encodedDataLength`` of ``Network.loadingFinished`` (bytes on
+  the wire, headers included) over everything the page loaded after the clock's zero
+  (``wire_bytes_total`` also counts the login pages).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+THROTTLE_20MBIT = {
+    "offline": False,
+    "latency": 20,
+    "downloadThroughput": 20e6 / 8,
+    "uploadThroughput": 20e6 / 8,
+}
+
+HOOK_JS = """(() => {
+  const st = window.__bench = {loaded: new Set(), failed: 0};
+  const attach = () => {
+    const cs = window.cornerstone;
+    if (!cs || !cs.eventTarget || !cs.EVENTS) return false;
+    cs.eventTarget.addEventListener(cs.EVENTS.IMAGE_LOADED, (e) => {
+      const id = e.detail && e.detail.image && e.detail.image.imageId;
+      if (id) st.loaded.add(id);
+    });
+    cs.eventTarget.addEventListener(cs.EVENTS.IMAGE_LOAD_FAILED, () => { st.failed++; });
+    return true;
+  };
+  if (!attach()) { const t = setInterval(() => { if (attach()) clearInterval(t); }, 5); }
+})();"""
+
+#: now (ms since the viewer document's fetchStart), lit fraction of the main canvas,
+#: decoded images of the series.
+POLL_JS = """([series, fromFetch]) => {
+  const nav = performance.getEntriesByType('navigation')[0];
+  const now = performance.now() - (nav && fromFetch ? nav.fetchStart : 0);
+  let lit = 0;
+  const c = Array.from(document.querySelectorAll('canvas.cornerstone-canvas'))
+    .find((x) => x.width > 300);
+  if (c) {
+    const probe = document.createElement('canvas');
+    probe.width = c.width; probe.height = c.height;
+    const ctx = probe.getContext('2d');
+    ctx.drawImage(c, 0, 0);
+    const d = ctx.getImageData(0, 0, c.width, c.height).data;
+    let n = 0;
+    for (let i = 0; i < d.length; i += 4) if (d[i] + d[i + 1] + d[i + 2] > 30) n++;
+    lit = n / (c.width * c.height);
+  }
+  const st = window.__bench;
+  let decoded = 0;
+  if (st) for (const id of st.loaded) if (id.includes(series)) decoded++;
+  return {now, lit, decoded, failed: st ? st.failed : 0, hooked: !!window.cornerstone};
+}"""
+
+#: Move the viewport showing the series to its last slice; resolves to the index.
+LAST_SLICE_JS = """async (series) => {
+  const cs = window.cornerstone;
+  for (const engine of cs.getRenderingEngines()) {
+    for (const vp of engine.getViewports()) {
+      const ids = vp.getImageIds ? vp.getImageIds() : [];
+      if (ids.length && ids[0].includes(series)) {
+        await vp.setImageIdIndex(ids.length - 1);
+        await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
+        return {index: vp.getCurrentImageIdIndex(), last: ids.length - 1};
+      }
+    }
+  }
+  return null;
+}"""
+
+
+@dataclass
+class Network:
+    urls: dict[str, str] = field(default_factory=dict)
+    frames_ok: set[str] = field(default_factory=set)
+    frame_errors: int = 0
+    wire_bytes_total: int = 0
+    wire_bytes_viewer: int = 0
+    frame_bytes: int = 0
+    viewer_started: bool = False
+    series_uid: str = ""
+
+    def on_request(self, event: dict[str, Any]) -> None:
+        url = event["request"]["url"]
+        self.urls[event["requestId"]] = url
+        if "/viewer" in url and event.get("type") == "Document":
+            self.viewer_started = True
+
+    def on_response(self, event: dict[str, Any]) -> None:
+        url = event["response"]["url"]
+        if "/frames/" in url and self.series_uid in url:
+            if event["response"]["status"] == 200:
+                self.frames_ok.add(url)
+            else:
+                self.frame_errors += 1
+
+    def on_finished(self, event: dict[str, Any]) -> None:
+        size = int(event.get("encodedDataLength", 0))
+        self.wire_bytes_total += size
+        if self.viewer_started:
+            self.wire_bytes_viewer += size
+        if "/frames/" in self.urls.get(event["requestId"], ""):
+            self.frame_bytes += size
+
+
+@dataclass
+class Measure:
+    t_first_s: float | None = None
+    t_all_s: float | None = None
+    wire_bytes: int = 0
+    wire_bytes_total: int = 0
+    frame_bytes: int = 0
+    frames_received: int = 0
+    frames_decoded: int = 0
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def measure(
+    browser: Any,
+    *,
+    series_uid: str,
+    n_frames: int,
+    throttled: bool,
+    open_viewer: Callable[[Any], None],
+    timeout: float = 180.0,
+    on_page: Callable[[Any], None] | None = None,
+    from_fetch_start: bool = False,
+) -> Measure:
+    """Open the viewer with ``open_viewer(page)`` (which returns once the navigation to
+    the measured URL has started) and measure it. ``from_fetch_start``: the clock's zero
+    is the fetchStart of the viewer document (after cross-origin redirects: the login),
+    else the start of the navigation. Never raises: errors go in ``error``."""
+    result = Measure()
+    net = Network(series_uid=series_uid)
+    context = browser.new_context(locale="fr-FR", viewport={"width": 1280, "height": 800})
+    try:
+        context.add_init_script(HOOK_JS)
+        page = context.new_page()
+        cdp = context.new_cdp_session(page)
+        cdp.on("Network.requestWillBeSent", net.on_request)
+        cdp.on("Network.responseReceived", net.on_response)
+        cdp.on("Network.loadingFinished", net.on_finished)
+        cdp.send("Network.enable")
+        if throttled:
+            cdp.send("Network.emulateNetworkConditions", THROTTLE_20MBIT)
+        deadline = time.monotonic() + timeout
+        open_viewer(page)
+        state: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            try:
+                state = page.evaluate(POLL_JS, [series_uid, from_fetch_start])
+            except Exception:  # navigation in progress: the context was replaced
+                page.wait_for_timeout(50)
+                continue
+            if result.t_first_s is None and state["lit"] > 0.05:
+                result.t_first_s = state["now"] / 1000.0
+            if (
+                result.t_first_s is not None
+                and len(net.frames_ok) >= n_frames
+                and state["decoded"] >= n_frames
+            ):
+                last = page.evaluate(LAST_SLICE_JS, series_uid)
+                if last is None or last["index"] != last["last"]:
+                    raise RuntimeError(f"could not show the last slice: {last}")
+                state = page.evaluate(POLL_JS, [series_uid, from_fetch_start])
+                if state["lit"] > 0.05:
+                    result.t_all_s = state["now"] / 1000.0
+                    break
+            page.wait_for_timeout(50)
+        result.frames_received = len(net.frames_ok)
+        result.frames_decoded = int(state.get("decoded", 0))
+        if result.t_all_s is None:
+            result.error = (
+                f"timeout after {timeout:.0f} s: {result.frames_received}/{n_frames} frames "
+                f"received, {result.frames_decoded} decoded, {net.frame_errors} frame errors, "
+                f"{state.get('failed')} load failures, hooked={state.get('hooked')}"
+            )
+        if on_page is not None:
+            on_page(page)
+    except Exception as exc:  # one failed run must not stop the bench
+        result.error = f"{type(exc).__name__}: {exc}"[:500]
+    finally:
+        result.wire_bytes = net.wire_bytes_viewer
+        result.wire_bytes_total = net.wire_bytes_total
+        result.frame_bytes = net.frame_bytes
+        result.frames_received = len(net.frames_ok)
+        context.close()
+    return result

@@ -1,0 +1,67 @@
+"""The Consumer in Chromium: a KOS handed over by the Consumer DRIMbox opens the viewer,
+images stream from the Source (this project) over mutual TLS with a visible progress
+(DB.VI-CS.17, .18), and a Source error shows its code and French message in the viewer
+itself (DB.VI-CO.27)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from bff.consumer.errors import MESSAGES
+from bff.settings import PROJECT_ROOT
+from tests.access import LoopbackTransport, psc_access_token
+from tests.consumer_stack import DrimmStack
+from tests.e2e.test_viewer import wait_for_image
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(autouse=True)
+def _needs_ohif() -> None:
+    if not (PROJECT_ROOT / "ohif-dist" / "index.html").is_file():
+        pytest.skip("ohif-dist/ is missing: run scripts/fetch-ohif")
+
+
+def handover(drimm: DrimmStack, kos: bytes) -> str:
+    """What the Consumer DRIMbox does server side: hand the KOS over, get the one-time URL."""
+    with httpx.Client(transport=LoopbackTransport(), timeout=30) as client:
+        answer = client.post(
+            drimm.consumer_url + "/api/consumer/kos",
+            content=kos,
+            headers={
+                "Authorization": f"Bearer {drimm.handover_secret}",
+                "X-PSC-Access-Token": psc_access_token(drimm.stack),
+                "Content-Type": "application/dicom",
+            },
+        )
+    assert answer.status_code == 201, answer.text
+    return str(answer.json()["viewer_url"])
+
+
+def test_consumer_shows_images_with_progress(drimm: DrimmStack, page: Any) -> None:
+    drimm.fake.mode = "ok"
+    page.goto(handover(drimm, drimm.kos_for(drimm.source_api)))
+    page.wait_for_url("**/viewer?StudyInstanceUIDs=*", timeout=30_000)
+    progress = page.locator("#drimbox-progress")
+    progress.wait_for(state="attached", timeout=30_000)
+    page.wait_for_function(
+        "() => (document.querySelector('#drimbox-progress') || {}).textContent"
+        " && document.querySelector('#drimbox-progress').textContent.includes('/ 40 images')",
+        timeout=30_000,
+    )
+    assert "Téléchargement des images" in progress.text_content()
+    page.get_by_role("button", name="Voir les images").click()
+    wait_for_image(page)
+
+
+def test_consumer_shows_a_source_error_in_the_viewer(drimm: DrimmStack, page: Any) -> None:
+    drimm.fake.mode = "status:403"
+    page.goto(handover(drimm, drimm.kos_for(drimm.fake_api())))
+    page.wait_for_url("**/viewer?StudyInstanceUIDs=*", timeout=30_000)
+    alert = page.locator("#drimbox-progress .drimbox-error").first
+    alert.wait_for(timeout=30_000)
+    text = alert.text_content() or ""
+    assert "E204" in text and MESSAGES["E204"] in text
