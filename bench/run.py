@@ -1,0 +1,215 @@
+"""The three measured openings (source, consumer, baseline), each on fresh servers."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.browser import Measure, measure
+from bench.procstat import TreeSampler
+from bench.quality import measure_quality
+from bench.stacks import (
+    CONSUMER_HOST,
+    SOURCE_LOCATION,
+    ServerProcess,
+    baseline_config,
+    free_port,
+    settings_env,
+)
+from bff.consumer.whitelist import write_test_whitelist
+from bff.demo.dataset import DemoStudy
+from bff.demo.kos import retarget_kos
+from bff.demo.pki import TlsFiles
+from bff.demo.stack import Stack
+from tests.access import LoopbackTransport, ScriptedBrowser, psc_access_token
+
+PATIENT = "dominique.pat-trois"
+
+
+@dataclass
+class World:
+    """What every run shares: the PACS, the provider stack, the PKI, the browser."""
+
+    study: DemoStudy
+    pacs_dicomweb: str
+    orthanc_pid: int
+    stack: Stack
+    archive_url: str
+    pki: dict[str, TlsFiles]
+    work: Path
+    browser: Any
+    timeout: float
+    consumer_port: int  # fixed: the Consumer's origin is registered at the provider
+
+    @property
+    def series_uid(self) -> str:
+        return self.study.series_uids[-1]
+
+    @property
+    def n_frames(self) -> int:
+        return len(self.study.instance_files)
+
+
+def _source_server(world: World, api_port: int, tag: str) -> ServerProcess:
+    values: dict[str, object] = {
+        **world.stack.bff_overrides(),
+        "upstream_url": world.pacs_dicomweb,
+        "open_access": False,
+        "locations": f"{SOURCE_LOCATION}={world.pacs_dicomweb}",
+        "archive_url": world.archive_url,
+        "audit_log": world.work / f"audit-{tag}.jsonl",
+        "source_api_port": api_port,
+        "tls_cert": world.pki["server"].cert,
+        "tls_key": world.pki["server"].key,
+        "tls_client_ca": world.pki["client"].ca_cert,
+        "log_level": "warning",
+    }
+    return ServerProcess(
+        ["bff"], world.stack.bff_port, settings_env(values), world.work / f"bff-{tag}.log"
+    )
+
+
+def _measure(world: World, throttled: bool, open_viewer: Any, from_fetch: bool) -> Measure:
+    return measure(
+        world.browser,
+        series_uid=world.series_uid,
+        n_frames=world.n_frames,
+        throttled=throttled,
+        open_viewer=open_viewer,
+        timeout=world.timeout,
+        from_fetch_start=from_fetch,
+    )
+
+
+def _orthanc_cpu(world: World) -> float:
+    sampler = TreeSampler(world.orthanc_pid)
+    sampler.sample()
+    return sampler.cpu_seconds
+
+
+def run_source(world: World, throttled: bool, with_quality: bool) -> dict[str, Any]:
+    tag = f"source-{secrets.token_hex(3)}"
+    link = world.stack.viewer_link(world.study, SOURCE_LOCATION)
+
+    def open_viewer(page: Any) -> None:
+        # Profile choice and login happen before the clock (spec 4.6.1).
+        page.goto(link)
+        page.get_by_text("Accès à votre examen d'imagerie").wait_for(timeout=30_000)
+        page.click("button[data-provider=fcp]")
+        page.fill("input[name=username]", PATIENT)
+        page.keyboard.press("Enter")
+        page.wait_for_url("**/viewer?StudyInstanceUIDs=*", wait_until="commit", timeout=30_000)
+
+    out: dict[str, Any] = {}
+    orthanc_before = _orthanc_cpu(world)
+    with _source_server(world, free_port(), tag) as bff:
+        result = _measure(world, throttled, open_viewer, from_fetch=True)
+        out.update(result.as_dict())
+        out["bff"] = bff.stats()
+        out["orthanc_cpu_s"] = round(_orthanc_cpu(world) - orthanc_before, 2)
+        if with_quality:
+            out["quality"] = _quality(world, link)
+    return out
+
+
+def _quality(world: World, link: str) -> dict[str, Any]:
+    scripted = ScriptedBrowser()
+    try:
+        answer = scripted.sign_in(link, "fcp", PATIENT)
+        if answer.status_code != 303:
+            raise RuntimeError(f"login for the quality check: HTTP {answer.status_code}")
+        return measure_quality(
+            scripted.client,
+            world.stack.bff_url(SOURCE_LOCATION),
+            world.study.study_uid,
+            world.series_uid,
+            list(world.study.instance_files),
+        )
+    except Exception as exc:
+        return {"error": f"{type(exc).__name__}: {exc}"[:500]}
+    finally:
+        scripted.close()
+
+
+def run_consumer(world: World, throttled: bool) -> dict[str, Any]:
+    tag = f"consumer-{secrets.token_hex(3)}"
+    api_port, co_port = free_port(), world.consumer_port
+    consumer_url = f"http://{CONSUMER_HOST}:{co_port}"
+    whitelist = world.work / "whitelist.xml"
+    write_test_whitelist(whitelist, ["localhost"])
+    secret = "handover-" + world.stack.client_secret
+    unused = "http://127.0.0.1:9/unused"
+    values: dict[str, object] = {
+        **world.stack.bff_overrides(),
+        "port": co_port,
+        "upstream_url": unused,
+        "open_access": False,
+        "locations": f"{CONSUMER_HOST}={unused}",
+        "archive_url": f"sqlite:///{world.work / f'{tag}-archive.db'}",
+        "audit_log": world.work / f"audit-{tag}.jsonl",
+        "consumer_enabled": True,
+        "consumer_handover_secret": secret,
+        "source_client_cert": world.pki["client"].cert,
+        "source_client_key": world.pki["client"].key,
+        "source_ca_bundle": world.pki["server"].ca_cert,
+        "whitelist_file": whitelist,
+        "log_level": "warning",
+    }
+    consumer = ServerProcess(["bff"], co_port, settings_env(values), world.work / f"{tag}.log")
+    out: dict[str, Any] = {}
+    orthanc_before = _orthanc_cpu(world)
+    with _source_server(world, api_port, tag) as source, consumer:
+        kos = retarget_kos(
+            world.study.kos_path.read_bytes(), f"https://localhost:{api_port}/api/source"
+        )
+        with httpx.Client(transport=LoopbackTransport(), timeout=60) as client:
+            answer = client.post(
+                consumer_url + "/api/consumer/kos",
+                content=kos,
+                headers={
+                    "Authorization": f"Bearer {secret}",
+                    "X-PSC-Access-Token": psc_access_token(world.stack),
+                    "Content-Type": "application/dicom",
+                },
+            )
+        if answer.status_code != 201:
+            return {"error": f"hand-over refused: HTTP {answer.status_code} {answer.text[:200]}"}
+        viewer_url = str(answer.json()["viewer_url"])
+
+        def open_viewer(page: Any) -> None:
+            # The user is already signed in at the Consumer: the clock starts here.
+            page.goto(viewer_url, wait_until="commit", timeout=30_000)
+
+        result = _measure(world, throttled, open_viewer, from_fetch=False)
+        out.update(result.as_dict())
+        out["bff"] = consumer.stats()
+        out["source_bff"] = source.stats()
+        out["orthanc_cpu_s"] = round(_orthanc_cpu(world) - orthanc_before, 2)
+    return out
+
+
+def run_baseline(world: World, throttled: bool) -> dict[str, Any]:
+    tag = f"baseline-{secrets.token_hex(3)}"
+    port = free_port()
+    config_dir = baseline_config(world.work / tag)
+    server = ServerProcess(
+        ["baseline", "--port", str(port), "--pacs", world.pacs_dicomweb, "--config-dir", str(config_dir)],
+        port,
+        {},
+        world.work / f"{tag}.log",
+    )
+    url = f"http://127.0.0.1:{port}/viewer?StudyInstanceUIDs={world.study.study_uid}"
+
+    def open_viewer(page: Any) -> None:
+        page.goto(url, wait_until="commit", timeout=30_000)
+
+    orthanc_before = _orthanc_cpu(world)
+    with server as proxy:
+        out: dict[str, Any] = _measure(world, throttled, open_viewer, from_fetch=False).as_dict()
+        out["proxy"] = proxy.stats()
+        out["orthanc_cpu_s"] = round(_orthanc_cpu(world) - orthanc_before, 2)
+    return out
