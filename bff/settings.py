@@ -227,6 +227,13 @@ SETTINGS: tuple[Setting, ...] = (
         "from it is refused (E203). Empty: every Source is refused.",
     ),
     _s(
+        "MEDICAL_DEVICE",
+        "false",
+        "'true' when the deployment is referenced as a medical device (DB.VI-CS.184): the "
+        "non-diagnostic mention is then hidden while every image shown is lossless "
+        "(DB.VI-CS.26). The Source serves lossy images: there the mention always shows.",
+    ),
+    _s(
         "CONSUMER_DEMO_KOS",
         "",
         "Demo mode only: a KOS file the Consumer page offers to open in one click.",
@@ -302,6 +309,7 @@ class Settings:
     source_client_key: str
     source_ca_bundle: str
     whitelist_file: str
+    medical_device: bool
     consumer_demo_kos: str
     source_timeout: float
     mode: str

@@ -37,6 +37,16 @@
   panel.defer = true;
   document.head.appendChild(panel);
 
+  // Re-skinning for editors (issue 6, item 9): product name, logo and accent colour of the
+  // header and of the BFF's panels around OHIF. logoUrl: any same-origin or data: URL,
+  // e.g. '/drimbox/logo.svg' placed in ohif-config/ (served by the BFF) or a data: URI.
+  var BRANDING = {
+    productName: 'Visionneuse DRIMbox',
+    logoUrl: '',
+    accentColor: '#5acce6',
+  };
+  window.DRIMBOX_BRANDING = BRANDING;
+
   // Same-origin DICOMweb facade of the BFF (cookies are sent with no extra config).
   var DICOMWEB_ROOT = window.location.origin + '/dicomweb';
 
@@ -54,11 +64,35 @@
     name: 'drimbox-viewer',
     routerBasename: '/',
 
-    // --- Branding / white-labeling hook (a later issue does the real branding) ---------
+    // --- Branding (editors: change BRANDING at the top of this file, no code) -----------
     // OHIF reads whiteLabeling.createLogoComponentFn(React) for the header logo.
-    // whiteLabeling: {
-    //   createLogoComponentFn: function (React) { return React.createElement(...); },
-    // },
+    whiteLabeling: {
+      createLogoComponentFn: function (React) {
+        var children = [];
+        if (BRANDING.logoUrl) {
+          children.push(
+            React.createElement('img', {
+              key: 'logo',
+              src: BRANDING.logoUrl,
+              alt: '',
+              style: { height: '28px', marginRight: '8px' },
+            })
+          );
+        }
+        children.push(
+          React.createElement(
+            'span',
+            { key: 'name', style: { color: BRANDING.accentColor, fontWeight: 600 } },
+            BRANDING.productName
+          )
+        );
+        return React.createElement(
+          'div',
+          { id: 'drimbox-brand', style: { display: 'flex', alignItems: 'center' } },
+          children
+        );
+      },
+    },
     // -------------------------------------------------------------------------------------
 
     // Extensions and modes are compiled into the stock build (as in its default

@@ -116,6 +116,7 @@
   // Polls /api/progress while images load: one line per series, images received out of
   // the total; errors stay, in French with their code, until the user closes them.
   var progressBox = null;
+  var sessionInfo = null;
 
   function progressStyle() {
     var css =
@@ -163,11 +164,35 @@
     });
   }
 
+  // --- Non-diagnostic mention (DB.VI-CS.26) ----------------------------------------------
+  // Always visible while images are shown, unless the deployment is a medical device AND
+  // every image shown is lossless. The Source serves lossy frames: there it is always on.
+  var mention = null;
+  var MENTION_TEXT =
+    'Images compressées avec perte : affichage non destiné au diagnostic.';
+
+  function updateMention(info, series) {
+    var lossy = (series || []).some(function (s) { return s.lossy; });
+    var show = !info.medical_device || lossy || !(series || []).length;
+    if (show && !mention) {
+      mention = el('div', { id: 'drimbox-mention', role: 'note', text: MENTION_TEXT });
+      mention.setAttribute(
+        'style',
+        'position:fixed;top:52px;left:50%;transform:translateX(-50%);z-index:9997;' +
+          'background:rgba(120,53,15,.92);color:#fff7ed;font:12px system-ui,sans-serif;' +
+          'padding:.2rem .7rem;border-radius:0 0 6px 6px;pointer-events:none'
+      );
+      document.body.appendChild(mention);
+    }
+    if (mention) mention.hidden = !show;
+  }
+
   function pollProgress(startedAt) {
     fetch('/api/progress', { credentials: 'same-origin', headers: { Accept: 'application/json' } })
       .then(function (r) { return r.ok ? r.json() : null; })
       .then(function (data) {
         var series = (data && data.series) || [];
+        updateMention(sessionInfo || {}, series);
         if (series.length) renderProgress(series);
         var pending = series.some(function (s) { return !s.complete && !s.error; });
         var failed = series.some(function (s) { return s.error; });
@@ -187,7 +212,9 @@
       .then(function (r) { return r.ok ? r.json() : null; })
       .then(function (info) {
         if (info) {
+          sessionInfo = info;
           build(info);
+          updateMention(info, []);
           pollProgress(Date.now());
         }
       })

@@ -372,6 +372,8 @@ async def session_info(request: Request) -> Response:
         {"study_uid": s.study_uid, **s.display} for s in session.studies if s.location == location
     ]
     payload = {
+        # DB.VI-CS.26: whether this deployment is referenced as a medical device.
+        "medical_device": request.app.state.settings.medical_device,
         "profile": session.profile,
         "user": session.user_display,
         "csrf": session.csrf_token,

@@ -45,6 +45,8 @@ def _entry(series_uid: str, retrieval: SeriesRetrieval | None, total: int | None
         "received": received,
         "total": expected,
         "complete": retrieval.finished and retrieval.error is None and not retrieval.refused,
+        # DB.VI-CS.26: any image of the series served lossy (then never "diagnostic").
+        "lossy": any(f.lossy for f in retrieval.delivered.values()),
         "error": _error(error),
     }
 

@@ -47,6 +47,12 @@ def test_patient_opens_the_report_link(source: SourceStack, page: Any) -> None:
         assert expected in text
     page.get_by_role("button", name="Voir les images").click()
     wait_for_image(page)
+    # DB.VI-CS.26: the Source serves lossy images, the mention is always visible.
+    mention = page.locator("#drimbox-mention")
+    mention.wait_for(timeout=10_000)
+    assert "non destiné au diagnostic" in (mention.text_content() or "")
+    # Re-skinning (ohif-config BRANDING): the product name in OHIF's header.
+    assert page.locator("#drimbox-brand").inner_text() == "Visionneuse DRIMbox"
     # The series tree of the study (DB.VI-CS.05): both image series offered.
     page.get_by_text("Thorax-abdomen").first.wait_for()
     page.get_by_text("Topogramme").first.wait_for()

@@ -129,6 +129,7 @@ def test_study_level_opening_streams_from_the_source_over_mutual_tls(
             break
         time.sleep(0.2)
     assert entry["received"] == entry["total"] == n and entry["error"] is None
+    assert entry["lossy"] is False  # served as received: lossless (DB.VI-CS.26)
 
 
 def test_series_level_opening(drimm: DrimmStack, browser: ConsumerBrowser) -> None:

@@ -107,6 +107,17 @@ def test_patient_flow_grants_the_study_and_shows_the_kos_identity(
     assert "token" not in str(info).lower()
 
     assert len(granted_series(source, browser, source.study.study_uid)) == 2
+    # Progress per series (DB.VI-CS.18), served lossy on the Source (DB.VI-CS.26).
+    import time
+
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        series = browser.get(bff(source, "/api/progress")).json()["series"]
+        if len(series) == 2 and all(s["complete"] for s in series):
+            break
+        time.sleep(0.2)
+    assert all(s["lossy"] and s["received"] > 0 and s["error"] is None for s in series)
+    assert info["medical_device"] is False
     entries = [e for e in source.audit() if e["event"] == "access_granted"]
     assert entries and entries[-1]["study_uid"] == source.study.study_uid
 
