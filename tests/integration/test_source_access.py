@@ -376,3 +376,23 @@ def test_patient_id_mismatch_between_images_and_archive_is_traced(
     finally:
         store.publish(archived.record, cda_id=OTHER_CDA_ID, location=LOCATION)
         store.close()
+
+
+def test_two_report_links_in_one_browser_grant_both_exams(
+    source: SourceStack, browser: ScriptedBrowser
+) -> None:
+    """DB.VI-CS.36 (and .35): two exams in two tabs, or side by side in one tab."""
+    first, other = source.study, source.other_study
+    assert browser.sign_in(source.link(), "psc", "dr.radiologue").status_code == 303
+    second_link = source.stack.viewer_link(other, LOCATION, cda_id=OTHER_CDA_ID)
+    assert browser.sign_in(second_link, "psc", "dr.radiologue").status_code == 303
+    both = f"{first.study_uid},{other.study_uid}"
+    side_by_side = browser.get(
+        bff(source, f"/viewer?StudyInstanceUIDs={both}&hangingProtocolId=@ohif/hpCompare")
+    )
+    assert side_by_side.status_code == 200
+    for study_uid in (first.study_uid, other.study_uid):
+        assert granted_series(source, browser, study_uid)
+    rows = browser.get(bff(source, f"/dicomweb/studies?StudyInstanceUID={both}")).json()
+    assert sorted(r["0020000D"]["Value"][0] for r in rows) == sorted(both.split(","))
+    assert len(browser.get(bff(source, "/api/session")).json()["studies"]) == 2
