@@ -109,12 +109,28 @@ class Network:
     frame_bytes: int = 0
     viewer_started: bool = False
     series_uid: str = ""
+    #: DevTools timestamps (s): when the viewer document, the first DICOMweb request,
+    #: the series metadata, the first and last frame were asked for / finished.
+    marks: dict[str, float] = field(default_factory=dict)
+
+    def _mark(self, name: str, timestamp: float, *, last: bool = False) -> None:
+        if last or name not in self.marks:
+            self.marks[name] = timestamp
 
     def on_request(self, event: dict[str, Any]) -> None:
         url = event["request"]["url"]
         self.urls[event["requestId"]] = url
+        stamp = float(event.get("timestamp", 0))
         if "/viewer" in url and event.get("type") == "Document":
             self.viewer_started = True
+            self._mark("viewer_requested", stamp)
+        if "/dicomweb/" in url or "/dicom-web/" in url:
+            self._mark("first_dicomweb_request", stamp)
+        if url.endswith(f"{self.series_uid}/metadata"):
+            self._mark("series_metadata_requested", stamp)
+        if "/frames/" in url:
+            self._mark("first_frame_requested", stamp)
+            self._mark("last_frame_requested", stamp, last=True)
 
     def on_response(self, event: dict[str, Any]) -> None:
         url = event["response"]["url"]
@@ -126,6 +142,13 @@ class Network:
 
     def on_finished(self, event: dict[str, Any]) -> None:
         size = int(event.get("encodedDataLength", 0))
+        url = self.urls.get(event["requestId"], "")
+        stamp = float(event.get("timestamp", 0))
+        if url.endswith(f"{self.series_uid}/metadata"):
+            self._mark("series_metadata_received", stamp)
+        if "/frames/" in url:
+            self._mark("first_frame_received", stamp)
+            self._mark("last_frame_received", stamp, last=True)
         self.wire_bytes_total += size
         if self.viewer_started:
             self.wire_bytes_viewer += size
@@ -142,6 +165,8 @@ class Measure:
     frame_bytes: int = 0
     frames_received: int = 0
     frames_decoded: int = 0
+    #: seconds after the viewer document was asked for (DevTools clock), see Network.marks
+    timeline: dict[str, float] = field(default_factory=dict)
     error: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -217,5 +242,8 @@ def measure(
         result.wire_bytes_total = net.wire_bytes_total
         result.frame_bytes = net.frame_bytes
         result.frames_received = len(net.frames_ok)
+        zero = net.marks.get("viewer_requested")
+        if zero is not None:
+            result.timeline = {k: round(v - zero, 3) for k, v in net.marks.items()}
         context.close()
     return result

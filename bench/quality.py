@@ -67,7 +67,9 @@ def measure_quality(
         frame = next(generate_frames(ds.PixelData, number_of_frames=1))
         original = np.asarray(imagecodecs.jpegls_decode(frame)).astype(np.float64)
         original = original * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
-        answer = client.get(f"{series}/instances/{sop_uid}/frames/1", headers={"Accept": FRAME_ACCEPT})
+        answer = client.get(
+            f"{series}/instances/{sop_uid}/frames/1", headers={"Accept": FRAME_ACCEPT}
+        )
         answer.raise_for_status()
         syntax, data = _first_part(answer)
         syntaxes.add(syntax)

@@ -197,7 +197,15 @@ def run_baseline(world: World, throttled: bool) -> dict[str, Any]:
     port = free_port()
     config_dir = baseline_config(world.work / tag)
     server = ServerProcess(
-        ["baseline", "--port", str(port), "--pacs", world.pacs_dicomweb, "--config-dir", str(config_dir)],
+        [
+            "baseline",
+            "--port",
+            str(port),
+            "--pacs",
+            world.pacs_dicomweb,
+            "--config-dir",
+            str(config_dir),
+        ],
         port,
         {},
         world.work / f"{tag}.log",

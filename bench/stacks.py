@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -51,10 +52,7 @@ def settings_env(values: dict[str, object]) -> dict[str, str]:
     """Python setting names -> DRIMBOX_* environment variables."""
     env: dict[str, str] = {}
     for name, value in values.items():
-        if isinstance(value, bool):
-            text = "true" if value else "false"
-        else:
-            text = str(value)
+        text = str(value).lower() if isinstance(value, bool) else str(value)
         env[f"DRIMBOX_{name.upper()}"] = text
     return env
 
@@ -136,14 +134,14 @@ def baseline_config(directory: Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     text = (PROJECT_ROOT / "ohif-config" / "app-config.js").read_text(encoding="utf-8")
     replaced = {
-        "window.location.origin + '/dicomweb'": "window.location.origin + '/dicom-web'",
-        "acceptHeader: [FRAME_ACCEPT],": "",
-        "document.head.appendChild(panel);": "",
+        r"window\.location\.origin \+ '/dicomweb'": "window.location.origin + '/dicom-web'",
+        r"(?m)^\s*acceptHeader:.*\n": "",
+        r"document\.head\.appendChild\(panel\);": "",
     }
-    for old, new in replaced.items():
-        if old not in text:
-            raise RuntimeError(f"app-config.js changed: {old!r} not found")
-        text = text.replace(old, new)
+    for pattern, new in replaced.items():
+        text, count = re.subn(pattern, new, text)
+        if count != 1:
+            raise RuntimeError(f"app-config.js changed: {pattern!r} found {count} times")
     (directory / "app-config.js").write_text(text, encoding="utf-8")
     (directory / "drimbox-panel.js").write_text("", encoding="utf-8")
     return directory

@@ -278,7 +278,6 @@ def _describe(n_topo: int, n_axial: int) -> str:
     return f"{head} 2 séries, {total} images : Topogramme ({n_topo} images), {axial}"
 
 
-
 def write_demo_study(
     out_dir: Path,
     *,
