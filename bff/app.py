@@ -38,6 +38,7 @@ from bff.dicomweb.retrieve import Retriever
 from bff.dicomweb.routes import dicomweb_routes
 from bff.dicomweb.upstream import DicomwebUpstream
 from bff.errors import ViewerError
+from bff.export.routes import export_routes
 from bff.settings import Settings
 from bff.source.introspect import PscIntrospector
 from bff.source.routes import source_routes
@@ -155,6 +156,7 @@ def create_app(settings: Settings) -> Starlette:
             *source_routes(),
             *consumer_routes(),
             *progress_routes(),
+            *export_routes(),
             *admin_routes(),
             *dicomweb_routes(),
             *static_routes(settings),

@@ -2,7 +2,8 @@
 // Loaded by app-config.js. Reads /api/session (same origin, HttpOnly cookie; no token is
 // ever exposed to this script) and shows, on opening, the patient's INS identity traits
 // and the institution taken from the exam's KOS (DB.VI-CS.29), reachable again at any
-// time from a button. All text goes through textContent: nothing is parsed as HTML.
+// time from a button, and a "Télécharger l'examen" button (ZIP, DB.VI-SO.176). All text
+// goes through textContent: nothing is parsed as HTML.
 (function () {
   'use strict';
 
@@ -73,7 +74,12 @@
       'border:1px solid #3b5b95;padding:.5rem 1rem}' +
       '#drimbox-badge{position:fixed;left:8px;bottom:8px;z-index:9999;background:#14203a;' +
       'color:#e6edf7;border:1px solid #3b5b95;padding:.35rem .7rem;font-size:.85rem;' +
-      'font-family:system-ui,sans-serif}';
+      'font-family:system-ui,sans-serif}' +
+      '.drimbox-download{display:inline-block;font:inherit;border-radius:8px;cursor:pointer;' +
+      'text-decoration:none;background:#0f766e;color:#fff;border:0;padding:.5rem 1rem}' +
+      '#drimbox-download-fixed{position:fixed;left:8px;bottom:44px;z-index:9999;' +
+      'padding:.35rem .7rem;font-size:.85rem;font-family:system-ui,sans-serif}' +
+      '#drimbox-identity .drimbox-hint{font-size:.8rem;margin:.2rem 0 .8rem}';
     document.head.appendChild(el('style', { text: css }));
   }
 
@@ -110,6 +116,51 @@
     document.body.appendChild(dialog);
     document.body.appendChild(badge);
     ok.focus();
+    addDownloads(info.studies || [], dialog.querySelector('.drimbox-actions'),
+      dialog.querySelector('dl'));
+  }
+
+  // --- Study download (DB.VI-SO.176) ------------------------------------------------------
+  // One link per granted study to /api/download/<study>: a ZIP (IHE PDI, DICOMDIR) the
+  // browser saves with its own progress. A HEAD request first: the button only appears
+  // for studies the BFF can offer here (not, for now, one opened from a remote Source).
+  var DOWNLOAD_HINT = 'Archive ZIP au format DICOM (avec DICOMDIR, pour clé USB), images ' +
+    'sans perte. Sa taille n\'est pas connue à l\'avance : la progression s\'affiche ' +
+    'dans les téléchargements du navigateur. Un examen de plusieurs centaines d\'images ' +
+    'peut peser plusieurs centaines de mégaoctets.';
+
+  function downloadLink(study, id, several) {
+    var label = 'Télécharger l\'examen' + (several && study.accession_number
+      ? ' ' + study.accession_number : '');
+    var attrs = {
+      class: 'drimbox-download',
+      href: '/api/download/' + encodeURIComponent(study.study_uid),
+      download: '',
+      title: DOWNLOAD_HINT,
+      'data-study': study.study_uid,
+      text: label,
+    };
+    if (id) attrs.id = id;
+    return el('a', attrs);
+  }
+
+  function addDownloads(studies, actions, list) {
+    var several = studies.length > 1;
+    studies.forEach(function (study, index) {
+      fetch('/api/download/' + encodeURIComponent(study.study_uid),
+        { method: 'HEAD', credentials: 'same-origin' })
+        .then(function (r) {
+          if (!r.ok) return;
+          if (actions) actions.insertBefore(downloadLink(study, null, several), actions.firstChild);
+          if (index === 0) {
+            if (list) list.parentNode.insertBefore(
+              el('p', { class: 'drimbox-hint', text: DOWNLOAD_HINT }), list.nextSibling);
+            var fixed = downloadLink(study, 'drimbox-download-fixed', several);
+            document.body.appendChild(fixed);
+          }
+        })
+        .catch(function () { /* no download button: the viewer still works */ });
+    });
   }
 
   // --- Download progress (DB.VI-CS.18) and retrieval errors (DB.VI-CO.27) -------------
