@@ -60,6 +60,208 @@
   var FRAME_ACCEPT =
     'multipart/related; type=application/octet-stream; transfer-syntax=1.2.840.10008.1.2.4.203';
 
+  // --- Viewport overlay: Tableau 3 of DB.VI-CS.29, in French -------------------------------
+  // Checked in the shipped 3.13.2 dist: the cornerstone extension's
+  // CustomizableViewportOverlay (2623.bundle.*.js) reads the customizations
+  // 'viewportOverlay.topLeft' | '.topRight' | '.bottomLeft' | '.bottomRight' (arrays of
+  // items). An item with inheritsFrom 'ohif.overlayItem' is drawn by its OverlayItem as
+  // <div class="overlay-item" title=...> showing contentF(props, item) (nothing when it
+  // returns null or ''); props hold referenceInstance (the display set's instance),
+  // instances, voi {windowWidth, windowCenter}, viewportData, imageSliceData {imageIndex,
+  // numberOfSlices}, viewportId and servicesManager. A global customization (this
+  // config) wins over the mode's and the extension's defaults (89.bundle.*.js,
+  // viewportOverlayCustomization, which these arrays replace).
+  //
+  // The displayed slice's instance comes from cornerstone's own viewport:
+  // getCurrentImageId() is the stack's current image, and in a volume (MPR) viewport the
+  // acquired slice only when the view is the acquisition plane and lies on a slice
+  // (getClosestImageId), else undefined: in reformatted views, whatever belongs to one
+  // acquired slice (instance number, position, acquisition/content time) is then hidden
+  // rather than shown wrong. window.cornerstone is set by the cornerstone extension, and
+  // its metaData 'instance' query returns OHIF's naturalized instance.
+  function present(value) {
+    if (Array.isArray(value)) {
+      return value.length > 0 && present(value[0]);
+    }
+    return value !== undefined && value !== null && value !== '' && !Number.isNaN(value);
+  }
+  function first(value) {
+    return Array.isArray(value) ? value[0] : value;
+  }
+  function frNumber(value) {
+    var n = Number(value);
+    if (!Number.isFinite(n)) {
+      return String(value);
+    }
+    return String(Math.round(n * 100) / 100).replace('.', ',');
+  }
+  // DICOM DA 'YYYYMMDD' -> 'JJ/MM/AAAA'; TM 'HHMMSS.ffffff' -> 'HH:MM:SS'.
+  function frDate(da) {
+    var digits = String(da).replace(/[^0-9]/g, '');
+    if (digits.length !== 8) {
+      return String(da);
+    }
+    return digits.slice(6, 8) + '/' + digits.slice(4, 6) + '/' + digits.slice(0, 4);
+  }
+  function frTime(tm) {
+    var digits = String(tm).split('.')[0].replace(/[^0-9]/g, '');
+    if (!digits) {
+      return '';
+    }
+    digits = (digits + '000000').slice(0, 6);
+    return digits.slice(0, 2) + ':' + digits.slice(2, 4) + ':' + digits.slice(4, 6);
+  }
+  function frDateTime(date, time) {
+    var text = frDate(date);
+    var clock = present(time) ? frTime(first(time)) : '';
+    return clock ? text + ' ' + clock : text;
+  }
+  // The acquired slice shown in this viewport, or null (reformatted plane, not ready).
+  function sliceInstance(props) {
+    var services = props.servicesManager && props.servicesManager.services;
+    var viewports = services && services.cornerstoneViewportService;
+    var viewport = viewports && viewports.getCornerstoneViewport(props.viewportId);
+    var imageId = viewport && viewport.getCurrentImageId ? viewport.getCurrentImageId() : null;
+    if (imageId && window.cornerstone) {
+      return window.cornerstone.metaData.get('instance', imageId) || null;
+    }
+    var data = props.viewportData;
+    var shape = data && (data.dataShapeType || data.viewportType);
+    var index = props.imageSliceData && props.imageSliceData.imageIndex;
+    // A stack whose viewport is not bound yet: OHIF's own choice of instance.
+    if (shape === 'stack' && props.instances && typeof index === 'number') {
+      return props.instances[index] || null;
+    }
+    return null;
+  }
+  function seriesInstance(props) {
+    return props.referenceInstance || sliceInstance(props);
+  }
+  // Acquisition DateTime, else Acquisition Date+Time, else Content, Series, Study
+  // Date+Time (Tableau 3). The first two levels describe one slice.
+  function dateTimeText(instance, perSliceAllowed) {
+    if (!instance) {
+      return null;
+    }
+    var levels = [];
+    if (present(instance.AcquisitionDateTime)) {
+      var dt = String(first(instance.AcquisitionDateTime)).replace(/[+-].*$/, '');
+      levels.push(['Acquisition', dt.slice(0, 8), dt.slice(8), true]);
+    }
+    levels.push(
+      ['Acquisition', instance.AcquisitionDate, instance.AcquisitionTime, true],
+      ['Contenu', instance.ContentDate, instance.ContentTime, true],
+      ['Date de la série', instance.SeriesDate, instance.SeriesTime, false],
+      ["Date de l'examen", instance.StudyDate, instance.StudyTime, false]
+    );
+    for (var i = 0; i < levels.length; i++) {
+      var level = levels[i];
+      if (present(level[1])) {
+        if (level[3] && !perSliceAllowed) {
+          return null;
+        }
+        return level[0] + ' : ' + frDateTime(first(level[1]), level[2]);
+      }
+    }
+    return null;
+  }
+  function overlayItem(id, title, text) {
+    return {
+      id: id,
+      inheritsFrom: 'ohif.overlayItem',
+      title: title,
+      contentF: function (props) {
+        try {
+          return text(props) || null;
+        } catch (e) {
+          return null;
+        }
+      },
+    };
+  }
+  var OVERLAY = {
+    'viewportOverlay.topLeft': [
+      // (0008,0080) from the KOS: the BFF writes the KOS's value into the metadata.
+      overlayItem('InstitutionName', 'Établissement (0008,0080)', function (props) {
+        var instance = seriesInstance(props);
+        return instance && present(instance.InstitutionName)
+          ? 'Établissement : ' + first(instance.InstitutionName)
+          : null;
+      }),
+      overlayItem('SeriesNumber', 'Numéro de série (0020,0011)', function (props) {
+        var instance = seriesInstance(props);
+        return instance && present(instance.SeriesNumber)
+          ? 'Série : ' + first(instance.SeriesNumber)
+          : null;
+      }),
+      overlayItem('SeriesDescription', 'Description de la série (0008,103E)', function (props) {
+        var instance = seriesInstance(props);
+        return instance && present(instance.SeriesDescription)
+          ? 'Description : ' + first(instance.SeriesDescription)
+          : null;
+      }),
+    ],
+    'viewportOverlay.topRight': [
+      overlayItem('DateTime', "Date et heure d'acquisition", function (props) {
+        var slice = sliceInstance(props);
+        return slice ? dateTimeText(slice, true) : dateTimeText(props.referenceInstance, false);
+      }),
+    ],
+    'viewportOverlay.bottomLeft': [
+      // Window level readout (DB.VI-CS.21).
+      overlayItem('WindowLevel', 'Fenêtre : largeur (L) et centre (C)', function (props) {
+        var voi = props.voi;
+        if (!voi || typeof voi.windowWidth !== 'number' || typeof voi.windowCenter !== 'number') {
+          return null;
+        }
+        return 'Fenêtre : L ' + voi.windowWidth.toFixed(0) + ' C ' + voi.windowCenter.toFixed(0);
+      }),
+      // OHIF's zoom readout, as in its default (shown while the Zoom tool is active).
+      {
+        id: 'ZoomLevel',
+        inheritsFrom: 'ohif.overlayItem.zoomLevel',
+        condition: function (props) {
+          return props.toolGroupService.getActiveToolForViewport(props.viewportId) === 'Zoom';
+        },
+      },
+    ],
+    'viewportOverlay.bottomRight': [
+      overlayItem('InstanceNumber', "Numéro d'image (0020,0013)", function (props) {
+        var slice = sliceInstance(props);
+        return slice && present(slice.InstanceNumber)
+          ? 'Image : ' + first(slice.InstanceNumber)
+          : null;
+      }),
+      // Slice Location, else Table Position (0018,9327), else Image Position (Patient).
+      overlayItem('SlicePosition', 'Position de la coupe', function (props) {
+        var slice = sliceInstance(props);
+        if (!slice) {
+          return null;
+        }
+        if (present(slice.SliceLocation)) {
+          return 'Position de coupe : ' + frNumber(first(slice.SliceLocation)) + ' mm';
+        }
+        var table = present(slice.TablePosition) ? slice.TablePosition : slice['00189327'];
+        if (present(table)) {
+          return 'Position de table : ' + frNumber(first(table)) + ' mm';
+        }
+        var ipp = slice.ImagePositionPatient;
+        if (Array.isArray(ipp) && ipp.length === 3) {
+          return 'Position : ' + ipp.map(frNumber).join(' ; ') + ' mm';
+        }
+        return null;
+      }),
+      // Where the viewport is in what it shows (also right in a reformatted view).
+      overlayItem('SliceIndex', 'Coupe affichée / nombre de coupes', function (props) {
+        var data = props.imageSliceData;
+        return data && data.numberOfSlices > 1
+          ? 'Coupe : ' + (data.imageIndex + 1) + '/' + data.numberOfSlices
+          : null;
+      }),
+    ],
+  };
+  // -------------------------------------------------------------------------------------
+
   window.config = {
     name: 'drimbox-viewer',
     routerBasename: '/',
@@ -99,7 +301,8 @@
     // app-config.js, which also leaves these lists empty).
     extensions: [],
     modes: [],
-    customizationService: {},
+    // Global customizations (legacy object form: id -> value, replacing the default).
+    customizationService: OVERLAY,
 
     // A viewer opens the study named in the URL; there is no worklist.
     showStudyList: false,

@@ -36,8 +36,9 @@ DICOM_JSON = "application/dicom+json"
 STUDY_UID_TAG = "0020000D"
 MODALITY = "00080060"
 MODALITIES_IN_STUDY = "00080061"
+INSTITUTION_NAME = "00080080"
 #: How long a metadata answer waits for the first transcoded instance (for the ratio).
-RATIO_WAIT_S = 3.0
+RATIO_WAIT_S = 1.0
 
 
 def _uid(request: Request, name: str) -> str:
@@ -165,12 +166,25 @@ def _dicomweb_root(request: Request) -> str:
     return str(request.base_url).rstrip("/") + "/dicomweb"
 
 
+def _kos_institution(request: Request, study_uid: str) -> str:
+    """Institution Name of the KOS that opened this study in the session, '' if none
+    (DB.VI-CS.29, Tableau 3: (0008,0080) is taken from the KOS, not from the images)."""
+    session = request.scope.get("session")
+    for opened in session.studies if session is not None else ():
+        if opened.study_uid == study_uid:
+            return str(opened.display.get("institution") or "")
+    return ""
+
+
 async def _rewrite(
     request: Request, upstream: DicomwebUpstream, study_uid: str, rows: list[Any]
 ) -> list[Any]:
     retriever: Retriever = request.app.state.retriever
     root = _dicomweb_root(request)
+    institution = _kos_institution(request, study_uid)
     for row in rows:
+        if institution:
+            row[INSTITUTION_NAME] = {"vr": "LO", "Value": [institution]}
         series_uid = _first(row, "0020000E")
         sop_uid = _first(row, "00080018")
         retrieval = retriever.find(upstream.origin, study_uid, series_uid)

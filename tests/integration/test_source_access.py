@@ -57,9 +57,22 @@ def assert_nothing_leaks(source: SourceStack, browser: ScriptedBrowser, study_ui
     series = browser.get(bff(source, f"/dicomweb/studies/{study_uid}/series"))
     assert series.status_code == 404
     assert source.study.study_uid not in series.text
+    # Nothing retrieved upstream because of this test (earlier tests may have opened the
+    # study legitimately: retrievals are compared with what existed when the test began).
+    assert retrieval_keys(source) <= RETRIEVALS_BEFORE[0]
+
+
+RETRIEVALS_BEFORE: list[set[object]] = [set()]
+
+
+def retrieval_keys(source: SourceStack) -> set[object]:
     retriever: Retriever = source.app.state.retriever
-    for series_uid in source.study.series_uids:
-        assert retriever.find(LOCATION, study_uid, series_uid) is None
+    return set(retriever._retrievals)
+
+
+@pytest.fixture(autouse=True)
+def _snapshot_retrievals(source: SourceStack) -> None:
+    RETRIEVALS_BEFORE[0] = retrieval_keys(source)
 
 
 def granted_series(source: SourceStack, browser: ScriptedBrowser, study_uid: str) -> list[str]:
@@ -307,8 +320,8 @@ def test_granted_session_cannot_reach_another_study(
     assert (
         browser.get(bff(source, f"/viewer?StudyInstanceUIDs={other.study_uid}")).status_code == 404
     )
-    retriever: Retriever = source.app.state.retriever
-    assert retriever.find(LOCATION, other.study_uid, other_series) is None
+    new = retrieval_keys(source) - RETRIEVALS_BEFORE[0]
+    assert not [k for k in new if getattr(k, "study_uid", None) == other.study_uid]
     # The granted study through the other location: not granted there.
     granted = f"/dicomweb/studies/{source.study.study_uid}/series"
     assert browser.get(bff(source, granted, OTHER_LOCATION)).status_code == 404
