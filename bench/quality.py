@@ -19,9 +19,7 @@ from pydicom.encaps import generate_frames
 
 from bff.transcode.encoder import decode_served_frame
 
-FRAME_ACCEPT = (
-    "multipart/related; type=application/octet-stream; transfer-syntax=1.2.840.10008.1.2.4.203"
-)
+FRAME_ACCEPT = "multipart/related; type=application/octet-stream; transfer-syntax=*"
 
 
 def _first_part(response: httpx.Response) -> tuple[str, bytes]:

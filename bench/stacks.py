@@ -57,6 +57,11 @@ def settings_env(values: dict[str, object]) -> dict[str, str]:
     return env
 
 
+TUNABLE_SETTINGS = frozenset(
+    {"DRIMBOX_LOSSY_CODEC", "DRIMBOX_LOSSY_QUALITY", "DRIMBOX_TRANSCODE_WORKERS"}
+)
+
+
 class ServerProcess:
     """``python -m bench.serve ...`` in its own process group, sampled from /proc."""
 
@@ -66,7 +71,12 @@ class ServerProcess:
         self.sampler: TreeSampler | None = None
 
     def __enter__(self) -> ServerProcess:
-        clean = {k: v for k, v in os.environ.items() if not k.startswith("DRIMBOX_")}
+        # The caller's DRIMBOX_* settings are dropped, except the codec knobs under test.
+        clean = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("DRIMBOX_") or k in TUNABLE_SETTINGS
+        }
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "bench.serve", *self.args],

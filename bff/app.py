@@ -132,7 +132,7 @@ def create_app(settings: Settings) -> Starlette:
         app.state.retriever = Retriever(
             FrameCache(settings.cache_max_bytes),
             pool,
-            EncodeParams(quality=settings.lossy_quality),
+            EncodeParams(quality=settings.lossy_quality, codec=settings.lossy_codec),
             frame_timeout=settings.frame_wait_timeout,
             max_part_bytes=settings.max_part_bytes,
             workers=settings.workers + 1,

@@ -81,6 +81,14 @@ SETTINGS: tuple[Setting, ...] = (
         "(see docs/transcoding.md for the measured ratio and error of each).",
     ),
     _s(
+        "LOSSY_CODEC",
+        "jpegls",
+        "Lossy codec of the Source viewer's frames: 'jpegls' (JPEG-LS near-lossless, "
+        "1.2.840.10008.1.2.4.81: every pixel within a bound, 3-5x cheaper for the browser "
+        "to decode; unsigned grey images, the others are served HTJ2K) or 'htj2k' (HTJ2K "
+        "lossy 1.2.840.10008.1.2.4.203 for everything). See docs/performance.md.",
+    ),
+    _s(
         "OHIF_DIST",
         str(PROJECT_ROOT / "ohif-dist"),
         "Directory holding the stock OHIF build (filled by scripts/fetch-ohif).",
@@ -275,6 +283,7 @@ class Settings:
     max_part_bytes: int
     transcode_workers: int
     lossy_quality: str
+    lossy_codec: str
     ohif_dist: Path
     ohif_config: Path
     archive_url: str = field(repr=False)
@@ -339,6 +348,8 @@ class Settings:
         self.location_map()  # raises on a malformed DRIMBOX_LOCATIONS
         if self.mode == "production":
             self._validate_production()
+        if self.lossy_codec not in {"htj2k", "jpegls"}:
+            raise ValueError("DRIMBOX_LOSSY_CODEC must be 'htj2k' or 'jpegls'")
         if self.lossy_quality not in {"high", "balanced", "small"}:
             raise ValueError("DRIMBOX_LOSSY_QUALITY must be 'high', 'balanced' or 'small'")
         if self.cache_max_bytes <= 0 or self.max_part_bytes <= 0:

@@ -50,7 +50,8 @@
   // Same-origin DICOMweb facade of the BFF (cookies are sent with no extra config).
   var DICOMWEB_ROOT = window.location.origin + '/dicomweb';
 
-  // Frames are asked for as lossy HTJ2K (1.2.840.10008.1.2.4.203). OHIF uses this array
+  // Frames are asked for as the BFF serves them: JPEG-LS near-lossless (4.81) for grey
+  // images, lossy HTJ2K (4.203) for the others, anything else as received. OHIF uses this array
   // verbatim as the Accept header of every /frames/N request (XHR and streaming fetch):
   // generateAcceptHeader() returns a non-empty configured acceptHeader unchanged, and
   // requestTransferSyntaxUID cannot express HTJ2K (its typeForTS table stops at 4.93).
@@ -58,6 +59,8 @@
   // generated header).
   var FRAME_ACCEPT_ANY = 'multipart/related; type=application/octet-stream; transfer-syntax=*';
   var FRAME_ACCEPT =
+    'multipart/related; type=application/octet-stream; transfer-syntax=1.2.840.10008.1.2.4.81';
+  var FRAME_ACCEPT_HTJ2K =
     'multipart/related; type=application/octet-stream; transfer-syntax=1.2.840.10008.1.2.4.203';
 
   // --- Viewport overlay: Tableau 3 of DB.VI-CS.29, in French -------------------------------
@@ -351,9 +354,9 @@
           staticWado: false,
           bulkDataURI: { enabled: true },
           omitQuotationForMultipartRequest: true,
-          // HTJ2K first (what the Source viewer serves); anything else the BFF serves as
-          // received (the Consumer passes lossless syntaxes the browser decodes through).
-          acceptHeader: [FRAME_ACCEPT, FRAME_ACCEPT_ANY],
+          // What the Source viewer serves first; anything else the BFF serves as received
+          // (the Consumer passes lossless syntaxes the browser decodes through).
+          acceptHeader: [FRAME_ACCEPT, FRAME_ACCEPT_HTJ2K, FRAME_ACCEPT_ANY],
         },
       },
     ],

@@ -38,13 +38,14 @@ def rewrite_instance(
     upstream_base: str,
     ratio: float | None,
     serve: str = "lossy",
+    codec: str = "htj2k",
 ) -> dict[str, Any]:
     """Rewrite one instance's metadata in place and return it.
 
     ``instance_url`` is the BFF URL of this instance (``.../instances/{sop}``);
     ``ratio`` the compression ratio measured on the series so far (None: unknown yet).
     """
-    decision = plan_from_json(instance, serve=serve)
+    decision = plan_from_json(instance, serve=serve, codec=codec)
     has_pixels = decision.action is not Action.NONE
     if decision.action is not Action.NONE:
         instance[TRANSFER_SYNTAX] = {"vr": "UI", "Value": [decision.transfer_syntax_uid]}
@@ -56,7 +57,7 @@ def rewrite_instance(
         if decision.action is not Action.PASS_THROUGH or not methods:
             # A new lossy step (ours) is appended to the history (PS3.3 C.7.6.1.1.5).
             methods.append(decision.lossy_method)
-            if decision.action is Action.HTJ2K_LOSSY and ratio is not None:
+            if decision.action in (Action.HTJ2K_LOSSY, Action.JPEGLS_NEAR) and ratio is not None:
                 ratios.append(round(ratio, 2))
         instance[LOSSY_METHOD] = {"vr": "CS", "Value": methods}
         if ratios:

@@ -402,6 +402,11 @@ class Retriever:
                 break
         return retrieval
 
+    @property
+    def params(self) -> EncodeParams:
+        """How lossless sources are encoded (the metadata rewrite must say the same)."""
+        return self._params
+
     def for_study(self, origin: str, study_uid: str) -> list[SeriesRetrieval]:
         """The series retrievals of a study (for the progress indication)."""
         return [

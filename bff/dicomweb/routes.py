@@ -200,6 +200,7 @@ async def _rewrite(
             upstream_base=upstream.base_url,
             ratio=retrieval.compression_ratio() if retrieval else None,
             serve=upstream.serve,
+            codec=retriever.params.codec,
         )
     return rows
 

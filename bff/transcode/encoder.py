@@ -65,6 +65,16 @@ def encode_htj2k_lossy(frame: NDArray[Any], step: float) -> bytes:
     )
 
 
+def encode_jpegls_near(frame: NDArray[Any], step: float) -> bytes:
+    """JPEG-LS near-lossless (ISO 14495-1), grey unsigned frames: every pixel within
+    NEAR = step / 2 of the original (a bounded error), and 3-5x cheaper for the browser
+    to decode than HTJ2K (docs/transcoding.md)."""
+    import imagecodecs
+
+    near = max(1, round(step / 2))
+    return bytes(imagecodecs.jpegls_encode(frame, level=near))
+
+
 def encode_htj2k_lossless(frame: NDArray[Any]) -> bytes:
     """Reversible 5/3 HTJ2K without colour transform (for palette indices)."""
     import imagecodecs

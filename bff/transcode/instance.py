@@ -64,6 +64,7 @@ def transcode_instance(data: bytes, params: EncodeParams) -> TranscodedInstance:
         says_lossless=_says_lossless(ds),
         method_before=method_before,
         serve=params.serve,
+        codec=params.codec,
     )
 
     def result(frames: tuple[bytes, ...]) -> TranscodedInstance:
@@ -96,7 +97,10 @@ def transcode_instance(data: bytes, params: EncodeParams) -> TranscodedInstance:
         if desc.samples_per_pixel == 3 and desc.photometric == "YBR_FULL":
             arr = _ybr_full_to_rgb(arr)
         step = encoder.quantization_step(params.quality, arr, hu_per_unit)
-        out.append(encoder.encode_htj2k_lossy(arr, step))
+        if decision.action is Action.JPEGLS_NEAR:
+            out.append(encoder.encode_jpegls_near(arr, step))
+        else:
+            out.append(encoder.encode_htj2k_lossy(arr, step))
     return result(tuple(out))
 
 

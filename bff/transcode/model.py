@@ -73,6 +73,7 @@ LOSSY_METHODS: dict[str, str] = {
 
 QUALITIES = ("high", "balanced", "small")
 SERVE_MODES = ("lossy", "browser")
+LOSSY_CODECS = ("htj2k", "jpegls")
 
 #: Lossless encapsulated syntaxes the browser (cornerstone) decodes itself.
 BROWSER_LOSSLESS = frozenset(
@@ -97,10 +98,15 @@ class EncodeParams:
     #: 'browser': what the browser decodes is served as received, only the rest is
     #: transcoded (the Consumer viewer, DB.VI-CO: images as the Source sent them).
     serve: str = "lossy"
+    #: The lossy codec: 'htj2k' (1.2.840.10008.1.2.4.203) or 'jpegls' (JPEG-LS
+    #: near-lossless 1.2.840.10008.1.2.4.81, for unsigned grey images; others stay HTJ2K).
+    codec: str = "htj2k"
 
     def __post_init__(self) -> None:
         if self.quality not in QUALITIES:
             raise ValueError(f"quality must be one of {QUALITIES}, not {self.quality!r}")
+        if self.codec not in LOSSY_CODECS:
+            raise ValueError(f"codec must be one of {LOSSY_CODECS}, not {self.codec!r}")
         if self.serve not in SERVE_MODES:
             raise ValueError(f"serve must be one of {SERVE_MODES}, not {self.serve!r}")
 

@@ -26,6 +26,7 @@ from bff.transcode.model import (
     HTJ2K_LOSSLESS,
     HTJ2K_LOSSY,
     JPEG_EXTENDED,
+    JPEGLS_NEAR_LOSSLESS,
     LOSSLESS_SOURCES,
     LOSSY_METHODS,
     NATIVE_SYNTAXES,
@@ -43,6 +44,7 @@ class Action(Enum):
     HTJ2K_LOSSLESS = "htj2k-lossless"
     NATIVE = "native"
     HTJ2K_LOSSY = "htj2k-lossy"
+    JPEGLS_NEAR = "jpegls-near"
     UNSUPPORTED = "unsupported"
 
 
@@ -92,6 +94,7 @@ def plan(
     says_lossless: bool = False,
     method_before: str | None = None,
     serve: str = "lossy",
+    codec: str = "htj2k",
 ) -> Plan:
     """The decision for one instance (``desc`` None: the instance has no PixelData).
 
@@ -120,6 +123,10 @@ def plan(
         return Plan(Action.HTJ2K_LOSSLESS, HTJ2K_LOSSLESS, source_lossy, kept_method)
     if not lossy_encodable(desc):
         return Plan(Action.NATIVE, EXPLICIT_VR_LE, source_lossy, kept_method)
+    if codec == "jpegls" and desc.samples_per_pixel == 1 and not desc.signed:
+        return Plan(
+            Action.JPEGLS_NEAR, JPEGLS_NEAR_LOSSLESS, True, "ISO_14495_1", lossy_overrides(desc)
+        )
     return Plan(Action.HTJ2K_LOSSY, HTJ2K_LOSSY, True, "ISO_15444_15", lossy_overrides(desc))
 
 
@@ -155,7 +162,9 @@ class _JsonAttributes:
         return value
 
 
-def plan_from_json(instance: Mapping[str, Any], *, serve: str = "lossy") -> Plan:
+def plan_from_json(
+    instance: Mapping[str, Any], *, serve: str = "lossy", codec: str = "htj2k"
+) -> Plan:
     """The plan for an instance described by its DICOM JSON metadata."""
 
     def first(tag: str) -> Any:
@@ -178,4 +187,5 @@ def plan_from_json(instance: Mapping[str, Any], *, serve: str = "lossy") -> Plan
         says_lossless=flag == "00",
         method_before=str(methods[-1]) if methods else None,
         serve=serve,
+        codec=codec,
     )

@@ -19,10 +19,19 @@ from bff.transcode.model import EncodeParams, TranscodedInstance
 logger = logging.getLogger(__name__)
 
 
+#: Transcoding is throughput work: it yields the CPU to the event loop (metadata, the
+#: first frames) and, on a shared machine, to the browser (docs/performance.md).
+WORKER_NICENESS = 10
+
+
 def _worker_init() -> None:
-    """Import the codecs once per worker so the first instance is not slower."""
+    """Lower the worker's priority; import the codecs once so the first instance is not
+    slower."""
+    import os
+
     import imagecodecs
 
+    os.nice(WORKER_NICENESS)
     import bff.transcode.registry  # noqa: F401
 
     for codec in ("HTJ2K", "JPEGLS", "JPEG8", "JPEG2K", "PACKBITS"):

@@ -75,6 +75,7 @@ def test_demo_study_renders_in_french_with_lossy_frames(
     frame_responses = [r for r in responses if r.status == 200]
     assert frame_responses, "OHIF fetched no frame"
     for response in frame_responses[:20]:
-        assert "transfer-syntax=1.2.840.10008.1.2.4.203" in response.headers["content-type"]
+        # The demo CT (unsigned grey) is served JPEG-LS near-lossless (LOSSY_CODEC=jpegls).
+        assert "transfer-syntax=1.2.840.10008.1.2.4.81" in response.headers["content-type"]
     # Zero footprint and no bypass: the browser only ever talks to the BFF.
     assert hosts == {viewer_url.split("/")[2]}

@@ -500,3 +500,25 @@ def test_browser_mode_serves_what_the_browser_decodes_as_received() -> None:
     assert native.transfer_syntax_uid == "1.2.840.10008.1.2.1" and not native.lossy
     with pytest.raises(ValueError):
         EncodeParams(serve="whatever")
+
+
+def test_jpegls_near_lossless_codec_bounds_the_error() -> None:
+    """LOSSY_CODEC=jpegls: unsigned grey frames as JPEG-LS near-lossless (4.81), every
+    pixel within NEAR = step / 2 (10 HU at 'balanced'); signed frames stay HTJ2K."""
+    from bff.transcode.plan import plan_from_json
+
+    stored = ct_stored(signed=False)
+    ds = dataset(stored, bits_stored=12)
+    params = EncodeParams("balanced", codec="jpegls")
+    inst = transcode_instance(part10(ds), params)
+    assert inst.transfer_syntax_uid == "1.2.840.10008.1.2.4.81"
+    assert (inst.lossy, inst.lossy_method) == (True, "ISO_14495_1")
+    back = decode_served_frame(inst.frames[0], inst.transfer_syntax_uid)
+    assert back.dtype == stored.dtype
+    assert int(np.abs(back.astype(int) - stored.astype(int)).max()) <= 10
+    assert inst.source_pixel_bytes / inst.served_bytes >= 6
+    predicted = plan_from_json(_as_metadata(ds), codec="jpegls")
+    assert predicted.transfer_syntax_uid == inst.transfer_syntax_uid
+    assert predicted.overrides == inst.attribute_overrides
+    signed = transcode_instance(part10(dataset(ct_stored(signed=True))), params)
+    assert signed.transfer_syntax_uid == HTJ2K_LOSSY
