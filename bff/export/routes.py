@@ -2,7 +2,7 @@
 as it is built (DB.VI-SO.176).
 
 Order of work: the one access function first (:func:`bff.dicomweb.routes.check_study`:
-outside the grant or without a session, 404 exactly like every DICOMweb route, nothing
+outside the grant, 404 exactly like every DICOMweb route (no session at all: 401), nothing
 fetched); the study row and ALL its series from the location's PACS (QIDO; the DRIM-M KOS
 series included, unlike the viewer's series list); then, series after series, one
 series-level WADO-RS retrieve with the stored syntax (``transfer-syntax=*``) parsed
@@ -38,7 +38,7 @@ from bff.consumer.routes import remote_study
 from bff.dicomweb.multipart import MultipartError, MultipartParser, parse_content_type
 from bff.dicomweb.routes import UID, check_study
 from bff.dicomweb.upstream import SERIES_ACCEPT, DicomwebUpstream
-from bff.errors import BadRequest, NotFound, UpstreamProtocolError
+from bff.errors import AuthenticationRequired, BadRequest, NotFound, UpstreamProtocolError
 from bff.export.pdi import PdiLayout, build_dicomdir
 from bff.export.recode import prepare_instance
 from bff.export.texts import index_html, readme_text, summarize
@@ -181,6 +181,9 @@ async def download(request: Request) -> Response:
     study_uid = str(request.path_params["study_uid"])
     if len(study_uid) > 64 or not UID.match(study_uid):
         raise BadRequest("bad study_uid")
+    if request.scope.get("session") is None and not request.app.state.open_access:
+        # No session at all (issue 7): say "sign in again", not "no such study".
+        raise AuthenticationRequired("download without a session")
     upstream = check_study(request, study_uid)
     if remote_study(request, study_uid) is not None:
         raise NotFound("download of a study opened from a remote Source: not offered yet")

@@ -266,17 +266,19 @@ def test_scope_other_study_other_location_no_session(
     assert source.other_study.study_uid not in other.text
     unknown = granted.get(f"{base}/api/download/1.2.3.4.5")
     assert unknown.status_code == 404
-    # the same study through another location of the same BFF: not granted there
-    elsewhere = granted.get(
-        source.stack.bff_url(OTHER_LOCATION) + f"/api/download/{source.study.study_uid}"
-    )
-    assert elsewhere.status_code == 404
+    # the same study through another location of the same BFF: the session cookie is
+    # host-only, so there is no session there at all (401); forced, it is not granted (404)
+    elsewhere_url = source.stack.bff_url(OTHER_LOCATION) + f"/api/download/{source.study.study_uid}"
+    assert granted.get(elsewhere_url).status_code == 401
+    cookie = granted.client.cookies["drimbox_session"]
+    forced = granted.get(elsewhere_url, headers={"Cookie": f"drimbox_session={cookie}"})
+    assert forced.status_code == 404
     anonymous = ScriptedBrowser()
     try:
         nobody = anonymous.get(f"{base}/api/download/{source.study.study_uid}")
     finally:
         anonymous.close()
-    assert nobody.status_code == 404 and nobody.headers["x-error-code"] == "E404"
+    assert nobody.status_code == 401 and nobody.headers["x-error-code"] == "E401"
     assert granted.get(f"{base}/api/download/not-a-uid").status_code == 400
     # HEAD (the panel asks before showing its button): same checks, nothing retrieved
     head = granted.client.head(f"{base}/api/download/{source.study.study_uid}")
