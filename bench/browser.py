@@ -25,17 +25,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+# Debian's Chromium with the same flags as the end-to-end tests (one place for both).
+from tests.e2e.conftest import CHROMIUM as _CHROMIUM_PATH
+from tests.e2e.conftest import CHROMIUM_ARGS as CHROMIUM_ARGS
+
+CHROMIUM = str(_CHROMIUM_PATH)
 THROTTLE_20MBIT = {
     "offline": False,
     "latency": 20,
