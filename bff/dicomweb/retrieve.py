@@ -22,6 +22,7 @@ import logging
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
+from typing import Any
 
 import pydicom
 
@@ -65,6 +66,12 @@ class InstanceFacts:
     lossy: bool
     lossy_method: str | None
     attribute_overrides: dict[str, dict[str, object]] = field(default_factory=dict)
+
+
+def _consume_exception(task: asyncio.Task[Any]) -> None:
+    """A prefetch nobody ended up awaiting must not log 'exception never retrieved'."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _json_header(header: pydicom.Dataset) -> dict[str, object]:
@@ -121,6 +128,8 @@ class SeriesRetrieval:
         #: Instances the series should hold, when known (metadata, KOS), for progress.
         self.expected: int | None = None
         self.description = ""
+        #: The series metadata asked of the PACS ahead of OHIF (at grant time), single use.
+        self.metadata: asyncio.Task[Any] | None = None
         self.error: ViewerError | None = None
         self.started_at = time.monotonic()
         self.finished_at: float | None = None
@@ -360,6 +369,29 @@ class Retriever:
         self._workers = workers
         self._readahead_bytes = readahead_bytes
         self._retrievals: OrderedDict[SeriesKey, SeriesRetrieval] = OrderedDict()
+
+    def prefetch_metadata(
+        self, upstream: DicomwebUpstream, study_uid: str, series_uid: str
+    ) -> SeriesRetrieval:
+        """Start the series retrieval and ask the PACS for the series metadata now, so that
+        OHIF's metadata request (its first image waits for it) finds it ready."""
+        retrieval = self.ensure(upstream, study_uid, series_uid)
+        if retrieval.metadata is None:
+            path = f"/studies/{study_uid}/series/{series_uid}/metadata"
+            task = asyncio.create_task(upstream.get_json(path), name=f"metadata {series_uid}")
+            task.add_done_callback(_consume_exception)
+            retrieval.metadata = task
+        return retrieval
+
+    async def series_metadata(
+        self, upstream: DicomwebUpstream, study_uid: str, series_uid: str
+    ) -> Any:
+        """The PACS's series metadata: the prefetched answer if any (once), else a GET."""
+        retrieval = self.ensure(upstream, study_uid, series_uid)
+        task, retrieval.metadata = retrieval.metadata, None
+        if task is not None:
+            return await task
+        return await upstream.get_json(f"/studies/{study_uid}/series/{series_uid}/metadata")
 
     def ensure(
         self,

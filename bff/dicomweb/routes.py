@@ -221,7 +221,7 @@ async def series_metadata(request: Request) -> Response:
         timeout = request.app.state.settings.frame_wait_timeout
         rows = await consumer.series_metadata(retriever, remote, series_uid, timeout=timeout)
     else:
-        rows = await upstream.get_json(f"/studies/{study_uid}/series/{series_uid}/metadata")
+        rows = await retriever.series_metadata(upstream, study_uid, series_uid)
         retrieval.expected = len(rows)
     if rows:
         retrieval.description = str((rows[0].get("0008103E", {}).get("Value") or [""])[0])

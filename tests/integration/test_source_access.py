@@ -146,7 +146,9 @@ def test_professional_flow_with_prosanteconnect(
     # The exam is already being pulled and transcoded while the browser loads OHIF.
     retriever: Retriever = source.app.state.retriever
     for series_uid in source.study.series_uids:
-        assert retriever.find(LOCATION, source.study.study_uid, series_uid) is not None
+        retrieval = retriever.find(LOCATION, source.study.study_uid, series_uid)
+        assert retrieval is not None
+        assert retrieval.metadata is not None  # its metadata asked of the PACS too
     info = browser.get(bff(source, "/api/session")).json()
     assert info["profile"] == "professional" and info["user"] == "Dr Camille RADIOLOGUE"
     assert granted_series(source, browser, source.study.study_uid)
