@@ -35,28 +35,13 @@ from bff.transcode import registry
 from bff.transcode.decoders import native
 from bff.transcode.model import (
     EXPLICIT_VR_BE,
-    HTJ2K_LOSSLESS,
-    HTJ2K_LOSSLESS_RPCL,
-    JPEG2000_LOSSLESS,
-    JPEG_LOSSLESS,
-    JPEG_LOSSLESS_SV1,
     JPEGLS_LOSSLESS,
+    LOSSLESS_COMPRESSED,
     NATIVE_SYNTAXES,
     RLE_LOSSLESS,
 )
 from bff.transcode.pixels import PixelDescription
 
-LOSSLESS_COMPRESSED = frozenset(
-    {
-        RLE_LOSSLESS,
-        JPEG_LOSSLESS,
-        JPEG_LOSSLESS_SV1,
-        JPEGLS_LOSSLESS,
-        JPEG2000_LOSSLESS,
-        HTJ2K_LOSSLESS,
-        HTJ2K_LOSSLESS_RPCL,
-    }
-)
 PATIENT_KEYS = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex")
 STUDY_KEYS = ("StudyDate", "StudyTime", "StudyDescription", "StudyID", "AccessionNumber")
 SERIES_KEYS = ("Modality", "SeriesNumber", "SeriesDescription")

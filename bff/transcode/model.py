@@ -35,16 +35,20 @@ JPEG2000 = "1.2.840.10008.1.2.4.91"
 
 NATIVE_SYNTAXES = frozenset({IMPLICIT_VR_LE, EXPLICIT_VR_LE, DEFLATED_LE, EXPLICIT_VR_BE})
 
-# Sources whose pixels are exact: decoded, then re-encoded as HTJ2K lossy.
-LOSSLESS_SOURCES = NATIVE_SYNTAXES | {
-    RLE_LOSSLESS,
-    JPEG_LOSSLESS,
-    JPEG_LOSSLESS_SV1,
-    JPEGLS_LOSSLESS,
-    JPEG2000_LOSSLESS,
-    HTJ2K_LOSSLESS,
-    HTJ2K_LOSSLESS_RPCL,
-}
+# Lossless compressed syntaxes (all of them decoded by the browser, too).
+LOSSLESS_COMPRESSED = frozenset(
+    {
+        RLE_LOSSLESS,
+        JPEG_LOSSLESS,
+        JPEG_LOSSLESS_SV1,
+        JPEGLS_LOSSLESS,
+        JPEG2000_LOSSLESS,
+        HTJ2K_LOSSLESS,
+        HTJ2K_LOSSLESS_RPCL,
+    }
+)
+# Sources whose pixels are exact: decoded, then re-encoded lossy.
+LOSSLESS_SOURCES = NATIVE_SYNTAXES | LOSSLESS_COMPRESSED
 
 # MPEG-2, H.264 and HEVC: one bit stream for the whole clip (not split into frames).
 VIDEO_SYNTAXES = frozenset(
@@ -76,17 +80,7 @@ SERVE_MODES = ("lossy", "browser")
 LOSSY_CODECS = ("htj2k", "jpegls")
 
 #: Lossless encapsulated syntaxes the browser (cornerstone) decodes itself.
-BROWSER_LOSSLESS = frozenset(
-    {
-        RLE_LOSSLESS,
-        JPEG_LOSSLESS,
-        JPEG_LOSSLESS_SV1,
-        JPEGLS_LOSSLESS,
-        JPEG2000_LOSSLESS,
-        HTJ2K_LOSSLESS,
-        HTJ2K_LOSSLESS_RPCL,
-    }
-)
+BROWSER_LOSSLESS = LOSSLESS_COMPRESSED
 
 
 @dataclass(frozen=True)

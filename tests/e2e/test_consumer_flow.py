@@ -65,3 +65,33 @@ def test_consumer_shows_a_source_error_in_the_viewer(drimm: DrimmStack, page: An
     alert.wait_for(timeout=30_000)
     text = alert.text_content() or ""
     assert "E204" in text and MESSAGES["E204"] in text
+
+
+def test_non_diagnostic_mention_follows_the_device_status_and_the_images(
+    drimm: DrimmStack, page: Any
+) -> None:
+    """DB.VI-CS.26: the mention shows unless the deployment is a medical device AND the
+    images shown are lossless (the Consumer serves the Source's JPEG-LS as received)."""
+    settings = drimm.consumer_app.state.settings
+    mention_hidden = (
+        "() => { const m = document.querySelector('#drimbox-mention'); return !!m && m.hidden; }"
+    )
+    mention_shown = (
+        "() => { const m = document.querySelector('#drimbox-mention'); return !!m && !m.hidden; }"
+    )
+    # Not a medical device: always shown, lossless or not.
+    page.goto(handover(drimm, drimm.kos_for(drimm.source_api)))
+    page.wait_for_function(mention_shown, timeout=30_000)
+    page.wait_for_function(
+        "() => (document.querySelector('#drimbox-progress') || {}).textContent"
+        " && document.querySelector('#drimbox-progress').textContent.includes('terminé')",
+        timeout=30_000,
+    )
+    assert page.evaluate(mention_shown)
+    # A medical device showing lossless images: the mention goes away.
+    object.__setattr__(settings, "medical_device", True)  # frozen settings, test only
+    try:
+        page.goto(handover(drimm, drimm.kos_for(drimm.source_api)))
+        page.wait_for_function(mention_hidden, timeout=30_000)
+    finally:
+        object.__setattr__(settings, "medical_device", False)
