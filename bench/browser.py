@@ -20,9 +20,12 @@ the given URL (Consumer's hand-over URL, baseline's /viewer).
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 # Debian's Chromium with the same flags as the end-to-end tests (one place for both).
@@ -52,15 +55,16 @@ HOOK_JS = """(() => {
   if (!attach()) { const t = setInterval(() => { if (attach()) clearInterval(t); }, 5); }
 })();"""
 
-#: now (ms since the viewer document's fetchStart), lit fraction of the main canvas,
-#: decoded images of the series.
-POLL_JS = """([series, fromFetch]) => {
+#: now (ms since the viewer document's fetchStart), lit fraction of the main canvas (only
+#: when asked: the canvas read-back costs the page's main thread, so it is not done
+#: between the first image and the end), decoded images of the series.
+POLL_JS = """([series, fromFetch, withLit]) => {
   const nav = performance.getEntriesByType('navigation')[0];
   const now = performance.now() - (nav && fromFetch ? nav.fetchStart : 0);
   let lit = 0;
   const c = Array.from(document.querySelectorAll('canvas.cornerstone-canvas'))
     .find((x) => x.width > 300);
-  if (c) {
+  if (c && withLit) {
     const probe = document.createElement('canvas');
     probe.width = c.width; probe.height = c.height;
     const ctx = probe.getContext('2d');
@@ -106,6 +110,8 @@ class Network:
     #: DevTools timestamps (s): when the viewer document, the first DICOMweb request,
     #: the series metadata, the first and last frame were asked for / finished.
     marks: dict[str, float] = field(default_factory=dict)
+    #: Every request but frames once the viewer is asked for: [path, asked, finished, bytes].
+    others: dict[str, list[Any]] = field(default_factory=dict)
 
     def _mark(self, name: str, timestamp: float, *, last: bool = False) -> None:
         if last or name not in self.marks:
@@ -125,6 +131,9 @@ class Network:
         if "/frames/" in url:
             self._mark("first_frame_requested", stamp)
             self._mark("last_frame_requested", stamp, last=True)
+        elif self.viewer_started:
+            path = url.split("://", 1)[-1].split("/", 1)[-1][:100]
+            self.others[event["requestId"]] = ["/" + path, stamp, None, 0]
 
     def on_response(self, event: dict[str, Any]) -> None:
         url = event["response"]["url"]
@@ -143,6 +152,8 @@ class Network:
         if "/frames/" in url:
             self._mark("first_frame_received", stamp)
             self._mark("last_frame_received", stamp, last=True)
+        if event["requestId"] in self.others:
+            self.others[event["requestId"]][2:] = [stamp, size]
         self.wire_bytes_total += size
         if self.viewer_started:
             self.wire_bytes_viewer += size
@@ -161,6 +172,8 @@ class Measure:
     frames_decoded: int = 0
     #: seconds after the viewer document was asked for (DevTools clock), see Network.marks
     timeline: dict[str, float] = field(default_factory=dict)
+    #: the other requests of the opening: [path, asked, finished (s on that clock), bytes]
+    requests: list[list[Any]] = field(default_factory=list)
     error: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -195,12 +208,25 @@ def measure(
         cdp.send("Network.enable")
         if throttled:
             cdp.send("Network.emulateNetworkConditions", THROTTLE_20MBIT)
+        trace = os.environ.get("BENCH_TRACE")
+        if trace:  # a Chromium performance trace of the opening, for diagnosis
+            browser.start_tracing(
+                page=page,
+                path=trace,
+                categories=["devtools.timeline", "toplevel", "v8", "blink", "cc", "gpu"],
+            )
+        cpu_profile = os.environ.get("BENCH_CPU_PROFILE")
+        if cpu_profile:  # the page's main-thread JavaScript profile, for diagnosis
+            cdp.send("Profiler.enable")
+            cdp.send("Profiler.setSamplingInterval", {"interval": 1000})
+            cdp.send("Profiler.start")
         deadline = time.monotonic() + timeout
         open_viewer(page)
         state: dict[str, Any] = {}
         while time.monotonic() < deadline:
+            want_lit = result.t_first_s is None
             try:
-                state = page.evaluate(POLL_JS, [series_uid, from_fetch_start])
+                state = page.evaluate(POLL_JS, [series_uid, from_fetch_start, want_lit])
             except Exception:  # navigation in progress: the context was replaced
                 page.wait_for_timeout(50)
                 continue
@@ -214,7 +240,7 @@ def measure(
                 last = page.evaluate(LAST_SLICE_JS, series_uid)
                 if last is None or last["index"] != last["last"]:
                     raise RuntimeError(f"could not show the last slice: {last}")
-                state = page.evaluate(POLL_JS, [series_uid, from_fetch_start])
+                state = page.evaluate(POLL_JS, [series_uid, from_fetch_start, True])
                 if state["lit"] > 0.05:
                     result.t_all_s = state["now"] / 1000.0
                     break
@@ -227,6 +253,11 @@ def measure(
                 f"received, {result.frames_decoded} decoded, {net.frame_errors} frame errors, "
                 f"{state.get('failed')} load failures, hooked={state.get('hooked')}"
             )
+        if trace:
+            browser.stop_tracing()
+        if cpu_profile:
+            profile = cdp.send("Profiler.stop")["profile"]
+            Path(cpu_profile).write_text(json.dumps(profile))
         if on_page is not None:
             on_page(page)
     except Exception as exc:  # one failed run must not stop the bench
@@ -239,5 +270,9 @@ def measure(
         zero = net.marks.get("viewer_requested")
         if zero is not None:
             result.timeline = {k: round(v - zero, 3) for k, v in net.marks.items()}
+            result.requests = [
+                [path, round(asked - zero, 3), round(done - zero, 3) if done else None, size]
+                for path, asked, done, size in net.others.values()
+            ]
         context.close()
     return result

@@ -4,6 +4,7 @@ are its own, and the bench's Python does not share its GIL):
 - ``python -m bench.serve bff``: the BFF with settings from the environment
   (``DRIMBOX_*``), plus the mutual-TLS Source API listener when
   ``DRIMBOX_SOURCE_API_PORT`` is set (as ``drimbox-viewer serve`` runs them);
+  With ``BENCH_PROFILE=PATH``, the main process runs under cProfile (stats in PATH);
 - ``python -m bench.serve baseline --port P --pacs URL --config-dir D``: the stock OHIF
   build and a generated app-config.js, with a same-origin streaming reverse proxy to the
   PACS's DICOMweb (Orthanc 1.10 has no CORS): the "no BFF, lossless" baseline.
@@ -13,6 +14,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
+import logging
+import os
+import signal
 import ssl
 import sys
 from collections.abc import AsyncIterator
@@ -49,9 +54,13 @@ async def _serve_all(configs: list[uvicorn.Config]) -> None:
 
 
 def run_bff() -> None:
+    from bff.__main__ import _configure_logging
     from bff.app import create_app
 
     settings = Settings.from_env()
+    _configure_logging(settings.log_level)
+    # Whatever the level, the retrieval timings land in the bench's log of this server.
+    logging.getLogger("bff.dicomweb.retrieve").setLevel(logging.INFO)
     app = create_app(settings)
     configs = [_config(app, settings.host, settings.port)]
     if settings.source_api_port:
@@ -114,7 +123,21 @@ def main(argv: list[str] | None = None) -> int:
     base.add_argument("--config-dir", type=Path, required=True)
     args = parser.parse_args(argv)
     if args.what == "bff":
-        run_bff()
+        profile = os.environ.get("BENCH_PROFILE")
+        if profile:  # cProfile of the BFF's main process (event loop), written on exit
+            profiler = cProfile.Profile()
+
+            def dump(*_: object) -> None:
+                # uvicorn re-raises SIGTERM once shut down: write the stats then.
+                profiler.disable()
+                profiler.dump_stats(profile)
+                sys.exit(0)
+
+            signal.signal(signal.SIGTERM, dump)
+            profiler.runcall(run_bff)
+            dump()
+        else:
+            run_bff()
     else:
         app = baseline_app(args.pacs, args.config_dir)
         asyncio.run(_serve_all([_config(app, "127.0.0.1", args.port)]))

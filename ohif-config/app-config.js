@@ -262,6 +262,17 @@
           : null;
       }),
     ],
+    // The slice scrollbar (89.bundle.*.js getViewportScrollbarCustomization): keep its
+    // loaded-slices fill (the per-slice progress) but without the animated "loading"
+    // pattern, which repaints the page at every animation frame while a series loads,
+    // and refresh the fill twice a second instead of five times (issue 5: on a 2-core
+    // machine every repaint is CPU taken from decoding).
+    'viewportScrollbar.showLoadingPattern': false,
+    // No onboarding tour: OHIF's default ('ohif.tours', ViewerLayout's Onboarding) walks
+    // a first-time visitor through its own tools in English, over a modal overlay that
+    // shepherd.js repositions at every animation frame for as long as it is open.
+    'ohif.tours': [],
+    'viewportScrollbar.loadedBatchIntervalMs': 500,
   };
   // -------------------------------------------------------------------------------------
 
