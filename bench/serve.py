@@ -4,7 +4,7 @@ are its own, and the bench's Python does not share its GIL):
 - ``python -m bench.serve bff``: the BFF with settings from the environment
   (``DRIMBOX_*``), plus the mutual-TLS Source API listener when
   ``DRIMBOX_SOURCE_API_PORT`` is set (as ``drimbox-viewer serve`` runs them);
-  With ``BENCH_PROFILE=PATH``, the main process runs under cProfile (stats in PATH);
+  With ``BENCH_PROFILE=PATH``, the main process runs under cProfile (stats in PATH.<pid>);
 - ``python -m bench.serve baseline --port P --pacs URL --config-dir D``: the stock OHIF
   build and a generated app-config.js, with a same-origin streaming reverse proxy to the
   PACS's DICOMweb (Orthanc 1.10 has no CORS): the "no BFF, lossless" baseline.
@@ -125,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.what == "bff":
         profile = os.environ.get("BENCH_PROFILE")
         if profile:  # cProfile of the BFF's main process (event loop), written on exit
+            profile = f"{profile}.{os.getpid()}"
             profiler = cProfile.Profile()
 
             def dump(*_: object) -> None:

@@ -45,6 +45,7 @@ from bff.source.routes import source_routes
 from bff.source.wado import consumer_api_routes
 from bff.transcode import EncodeParams, TranscodePool
 from bff.web import errors as web_errors
+from bff.web.boot import load_boot_files, preload_header
 from bff.web.progress import progress_routes
 from bff.web.static import compression_middleware, static_routes
 
@@ -170,6 +171,9 @@ def create_app(settings: Settings) -> Starlette:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    # OHIF's boot files, announced ahead to the browser (bff/web/boot.py, issue 5).
+    app.state.boot_files = load_boot_files(settings.ohif_config, settings.ohif_dist)
+    app.state.boot_preload = preload_header(app.state.boot_files)
     app.state.open_access = settings.open_access
     app.state.cookie_secure = settings.secure_cookie
     app.state.sessions = SessionStore(

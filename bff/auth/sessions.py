@@ -13,6 +13,7 @@ from __future__ import annotations
 import hmac
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,8 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from bff.access.policy import Grant
 
 COOKIE_NAME = "drimbox_session"
+#: Signed cookies remembered as checked (a few per live session).
+VERIFIED_COOKIES = 4096
 
 
 @dataclass
@@ -100,6 +103,11 @@ class SessionStore:
         self.max_age = max_age
         self._clock = clock
         self._sessions: dict[str, Session] = {}
+        # Cookies whose signature was checked, -> session id: the viewer sends ~1300
+        # requests per opening with the same cookie; two HMACs each add up (issue 5).
+        # Only ever consulted for sessions still in the store (the expiry checks below
+        # still run on every load).
+        self._verified: OrderedDict[str, str] = OrderedDict()
 
     def create(self) -> Session:
         self._purge()
@@ -120,11 +128,16 @@ class SessionStore:
         """The live session a cookie names; None when absent, forged, foreign or expired."""
         if not cookie:
             return None
-        try:
-            session_id = self._serializer.loads(cookie, max_age=int(self.max_age))
-        except BadSignature:  # includes SignatureExpired
-            return None
-        session = self._sessions.get(str(session_id))
+        session_id = self._verified.get(cookie)
+        if session_id is None:
+            try:
+                session_id = str(self._serializer.loads(cookie, max_age=int(self.max_age)))
+            except BadSignature:  # includes SignatureExpired
+                return None
+            self._verified[cookie] = session_id
+            while len(self._verified) > VERIFIED_COOKIES:
+                self._verified.popitem(last=False)
+        session = self._sessions.get(session_id)
         if session is None:
             return None
         now = self._clock()

@@ -10,14 +10,14 @@ first: a documented limitation of Sources without ``/metadata``).
 from __future__ import annotations
 
 import asyncio
-import copy
+import json
 import logging
 from typing import Any
 
 from bff.consumer.errors import SourceError
 from bff.consumer.remote import RemoteStudy
 from bff.dicomweb.retrieve import Retriever, retrieval_error
-from bff.errors import UpstreamTimeout, ViewerError
+from bff.errors import UpstreamProtocolError, UpstreamTimeout, ViewerError
 
 log = logging.getLogger(__name__)
 
@@ -29,24 +29,61 @@ def _value(row: dict[str, Any], tag: str) -> Any:
 async def series_metadata(
     retriever: Retriever, remote: RemoteStudy, series_uid: str, *, timeout: float
 ) -> list[Any]:
-    """The series' metadata rows (a copy: callers rewrite them). Starts the retrieval."""
-    if series_uid not in remote.metadata:
-        record = remote.record
-        upstream = remote.upstream_for(series_uid)
-        retrieval = retriever.ensure(upstream, record.study_uid, series_uid)
-        kos_series = next(s for s in record.series if s.series_uid == series_uid)
-        retrieval.expected = len(kos_series.instances)
-        path = f"/studies/{record.study_uid}/series/{series_uid}/metadata"
+    """The series' metadata rows (a fresh copy: callers rewrite them). Starts the
+    retrieval; shares the fetch started at hand-over (:func:`prefetch_metadata`)."""
+    raw = await asyncio.shield(prefetch_metadata(retriever, remote, series_uid, timeout=timeout))
+    rows: list[Any] = await asyncio.to_thread(json.loads, raw)
+    return rows
+
+
+def prefetch_metadata(
+    retriever: Retriever, remote: RemoteStudy, series_uid: str, *, timeout: float
+) -> asyncio.Task[bytes]:
+    """Fetch the series metadata once (kept as JSON bytes); a failed fetch is retried by
+    the next call. Called when the study is opened, so that OHIF's metadata request
+    (its first image waits for it) finds it ready (issue 5, DB.VI-CO.39)."""
+    task = remote.metadata_tasks.get(series_uid)
+    if task is None or (task.done() and (task.cancelled() or task.exception() is not None)):
+        task = asyncio.create_task(
+            _load_metadata(retriever, remote, series_uid, timeout),
+            name=f"consumer metadata {series_uid}",
+        )
+        task.add_done_callback(_consume_exception)
+        remote.metadata_tasks[series_uid] = task
+    return task
+
+
+def _consume_exception(task: asyncio.Task[bytes]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
+async def _load_metadata(
+    retriever: Retriever, remote: RemoteStudy, series_uid: str, timeout: float
+) -> bytes:
+    record = remote.record
+    upstream = remote.upstream_for(series_uid)
+    retrieval = retriever.ensure(upstream, record.study_uid, series_uid)
+    kos_series = next(s for s in record.series if s.series_uid == series_uid)
+    retrieval.expected = len(kos_series.instances)
+    path = f"/studies/{record.study_uid}/series/{series_uid}/metadata"
+    try:
+        raw = await upstream.get_json_bytes(path)
         try:
-            rows = await upstream.get_json(path)
-        except SourceError as exc:
-            if exc.code != "E205":
-                raise
-            rows = await _from_received_headers(retrieval, timeout)
-        if not rows:
-            raise SourceError("E205", f"no metadata for {series_uid}")
-        remote.metadata[series_uid] = rows
-    return copy.deepcopy(remote.metadata[series_uid])
+            rows = await asyncio.to_thread(json.loads, raw)
+        except ValueError as exc:
+            raise UpstreamProtocolError(f"series {series_uid} metadata: invalid JSON") from exc
+    except SourceError as exc:
+        if exc.code != "E205":
+            raise
+        rows = await _from_received_headers(retrieval, timeout)
+        raw = (await asyncio.to_thread(json.dumps, rows)).encode()
+    if not isinstance(rows, list):
+        raise UpstreamProtocolError(f"series {series_uid} metadata is not a JSON array")
+    if not rows:
+        raise SourceError("E205", f"no metadata for {series_uid}")
+    remote.metadata[series_uid] = rows
+    return raw
 
 
 async def _from_received_headers(retrieval: Any, timeout: float) -> list[Any]:
@@ -58,7 +95,8 @@ async def _from_received_headers(retrieval: Any, timeout: float) -> list[Any]:
         if retrieval.refused:  # every instance refused on arrival (E301 / E302)
             raise next(iter(retrieval.refused.values()))
         raise retrieval_error(retrieval)
-    return list(retrieval.headers.values())
+    rows: list[Any] = await asyncio.to_thread(retrieval.json_headers)
+    return rows
 
 
 def study_row(remote: RemoteStudy) -> dict[str, Any]:

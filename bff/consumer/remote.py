@@ -10,6 +10,7 @@ any connection (E203).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 from collections.abc import AsyncIterator
@@ -41,6 +42,9 @@ class RefusedSource(DicomwebUpstream):
     async def get_json(self, path: str, params: Any = None) -> Any:
         raise self.error
 
+    async def get_json_bytes(self, path: str) -> bytes:
+        raise self.error
+
     async def get_bytes(self, path: str, accept: str, params: Any = None) -> tuple[str, bytes]:
         raise self.error
 
@@ -58,7 +62,10 @@ class RemoteStudy:
 
     record: KosRecord
     upstreams: dict[str, DicomwebUpstream]
+    #: series metadata rows as received (read only: callers get fresh copies)
     metadata: dict[str, list[Any]] = field(default_factory=dict)
+    #: the fetch of each series' metadata, as JSON bytes (bff.consumer.dicomweb)
+    metadata_tasks: dict[str, asyncio.Task[bytes]] = field(default_factory=dict)
 
     def upstream_for(self, series_uid: str) -> DicomwebUpstream:
         try:

@@ -31,6 +31,7 @@ from starlette.routing import BaseRoute, Route
 from bff.archive.kos import KosError, KosRecord, read_kos
 from bff.audit import audit
 from bff.auth.sessions import OpenedStudy, Session, SessionStore
+from bff.consumer import dicomweb as consumer_dicomweb
 from bff.consumer.remote import RemoteStudy, open_remote_study
 from bff.errors import AuthenticationRequired, BadRequest, Forbidden, NotFound
 from bff.source.routes import _with_cookie, location_of, opening_display
@@ -81,9 +82,13 @@ def grant_remote(request: Request, session: Session, record: KosRecord, token: s
     session.open_study(
         OpenedStudy(location_of(request), record.study_uid, record.sop_uid, display, remote)
     )
-    # Pull from the Source now, while the browser loads OHIF (DB.VI-CS.17).
+    # Pull from the Source now, images and metadata, while the browser loads OHIF
+    # (DB.VI-CS.17; issue 5: OHIF's first image waits for the series metadata).
     for series_uid, upstream in remote.upstreams.items():
         state.retriever.ensure(upstream, record.study_uid, series_uid)
+        consumer_dicomweb.prefetch_metadata(
+            state.retriever, remote, series_uid, timeout=state.settings.frame_wait_timeout
+        )
     audit(
         "consumer_opened",
         study_uid=record.study_uid,

@@ -20,15 +20,17 @@ LOSSY_RATIO = "00282112"
 LOSSY_METHOD = "00282114"
 
 
-def _iter_bulk(node: Any) -> Iterator[dict[str, Any]]:
-    if isinstance(node, dict):
-        if "BulkDataURI" in node:
-            yield node
-        for child in node.values():
-            yield from _iter_bulk(child)
-    elif isinstance(node, list):
-        for child in node:
-            yield from _iter_bulk(child)
+def _iter_bulk(dataset: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The elements holding a BulkDataURI, sequences included (only SQ values nest)."""
+    for element in dataset.values():
+        if not isinstance(element, dict):
+            continue
+        if "BulkDataURI" in element:
+            yield element
+        elif element.get("vr") == "SQ":
+            for item in element.get("Value") or ():
+                if isinstance(item, dict):
+                    yield from _iter_bulk(item)
 
 
 def rewrite_instance(

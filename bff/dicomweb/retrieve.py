@@ -18,6 +18,7 @@ import contextlib
 import dataclasses
 import functools
 import io
+import json
 import logging
 import time
 from collections import OrderedDict, deque
@@ -28,6 +29,7 @@ import pydicom
 
 from bff.dicomweb.cache import CachedFrame, FrameCache, FrameKey
 from bff.dicomweb.multipart import MultipartError, MultipartParser, Part, parse_content_type
+from bff.dicomweb.series_metadata import PreparedMetadata, RewriteContext, SeriesFacts, prepare
 from bff.dicomweb.upstream import DicomwebUpstream
 from bff.errors import (
     IncompleteSeries,
@@ -124,16 +126,22 @@ class SeriesRetrieval:
         #: Instances refused on arrival (Consumer: E301 / E302), by SOP Instance UID.
         self.refused: dict[str, ViewerError] = {}
         #: DICOM JSON headers of the instances received (a Source without /metadata).
-        self.headers: dict[str, dict[str, object]] = {}
+        #: Kept as parsed (raw elements, converted only if ever needed: issue 5).
+        self.headers: dict[str, pydicom.Dataset] = {}
         #: Instances the series should hold, when known (metadata, KOS), for progress.
         self.expected: int | None = None
         self.description = ""
-        #: The series metadata asked of the PACS ahead of OHIF (at grant time), single use.
-        self.metadata: asyncio.Task[Any] | None = None
+        #: The PACS's series metadata (raw JSON) asked ahead of OHIF at grant time, and
+        #: the answer prepared from it (:mod:`bff.dicomweb.series_metadata`); single use.
+        self.metadata: asyncio.Task[bytes] | None = None
+        self.prepared: asyncio.Task[PreparedMetadata] | None = None
         self.error: ViewerError | None = None
         self.started_at = time.monotonic()
         self.finished_at: float | None = None
         self.first_delivered = asyncio.Event()
+        # Running totals for compression_ratio (asked once per metadata row).
+        self._lossy_source_bytes = 0
+        self._lossy_served_bytes = 0
         self.done = asyncio.Event()
         self._pending: OrderedDict[str, bytes] = OrderedDict()
         self._pending_bytes = 0
@@ -162,9 +170,27 @@ class SeriesRetrieval:
         return facts.source_transfer_syntax_uid if facts else None
 
     def compression_ratio(self) -> float | None:
-        source = sum(f.source_pixel_bytes for f in self.delivered.values() if f.lossy)
-        served = sum(f.served_bytes for f in self.delivered.values() if f.lossy)
-        return source / served if served else None
+        """Source pixel bytes / served bytes over the instances served lossy so far."""
+        return (
+            self._lossy_source_bytes / self._lossy_served_bytes
+            if self._lossy_served_bytes
+            else None
+        )
+
+    def json_headers(self) -> list[dict[str, object]]:
+        """DICOM JSON of the headers received (a Source without /metadata); CPU-heavy
+        for a big series: call it off the event loop."""
+        return [_json_header(header) for header in list(self.headers.values())]
+
+    def facts_snapshot(self) -> SeriesFacts:
+        """What the metadata rewrite needs from this retrieval, copied now (on the loop)."""
+        return SeriesFacts(
+            stored_syntax={
+                sop_uid: facts.source_transfer_syntax_uid
+                for sop_uid, facts in self.delivered.items()
+            },
+            ratio=self.compression_ratio(),
+        )
 
     async def cancel(self) -> None:
         if self._task is not None and not self._task.done():
@@ -237,7 +263,7 @@ class SeriesRetrieval:
             log.warning("instance %s refused: %s", sop_uid, exc.detail)
             return
         if self._upstream.serve == "browser":
-            self.headers[sop_uid] = _json_header(header)
+            self.headers[sop_uid] = header
         async with self._changed:
             # Back-pressure: stop reading upstream while too much waits for the pool.
             await self._changed.wait_for(
@@ -289,6 +315,9 @@ class SeriesRetrieval:
         for index, frame in enumerate(result.frames, start=1):
             key = FrameKey(origin, result.study_uid, result.series_uid, result.sop_uid, index)
             self._cache.put(key, CachedFrame(frame, result.transfer_syntax_uid))
+        if result.lossy and result.sop_uid not in self.delivered:
+            self._lossy_source_bytes += result.source_pixel_bytes
+            self._lossy_served_bytes += result.served_bytes
         self.delivered[result.sop_uid] = InstanceFacts(
             n_frames=len(result.frames),
             transfer_syntax_uid=result.transfer_syntax_uid,
@@ -371,17 +400,49 @@ class Retriever:
         self._retrievals: OrderedDict[SeriesKey, SeriesRetrieval] = OrderedDict()
 
     def prefetch_metadata(
-        self, upstream: DicomwebUpstream, study_uid: str, series_uid: str
+        self,
+        upstream: DicomwebUpstream,
+        study_uid: str,
+        series_uid: str,
+        context: RewriteContext | None = None,
     ) -> SeriesRetrieval:
         """Start the series retrieval and ask the PACS for the series metadata now, so that
-        OHIF's metadata request (its first image waits for it) finds it ready."""
+        OHIF's metadata request (its first image waits for it) finds it ready; with a
+        ``context``, also build the rewritten answer (:func:`series_metadata.prepare`)."""
         retrieval = self.ensure(upstream, study_uid, series_uid)
-        if retrieval.metadata is None:
+        if retrieval.metadata is None and retrieval.prepared is None:
             path = f"/studies/{study_uid}/series/{series_uid}/metadata"
-            task = asyncio.create_task(upstream.get_json(path), name=f"metadata {series_uid}")
-            task.add_done_callback(_consume_exception)
-            retrieval.metadata = task
+            raw = asyncio.create_task(upstream.get_json_bytes(path), name=f"metadata {series_uid}")
+            raw.add_done_callback(_consume_exception)
+            if context is None:
+                retrieval.metadata = raw
+            else:
+                prepared = asyncio.create_task(
+                    prepare(raw, retrieval.first_delivered, context, retrieval.facts_snapshot),
+                    name=f"prepare metadata {series_uid}",
+                )
+                prepared.add_done_callback(_consume_exception)
+                retrieval.prepared = prepared
         return retrieval
+
+    async def prepared_metadata(
+        self, upstream: DicomwebUpstream, study_uid: str, series_uid: str, key: tuple[str, str]
+    ) -> PreparedMetadata | None:
+        """The answer prepared at grant time (once) if it was built for ``key`` (DICOMweb
+        root, institution); None when there is none or it failed (the caller builds it)."""
+        retrieval = self.find(upstream.origin, study_uid, series_uid)
+        if retrieval is None or retrieval.prepared is None:
+            return None
+        task, retrieval.prepared = retrieval.prepared, None
+        try:
+            prepared = await task
+        except ViewerError as exc:
+            log.info("prepared metadata of %s failed, asking again: %s", series_uid, exc.detail)
+            return None
+        except ValueError as exc:  # not JSON, not an array
+            log.warning("prepared metadata of %s unusable: %s", series_uid, exc)
+            return None
+        return prepared if prepared.key == key else None
 
     async def series_metadata(
         self, upstream: DicomwebUpstream, study_uid: str, series_uid: str
@@ -389,9 +450,14 @@ class Retriever:
         """The PACS's series metadata: the prefetched answer if any (once), else a GET."""
         retrieval = self.ensure(upstream, study_uid, series_uid)
         task, retrieval.metadata = retrieval.metadata, None
-        if task is not None:
-            return await task
-        return await upstream.get_json(f"/studies/{study_uid}/series/{series_uid}/metadata")
+        if task is None:
+            path = f"/studies/{study_uid}/series/{series_uid}/metadata"
+            return await upstream.get_json(path)
+        raw = await task
+        try:
+            return await asyncio.to_thread(json.loads, raw)
+        except ValueError as exc:
+            raise UpstreamProtocolError(f"series {series_uid} metadata: invalid JSON") from exc
 
     def ensure(
         self,

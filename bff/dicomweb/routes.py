@@ -22,9 +22,16 @@ from starlette.routing import BaseRoute, Route
 from bff.access.policy import Resource, allowed
 from bff.consumer import dicomweb as consumer
 from bff.consumer.routes import remote_study
-from bff.dicomweb.metadata import rewrite_instance
+from bff.dicomweb import key_images
 from bff.dicomweb.multipart import closing_delimiter, encode_part, new_boundary
 from bff.dicomweb.retrieve import Retriever
+from bff.dicomweb.series_metadata import (
+    RATIO_WAIT_S,
+    PreparedMetadata,
+    RewriteContext,
+    SeriesFacts,
+    rewrite_off_loop,
+)
 from bff.dicomweb.upstream import DicomwebUpstream
 from bff.errors import BadRequest, NotAcceptable, NotFound
 
@@ -36,9 +43,6 @@ DICOM_JSON = "application/dicom+json"
 STUDY_UID_TAG = "0020000D"
 MODALITY = "00080060"
 MODALITIES_IN_STUDY = "00080061"
-INSTITUTION_NAME = "00080080"
-#: How long a metadata answer waits for the first transcoded instance (for the ratio).
-RATIO_WAIT_S = 1.0
 
 
 def _uid(request: Request, name: str) -> str:
@@ -146,8 +150,13 @@ async def search_series(request: Request) -> Response:
         retriever: Retriever = request.app.state.retriever
         timeout = request.app.state.settings.frame_wait_timeout
         return _json(await consumer.series_rows(retriever, remote, timeout=timeout))
-    rows = await upstream.get_json(f"/studies/{study_uid}/series", _query(request))
-    return _json([row for row in rows if _first(row, MODALITY) != "KO"])
+    # Key images (DB.VI-SO.170): the study's KINs are read while the PACS answers.
+    rows, index = await asyncio.gather(
+        upstream.get_json(f"/studies/{study_uid}/series", _query(request)),
+        _key_images(request, upstream, study_uid),
+    )
+    rows = [row for row in rows if _first(row, MODALITY) != "KO"]
+    return _json(rows + _key_image_rows(request, study_uid, index))
 
 
 async def search_instances(request: Request) -> Response:
@@ -176,33 +185,31 @@ def _kos_institution(request: Request, study_uid: str) -> str:
     return ""
 
 
+def _rewrite_context(
+    request: Request, upstream: DicomwebUpstream, study_uid: str
+) -> RewriteContext:
+    retriever: Retriever = request.app.state.retriever
+    return RewriteContext(
+        root=_dicomweb_root(request),
+        study_uid=study_uid,
+        upstream_base=upstream.base_url,
+        serve=upstream.serve,
+        codec=retriever.params.codec,
+        institution=_kos_institution(request, study_uid),
+    )
+
+
 async def _rewrite(
     request: Request, upstream: DicomwebUpstream, study_uid: str, rows: list[Any]
 ) -> list[Any]:
+    """Rewrite metadata rows for what the BFF serves (:mod:`bff.dicomweb.series_metadata`)."""
     retriever: Retriever = request.app.state.retriever
-    root = _dicomweb_root(request)
-    institution = _kos_institution(request, study_uid)
-    for row in rows:
-        if institution:
-            row[INSTITUTION_NAME] = {"vr": "LO", "Value": [institution]}
-        series_uid = _first(row, "0020000E")
-        sop_uid = _first(row, "00080018")
+    facts: dict[str, SeriesFacts] = {}
+    for series_uid in {_first(row, "0020000E") for row in rows}:
         retrieval = retriever.find(upstream.origin, study_uid, series_uid)
-        if "00020010" not in row and retrieval is not None:
-            # Some PACS (Orthanc) leave group 0002 out of the metadata: use what the
-            # retrieval saw in the files themselves.
-            stored = retrieval.stored_syntax(sop_uid)
-            if stored:
-                row["00020010"] = {"vr": "UI", "Value": [stored]}
-        rewrite_instance(
-            row,
-            instance_url=f"{root}/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}",
-            upstream_base=upstream.base_url,
-            ratio=retrieval.compression_ratio() if retrieval else None,
-            serve=upstream.serve,
-            codec=retriever.params.codec,
-        )
-    return rows
+        if retrieval is not None:
+            facts[series_uid] = retrieval.facts_snapshot()
+    return await rewrite_off_loop(rows, _rewrite_context(request, upstream, study_uid), facts)
 
 
 def _first(row: dict[str, Any], tag: str) -> str:
@@ -214,9 +221,23 @@ async def series_metadata(request: Request) -> Response:
     study_uid = _uid(request, "study_uid")
     series_uid = _uid(request, "series_uid")
     upstream = check_series(request, study_uid, series_uid)
+    # Key images (DB.VI-SO.196): a KIN's virtual series is answered on its own.
+    virtual = await _virtual_metadata(request, upstream, study_uid, series_uid)
+    if virtual is not None:
+        return virtual
     retriever: Retriever = request.app.state.retriever
     retrieval = retriever.ensure(upstream, study_uid, series_uid)
     remote = remote_study(request, study_uid)
+    if remote is None:
+        # Prepared at grant time, while OHIF was loading (bff/dicomweb/series_metadata.py).
+        context = _rewrite_context(request, upstream, study_uid)
+        prepared = await retriever.prepared_metadata(upstream, study_uid, series_uid, context.key)
+        if prepared is not None:
+            retrieval.expected = prepared.rows
+            retrieval.description = prepared.description
+            if not prepared.rows:
+                raise NotFound("empty series")
+            return _prepared_response(request, prepared)
     if remote is not None:
         timeout = request.app.state.settings.frame_wait_timeout
         rows = await consumer.series_metadata(retriever, remote, series_uid, timeout=timeout)
@@ -233,13 +254,24 @@ async def series_metadata(request: Request) -> Response:
     return _json(await _rewrite(request, upstream, study_uid, rows))
 
 
+def _prepared_response(request: Request, prepared: PreparedMetadata) -> Response:
+    headers = {"Cache-Control": "no-store", "Vary": "Accept-Encoding"}
+    if "gzip" in request.headers.get("accept-encoding", ""):
+        headers["Content-Encoding"] = "gzip"
+        return Response(prepared.gzipped, media_type=DICOM_JSON, headers=headers)
+    return Response(prepared.body, media_type=DICOM_JSON, headers=headers)
+
+
 async def instance_metadata(request: Request) -> Response:
     study_uid = _uid(request, "study_uid")
     series_uid = _uid(request, "series_uid")
     sop_uid = _uid(request, "sop_uid")
     upstream = check_study(request, study_uid)
-    path = f"/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}/metadata"
-    return _json(await _rewrite(request, upstream, study_uid, await upstream.get_json(path)))
+    # Key images (DB.VI-SO.196): an instance of a virtual series is read in its real one.
+    real_uid = await _real_series(request, upstream, study_uid, series_uid, sop_uid)
+    path = f"/studies/{study_uid}/series/{real_uid}/instances/{sop_uid}/metadata"
+    rows = await _rewrite(request, upstream, study_uid, await upstream.get_json(path))
+    return _json(await _as_virtual(request, upstream, study_uid, series_uid, rows))
 
 
 async def study_metadata(request: Request) -> Response:
@@ -270,6 +302,8 @@ async def _frames_response(
     request: Request, study_uid: str, series_uid: str, sop_uid: str, numbers: list[int]
 ) -> Response:
     upstream = check_series(request, study_uid, series_uid)
+    # Key images (DB.VI-SO.196): a virtual series' frames are those of the real series.
+    series_uid = await _real_series(request, upstream, study_uid, series_uid, sop_uid)
     retriever: Retriever = request.app.state.retriever
     frames = await asyncio.gather(
         *(retriever.frame(upstream, study_uid, series_uid, sop_uid, n) for n in numbers)
@@ -312,8 +346,10 @@ async def bulk(request: Request) -> Response:
     if tag_path == "7fe00010":
         retriever: Retriever = request.app.state.retriever
         upstream = check_series(request, study_uid, series_uid)
-        first = await retriever.frame(upstream, study_uid, series_uid, sop_uid, 1)
-        retrieval = retriever.find(upstream.origin, study_uid, series_uid)
+        # Key images (DB.VI-SO.196): a virtual series' pixels are those of the real one.
+        real_uid = await _real_series(request, upstream, study_uid, series_uid, sop_uid)
+        first = await retriever.frame(upstream, study_uid, real_uid, sop_uid, 1)
+        retrieval = retriever.find(upstream.origin, study_uid, real_uid)
         facts = retrieval.delivered.get(sop_uid) if retrieval else None
         count = facts.n_frames if facts else 1
         del first
@@ -321,6 +357,7 @@ async def bulk(request: Request) -> Response:
             request, study_uid, series_uid, sop_uid, list(range(1, count + 1))
         )
     upstream = check_series(request, study_uid, series_uid)
+    series_uid = await _real_series(request, upstream, study_uid, series_uid, sop_uid)
     path = f"/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}/bulk/{tag_path}"
     content_type, body = await upstream.get_bytes(
         path, request.headers.get("accept", "*/*") or "*/*"
@@ -333,8 +370,14 @@ async def thumbnail(request: Request) -> Response:
     study_uid = _uid(request, "study_uid")
     series_uid = _uid(request, "series_uid")
     upstream = check_series(request, study_uid, series_uid)
-    if "sop_uid" in request.path_params:
+    # Key images (DB.VI-SO.196): a virtual series shows its middle key image.
+    kin_series = (await _key_images(request, upstream, study_uid)).virtual(series_uid)
+    if kin_series is not None and "sop_uid" not in request.path_params:
+        sop_uid = kin_series.images[len(kin_series.images) // 2].sop_uid
+        series_uid = await _real_series(request, upstream, study_uid, series_uid, sop_uid)
+    elif "sop_uid" in request.path_params:
         sop_uid = _uid(request, "sop_uid")
+        series_uid = await _real_series(request, upstream, study_uid, series_uid, sop_uid)
     else:
         rows = await upstream.get_json(
             f"/studies/{study_uid}/series/{series_uid}/instances",
@@ -350,6 +393,92 @@ async def thumbnail(request: Request) -> Response:
     )
 
 
+# -- key images (issue 6: DB.VI-SO.170, .171, .196) ---------------------------------------
+# A KIN's key images as a virtual series (bff/dicomweb/key_images.py). Everything here
+# runs after check_study / check_series: a virtual series only ever maps to series of the
+# granted study, asked of the PACS under that study's path.
+
+
+async def _key_images(
+    request: Request, upstream: DicomwebUpstream, study_uid: str
+) -> key_images.KeyImages:
+    if remote_study(request, study_uid) is not None:
+        return key_images.EMPTY  # Consumer-opened studies: the Source's KINs are not read
+    return await key_images.index_of(request.app.state).get(upstream, study_uid)
+
+
+def _key_image_rows(
+    request: Request, study_uid: str, index: key_images.KeyImages
+) -> list[dict[str, Any]]:
+    """QIDO rows of the virtual series, unless the search asks for other series."""
+    query = _query(request)
+    asked = set(query.get("SeriesInstanceUID", "").replace("\\", ",").split(",")) - {""}
+    rows = [key_images.virtual_series_row(study_uid, s, index) for s in index.series]
+    return [r for r in rows if not asked or _first(r, "0020000E") in asked]
+
+
+async def _real_series(
+    request: Request, upstream: DicomwebUpstream, study_uid: str, series_uid: str, sop_uid: str
+) -> str:
+    """The series really holding ``sop_uid``: ``series_uid`` itself, or for a virtual
+    key-image series the series its KIN names (404 for an instance it does not select)."""
+    kin_series = (await _key_images(request, upstream, study_uid)).virtual(series_uid)
+    if kin_series is None:
+        return series_uid
+    real_uid = kin_series.real_series_of(sop_uid)
+    if real_uid is None:
+        raise NotFound(f"{sop_uid} is not a key image of {series_uid}")
+    return real_uid
+
+
+async def _as_virtual(
+    request: Request, upstream: DicomwebUpstream, study_uid: str, series_uid: str, rows: list[Any]
+) -> list[Any]:
+    """Rows read in a real series, moved into the virtual series asked for (if it is one)."""
+    index = await _key_images(request, upstream, study_uid)
+    kin_series = index.virtual(series_uid)
+    if kin_series is not None:
+        for row in rows:
+            key_images.as_virtual(row, kin_series, index)
+    return rows
+
+
+async def _virtual_metadata(
+    request: Request, upstream: DicomwebUpstream, study_uid: str, series_uid: str
+) -> Response | None:
+    """The metadata of a virtual key-image series, or None for any other series."""
+    index = await _key_images(request, upstream, study_uid)
+    kin_series = index.virtual(series_uid)
+    if kin_series is None:
+        return None
+    retriever: Retriever = request.app.state.retriever
+    for real_uid in dict.fromkeys(image.series_uid for image in kin_series.images):
+        retriever.ensure(upstream, study_uid, real_uid)  # the frames stream as usual
+
+    async def rewrite(rows: list[Any]) -> list[Any]:
+        return await _rewrite(request, upstream, study_uid, rows)
+
+    rows = await key_images.virtual_metadata(upstream, study_uid, kin_series, index, rewrite)
+    if not rows:
+        raise NotFound("no key image found")
+    return _json(rows)
+
+
+async def key_image_list(request: Request) -> Response:
+    """The study's key images (SOP Instance UIDs), for the "Image clé" overlay item."""
+    study_uid = _uid(request, "study_uid")
+    upstream = check_study(request, study_uid)
+    index = await _key_images(request, upstream, study_uid)
+    series = [
+        {"series_uid": s.series_uid, "sop_uids": [i.sop_uid for i in s.images]}
+        for s in index.series
+    ]
+    return JSONResponse(
+        {"sop_uids": sorted(index.sop_uids), "series": series},
+        headers={"Cache-Control": "no-store"},
+    )
+
+
 def dicomweb_routes() -> list[BaseRoute]:
     study = "/dicomweb/studies/{study_uid}"
     series = study + "/series/{series_uid}"
@@ -358,6 +487,7 @@ def dicomweb_routes() -> list[BaseRoute]:
         Route("/dicomweb/studies", search_studies),
         Route(study + "/metadata", study_metadata),
         Route(study + "/series", search_series),
+        Route(study + "/key-images", key_image_list),  # issue 6, DB.VI-SO.196
         Route(study + "/instances", search_instances),
         Route(series + "/metadata", series_metadata),
         Route(series + "/instances", search_instances),

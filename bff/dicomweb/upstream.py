@@ -140,6 +140,13 @@ class DicomwebUpstream:
         except ValueError as exc:
             raise UpstreamProtocolError(f"GET {path}: invalid JSON") from exc
 
+    async def get_json_bytes(self, path: str) -> bytes:
+        """GET a DICOM JSON answer as its raw bytes (to be parsed off the event loop)."""
+        response = await self._get(path, DICOM_JSON, None)
+        if response.status_code == 204 or not response.content:
+            return b"[]"
+        return response.content
+
     async def get_bytes(
         self, path: str, accept: str, params: Mapping[str, str] | None = None
     ) -> tuple[str, bytes]:

@@ -34,6 +34,7 @@ from bff.audit import audit
 from bff.auth.identity import FcIdentity, KosTraits, match_identity
 from bff.auth.oidc import OidcProvider
 from bff.auth.sessions import COOKIE_NAME, OpenedStudy, PendingLogin, Session, SessionStore
+from bff.dicomweb.series_metadata import RewriteContext
 from bff.dicomweb.upstream import DicomwebUpstream
 from bff.errors import (
     AccessRefused,
@@ -45,6 +46,7 @@ from bff.errors import (
     ViewerError,
 )
 from bff.source.params import ViewerLink, parse_link
+from bff.web.boot import prefetch_tags
 from bff.web.pages import logged_out_page, profile_page
 from bff.web.static import index_response
 
@@ -121,7 +123,10 @@ async def invoke_image_display(request: Request) -> Response:
     session.pending_location = location
     audit("link_opened", location=location, study_uid=link.study_uid)
     page = profile_page(
-        csrf_token=session.csrf_token, fc_enabled="fc" in request.app.state.providers
+        csrf_token=session.csrf_token,
+        fc_enabled="fc" in request.app.state.providers,
+        # While the user chooses and signs in, the browser fetches OHIF (bff/web/boot.py).
+        head=prefetch_tags(request.app.state.boot_files),
     )
     return _with_cookie(request, HTMLResponse(page), session)
 
@@ -231,8 +236,18 @@ def start_retrievals(request: Request, record: KosRecord, location: str) -> None
     requests, metadata and images are already waiting."""
     upstream: DicomwebUpstream = request.app.state.locations[location]
     retriever = request.app.state.retriever
+    # The metadata answer is prepared as OHIF will ask for it: same host (the viewer
+    # follows this redirect on the location's host), institution from the KOS.
+    context = RewriteContext(
+        root=str(request.base_url).rstrip("/") + "/dicomweb",
+        study_uid=record.study_uid,
+        upstream_base=upstream.base_url,
+        serve=upstream.serve,
+        codec=retriever.params.codec,
+        institution=record.institution_name,
+    )
     for series in record.series:
-        retriever.prefetch_metadata(upstream, record.study_uid, series.series_uid)
+        retriever.prefetch_metadata(upstream, record.study_uid, series.series_uid, context)
 
 
 def _sign_in(

@@ -28,13 +28,15 @@ button small { display: block; opacity: .85; font-size: .85rem; margin-top: .2re
 """
 
 
-def layout(title: str, body: str, *, role: str = "main") -> str:
-    """A full page; ``body`` is trusted HTML built by this module's callers with escape()."""
+def layout(title: str, body: str, *, role: str = "main", head: str = "") -> str:
+    """A full page; ``body`` and ``head`` are trusted HTML built by this module's callers
+    with escape() (``head``: extra tags such as bff.web.boot.prefetch_tags)."""
     return (
         '<!doctype html>\n<html lang="fr">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         f"<title>{escape(title)} – Visionneuse DRIMbox</title>\n<style>{STYLE}</style>\n"
-        f'</head>\n<body>\n<main role="{role}">\n<h1>{escape(title)}</h1>\n{body}\n</main>\n'
+        + (f"{head}\n" if head else "")
+        + f'</head>\n<body>\n<main role="{role}">\n<h1>{escape(title)}</h1>\n{body}\n</main>\n'
         "</body>\n</html>\n"
     )
 
@@ -57,8 +59,9 @@ TRANSITION_NOTICE = (
 )
 
 
-def profile_page(*, csrf_token: str, fc_enabled: bool) -> str:
-    """DB.VI-SO.08: Patient or Professionnel de santé, each with its own login."""
+def profile_page(*, csrf_token: str, fc_enabled: bool, head: str = "") -> str:
+    """DB.VI-SO.08: Patient or Professionnel de santé, each with its own login.
+    ``head``: the viewer's files to prefetch meanwhile (bff.web.boot.prefetch_tags)."""
 
     def choice(profile: str, provider: str, label: str, hint: str, css: str = "") -> str:
         return (
@@ -96,7 +99,7 @@ def profile_page(*, csrf_token: str, fc_enabled: bool) -> str:
         f'<div class="choices">{"".join(choices)}</div>\n'
         f'<p class="notice">{escape(TRANSITION_NOTICE)}</p>'
     )
-    return layout("Accès à votre examen d'imagerie", body)
+    return layout("Accès à votre examen d'imagerie", body, head=head)
 
 
 def logged_out_page() -> str:

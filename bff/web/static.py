@@ -120,7 +120,14 @@ def index_response(request: Request) -> Response:
             status_code=503,
             headers={"Cache-Control": "no-store", "Retry-After": "60"},
         )
-    return _file_response(request, index, CACHE_NO_CACHE, ".html")
+    return _index_file_response(request, index)
+
+
+def _index_file_response(request: Request, index: Path) -> Response:
+    """OHIF's index.html, with its boot files announced for preloading (bff/web/boot.py)."""
+    preload: str = getattr(request.app.state, "boot_preload", "")
+    extra = {"Link": preload} if preload else None
+    return _file_response(request, index, CACHE_NO_CACHE, ".html", extra)
 
 
 def _serve_dist(request: Request, dist: Path, raw_path: str) -> Response:
@@ -142,7 +149,7 @@ def _serve_dist(request: Request, dist: Path, raw_path: str) -> Response:
         if candidate is not None and candidate.is_file():
             name = candidate.name
             if name == "index.html":
-                cache = CACHE_NO_CACHE
+                return _index_file_response(request, candidate)
             elif _HASHED_NAME.search(name):
                 cache = CACHE_IMMUTABLE
             else:
@@ -151,7 +158,7 @@ def _serve_dist(request: Request, dist: Path, raw_path: str) -> Response:
         if _FILE_LIKE.search(relative.name):
             return _not_found(request)
     # SPA fallback: OHIF's router owns every other path (/viewer, /segmentation...).
-    return _file_response(request, index, CACHE_NO_CACHE, ".html")
+    return _index_file_response(request, index)
 
 
 def _is_api_path(url_path: str) -> bool:
@@ -207,9 +214,16 @@ def _is_zero(value: str) -> bool:
         return False
 
 
-def _file_response(request: Request, path: Path, cache_control: str, suffix: str) -> Response:
+def _file_response(
+    request: Request,
+    path: Path,
+    cache_control: str,
+    suffix: str,
+    extra_headers: dict[str, str] | None = None,
+) -> Response:
     media_type = _media_type(suffix)
     headers = {"Cache-Control": cache_control, "X-Content-Type-Options": "nosniff"}
+    headers.update(extra_headers or {})
     served = path
     accepted = _accepted_encodings(request)
     for encoding, extension in _PRECOMPRESSED:

@@ -68,9 +68,11 @@ def test_demo_study_renders_in_french_with_lossy_frames(
     )
     wait_for_image(page)
 
-    # French UI on an English-speaking browser: the study panel and the tour.
+    # French UI on an English-speaking browser: the study panel.
     page.get_by_text("Études", exact=True).first.wait_for(timeout=10_000)
-    assert page.get_by_text("Défilement des images").count() >= 1
+    # No onboarding tour (OHIF's, in English tool jargon, over a modal overlay that
+    # repaints the page at every animation frame while it is open: issue 5).
+    assert page.locator(".shepherd-element, .shepherd-modal-overlay-container").count() == 0
     # Frames were answered lossy, in the syntax OHIF was configured to ask for.
     frame_responses = [r for r in responses if r.status == 200]
     assert frame_responses, "OHIF fetched no frame"

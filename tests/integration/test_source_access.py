@@ -28,6 +28,8 @@ pytestmark = pytest.mark.integration
 
 REFUSAL = "Veuillez prendre contact avec le site qui a réalisé l'examen"
 FRAME_ACCEPT = "multipart/related; type=application/octet-stream; transfer-syntax=*"
+#: What the Source serves the demo CT as (JPEG-LS near-lossless, the default codec).
+SERVED_LOSSY = "1.2.840.10008.1.2.4.81"
 
 
 @pytest.fixture
@@ -148,10 +150,50 @@ def test_professional_flow_with_prosanteconnect(
     for series_uid in source.study.series_uids:
         retrieval = retriever.find(LOCATION, source.study.study_uid, series_uid)
         assert retrieval is not None
-        assert retrieval.metadata is not None  # its metadata asked of the PACS too
+        assert retrieval.prepared is not None  # its metadata answer prepared too
     info = browser.get(bff(source, "/api/session")).json()
     assert info["profile"] == "professional" and info["user"] == "Dr Camille RADIOLOGUE"
     assert granted_series(source, browser, source.study.study_uid)
+
+
+def test_series_metadata_prepared_at_grant_is_the_answer_ohif_gets(
+    source: SourceStack, browser: ScriptedBrowser
+) -> None:
+    """DB.VI-SO.37 (first image in 4 s): the series metadata OHIF waits for is fetched,
+    rewritten and compressed while the browser loads OHIF, then answered as is; it says
+    what the BFF serves, with the KOS's Institution Name (DB.VI-CS.29), like the answer
+    built on demand."""
+    done = browser.sign_in(source.link(), "fcp", "dominique.pat-trois")
+    assert done.status_code == 303
+    retriever: Retriever = source.app.state.retriever
+    study_uid = source.study.study_uid
+    series_uid = source.study.series_uids[1]  # the axial CT
+    retrieval = retriever.find(LOCATION, study_uid, series_uid)
+    assert retrieval is not None and retrieval.prepared is not None
+    path = f"/dicomweb/studies/{study_uid}/series/{series_uid}/metadata"
+    first = browser.get(bff(source, path), headers={"Accept-Encoding": "gzip"})
+    assert first.status_code == 200, first.text
+    assert first.headers["content-encoding"] == "gzip"
+    assert first.headers["content-type"].startswith("application/dicom+json")
+    assert retrieval.prepared is None  # used once
+    again = browser.get(bff(source, path), headers={"Accept-Encoding": "identity"})
+    assert again.status_code == 200 and "content-encoding" not in again.headers
+    prepared, on_demand = first.json(), again.json()
+    assert len(prepared) == len(on_demand) == retrieval.expected > 0
+    institution = source.study.institution_name.partition("^")[0]  # the KOS's name part
+    for row in prepared:
+        assert row["00080080"]["Value"] == [institution]
+        assert row["00020010"]["Value"] == [SERVED_LOSSY]
+        uri = row["7FE00010"]["BulkDataURI"]
+        assert uri.startswith(bff(source, f"/dicomweb/studies/{study_uid}/series/{series_uid}/"))
+
+    def without_ratio(rows: list[dict[str, object]]) -> list[dict[str, object]]:
+        return sorted(
+            ({k: v for k, v in row.items() if k != "00282112"} for row in rows),
+            key=lambda row: str(row["00080018"]),
+        )
+
+    assert without_ratio(prepared) == without_ratio(on_demand)
 
 
 def test_names_that_must_still_match(source: SourceStack) -> None:
