@@ -280,6 +280,12 @@ class KeyImageIndex:
         index = task.result() if task.done() else await asyncio.shield(task)
         return EMPTY if index is FAILED else index
 
+    def warm(self, upstream: DicomwebUpstream, study_uid: str) -> None:
+        """Start the lookup now unless one is known (at grant time: OHIF's series search
+        and metadata requests then find it done, issue 5)."""
+        if (upstream.origin, study_uid) not in self._entries:
+            self._start((upstream.origin, study_uid), upstream, study_uid, time.monotonic())
+
     def _start(
         self, key: tuple[str, str], upstream: DicomwebUpstream, study_uid: str, now: float
     ) -> tuple[float, asyncio.Task[KeyImages]]:

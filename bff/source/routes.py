@@ -34,6 +34,7 @@ from bff.audit import audit
 from bff.auth.identity import FcIdentity, KosTraits, match_identity
 from bff.auth.oidc import OidcProvider
 from bff.auth.sessions import COOKIE_NAME, OpenedStudy, PendingLogin, Session, SessionStore
+from bff.dicomweb import key_images
 from bff.dicomweb.series_metadata import RewriteContext
 from bff.dicomweb.upstream import DicomwebUpstream
 from bff.errors import (
@@ -248,6 +249,7 @@ def start_retrievals(request: Request, record: KosRecord, location: str) -> None
     )
     for series in record.series:
         retriever.prefetch_metadata(upstream, record.study_uid, series.series_uid, context)
+    key_images.index_of(request.app.state).warm(upstream, record.study_uid)
 
 
 def _sign_in(

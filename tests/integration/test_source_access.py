@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from bff.dicomweb import key_images
 from bff.dicomweb.retrieve import Retriever
 from tests.access import ScriptedBrowser
 from tests.source_stack import (
@@ -170,6 +171,8 @@ def test_series_metadata_prepared_at_grant_is_the_answer_ohif_gets(
     series_uid = source.study.series_uids[1]  # the axial CT
     retrieval = retriever.find(LOCATION, study_uid, series_uid)
     assert retrieval is not None and retrieval.prepared is not None
+    # The key-image lookup (its series search and metadata wait for it) started too.
+    assert (LOCATION, study_uid) in key_images.index_of(source.app.state)._entries
     path = f"/dicomweb/studies/{study_uid}/series/{series_uid}/metadata"
     first = browser.get(bff(source, path), headers={"Accept-Encoding": "gzip"})
     assert first.status_code == 200, first.text
