@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.run import World, run_baseline, run_consumer, run_source
+from bench.run import World, run_baseline, run_consumer, run_memory, run_source
 from bench.stacks import CONSUMER_HOST, SOURCE_LOCATION, free_port, thread_server
 from bff.demo.perf import DEFAULT_OUT, DEFAULT_SEED, DEFAULT_SLICES, make_perf_dataset
 
@@ -68,6 +68,16 @@ def print_table(report: dict[str, Any]) -> None:
     quality = report.get("quality") or {}
     print(f"\nquality: {json.dumps(quality)}")
     print(f"bff_peak_rss_bytes: {report.get('bff_peak_rss_bytes')}")
+    memory = report.get("memory")
+    if memory:
+        mib = [round(b / 2**20) for b in memory["successive_rss_bytes"]]
+        print(
+            f"memory: BFF tree RSS {round(memory['rss_bytes_before'] / 2**20)} MiB at start, "
+            f"after each of {len(mib)} successive openings {mib} MiB, "
+            f"{round(memory['rss_bytes_after_parallel'] / 2**20)} MiB after "
+            f"{len(memory['parallel_t_all_s'])} at once (all images in "
+            f"{memory['parallel_t_all_s']} s), peak {round(memory['peak_rss_bytes'] / 2**20)} MiB"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,6 +92,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--timeout", type=float, default=180.0, help="seconds per run")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--memory",
+        action="store_true",
+        help="also open the study 5 times in a row, then in 5 browsers at once, on one "
+        "Source BFF, and report its RSS (issue 5: flat memory)",
+    )
     args = parser.parse_args(argv)
     runs = [r for r in args.runs.split(",") if r]
     conditions = [c for c in args.network.split(",") if c]
@@ -166,6 +182,10 @@ def main(argv: list[str] | None = None) -> int:
                             flush=True,
                         )
                         samples.setdefault((run, cond), []).append(result)
+            if args.memory:
+                print("[bench] memory: 5 successive openings, then 5 at once", file=sys.stderr)
+                report["memory"] = run_memory(world)
+                print(f"[bench]   {json.dumps(report['memory'])}", file=sys.stderr)
             browser.close()
     for (run, cond), values in samples.items():
         report.setdefault(run, {})[cond] = _summary(values)

@@ -112,6 +112,8 @@ class Network:
     marks: dict[str, float] = field(default_factory=dict)
     #: Every request but frames once the viewer is asked for: [path, asked, finished, bytes].
     others: dict[str, list[Any]] = field(default_factory=dict)
+    #: Frame requests: request id -> [asked, finished] (DevTools clock).
+    frame_times: dict[str, list[float]] = field(default_factory=dict)
 
     def _mark(self, name: str, timestamp: float, *, last: bool = False) -> None:
         if last or name not in self.marks:
@@ -131,6 +133,7 @@ class Network:
         if "/frames/" in url:
             self._mark("first_frame_requested", stamp)
             self._mark("last_frame_requested", stamp, last=True)
+            self.frame_times[event["requestId"]] = [stamp, 0.0]
         elif self.viewer_started:
             path = url.split("://", 1)[-1].split("/", 1)[-1][:100]
             self.others[event["requestId"]] = ["/" + path, stamp, None, 0]
@@ -152,6 +155,8 @@ class Network:
         if "/frames/" in url:
             self._mark("first_frame_received", stamp)
             self._mark("last_frame_received", stamp, last=True)
+        if event["requestId"] in self.frame_times:
+            self.frame_times[event["requestId"]][1] = stamp
         if event["requestId"] in self.others:
             self.others[event["requestId"]][2:] = [stamp, size]
         self.wire_bytes_total += size
@@ -174,10 +179,28 @@ class Measure:
     timeline: dict[str, float] = field(default_factory=dict)
     #: the other requests of the opening: [path, asked, finished (s on that clock), bytes]
     requests: list[list[Any]] = field(default_factory=list)
+    #: frame requests: median and 90th percentile asked -> finished (s), most in flight
+    frame_latency: dict[str, float] = field(default_factory=dict)
     error: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+
+def _latency(times: list[list[float]]) -> dict[str, float]:
+    done = sorted(end - start for start, end in times if end)
+    if not done:
+        return {}
+    edges = sorted([(s, 1) for s, e in times if e] + [(e, -1) for s, e in times if e])
+    in_flight = most = 0
+    for _, step in edges:
+        in_flight += step
+        most = max(most, in_flight)
+    return {
+        "median_s": round(done[len(done) // 2], 4),
+        "p90_s": round(done[int(len(done) * 0.9)], 4),
+        "max_in_flight": float(most),
+    }
 
 
 def measure(
@@ -270,9 +293,63 @@ def measure(
         zero = net.marks.get("viewer_requested")
         if zero is not None:
             result.timeline = {k: round(v - zero, 3) for k, v in net.marks.items()}
+            result.frame_latency = _latency(list(net.frame_times.values()))
             result.requests = [
                 [path, round(asked - zero, 3), round(done - zero, 3) if done else None, size]
                 for path, asked, done, size in net.others.values()
             ]
         context.close()
     return result
+
+
+#: Decoded images of the series so far (HOOK_JS), cheap enough to poll many pages.
+DECODED_JS = """(series) => {
+  const st = window.__bench;
+  let decoded = 0;
+  if (st) for (const id of st.loaded) if (id.includes(series)) decoded++;
+  return decoded;
+}"""
+
+
+def open_many(
+    browser: Any,
+    *,
+    count: int,
+    series_uid: str,
+    n_frames: int,
+    open_viewer: Callable[[Any], None],
+    timeout: float = 300.0,
+) -> list[float | None]:
+    """``count`` people opening the viewer at once (one browser context each): each one
+    signs in and opens it (one after the other, a few seconds), then all load together.
+    Returns, per context, the seconds from the first opening until all ``n_frames``
+    images were decoded there (None: not within ``timeout``)."""
+    contexts = [
+        browser.new_context(locale="fr-FR", viewport={"width": 1280, "height": 800})
+        for _ in range(count)
+    ]
+    done: list[float | None] = [None] * count
+    try:
+        pages = []
+        started = time.monotonic()
+        for context in contexts:
+            context.add_init_script(HOOK_JS)
+            page = context.new_page()
+            open_viewer(page)
+            pages.append(page)
+        deadline = started + timeout
+        while time.monotonic() < deadline and any(d is None for d in done):
+            for index, page in enumerate(pages):
+                if done[index] is not None:
+                    continue
+                try:
+                    decoded = int(page.evaluate(DECODED_JS, series_uid))
+                except Exception:  # still navigating
+                    continue
+                if decoded >= n_frames:
+                    done[index] = round(time.monotonic() - started, 2)
+            time.sleep(0.25)
+    finally:
+        for context in contexts:
+            context.close()
+    return done

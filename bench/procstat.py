@@ -25,14 +25,23 @@ def _stat(pid: int) -> list[str] | None:
     return raw[raw.rindex(")") + 2 :].split()
 
 
-def _hwm_bytes(pid: int) -> int:
+def _status_bytes(pid: int, key: str) -> int:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(key):
                 return int(line.split()[1]) * 1024
     except OSError:
         pass
     return 0
+
+
+def _hwm_bytes(pid: int) -> int:
+    return _status_bytes(pid, "VmHWM:")
+
+
+def rss_bytes(root_pid: int) -> int:
+    """The tree's resident memory now (sum of each process's ``VmRSS``)."""
+    return sum(_status_bytes(pid, "VmRSS:") for pid in (root_pid, *children(root_pid)))
 
 
 def children(pid: int) -> list[int]:
@@ -58,11 +67,15 @@ class TreeSampler:
     interval: float = 0.25
     hwm: dict[int, int] = field(default_factory=dict)
     cpu_ticks: dict[int, int] = field(default_factory=dict)
+    #: the largest tree RSS seen at one sampling instant (a true simultaneous peak)
+    peak_rss_now: int = 0
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
     def sample(self) -> None:
+        now = 0
         for pid in (self.root_pid, *children(self.root_pid)):
+            now += _status_bytes(pid, "VmRSS:")
             fields = _stat(pid)
             if fields is None:
                 continue
@@ -70,6 +83,7 @@ class TreeSampler:
             ticks = sum(int(v) for v in fields[11:15])
             self.cpu_ticks[pid] = max(self.cpu_ticks.get(pid, 0), ticks)
             self.hwm[pid] = max(self.hwm.get(pid, 0), _hwm_bytes(pid))
+        self.peak_rss_now = max(self.peak_rss_now, now)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import secrets
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from bench.browser import Measure, measure
-from bench.procstat import TreeSampler
+from bench.browser import Measure, measure, open_many
+from bench.procstat import TreeSampler, rss_bytes
 from bench.quality import measure_quality
 from bench.stacks import (
     CONSUMER_HOST,
@@ -91,19 +93,30 @@ def _orthanc_cpu(world: World) -> float:
     return sampler.cpu_seconds
 
 
-def run_source(world: World, throttled: bool, with_quality: bool) -> dict[str, Any]:
-    tag = f"source-{secrets.token_hex(3)}"
-    link = world.stack.viewer_link(world.study, SOURCE_LOCATION)
+def _patient_opens(link: str, *, think: bool = False) -> Callable[[Any], None]:
+    """The patient opens the report's link, chooses the profile and signs in with
+    FranceConnect+ (before the clock, spec 4.6.1); returns once /viewer is navigated to."""
 
     def open_viewer(page: Any) -> None:
-        # Profile choice and login happen before the clock (spec 4.6.1).
         page.goto(link)
         page.get_by_text("Accès à votre examen d'imagerie").wait_for(timeout=30_000)
+        if think:
+            # A person takes seconds to read the page and choose; meanwhile the page
+            # prefetches the viewer's files (bff/web/boot.py). The bench waits for the
+            # network to go quiet instead of an arbitrary think time.
+            page.wait_for_load_state("networkidle", timeout=60_000)
         page.click("button[data-provider=fcp]")
         page.fill("input[name=username]", PATIENT)
         page.keyboard.press("Enter")
         page.wait_for_url("**/viewer?StudyInstanceUIDs=*", wait_until="commit", timeout=30_000)
 
+    return open_viewer
+
+
+def run_source(world: World, throttled: bool, with_quality: bool) -> dict[str, Any]:
+    tag = f"source-{secrets.token_hex(3)}"
+    link = world.stack.viewer_link(world.study, SOURCE_LOCATION)
+    open_viewer = _patient_opens(link, think=True)
     out: dict[str, Any] = {}
     orthanc_before = _orthanc_cpu(world)
     with _source_server(world, free_port(), tag) as bff:
@@ -113,6 +126,38 @@ def run_source(world: World, throttled: bool, with_quality: bool) -> dict[str, A
         out["orthanc_cpu_s"] = round(_orthanc_cpu(world) - orthanc_before, 2)
         if with_quality:
             out["quality"] = _quality(world, link)
+    return out
+
+
+def run_memory(world: World, openings: int = 5, parallel: int = 5) -> dict[str, Any]:
+    """Issue 5: the BFF's memory stays flat over ``openings`` successive openings of the
+    study (one browser after the other, each signing in anew) and with ``parallel``
+    browsers opening it at once, all on ONE BFF process (its caches warm after the first).
+    RSS of the BFF tree (main process + transcoding workers) after each opening and the
+    largest tree RSS sampled every 0.25 s (a simultaneous peak, not a sum of maxima)."""
+    open_viewer = _patient_opens(world.stack.viewer_link(world.study, SOURCE_LOCATION))
+    out: dict[str, Any] = {"successive_rss_bytes": [], "successive_t_all_s": []}
+    with _source_server(world, free_port(), f"memory-{secrets.token_hex(3)}") as bff:
+        assert bff.sampler is not None and bff.proc is not None
+        out["rss_bytes_before"] = rss_bytes(bff.proc.pid)
+        for _ in range(openings):
+            result = _measure(world, False, open_viewer, from_fetch=True)
+            out["successive_t_all_s"].append(result.t_all_s)
+            time.sleep(1.0)
+            out["successive_rss_bytes"].append(rss_bytes(bff.proc.pid))
+        before = bff.sampler.peak_rss_now
+        out["parallel_t_all_s"] = open_many(
+            world.browser,
+            count=parallel,
+            series_uid=world.series_uid,
+            n_frames=world.n_frames,
+            open_viewer=open_viewer,
+            timeout=world.timeout * 2,
+        )
+        time.sleep(1.0)
+        out["rss_bytes_after_parallel"] = rss_bytes(bff.proc.pid)
+        out["peak_rss_bytes"] = max(before, bff.sampler.peak_rss_now)
+        out["bff"] = bff.stats()
     return out
 
 

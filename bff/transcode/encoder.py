@@ -37,6 +37,10 @@ from bff.transcode.model import (
 CT_STEP_HU: dict[str, float] = {"high": 8.0, "balanced": 20.0, "small": 40.0}
 # Same steps for images without HU, as a fraction of the frame's (max - min).
 RELATIVE_STEP: dict[str, float] = {q: step / 3000.0 for q, step in CT_STEP_HU.items()}
+# JPEG-LS NEAR per step: balanced 15 HU (RMSE 7.5 HU, ratio ~23 on the phantom), chosen
+# over 10 HU (RMSE 5.6, ratio 13) because encoding, browser decoding and the wire all
+# shrink by a third (issue 5, docs/transcoding.md), well inside the 12 HU RMSE target.
+JPEGLS_NEAR_PER_STEP = 0.75
 # Wavelet decompositions (OpenJPH default 5; see docs/transcoding.md for 5 vs fewer).
 DECOMPOSITIONS = 5
 
@@ -65,13 +69,20 @@ def encode_htj2k_lossy(frame: NDArray[Any], step: float) -> bytes:
     )
 
 
+def jpegls_near(step: float) -> int:
+    """NEAR for a quantization step: 3/4 of it (balanced: 15 HU; docs/transcoding.md)."""
+    # Display conformance (issue 6): CharLS refuses NEAR > 255 (a 16-bit frame using the
+    # full 0..65535 range gives ~328 at 'balanced'; the error breaks the process pool).
+    return min(255, max(1, round(step * JPEGLS_NEAR_PER_STEP)))
+
+
 def encode_jpegls_near(frame: NDArray[Any], step: float) -> bytes:
     """JPEG-LS near-lossless (ISO 14495-1), grey unsigned frames: every pixel within
-    NEAR = step / 2 of the original (a bounded error), and 3-5x cheaper for the browser
-    to decode than HTJ2K (docs/transcoding.md)."""
+    NEAR (:func:`jpegls_near`) of the original (a bounded error), and 3-5x cheaper for
+    the browser to decode than HTJ2K (docs/transcoding.md)."""
     import imagecodecs
 
-    near = max(1, round(step / 2))
+    near = jpegls_near(step)
     return bytes(imagecodecs.jpegls_encode(frame, level=near))
 
 

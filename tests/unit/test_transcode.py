@@ -333,20 +333,22 @@ def test_palette_indices_are_kept_exactly() -> None:
     assert np.array_equal(decode_served_frame(inst.frames[0], inst.transfer_syntax_uid), indices)
 
 
-def test_one_bit_multiframe_is_served_native_one_frame_per_part() -> None:
+def test_one_bit_multiframe_is_served_one_byte_a_pixel_lossless() -> None:
+    """Display conformance (issue 6): cornerstone's WADO-RS path does not unpack 1-bit
+    native frames (a black viewport), so they are served as 8-bit HTJ2K lossless."""
     rng = np.random.default_rng(3)
     bits = rng.integers(0, 2, (3, 5, 5), dtype=np.uint8)  # 25 bits: frames not byte-aligned
     ds = dataset(bits, number_of_frames=3, sop_class_uid=SC_STORAGE)
     ds.BitsAllocated, ds.BitsStored, ds.HighBit = 1, 1, 0
     ds.PixelData = np.packbits(bits.reshape(-1), bitorder="little").tobytes()
     inst = transcode_instance(part10(ds), EncodeParams())
-    assert inst.transfer_syntax_uid == EXPLICIT_LE
+    assert inst.transfer_syntax_uid == "1.2.840.10008.1.2.4.201"
     assert (inst.lossy, inst.source_pixel_bytes) == (False, 10)
+    assert inst.attribute_overrides["00280100"] == {"vr": "US", "Value": [8]}
     assert len(inst.frames) == 3
     for i, frame in enumerate(inst.frames):
-        assert len(frame) == 4
-        served = np.unpackbits(np.frombuffer(frame, np.uint8), count=25, bitorder="little")
-        assert np.array_equal(served.reshape(5, 5), bits[i])
+        served = decode_served_frame(frame, inst.transfer_syntax_uid)
+        assert np.array_equal(served, bits[i])
 
 
 def test_32_bit_is_served_native_and_exact() -> None:
@@ -504,7 +506,7 @@ def test_browser_mode_serves_what_the_browser_decodes_as_received() -> None:
 
 def test_jpegls_near_lossless_codec_bounds_the_error() -> None:
     """LOSSY_CODEC=jpegls: unsigned grey frames as JPEG-LS near-lossless (4.81), every
-    pixel within NEAR = step / 2 (10 HU at 'balanced'); signed frames stay HTJ2K."""
+    pixel within NEAR = 3/4 of the step (15 HU at 'balanced'); signed frames stay HTJ2K."""
     from bff.transcode.plan import plan_from_json
 
     stored = ct_stored(signed=False)
@@ -515,7 +517,9 @@ def test_jpegls_near_lossless_codec_bounds_the_error() -> None:
     assert (inst.lossy, inst.lossy_method) == (True, "ISO_14495_1")
     back = decode_served_frame(inst.frames[0], inst.transfer_syntax_uid)
     assert back.dtype == stored.dtype
-    assert int(np.abs(back.astype(int) - stored.astype(int)).max()) <= 10
+    error = np.abs(back.astype(int) - stored.astype(int))
+    assert int(error.max()) <= 15
+    assert float(np.sqrt((error.astype(float) ** 2).mean())) <= 12  # issue 5 target
     assert inst.source_pixel_bytes / inst.served_bytes >= 6
     predicted = plan_from_json(_as_metadata(ds), codec="jpegls")
     assert predicted.transfer_syntax_uid == inst.transfer_syntax_uid
