@@ -16,7 +16,7 @@ from bench.run import World, run_baseline, run_consumer, run_memory, run_source
 from bench.stacks import CONSUMER_HOST, SOURCE_LOCATION, free_port, thread_server
 from bff.demo.perf import DEFAULT_OUT, DEFAULT_SEED, DEFAULT_SLICES, make_perf_dataset
 
-RUNS = ("source", "consumer", "baseline")
+RUNS = ("source", "consumer", "baseline", "source_warm")
 CONDITIONS = ("unthrottled", "throttled_20mbit")
 CHROMIUM = "/usr/bin/chromium"
 
@@ -169,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
                                 result = run_source(world, throttled, wants_quality)
                                 if "quality" in result:
                                     report["quality"] = result.pop("quality")
+                            elif run == "source_warm":
+                                result = run_source(world, throttled, False, warm=True)
                             elif run == "consumer":
                                 result = run_consumer(world, throttled)
                             else:

@@ -56,7 +56,9 @@ class World:
         return len(self.study.instance_files)
 
 
-def _source_server(world: World, api_port: int, tag: str) -> ServerProcess:
+def _source_server(
+    world: World, api_port: int, tag: str, frames_dir: str | None = None
+) -> ServerProcess:
     values: dict[str, object] = {
         **world.stack.bff_overrides(),
         "upstream_url": world.pacs_dicomweb,
@@ -64,6 +66,9 @@ def _source_server(world: World, api_port: int, tag: str) -> ServerProcess:
         "locations": f"{SOURCE_LOCATION}={world.pacs_dicomweb}",
         "archive_url": world.archive_url,
         "audit_log": world.work / f"audit-{tag}.jsonl",
+        # Each run starts cold (its own, empty disk cache of transcoded frames) unless
+        # it is given the cache an earlier opening filled.
+        "frame_disk_cache_dir": frames_dir or str(world.work / f"frames-{tag}"),
         "source_api_port": api_port,
         "tls_cert": world.pki["server"].cert,
         "tls_key": world.pki["server"].key,
@@ -113,13 +118,23 @@ def _patient_opens(link: str, *, think: bool = False) -> Callable[[Any], None]:
     return open_viewer
 
 
-def run_source(world: World, throttled: bool, with_quality: bool) -> dict[str, Any]:
+def run_source(
+    world: World, throttled: bool, with_quality: bool, *, warm: bool = False
+) -> dict[str, Any]:
+    """One opening through the Source. ``warm``: a second opening after a restart of the
+    BFF: the exam was opened once before (untimed) with the same disk cache of
+    transcoded frames, which the measured BFF process starts with (memory cache empty)."""
     tag = f"source-{secrets.token_hex(3)}"
     link = world.stack.viewer_link(world.study, SOURCE_LOCATION)
     open_viewer = _patient_opens(link, think=True)
     out: dict[str, Any] = {}
+    frames_dir = str(world.work / f"frames-{tag}")
+    if warm:
+        with _source_server(world, free_port(), f"{tag}-first", frames_dir):
+            first = _measure(world, False, open_viewer, from_fetch=True)
+            out["first_opening_t_all_s"] = first.t_all_s
     orthanc_before = _orthanc_cpu(world)
-    with _source_server(world, free_port(), tag) as bff:
+    with _source_server(world, free_port(), tag, frames_dir) as bff:
         result = _measure(world, throttled, open_viewer, from_fetch=True)
         out.update(result.as_dict())
         out["bff"] = bff.stats()
@@ -196,6 +211,8 @@ def run_consumer(world: World, throttled: bool) -> dict[str, Any]:
         "locations": f"{CONSUMER_HOST}={unused}",
         "archive_url": f"sqlite:///{world.work / f'{tag}-archive.db'}",
         "audit_log": world.work / f"audit-{tag}.jsonl",
+        # Each run starts cold: its own, empty disk cache of transcoded frames.
+        "frame_disk_cache_dir": str(world.work / f"frames-{tag}"),
         "consumer_enabled": True,
         "consumer_handover_secret": secret,
         "source_client_cert": world.pki["client"].cert,

@@ -6,6 +6,7 @@ pool, the frame cache, the retriever, the KOS archive, the audit trail) and clos
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import secrets
@@ -34,6 +35,7 @@ from bff.consumer.remote import source_client
 from bff.consumer.routes import consumer_routes
 from bff.consumer.whitelist import load_whitelist
 from bff.dicomweb.cache import FrameCache
+from bff.dicomweb.disk_cache import DiskFrameCache
 from bff.dicomweb.retrieve import Retriever
 from bff.dicomweb.routes import dicomweb_routes
 from bff.dicomweb.upstream import DicomwebUpstream
@@ -130,6 +132,12 @@ def create_app(settings: Settings) -> Starlette:
         app.state.source_client = source_client(settings) if settings.consumer_enabled else None
         app.state.archive = archive
         app.state.background = set()
+        disk = None
+        if settings.frame_disk_cache_dir:
+            disk = DiskFrameCache(
+                Path(settings.frame_disk_cache_dir), settings.frame_disk_cache_bytes
+            )
+            await asyncio.to_thread(disk.open)
         app.state.retriever = Retriever(
             FrameCache(settings.cache_max_bytes),
             pool,
@@ -137,6 +145,7 @@ def create_app(settings: Settings) -> Starlette:
             frame_timeout=settings.frame_wait_timeout,
             max_part_bytes=settings.max_part_bytes,
             workers=settings.workers + 1,
+            disk=disk,
         )
         try:
             yield

@@ -65,6 +65,18 @@ SETTINGS: tuple[Setting, ...] = (
         "every viewer (least recently used frames are evicted first).",
     ),
     _s(
+        "FRAME_DISK_CACHE_DIR",
+        str(PROJECT_ROOT / "var" / "frame-cache"),
+        "Directory of the disk cache of transcoded instances (a second opening of an exam "
+        "skips transcoding; entries are addressed by a digest of the source instance, so "
+        "never stale). Created private (0700): it holds images. Empty disables it.",
+    ),
+    _s(
+        "FRAME_DISK_CACHE_BYTES",
+        str(4 * 1024**3),
+        "Upper bound, in bytes, of that disk cache (least recently used entries go first).",
+    ),
+    _s(
         "MAX_PART_BYTES",
         str(512 * 1024**2),
         "Largest single DICOM instance accepted from the upstream multipart stream.",
@@ -280,6 +292,8 @@ class Settings:
     upstream_read_timeout: float
     frame_wait_timeout: float
     cache_max_bytes: int
+    frame_disk_cache_dir: str
+    frame_disk_cache_bytes: int
     max_part_bytes: int
     transcode_workers: int
     lossy_quality: str
@@ -352,7 +366,11 @@ class Settings:
             raise ValueError("DRIMBOX_LOSSY_CODEC must be 'htj2k' or 'jpegls'")
         if self.lossy_quality not in {"high", "balanced", "small"}:
             raise ValueError("DRIMBOX_LOSSY_QUALITY must be 'high', 'balanced' or 'small'")
-        if self.cache_max_bytes <= 0 or self.max_part_bytes <= 0:
+        if (
+            self.cache_max_bytes <= 0
+            or self.max_part_bytes <= 0
+            or self.frame_disk_cache_bytes <= 0
+        ):
             raise ValueError("byte limits must be positive")
         if self.admin_secret and len(self.admin_secret) < 16:
             raise ValueError("DRIMBOX_ADMIN_SECRET must be empty or at least 16 characters")

@@ -28,6 +28,7 @@ from typing import Any
 import pydicom
 
 from bff.dicomweb.cache import CachedFrame, FrameCache, FrameKey
+from bff.dicomweb.disk_cache import DiskFrameCache, entry_key
 from bff.dicomweb.multipart import MultipartError, MultipartParser, Part, parse_content_type
 from bff.dicomweb.series_metadata import PreparedMetadata, RewriteContext, SeriesFacts, prepare
 from bff.dicomweb.upstream import DicomwebUpstream
@@ -112,8 +113,11 @@ class SeriesRetrieval:
         max_part_bytes: int,
         readahead_bytes: int,
         workers: int,
+        disk: DiskFrameCache | None = None,
     ) -> None:
         self.key = key
+        self._disk = disk
+        self._writes: set[asyncio.Task[None]] = set()
         self._upstream = upstream
         self._cache = cache
         self._pool = pool
@@ -300,7 +304,7 @@ class SeriesRetrieval:
                 self._changed.notify_all()
             sop_uid, data = item
             try:
-                result = await self._pool.transcode(data, self._params)
+                result = await self._transcoded(data)
             except Exception as exc:
                 log.error("transcoding %s failed: %r", sop_uid, exc)
                 self._cache.fail_waiters(
@@ -309,6 +313,21 @@ class SeriesRetrieval:
                 )
                 continue
             self._deliver(result)
+
+    async def _transcoded(self, data: bytes) -> TranscodedInstance:
+        """The instance transcoded: from the disk cache when an earlier opening did it
+        (bff/dicomweb/disk_cache.py), else by the pool (then kept on disk)."""
+        if self._disk is None:
+            return await self._pool.transcode(data, self._params)
+        key = entry_key(data, self._params)
+        cached = await self._disk.aget(key)
+        if cached is not None:
+            return cached
+        result = await self._pool.transcode(data, self._params)
+        write = asyncio.create_task(self._disk.aput(key, result))
+        self._writes.add(write)
+        write.add_done_callback(self._writes.discard)
+        return result
 
     def _deliver(self, result: TranscodedInstance) -> None:
         origin = self._upstream.origin
@@ -389,8 +408,10 @@ class Retriever:
         max_part_bytes: int,
         workers: int,
         readahead_bytes: int = 384 * 1024**2,
+        disk: DiskFrameCache | None = None,
     ) -> None:
         self.cache = cache
+        self.disk = disk
         self._pool = pool
         self._params = params
         self._frame_timeout = frame_timeout
@@ -490,6 +511,7 @@ class Retriever:
             max_part_bytes=self._max_part_bytes,
             readahead_bytes=self._readahead_bytes,
             workers=self._workers,
+            disk=self.disk,
         )
         self._retrievals[key] = retrieval
         retrieval.start()
