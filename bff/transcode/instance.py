@@ -81,7 +81,10 @@ def transcode_instance(data: bytes, params: EncodeParams) -> TranscodedInstance:
     if decision.action is Action.PASS_THROUGH:
         return result(tuple(_encapsulated_frames(ds, desc, source_ts)))
     if decision.action is Action.UNSUPPORTED:
-        raise registry.NoDecoder(f"transfer syntax {source_ts} is not supported")
+        # No frames, the stored syntax kept: the metadata then names a syntax the BFF
+        # does not serve (the page lists the image as not displayable, DB.VI-CS.30) and
+        # frame requests end at once (no frame 1), instead of a claim of JPEG-LS/HTJ2K.
+        return result(())
 
     decoded = (
         registry.decode_frame(raw, desc, source_ts) for raw in _source_frames(ds, desc, source_ts)

@@ -7,7 +7,10 @@
 - 12-bit JPEG 4.51                          -> HTJ2K lossless 4.201, still flagged lossy
   (OHIF's 12-bit JPEG decoder shifts pixels by about +15, FACTS 3)
 - lossless source, PALETTE COLOR            -> HTJ2K lossless 4.201 (indices kept)
-- lossless source, 1-bit / 32-bit / float,
+- grey, 1 bit stored (BitsAllocated 1 or 8) -> HTJ2K lossless 4.201 of one byte a pixel
+  (0/1), BitsAllocated/Stored 8 (cornerstone's WADO-RS path does not unpack 1-bit native
+  frames, and any lossy step on two levels is the whole range), also for the Consumer
+- lossless source, 32-bit / float,
   YBR_FULL_422 native, other sample counts  -> native 1.2.1 frames, not lossy
 - lossless source, otherwise                -> HTJ2K lossy 4.203, full bit depth and sign
 - anything else                             -> unsupported
@@ -55,6 +58,25 @@ class Plan:
     lossy: bool
     lossy_method: str | None
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict, hash=False)
+
+
+#: A binary image served as one byte a pixel (DB.VI-CS.30: Multi-frame Single Bit SC;
+#: DB.VI-CS.31: Bits Stored 1 in Bits Allocated 8): the codestream's precision.
+BINARY_OVERRIDES: dict[str, dict[str, Any]] = {
+    "00280100": {"vr": "US", "Value": [8]},
+    "00280101": {"vr": "US", "Value": [8]},
+    "00280102": {"vr": "US", "Value": [7]},
+}
+
+
+def _binary(desc: PixelDescription) -> bool:
+    """One grey sample with 1 bit stored (BitsAllocated 1, or 8 with BitsStored 1)."""
+    return (
+        desc.samples_per_pixel == 1
+        and desc.bits_allocated in (1, 8)
+        and (desc.bits_allocated == 1 or desc.bits_stored == 1)
+        and desc.photometric in ("MONOCHROME1", "MONOCHROME2")
+    )
 
 
 def lossy_encodable(desc: PixelDescription) -> bool:
@@ -115,6 +137,14 @@ def plan(
     if source_ts not in LOSSLESS_SOURCES:
         return Plan(Action.UNSUPPORTED, source_ts, False, None)
     kept_method = method_before if source_lossy else None
+    if _binary(desc) and not (serve == "browser" and source_ts in BROWSER_LOSSLESS):
+        return Plan(
+            Action.HTJ2K_LOSSLESS,
+            HTJ2K_LOSSLESS,
+            source_lossy,
+            kept_method,
+            {tag: dict(value) for tag, value in BINARY_OVERRIDES.items()},
+        )
     if serve == "browser" and source_ts in BROWSER_LOSSLESS:
         return Plan(Action.PASS_THROUGH, source_ts, source_lossy, kept_method)
     if serve == "browser" and source_ts in NATIVE_SYNTAXES:
