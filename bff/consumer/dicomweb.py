@@ -36,6 +36,14 @@ async def series_metadata(
     return rows
 
 
+async def _shared_rows(
+    retriever: Retriever, remote: RemoteStudy, series_uid: str, timeout: float
+) -> list[Any]:
+    """The rows as received, not copied: for reading only."""
+    await asyncio.shield(prefetch_metadata(retriever, remote, series_uid, timeout=timeout))
+    return remote.metadata[series_uid]
+
+
 def prefetch_metadata(
     retriever: Retriever, remote: RemoteStudy, series_uid: str, *, timeout: float
 ) -> asyncio.Task[bytes]:
@@ -131,7 +139,7 @@ async def series_rows(retriever: Retriever, remote: RemoteStudy, *, timeout: flo
     """QIDO series answers: one per KOS series, filled from its metadata when it comes."""
     record = remote.record
     results = await asyncio.gather(
-        *(series_metadata(retriever, remote, s.series_uid, timeout=timeout) for s in record.series),
+        *(_shared_rows(retriever, remote, s.series_uid, timeout) for s in record.series),
         return_exceptions=True,
     )
     rows = []
