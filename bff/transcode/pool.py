@@ -11,12 +11,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import TypeVar
 
+from bff.errors import ViewerError
 from bff.transcode.instance import transcode_instance
 from bff.transcode.model import EncodeParams, TranscodedInstance
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 #: Transcoding is throughput work: it yields the CPU to the event loop (metadata, the
@@ -36,6 +41,20 @@ def _worker_init() -> None:
 
     for codec in ("HTJ2K", "JPEGLS", "JPEG8", "JPEG2K", "PACKBITS"):
         getattr(imagecodecs, codec)  # imagecodecs loads its extensions lazily
+
+
+class TranscodeFailed(Exception):
+    """A worker's error, as text: always picklable (a codec's own exception type may not
+    be, and an unpicklable error breaks the whole pool)."""
+
+
+def _transcode_in_worker(data: bytes, params: EncodeParams) -> TranscodedInstance:
+    try:
+        return transcode_instance(data, params)
+    except ViewerError:
+        raise  # ours pickle (bff.errors): the caller maps them
+    except Exception as exc:
+        raise TranscodeFailed(f"{type(exc).__name__}: {exc}") from None
 
 
 def _ping() -> int:
@@ -68,8 +87,22 @@ class TranscodePool:
 
     async def transcode(self, data: bytes, params: EncodeParams) -> TranscodedInstance:
         """Run :func:`transcode_instance` in a worker; its errors are re-raised here."""
+        return await self.run(_transcode_in_worker, data, params)
+
+    async def run(self, function: Callable[..., T], *args: object) -> T:
+        """Run a module-level function in a worker. A worker that dies (a crash in a
+        codec, the OOM killer) breaks the executor: this call fails, and the next one
+        gets a fresh pool rather than failing forever."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._get_executor(), transcode_instance, data, params)
+        executor = self._get_executor()
+        try:
+            return await loop.run_in_executor(executor, function, *args)
+        except BrokenProcessPool as exc:
+            logger.error("transcoding worker died (%s): starting a fresh pool", exc)
+            if self._executor is executor:
+                self._executor = None
+                executor.shutdown(wait=False, cancel_futures=True)
+            raise TranscodeFailed(f"worker died: {exc}") from None
 
     def warm_up(self) -> None:
         """Start every worker now (blocking, a second or so) rather than on first use."""
