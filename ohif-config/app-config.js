@@ -276,6 +276,55 @@
   };
   // -------------------------------------------------------------------------------------
 
+  // --- Key images (issue 6: DB.VI-SO.196, DB.VI-CO.197; docs/series.md) -----------------
+  // The BFF lists a study's key images (SOP Instance UIDs selected by a Key Image Note)
+  // at /dicomweb/studies/<study>/key-images, after its usual access check. The list of
+  // each study named in the URL is asked for now, while OHIF boots; the overlay item
+  // below shows "Image clé" on every slice that is one, in its own series and in the
+  // virtual "Images clés" series the BFF offers (which OHIF shows first, DB.VI-SO.170).
+  var KEY_IMAGES = {}; // study UID -> {sop UID: true}, or null while asked
+  function askKeyImages(studyUid) {
+    if (!studyUid || Object.prototype.hasOwnProperty.call(KEY_IMAGES, studyUid)) {
+      return;
+    }
+    KEY_IMAGES[studyUid] = null;
+    fetch(DICOMWEB_ROOT + '/studies/' + encodeURIComponent(studyUid) + '/key-images', {
+      credentials: 'same-origin',
+      headers: { Accept: 'application/json' },
+    })
+      .then(function (r) {
+        return r.ok ? r.json() : { sop_uids: [] };
+      })
+      .then(function (answer) {
+        var set = {};
+        (answer.sop_uids || []).forEach(function (uid) {
+          set[uid] = true;
+        });
+        KEY_IMAGES[studyUid] = set;
+      })
+      .catch(function () {
+        delete KEY_IMAGES[studyUid]; // asked again at the next render
+      });
+  }
+  try {
+    var urlStudies = new URLSearchParams(window.location.search).get('StudyInstanceUIDs');
+    (urlStudies || '').split(',').forEach(askKeyImages);
+  } catch (e) {
+    // no URLSearchParams: the overlay item asks when it first renders
+  }
+  OVERLAY['viewportOverlay.topRight'].push(
+    overlayItem('KeyImage', 'Image significative (Key Image Note)', function (props) {
+      var slice = sliceInstance(props);
+      if (!slice || !slice.StudyInstanceUID) {
+        return null;
+      }
+      askKeyImages(slice.StudyInstanceUID);
+      var set = KEY_IMAGES[slice.StudyInstanceUID];
+      return set && set[slice.SOPInstanceUID] ? 'Image clé' : null;
+    })
+  );
+  // -------------------------------------------------------------------------------------
+
   window.config = {
     name: 'drimbox-viewer',
     routerBasename: '/',

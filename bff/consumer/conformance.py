@@ -11,6 +11,7 @@ from __future__ import annotations
 from pydicom.dataset import Dataset
 
 from bff.consumer.errors import SourceError
+from bff.dicomweb.key_images import KEY_IMAGE_TITLES, KOS_SOP_CLASS_UID
 
 #: (transfer syntax, q) in the order the Consumer prefers them.
 DRIMM_TRANSFER_SYNTAXES: tuple[tuple[str, float], ...] = (
@@ -97,6 +98,21 @@ def basic_image_review(ds: Dataset) -> bool:
     return photometric in BIR_PHOTOMETRIC
 
 
+def key_image_note(ds: Dataset) -> bool:
+    """DB.VI-CO.197: a Key Image Note (a KOS whose title is a key-image title, not the
+    DRIM-M manifest): not shown itself, read for the key images it selects."""
+    if str(ds.get("SOPClassUID", "")) != KOS_SOP_CLASS_UID:
+        return False
+    titles = ds.get("ConceptNameCodeSequence") or []
+    if not titles:
+        return False
+    title = titles[0]
+    return (
+        str(title.get("CodeValue", "")) in KEY_IMAGE_TITLES
+        and str(title.get("CodingSchemeDesignator", "")) == "DCM"
+    )
+
+
 def check_instance(header: Dataset) -> None:
     """E302 for a syntax outside the DRIM-M list, E301 for an unsupported object."""
     meta = getattr(header, "file_meta", None)
@@ -104,5 +120,5 @@ def check_instance(header: Dataset) -> None:
     if transfer_syntax not in ACCEPTED:
         raise SourceError("E302", f"transfer syntax {transfer_syntax!r} not in the DRIM-M list")
     sop_class = str(header.get("SOPClassUID", ""))
-    if sop_class not in TABLE_4 and not basic_image_review(header):
+    if sop_class not in TABLE_4 and not basic_image_review(header) and not key_image_note(header):
         raise SourceError("E301", f"SOP class {sop_class!r} not supported")

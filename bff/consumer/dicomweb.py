@@ -16,6 +16,7 @@ from typing import Any
 
 from bff.consumer.errors import SourceError
 from bff.consumer.remote import RemoteStudy
+from bff.dicomweb import key_images
 from bff.dicomweb.retrieve import Retriever, retrieval_error
 from bff.errors import UpstreamProtocolError, UpstreamTimeout, ViewerError
 
@@ -71,7 +72,7 @@ async def _load_metadata(
 ) -> bytes:
     record = remote.record
     upstream = remote.upstream_for(series_uid)
-    retrieval = retriever.ensure(upstream, record.study_uid, series_uid)
+    retrieval = retriever.ensure(upstream, record.study_uid, series_uid, start=False)
     kos_series = next(s for s in record.series if s.series_uid == series_uid)
     retrieval.expected = len(kos_series.instances)
     path = f"/studies/{record.study_uid}/series/{series_uid}/metadata"
@@ -95,6 +96,7 @@ async def _load_metadata(
 
 
 async def _from_received_headers(retrieval: Any, timeout: float) -> list[Any]:
+    retrieval.start()  # the headers come with the series itself
     try:
         await asyncio.wait_for(retrieval.done.wait(), timeout)
     except TimeoutError as exc:
@@ -161,3 +163,55 @@ async def series_rows(retriever: Retriever, remote: RemoteStudy, *, timeout: flo
             row["00080060"] = {"vr": "CS", "Value": ["OT"]}
         rows.append(row)
     return rows
+
+
+# -- key images (issue 6: DB.VI-CO.197) ------------------------------------------------------
+# A KO series of the DRIM-M manifest that is a Key Image Note is retrieved from the Source
+# like any series (its metadata from the Source's /metadata, else from the header of the
+# KO instance received); the index is then built as for the Source viewer
+# (bff/dicomweb/key_images.py), from the KOS's series and their metadata only.
+
+
+def ko_series(remote: RemoteStudy) -> list[str]:
+    """The KOS's series made of Key Object Selection Documents only (KINs, maybe)."""
+    return [
+        s.series_uid
+        for s in remote.record.series
+        if s.instances and all(c == key_images.KOS_SOP_CLASS_UID for c, _ in s.instances)
+    ]
+
+
+def _index_row(remote: RemoteStudy, series_uid: str, is_ko: bool) -> dict[str, Any]:
+    rows = remote.metadata.get(series_uid) or [{}]
+    row: dict[str, Any] = {
+        key_images.SERIES_UID: {"vr": "UI", "Value": [series_uid]},
+        key_images.MODALITY: {
+            "vr": "CS",
+            "Value": ["KO" if is_ko else _value(rows[0], "00080060") or "OT"],
+        },
+    }
+    if key_images.SERIES_NUMBER in rows[0]:
+        row[key_images.SERIES_NUMBER] = rows[0][key_images.SERIES_NUMBER]
+    return row
+
+
+async def key_image_index(
+    retriever: Retriever, remote: RemoteStudy, *, timeout: float
+) -> key_images.KeyImages:
+    """The key images of a KOS-opened study: its KIN series' metadata, read from the Source
+    (a KIN that cannot be read leaves the exam viewable without it)."""
+    ko_uids = ko_series(remote)
+    if not ko_uids:
+        return key_images.EMPTY
+    results = await asyncio.gather(
+        *(_shared_rows(retriever, remote, uid, timeout) for uid in ko_uids),
+        return_exceptions=True,
+    )
+    kos: dict[str, list[Any]] = {}
+    for uid, result in zip(ko_uids, results, strict=True):
+        if isinstance(result, list):
+            kos[uid] = result
+        else:
+            log.warning("key images of KO series %s not read: %r", uid, result)
+    rows = [_index_row(remote, s.series_uid, s.series_uid in ko_uids) for s in remote.record.series]
+    return key_images.build_index(remote.record.study_uid, rows, kos)

@@ -149,7 +149,13 @@ async def search_series(request: Request) -> Response:
     if remote is not None:
         retriever: Retriever = request.app.state.retriever
         timeout = request.app.state.settings.frame_wait_timeout
-        return _json(await consumer.series_rows(retriever, remote, timeout=timeout))
+        # Key images (DB.VI-CO.197): the KOS's KIN series become the virtual series.
+        remote_rows, remote_index = await asyncio.gather(
+            consumer.series_rows(retriever, remote, timeout=timeout),
+            _key_images(request, upstream, study_uid),
+        )
+        remote_rows = [row for row in remote_rows if _first(row, MODALITY) != "KO"]
+        return _json(remote_rows + _key_image_rows(request, study_uid, remote_index))
     # Key images (DB.VI-SO.170): the study's KINs are read while the PACS answers.
     rows, index = await asyncio.gather(
         upstream.get_json(f"/studies/{study_uid}/series", _query(request)),
@@ -303,7 +309,9 @@ async def _frames_response(
 ) -> Response:
     upstream = check_series(request, study_uid, series_uid)
     # Key images (DB.VI-SO.196): a virtual series' frames are those of the real series.
-    series_uid = await _real_series(request, upstream, study_uid, series_uid, sop_uid)
+    real_uid = await _real_series(request, upstream, study_uid, series_uid, sop_uid)
+    if real_uid != series_uid:  # DB.VI-CO.197: the Consumer's real series has its upstream
+        series_uid, upstream = real_uid, check_series(request, study_uid, real_uid)
     retriever: Retriever = request.app.state.retriever
     frames = await asyncio.gather(
         *(retriever.frame(upstream, study_uid, series_uid, sop_uid, n) for n in numbers)
@@ -348,6 +356,7 @@ async def bulk(request: Request) -> Response:
         upstream = check_series(request, study_uid, series_uid)
         # Key images (DB.VI-SO.196): a virtual series' pixels are those of the real one.
         real_uid = await _real_series(request, upstream, study_uid, series_uid, sop_uid)
+        upstream = check_series(request, study_uid, real_uid)  # DB.VI-CO.197 (Consumer)
         first = await retriever.frame(upstream, study_uid, real_uid, sop_uid, 1)
         retrieval = retriever.find(upstream.origin, study_uid, real_uid)
         facts = retrieval.delivered.get(sop_uid) if retrieval else None
@@ -400,10 +409,18 @@ async def thumbnail(request: Request) -> Response:
 
 
 async def _key_images(
-    request: Request, upstream: DicomwebUpstream, study_uid: str
+    request: Request, upstream: DicomwebUpstream, study_uid: str, series_uid: str | None = None
 ) -> key_images.KeyImages:
-    if remote_study(request, study_uid) is not None:
-        return key_images.EMPTY  # Consumer-opened studies: the Source's KINs are not read
+    """The study's key images; with ``series_uid``, only worth reading if that series may
+    be a virtual one (the Consumer then never waits for its KINs to serve other series)."""
+    remote = remote_study(request, study_uid)
+    if remote is not None:
+        # DB.VI-CO.197: the KINs of the KOS, read from the Source (bff/consumer/dicomweb.py).
+        if series_uid is not None and series_uid not in consumer.ko_series(remote):
+            return key_images.EMPTY
+        retriever: Retriever = request.app.state.retriever
+        timeout = request.app.state.settings.frame_wait_timeout
+        return await consumer.key_image_index(retriever, remote, timeout=timeout)
     return await key_images.index_of(request.app.state).get(upstream, study_uid)
 
 
@@ -422,7 +439,8 @@ async def _real_series(
 ) -> str:
     """The series really holding ``sop_uid``: ``series_uid`` itself, or for a virtual
     key-image series the series its KIN names (404 for an instance it does not select)."""
-    kin_series = (await _key_images(request, upstream, study_uid)).virtual(series_uid)
+    index = await _key_images(request, upstream, study_uid, series_uid)
+    kin_series = index.virtual(series_uid)
     if kin_series is None:
         return series_uid
     real_uid = kin_series.real_series_of(sop_uid)
@@ -447,10 +465,13 @@ async def _virtual_metadata(
     request: Request, upstream: DicomwebUpstream, study_uid: str, series_uid: str
 ) -> Response | None:
     """The metadata of a virtual key-image series, or None for any other series."""
-    index = await _key_images(request, upstream, study_uid)
+    index = await _key_images(request, upstream, study_uid, series_uid)
     kin_series = index.virtual(series_uid)
     if kin_series is None:
         return None
+    remote = remote_study(request, study_uid)
+    if remote is not None:
+        return await _remote_virtual_metadata(request, remote, study_uid, kin_series, index)
     retriever: Retriever = request.app.state.retriever
     for real_uid in dict.fromkeys(image.series_uid for image in kin_series.images):
         retriever.ensure(upstream, study_uid, real_uid)  # the frames stream as usual
@@ -461,6 +482,32 @@ async def _virtual_metadata(
     rows = await key_images.virtual_metadata(upstream, study_uid, kin_series, index, rewrite)
     if not rows:
         raise NotFound("no key image found")
+    return _json(rows)
+
+
+async def _remote_virtual_metadata(
+    request: Request,
+    remote: Any,
+    study_uid: str,
+    kin_series: key_images.KeyImageSeries,
+    index: key_images.KeyImages,
+) -> Response:
+    """DB.VI-CO.197: a Source offers no instance metadata; the key images' rows are taken
+    from their series' metadata (Source /metadata or the instances received)."""
+    retriever: Retriever = request.app.state.retriever
+    timeout = request.app.state.settings.frame_wait_timeout
+    rows: list[Any] = []
+    for real_uid in dict.fromkeys(image.series_uid for image in kin_series.images):
+        upstream = check_series(request, study_uid, real_uid)
+        retriever.ensure(upstream, study_uid, real_uid)  # the frames stream as usual
+        wanted = {i.sop_uid for i in kin_series.images if i.series_uid == real_uid}
+        series_rows = await consumer.series_metadata(retriever, remote, real_uid, timeout=timeout)
+        kept = [row for row in series_rows if _first(row, "00080018") in wanted]
+        rows += await _rewrite(request, upstream, study_uid, kept)
+    if not rows:
+        raise NotFound("no key image found")
+    for row in rows:
+        key_images.as_virtual(row, kin_series, index)
     return _json(rows)
 
 
@@ -476,6 +523,36 @@ async def key_image_list(request: Request) -> Response:
     return JSONResponse(
         {"sop_uids": sorted(index.sop_uids), "series": series},
         headers={"Cache-Control": "no-store"},
+    )
+
+
+# -- the series chosen first (issue 6: DB.VI-SO.189) ----------------------------------------
+# The page around OHIF (ohif-config/drimbox-panel.js) offers, at opening, the study's series;
+# the one the user picks is displayed first (OHIF's initialSeriesInstanceUID) and its
+# retrieval goes first here (note 2). Same access decision as every facade route: a study
+# outside the grant is a 404 and nothing is started.
+
+
+async def series_priority(request: Request) -> Response:
+    """``POST /api/priority/{study}/{series}``: retrieve and transcode this series first."""
+    study_uid = _uid(request, "study_uid")
+    series_uid = _uid(request, "series_uid")
+    upstream = check_series(request, study_uid, series_uid)
+    session = request.scope.get("session")
+    if session is not None and not request.app.state.sessions.check_csrf(
+        session, request.headers.get("x-csrf-token", "")
+    ):
+        raise BadRequest("csrf token mismatch")
+    # A virtual key-image series is shown from its real series: that one goes first.
+    index = await _key_images(request, upstream, study_uid, series_uid)
+    kin_series = index.virtual(series_uid)
+    if kin_series is not None:
+        series_uid = kin_series.images[0].series_uid
+        upstream = check_series(request, study_uid, series_uid)
+    retriever: Retriever = request.app.state.retriever
+    retriever.prefer(upstream, study_uid, series_uid)
+    return JSONResponse(
+        {"series_uid": series_uid}, status_code=202, headers={"Cache-Control": "no-store"}
     )
 
 
@@ -496,4 +573,6 @@ def dicomweb_routes() -> list[BaseRoute]:
         Route(instance + "/thumbnail", thumbnail),
         Route(instance + "/frames/{frames}", frames),
         Route(instance + "/bulk/{tag_path:path}", bulk),
+        # issue 6, DB.VI-SO.189: the series the user chose is retrieved first.
+        Route("/api/priority/{study_uid}/{series_uid}", series_priority, methods=["POST"]),
     ]

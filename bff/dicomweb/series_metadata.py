@@ -132,7 +132,8 @@ async def rewrite_off_loop(
     return await asyncio.to_thread(rewrite_rows, rows, context, facts)
 
 
-def _build(raw: bytes, context: RewriteContext, facts: SeriesFacts) -> PreparedMetadata:
+def build(raw: bytes, context: RewriteContext, facts: SeriesFacts) -> PreparedMetadata:
+    """The answer from the PACS's raw JSON (module level: runs in a pool worker)."""
     rows = json.loads(raw) if raw else []
     if not isinstance(rows, list):
         raise ValueError("series metadata is not a JSON array")
@@ -153,14 +154,20 @@ async def prepare(
     first_delivered: asyncio.Event,
     context: RewriteContext,
     snapshot: Any,
+    run: Any = None,
 ) -> PreparedMetadata:
     """Await the PACS's answer and (briefly) the first transcoded instance, then build the
-    answer in a thread. ``snapshot()`` returns the series' :class:`SeriesFacts` (called
-    on the event loop, just before the thread starts)."""
+    answer with ``run`` (the transcoding pool's ``run``: another process, so the JSON
+    parsing and serializing, which hold the GIL for ~0.1 s each, never stall the event
+    loop) or, without one, in a thread. ``snapshot()`` returns the series'
+    :class:`SeriesFacts` (called on the event loop, just before)."""
     body = await raw
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(first_delivered.wait(), RATIO_WAIT_S)
     facts: SeriesFacts = snapshot()
-    prepared = await asyncio.to_thread(_build, body, context, facts)
+    if run is not None:
+        prepared: PreparedMetadata = await run(build, body, context, facts)
+    else:
+        prepared = await asyncio.to_thread(build, body, context, facts)
     log.debug("series metadata prepared: %d rows, %d B", prepared.rows, len(prepared.body))
     return prepared

@@ -33,6 +33,7 @@ import asyncio
 import gzip
 import json
 import logging
+import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -371,13 +372,16 @@ async def retrieve(request: Request) -> Response:
 
 async def series_metadata(request: Request) -> Response:
     """The series' DICOM JSON metadata from the PACS, after the same checks."""
+    started = time.monotonic()
     upstream, kos, _ = await _checked(request)
+    checked = time.monotonic()
     series_uid = request.path_params["series_uid"]
     path = f"/studies/{kos.record.study_uid}/series/{series_uid}/metadata"
     try:
         raw = await upstream.get_json_bytes(path)
     except ViewerError as exc:
         raise pacs_error(exc, f"GET {path}") from exc
+    fetched = time.monotonic()
     series = next(s for s in kos.record.series if s.series_uid == series_uid)
     referenced = frozenset(uid for _, uid in series.instances)
     # 7.8 MB of JSON for a 1300-slice CT: parsed, filtered and compressed in a thread,
@@ -390,6 +394,13 @@ async def series_metadata(request: Request) -> Response:
     headers = {"Cache-Control": "no-store", "Vary": "Accept-Encoding"}
     if encoding:
         headers["Content-Encoding"] = encoding
+    log.info(
+        "series metadata for a Consumer: checks %.2f s, PACS %.2f s, built %.2f s, %d B",
+        checked - started,
+        fetched - checked,
+        time.monotonic() - fetched,
+        len(body),
+    )
     return Response(body, media_type="application/dicom+json", headers=headers)
 
 
