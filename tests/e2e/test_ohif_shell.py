@@ -69,6 +69,4 @@ def test_ohif_boots_in_french_from_our_origin_only(shell_url: str, context: Any,
 def test_language_chosen_by_the_user_is_kept(shell_url: str, page: Any) -> None:
     """``?lng=`` (and a stored choice) still wins over our French default."""
     page.goto(f"{shell_url}/viewer?StudyInstanceUIDs=1.2.3&lng=en-US")
-    page.wait_for_function(
-        "() => localStorage.getItem('i18nextLng') === 'en-US'", timeout=30_000
-    )
+    page.wait_for_function("() => localStorage.getItem('i18nextLng') === 'en-US'", timeout=30_000)

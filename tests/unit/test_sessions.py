@@ -49,9 +49,7 @@ def test_forged_or_foreign_cookies_are_no_session(store: SessionStore) -> None:
     assert store.load("") is None and store.load(None) is None
 
 
-def test_expiry_and_logout_apply_to_remembered_cookies(
-    store: SessionStore, clock: Clock
-) -> None:
+def test_expiry_and_logout_apply_to_remembered_cookies(store: SessionStore, clock: Clock) -> None:
     idle = store.create()
     idle_cookie = store.cookie_value(idle)
     assert store.load(idle_cookie) is idle
