@@ -45,6 +45,9 @@ class RefusedSource(DicomwebUpstream):
     async def get_json_bytes(self, path: str) -> bytes:
         raise self.error
 
+    async def search(self, path: str, params: Any = None) -> Any:
+        raise self.error
+
     async def get_bytes(self, path: str, accept: str, params: Any = None) -> tuple[str, bytes]:
         raise self.error
 

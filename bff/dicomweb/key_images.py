@@ -243,7 +243,7 @@ def as_virtual(row: dict[str, Any], kin_series: KeyImageSeries, index: KeyImages
 
 async def lookup(upstream: DicomwebUpstream, study_uid: str) -> KeyImages:
     """Ask the PACS for the study's KO series and read their KINs (study-scoped paths)."""
-    rows = await upstream.get_json(f"/studies/{study_uid}/series")
+    rows = await upstream.search(f"/studies/{study_uid}/series")
     ko_series = [
         _first(r, SERIES_UID)
         for r in rows

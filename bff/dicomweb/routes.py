@@ -114,7 +114,7 @@ async def search_studies(request: Request) -> Response:
     if grant is None:
         if not request.app.state.open_access:
             return _json([])
-        rows = await upstream.get_json("/studies", query)
+        rows = await upstream.search("/studies", query)
     else:
         asked = query.pop("StudyInstanceUID", "")
         wanted = grant.study_uids(upstream.origin)
@@ -124,9 +124,7 @@ async def search_studies(request: Request) -> Response:
         for study_uid in wanted:
             remote = remote_study(request, study_uid)
             if remote is None:
-                rows += await upstream.get_json(
-                    "/studies", {**query, "StudyInstanceUID": study_uid}
-                )
+                rows += await upstream.search("/studies", {**query, "StudyInstanceUID": study_uid})
                 continue
             row = consumer.study_row(remote)
             patient_id = query.get("PatientID")
@@ -158,7 +156,7 @@ async def search_series(request: Request) -> Response:
         return _json(remote_rows + _key_image_rows(request, study_uid, remote_index))
     # Key images (DB.VI-SO.170): the study's KINs are read while the PACS answers.
     rows, index = await asyncio.gather(
-        upstream.get_json(f"/studies/{study_uid}/series", _query(request)),
+        upstream.search(f"/studies/{study_uid}/series", _query(request)),
         _key_images(request, upstream, study_uid),
     )
     rows = [row for row in rows if _first(row, MODALITY) != "KO"]
@@ -171,7 +169,7 @@ async def search_instances(request: Request) -> Response:
     path = f"/studies/{study_uid}"
     if "series_uid" in request.path_params:
         path += f"/series/{_uid(request, 'series_uid')}"
-    return _json(await upstream.get_json(f"{path}/instances", _query(request)))
+    return _json(await upstream.search(f"{path}/instances", _query(request)))
 
 
 # -- metadata ----------------------------------------------------------------------------
@@ -388,9 +386,7 @@ async def thumbnail(request: Request) -> Response:
         sop_uid = _uid(request, "sop_uid")
         series_uid = await _real_series(request, upstream, study_uid, series_uid, sop_uid)
     else:
-        rows = await upstream.get_json(
-            f"/studies/{study_uid}/series/{series_uid}/instances",
-        )
+        rows = await upstream.search(f"/studies/{study_uid}/series/{series_uid}/instances")
         if not rows:
             raise NotFound("empty series")
         rows.sort(key=lambda r: (r.get("00200013", {}).get("Value") or [0])[0] or 0)

@@ -6,9 +6,12 @@ around the request and inside the streamed body (STYLE.md point 5).
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import json
 import logging
 import ssl
+import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -68,6 +71,20 @@ def translate(exc: httpx.HTTPError, what: str) -> ViewerError:
     return UpstreamUnavailable(f"{what}: {type(exc).__name__}: {exc}")
 
 
+#: How long an upstream search answer is shared (see DicomwebUpstream.search).
+SEARCH_TTL_S = 10.0
+MAX_SEARCHES = 256
+
+
+def _failed(task: asyncio.Task[bytes]) -> bool:
+    return task.done() and (task.cancelled() or task.exception() is not None)
+
+
+def _consume_exception(task: asyncio.Task[bytes]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
 class DicomwebUpstream:
     """One upstream DICOMweb service. ``origin`` names it in cache keys and logs."""
 
@@ -97,6 +114,7 @@ class DicomwebUpstream:
         self.serve = serve
         self._headers = {**_auth_headers(auth), **(headers or {})}
         self._owns_client = client is None
+        self._searches: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[float, Any]] = {}
         self._client = client or httpx.AsyncClient(
             timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
             transport=transport,
@@ -129,6 +147,35 @@ class DicomwebUpstream:
             raise self.policy.for_exception(exc, what) from exc
         self._check(response, what)
         return response
+
+    async def search(self, path: str, params: Mapping[str, str] | None = None) -> Any:
+        """A QIDO-RS search (DICOM JSON rows), shared: the same search asked again within
+        :data:`SEARCH_TTL_S` (OHIF repeats its study search, the page around it asks the
+        series list too) gets the same upstream answer, parsed afresh for each caller.
+        Callers check access before searching, as for every upstream call."""
+        key = (path, tuple(sorted((params or {}).items())))
+        now = time.monotonic()
+        entry = self._searches.get(key)
+        if entry is None or entry[0] < now or _failed(entry[1]):
+            for stale in [k for k, (expires, _) in self._searches.items() if expires < now]:
+                del self._searches[stale]
+            while len(self._searches) >= MAX_SEARCHES:
+                del self._searches[next(iter(self._searches))]
+            task = asyncio.create_task(self._search_bytes(path, params), name=f"qido {path}")
+            task.add_done_callback(_consume_exception)
+            entry = self._searches[key] = (now + SEARCH_TTL_S, task)
+        raw = await asyncio.shield(entry[1])
+        return json.loads(raw) if raw else []
+
+    async def _search_bytes(self, path: str, params: Mapping[str, str] | None) -> bytes:
+        response = await self._get(path, DICOM_JSON, params)
+        if response.status_code == 204 or not response.content:
+            return b""
+        try:
+            json.loads(response.content)
+        except ValueError as exc:
+            raise UpstreamProtocolError(f"GET {path}: invalid JSON") from exc
+        return response.content
 
     async def get_json(self, path: str, params: Mapping[str, str] | None = None) -> Any:
         """GET a DICOM JSON answer; 204 (no match) is an empty list."""

@@ -231,6 +231,15 @@ async def callback(request: Request) -> Response:
     return _with_cookie(request, RedirectResponse(_viewer_url([link.study_uid]), 303), session)
 
 
+#: The series search OHIF 3.13.2 makes first (seen in its requests, docs/performance.md).
+OHIF_SERIES_SEARCH = {"includefield": "00080021,00080031,0008103E,00200011"}
+
+
+def _log_search_failure(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.info("series search ahead of OHIF failed: %r", task.exception())
+
+
 def start_retrievals(request: Request, record: KosRecord, location: str) -> None:
     """Start pulling and transcoding the exam, and fetching its series metadata, now,
     while the browser loads OHIF (about 3 s on a 2-core client): by OHIF's first
@@ -250,6 +259,16 @@ def start_retrievals(request: Request, record: KosRecord, location: str) -> None
     for series in record.series:
         retriever.prefetch_metadata(upstream, record.study_uid, series.series_uid, context)
     key_images.index_of(request.app.state).warm(upstream, record.study_uid)
+    # OHIF's series search, asked now and shared when OHIF asks it (DicomwebUpstream
+    # .search): its metadata request, hence its first image, waits for it. Another
+    # query shape (another OHIF version) only misses.
+    search = asyncio.create_task(
+        upstream.search(f"/studies/{record.study_uid}/series", OHIF_SERIES_SEARCH)
+    )
+    background: set[asyncio.Task[Any]] = request.app.state.background
+    background.add(search)
+    search.add_done_callback(background.discard)
+    search.add_done_callback(_log_search_failure)
 
 
 def _sign_in(

@@ -16,6 +16,7 @@ import pytest
 
 from bff.dicomweb import key_images
 from bff.dicomweb.retrieve import Retriever
+from bff.source.routes import OHIF_SERIES_SEARCH
 from tests.access import ScriptedBrowser
 from tests.source_stack import (
     LOCATION,
@@ -171,8 +172,12 @@ def test_series_metadata_prepared_at_grant_is_the_answer_ohif_gets(
     series_uid = source.study.series_uids[1]  # the axial CT
     retrieval = retriever.find(LOCATION, study_uid, series_uid)
     assert retrieval is not None and retrieval.prepared is not None
-    # The key-image lookup (its series search and metadata wait for it) started too.
+    # The key-image lookup (its series search and metadata wait for it) started too,
+    # and OHIF's own series search is being asked, to be shared when OHIF asks it.
     assert (LOCATION, study_uid) in key_images.index_of(source.app.state)._entries
+    upstream = source.app.state.locations[LOCATION]
+    asked = (f"/studies/{study_uid}/series", tuple(sorted(OHIF_SERIES_SEARCH.items())))
+    assert asked in upstream._searches
     path = f"/dicomweb/studies/{study_uid}/series/{series_uid}/metadata"
     first = browser.get(bff(source, path), headers={"Accept-Encoding": "gzip"})
     assert first.status_code == 200, first.text
