@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import re
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -177,6 +178,9 @@ def test_series_metadata_prepared_at_grant_is_the_answer_ohif_gets(
     assert (LOCATION, study_uid) in key_images.index_of(source.app.state)._entries
     upstream = source.app.state.locations[LOCATION]
     asked = (f"/studies/{study_uid}/series", tuple(sorted(OHIF_SERIES_SEARCH.items())))
+    deadline = time.monotonic() + 5
+    while asked not in upstream._searches and time.monotonic() < deadline:
+        time.sleep(0.02)  # the search task runs on the server's loop
     assert asked in upstream._searches
     path = f"/dicomweb/studies/{study_uid}/series/{series_uid}/metadata"
     first = browser.get(bff(source, path), headers={"Accept-Encoding": "gzip"})
