@@ -76,6 +76,16 @@ class InstanceFacts:
     attribute_overrides: dict[str, dict[str, object]] = field(default_factory=dict)
 
 
+def _learn_series(retrieval: SeriesRetrieval, task: asyncio.Task[PreparedMetadata]) -> None:
+    """The progress indication names the series and its size from the prepared metadata,
+    before OHIF asks for it (DB.VI-CS.18)."""
+    if task.cancelled() or task.exception() is not None:
+        return
+    prepared = task.result()
+    retrieval.expected = retrieval.expected or prepared.rows
+    retrieval.description = retrieval.description or prepared.description
+
+
 def _consume_exception(task: asyncio.Task[Any]) -> None:
     """A prefetch nobody ended up awaiting must not log 'exception never retrieved'."""
     if not task.cancelled():
@@ -479,6 +489,7 @@ class Retriever:
                     name=f"prepare metadata {series_uid}",
                 )
                 prepared.add_done_callback(_consume_exception)
+                prepared.add_done_callback(functools.partial(_learn_series, retrieval))
                 retrieval.prepared = prepared
         # The stream is asked just after the metadata, not once it arrived: holding it
         # back until then (as the Consumer does with its Source) was measured slower

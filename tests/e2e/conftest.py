@@ -11,6 +11,11 @@ from typing import Any
 
 import pytest
 
+from bff.app import create_app
+from bff.settings import PROJECT_ROOT
+from tests.conftest import Pacs, make_settings
+from tests.servers import live_server
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless=new",
@@ -79,3 +84,13 @@ def save_screenshot(page: Any, name: str) -> Path | None:
     except Exception:  # the page may be gone; a missing screenshot must not hide the failure
         return None
     return path
+
+
+@pytest.fixture(scope="module")
+def viewer_url(pacs: Pacs) -> Iterator[str]:
+    """A BFF in open access (the facade's own tests) over the session's Orthanc, one per
+    test module; the study under test is loaded into that Orthanc by the module."""
+    if not (PROJECT_ROOT / "ohif-dist" / "index.html").is_file():
+        pytest.skip("ohif-dist/ is missing: run scripts/fetch-ohif")
+    with live_server(create_app(make_settings(pacs.dicomweb_url))) as url:
+        yield url

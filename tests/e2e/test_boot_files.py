@@ -10,17 +10,14 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from bff.app import create_app
 from bff.settings import PROJECT_ROOT
 from bff.web.boot import BOOT_FILES, load_boot_files
-from tests.conftest import Pacs, make_settings
+from tests.conftest import Pacs
 from tests.e2e.test_viewer import wait_for_image
-from tests.servers import live_server
 
 pytestmark = pytest.mark.e2e
 
@@ -29,14 +26,6 @@ LISTING = PROJECT_ROOT / "ohif-config" / BOOT_FILES
 #: Served from ohif-config/ per deployment, no-cache: not worth announcing.
 NOT_BOOT = ("app-config.js",)
 STATIC = re.compile(r"^/([A-Za-z0-9][A-Za-z0-9._-]*\.(?:js|css|woff2))$")
-
-
-@pytest.fixture(scope="module")
-def viewer_url(pacs: Pacs) -> Iterator[str]:
-    if not (DIST / "index.html").is_file():
-        pytest.skip("ohif-dist/ is missing: run scripts/fetch-ohif")
-    with live_server(create_app(make_settings(pacs.dicomweb_url))) as url:
-        yield url
 
 
 def _ohif_version() -> str:

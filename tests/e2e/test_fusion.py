@@ -9,20 +9,16 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 
-from bff.app import create_app
-from bff.settings import PROJECT_ROOT
-from tests.conftest import Pacs, make_settings
+from tests.conftest import Pacs
 from tests.e2e import volumes
 from tests.e2e.test_source_flow import sign_in
 from tests.e2e.test_viewer import wait_for_image
-from tests.servers import live_server
 from tests.source_stack import SourceStack
 
 pytestmark = pytest.mark.e2e
@@ -54,14 +50,6 @@ def pet_ct_study(pacs: Pacs, tmp_path_factory: pytest.TempPathFactory) -> str:
     ct, pt = volumes.write_pet_ct(tmp_path_factory.mktemp("pet-ct"))
     pacs.process.upload([*ct.paths, *pt.paths])
     return ct.study_uid
-
-
-@pytest.fixture(scope="module")
-def viewer_url(pacs: Pacs) -> Iterator[str]:
-    if not (PROJECT_ROOT / "ohif-dist" / "index.html").is_file():
-        pytest.skip("ohif-dist/ is missing: run scripts/fetch-ohif")
-    with live_server(create_app(make_settings(pacs.dicomweb_url))) as url:
-        yield url
 
 
 def wait_for(page: Any, check: Any, timeout: float = 60) -> Any:

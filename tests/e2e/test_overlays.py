@@ -12,7 +12,6 @@ the window level readout stays (DB.VI-CS.21).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,12 +21,9 @@ import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
-from bff.app import create_app
-from bff.settings import PROJECT_ROOT
-from tests.conftest import Pacs, make_settings
+from tests.conftest import Pacs
 from tests.e2e.test_source_flow import sign_in
 from tests.e2e.test_viewer import wait_for_image
-from tests.servers import live_server
 from tests.source_stack import SourceStack
 
 pytestmark = pytest.mark.e2e
@@ -169,14 +165,6 @@ def studies(pacs: Pacs, tmp_path_factory: pytest.TempPathFactory) -> dict[str, s
         uids[case.name], paths = write_series(out_dir, case)
         pacs.process.upload(paths)
     return uids
-
-
-@pytest.fixture(scope="module")
-def viewer_url(pacs: Pacs) -> Iterator[str]:
-    if not (PROJECT_ROOT / "ohif-dist" / "index.html").is_file():
-        pytest.skip("ohif-dist/ is missing: run scripts/fetch-ohif")
-    with live_server(create_app(make_settings(pacs.dicomweb_url))) as url:
-        yield url
 
 
 def read_overlays(page: Any, ready: Any, timeout: float = 30) -> list[dict[str, Any]]:

@@ -8,20 +8,16 @@ open-access viewer."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pydicom.uid import generate_uid
 
-from bff.app import create_app
-from bff.settings import PROJECT_ROOT
-from tests.conftest import Pacs, make_settings
+from tests.conftest import Pacs
 from tests.e2e.test_overlays import read_overlays
 from tests.e2e.test_viewer import wait_for_image
 from tests.series_data import MANIFEST, OF_INTEREST, Study, add_kos, add_series
-from tests.servers import live_server
 
 pytestmark = pytest.mark.e2e
 
@@ -65,14 +61,6 @@ def studies(pacs: Pacs, tmp_path_factory: pytest.TempPathFactory) -> dict[str, S
     for study in (plain, kin, load):
         pacs.process.upload(study.files)
     return {"plain": plain, "kin": kin, "load": load}
-
-
-@pytest.fixture(scope="module")
-def viewer_url(pacs: Pacs) -> Iterator[str]:
-    if not (PROJECT_ROOT / "ohif-dist" / "index.html").is_file():
-        pytest.skip("ohif-dist/ is missing: run scripts/fetch-ohif")
-    with live_server(create_app(make_settings(pacs.dicomweb_url))) as url:
-        yield url
 
 
 def open_study(page: Any, viewer_url: str, study: Study) -> None:

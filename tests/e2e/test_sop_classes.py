@@ -14,16 +14,12 @@ from the BFF's bulk data URL.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from bff.app import create_app
-from bff.settings import PROJECT_ROOT
-from tests.conftest import Pacs, make_settings
+from tests.conftest import Pacs
 from tests.corpus import BIR_VARIANTS, SOP_CLASSES, UNSUPPORTED, CorpusObject, write_corpus
-from tests.servers import live_server
 
 pytestmark = pytest.mark.e2e
 
@@ -67,14 +63,6 @@ def corpus(pacs: Pacs, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Co
     objects = write_corpus(tmp_path_factory.mktemp("corpus"), seed=3)
     pacs.process.upload([o.path for o in objects])
     return {o.key: o for o in objects}
-
-
-@pytest.fixture(scope="module")
-def viewer_url(pacs: Pacs) -> Iterator[str]:
-    if not (PROJECT_ROOT / "ohif-dist" / "index.html").is_file():
-        pytest.skip("ohif-dist/ is missing: run scripts/fetch-ohif")
-    with live_server(create_app(make_settings(pacs.dicomweb_url))) as url:
-        yield url
 
 
 def wait_for_pattern(page: Any, timeout: float = 45) -> dict[str, Any]:

@@ -4,6 +4,7 @@ with an image and the KOS identity shown on opening (DB.VI-SO.08, .114, DB.VI-CS
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -32,6 +33,13 @@ def sign_in(page: Any, link: str, provider: str, username: str) -> None:
 def test_patient_opens_the_report_link(source: SourceStack, page: Any) -> None:
     sign_in(page, source.link(), "fcp", "dominique.pat-trois")
     page.wait_for_url("**/viewer?StudyInstanceUIDs=*", timeout=30_000)
+    # DB.VI-CS.18: images received out of the total, per series, while the exam loads.
+    progress = page.locator("#drimbox-progress")
+    progress.wait_for(state="visible", timeout=30_000)
+    assert "Téléchargement des images" in progress.inner_text()
+    assert re.search(r"(Topogramme|Thorax-abdomen) : (\d+ / )?\d+ images", progress.inner_text()), (
+        progress.inner_text()
+    )
     dialog = page.get_by_role("dialog", name="Identité du patient")
     dialog.wait_for(timeout=30_000)
     text = dialog.inner_text()
@@ -56,6 +64,8 @@ def test_patient_opens_the_report_link(source: SourceStack, page: Any) -> None:
     # The series tree of the study (DB.VI-CS.05): both image series offered.
     page.get_by_text("Thorax-abdomen").first.wait_for()
     page.get_by_text("Topogramme").first.wait_for()
+    # Once the whole exam is in, the progress indication goes away (DB.VI-CS.18).
+    progress.wait_for(state="hidden", timeout=90_000)
     # The identity stays reachable (DB.VI-CS.29).
     page.get_by_role("button", name="Patient : PAT-TROIS DOMINIQUE").click()
     assert dialog.is_visible()

@@ -12,18 +12,14 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from bff.app import create_app
-from bff.settings import PROJECT_ROOT
-from tests.conftest import Pacs, make_settings
+from tests.conftest import Pacs
 from tests.e2e import volumes
 from tests.e2e.test_overlays import read_overlays
 from tests.e2e.test_viewer import wait_for_image
-from tests.servers import live_server
 
 pytestmark = pytest.mark.e2e
 
@@ -94,14 +90,6 @@ def dot_study(pacs: Pacs, tmp_path_factory: pytest.TempPathFactory) -> str:
     series = volumes.write_dot_ct(tmp_path_factory.mktemp("dot-ct"))
     pacs.process.upload(series.paths)
     return series.study_uid
-
-
-@pytest.fixture(scope="module")
-def viewer_url(pacs: Pacs) -> Iterator[str]:
-    if not (PROJECT_ROOT / "ohif-dist" / "index.html").is_file():
-        pytest.skip("ohif-dist/ is missing: run scripts/fetch-ohif")
-    with live_server(create_app(make_settings(pacs.dicomweb_url))) as url:
-        yield url
 
 
 def open_study(page: Any, viewer_url: str, study_uid: str) -> None:

@@ -5,15 +5,11 @@ with frames served lossy (HTJ2K) and nothing asked of the PACS by the browser
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from bff.app import create_app
-from bff.settings import PROJECT_ROOT
-from tests.conftest import Pacs, make_settings
-from tests.servers import live_server
+from tests.conftest import Pacs
 
 pytestmark = pytest.mark.e2e
 
@@ -42,14 +38,6 @@ def wait_for_image(page: Any, timeout: float = 90) -> list[dict[str, int]]:
             return canvases
         page.wait_for_timeout(250)
     raise AssertionError(f"no image rendered within {timeout} s: {canvases}")
-
-
-@pytest.fixture(scope="module")
-def viewer_url(pacs: Pacs) -> Iterator[str]:
-    if not (PROJECT_ROOT / "ohif-dist" / "index.html").is_file():
-        pytest.skip("ohif-dist/ is missing: run scripts/fetch-ohif")
-    with live_server(create_app(make_settings(pacs.dicomweb_url))) as url:
-        yield url
 
 
 def test_demo_study_renders_in_french_with_lossy_frames(
