@@ -39,16 +39,9 @@ class RefusedSource(DicomwebUpstream):
         super().__init__(base_url, origin=origin, serve="browser")
         self.error = error
 
-    async def get_json(self, path: str, params: Any = None) -> Any:
-        raise self.error
-
-    async def get_json_bytes(self, path: str) -> bytes:
-        raise self.error
-
-    async def search(self, path: str, params: Any = None) -> Any:
-        raise self.error
-
-    async def get_bytes(self, path: str, accept: str, params: Any = None) -> tuple[str, bytes]:
+    # The two places every upstream request goes through (get_json, get_json_bytes,
+    # search and get_bytes all use _get): nothing can reach the network.
+    async def _get(self, path: str, accept: str, params: Any) -> httpx.Response:
         raise self.error
 
     @asynccontextmanager

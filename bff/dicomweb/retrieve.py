@@ -484,7 +484,7 @@ class Retriever:
                         retrieval.first_delivered,
                         context,
                         retrieval.facts_snapshot,
-                        getattr(self._pool, "run", None),
+                        self._pool.run,
                     ),
                     name=f"prepare metadata {series_uid}",
                 )

@@ -236,9 +236,7 @@ async def series_metadata(request: Request) -> Response:
         # Prepared at grant time, while OHIF was loading (bff/dicomweb/series_metadata.py).
         context = _rewrite_context(request, upstream, study_uid)
         prepared = await retriever.prepared_metadata(upstream, study_uid, series_uid, context.key)
-        if prepared is not None:
-            retrieval.expected = prepared.rows
-            retrieval.description = prepared.description
+        if prepared is not None:  # (it named the series for the progress already)
             if not prepared.rows:
                 raise NotFound("empty series")
             return _prepared_response(request, prepared)

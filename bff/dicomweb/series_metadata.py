@@ -24,7 +24,7 @@ import contextlib
 import gzip
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -153,21 +153,17 @@ async def prepare(
     raw: asyncio.Future[bytes] | asyncio.Task[bytes],
     first_delivered: asyncio.Event,
     context: RewriteContext,
-    snapshot: Any,
-    run: Any = None,
+    snapshot: Callable[[], SeriesFacts],
+    run: Callable[..., Awaitable[PreparedMetadata]],
 ) -> PreparedMetadata:
     """Await the PACS's answer and (briefly) the first transcoded instance, then build the
-    answer with ``run`` (the transcoding pool's ``run``: another process, so the JSON
-    parsing and serializing, which hold the GIL for ~0.1 s each, never stall the event
-    loop) or, without one, in a thread. ``snapshot()`` returns the series'
-    :class:`SeriesFacts` (called on the event loop, just before)."""
+    answer with ``run`` (the transcoding pool's: another process, so the JSON parsing and
+    serializing, which hold the GIL for ~0.1 s each, never stall the event loop).
+    ``snapshot()`` returns the series' :class:`SeriesFacts` (called on the event loop,
+    just before)."""
     body = await raw
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(first_delivered.wait(), RATIO_WAIT_S)
-    facts: SeriesFacts = snapshot()
-    if run is not None:
-        prepared: PreparedMetadata = await run(build, body, context, facts)
-    else:
-        prepared = await asyncio.to_thread(build, body, context, facts)
+    prepared = await run(build, body, context, snapshot())
     log.debug("series metadata prepared: %d rows, %d B", prepared.rows, len(prepared.body))
     return prepared

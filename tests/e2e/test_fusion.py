@@ -8,7 +8,6 @@ reads in SUV. The BFF guards /tmtv like /viewer (bff/source/routes.py OHIF_MODES
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -17,6 +16,7 @@ import pytest
 
 from tests.conftest import Pacs
 from tests.e2e import volumes
+from tests.e2e.conftest import poll
 from tests.e2e.test_source_flow import sign_in
 from tests.e2e.test_viewer import wait_for_image
 from tests.source_stack import SourceStack
@@ -52,15 +52,6 @@ def pet_ct_study(pacs: Pacs, tmp_path_factory: pytest.TempPathFactory) -> str:
     return ct.study_uid
 
 
-def wait_for(page: Any, check: Any, timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    value = check()
-    while not value and time.monotonic() < deadline:
-        page.wait_for_timeout(250)
-        value = check()
-    return value
-
-
 def suv_readings(page: Any) -> list[float]:
     texts = page.evaluate(
         "() => Array.from(document.querySelectorAll('svg text')).map((t) => t.textContent)"
@@ -82,9 +73,9 @@ def test_fusion_is_one_click_away_and_reads_suv(
         ready = view and view["layers"] == 2 and view["lit"] > 0.5 and view["coloured"] > 0.5
         return view if ready else None
 
-    view = wait_for(page, fused)
+    view = poll(fused, 60)
     assert view, page.evaluate(FUSED_VIEW, "fusionAXIAL")
-    pet = wait_for(page, lambda: (page.evaluate(FUSED_VIEW, "ptAXIAL") or {}).get("lit", 0) > 0.5)
+    pet = poll(lambda: (page.evaluate(FUSED_VIEW, "ptAXIAL") or {}).get("lit", 0) > 0.5, 60)
     assert pet, "the PET view did not render"
 
     # An ellipse on the PET (Mesures -> Ellipse, then drag): its mean in SUV (bw). The
@@ -100,7 +91,7 @@ def test_fusion_is_one_click_away_and_reads_suv(
     page.mouse.move(x, y, steps=5)
     page.mouse.move(x + 20, y + 20, steps=5)
     page.mouse.up()
-    readings = wait_for(page, lambda: suv_readings(page), timeout=15)
+    readings = poll(lambda: suv_readings(page), 15)
     assert readings, "no SUV value shown"
     expected = volumes.PET_BACKGROUND_BQML * volumes.SUV_FACTOR
     assert readings[0] == pytest.approx(expected, abs=0.05), readings

@@ -18,6 +18,7 @@ import pytest
 
 from tests.conftest import Pacs
 from tests.e2e import volumes
+from tests.e2e.conftest import poll
 from tests.e2e.test_overlays import read_overlays
 from tests.e2e.test_viewer import wait_for_image
 
@@ -107,15 +108,6 @@ def drag_on_image(page: Any, dx: float, dy: float) -> None:
     page.mouse.up()
 
 
-def wait_until(check: Any, timeout: float = 15) -> Any:
-    deadline = time.monotonic() + timeout
-    value = check()
-    while not value and time.monotonic() < deadline:
-        time.sleep(0.25)
-        value = check()
-    return value
-
-
 def window_readout(page: Any) -> list[str]:
     overlays = read_overlays(page, lambda o: bool(o), timeout=10)
     return [i for o in overlays for i in o["bottomLeft"] if i.startswith("Fenêtre")]
@@ -128,7 +120,7 @@ def test_zoom_and_pan_from_the_toolbar(dot_study: str, viewer_url: str, page: An
     assert before["zoom"] == pytest.approx(1.0)
     page.locator('[data-cy="Zoom-btn"]').click()
     drag_on_image(page, 0, 120)  # dragging down zooms in
-    zoomed = wait_until(lambda: page.evaluate(VIEWPORT_STATE, None)["zoom"] > 1.2)
+    zoomed = poll(lambda: page.evaluate(VIEWPORT_STATE, None)["zoom"] > 1.2)
     assert zoomed, page.evaluate(VIEWPORT_STATE, None)
     page.locator('[data-cy="Pan-btn"]').click()
     drag_on_image(page, 80, 40)
@@ -145,12 +137,12 @@ def test_window_level_by_dragging_and_by_a_ct_preset(
     assert window_readout(page) == ["Fenêtre : L 400 C 40"]
     page.locator('[data-cy="WindowLevel-btn"]').click()
     drag_on_image(page, 100, 60)
-    changed = wait_until(lambda: window_readout(page) != ["Fenêtre : L 400 C 40"])
+    changed = poll(lambda: window_readout(page) != ["Fenêtre : L 400 C 40"])
     assert changed, window_readout(page)
     page.locator('[data-cy="windowLevelMenu-btn"]').click()
     page.get_by_text("Préréglages de fenêtre par modalité").click()
     page.get_by_text("Poumon", exact=True).click()
-    lung = wait_until(lambda: window_readout(page) == ["Fenêtre : L 1500 C -600"])
+    lung = poll(lambda: window_readout(page) == ["Fenêtre : L 1500 C -600"])
     assert lung, window_readout(page)
 
 
@@ -169,7 +161,7 @@ def test_probe_shows_hounsfield_units(dot_study: str, viewer_url: str, page: Any
         )
         return [float(m) for t in texts for m in re.findall(r"(-?\d+(?:\.\d+)?) HU", t)]
 
-    values = wait_until(reading)
+    values = poll(reading)
     assert values, "no HU reading shown"
     assert abs(values[0] - volumes.BACKGROUND_HU) <= 10, values
 
@@ -192,7 +184,7 @@ def open_mpr(page: Any, viewer_url: str, study_uid: str) -> dict[str, dict[str, 
                 return None
         return states
 
-    states: dict[str, dict[str, Any]] | None = wait_until(ready, timeout=60)
+    states: dict[str, dict[str, Any]] | None = poll(ready, timeout=60)
     assert states, "the MPR views did not render"
     return states
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pydicom
@@ -52,6 +53,9 @@ class OneWorkerPool:
     def __init__(self) -> None:
         self.order: list[str] = []
         self._busy = asyncio.Lock()
+
+    async def run(self, function: Any, *args: Any) -> Any:
+        return function(*args)  # in-process: the metadata preparation
 
     async def transcode(self, data: bytes, params: EncodeParams) -> TranscodedInstance:
         ds = pydicom.dcmread(io.BytesIO(data))
