@@ -82,7 +82,15 @@ def thumbnails(page: Any, count: int, timeout: float = 30) -> list[dict[str, Any
 def shown(page: Any, description: str) -> dict[str, Any]:
     """The single viewport's overlay once it shows the series ``description``."""
     item = f"Description : {description}"
-    overlays = read_overlays(page, lambda o: len(o) == 1 and item in o[0]["topLeft"])
+    # The overlay fills in as OHIF learns the stack: wait for its slice counter too.
+    overlays = read_overlays(
+        page,
+        lambda o: (
+            len(o) == 1
+            and item in o[0]["topLeft"]
+            and any(i.startswith("Coupe : ") for i in o[0]["bottomRight"])
+        ),
+    )
     assert len(overlays) == 1 and item in overlays[0]["topLeft"], overlays
     return overlays[0]
 
