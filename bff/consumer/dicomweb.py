@@ -203,12 +203,17 @@ async def key_image_index(
     ko_uids = ko_series(remote)
     if not ko_uids:
         return key_images.EMPTY
+    # Every series' metadata (fetched since the hand-over): the KINs', and the others'
+    # modality and number, which the virtual series row takes from the series it shows.
+    series_uids = [s.series_uid for s in remote.record.series]
     results = await asyncio.gather(
-        *(_shared_rows(retriever, remote, uid, timeout) for uid in ko_uids),
+        *(_shared_rows(retriever, remote, uid, timeout) for uid in series_uids),
         return_exceptions=True,
     )
     kos: dict[str, list[Any]] = {}
-    for uid, result in zip(ko_uids, results, strict=True):
+    for uid, result in zip(series_uids, results, strict=True):
+        if uid not in ko_uids:
+            continue
         if isinstance(result, list):
             kos[uid] = result
         else:
