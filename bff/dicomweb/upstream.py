@@ -71,6 +71,14 @@ def translate(exc: httpx.HTTPError, what: str) -> ViewerError:
     return UpstreamUnavailable(f"{what}: {type(exc).__name__}: {exc}")
 
 
+#: Failures of a request that may come from a kept-alive connection the server closed
+#: while it sat idle in the pool (Orthanc closes idle connections after 1 s by default;
+#: the close can cross our next request on the wire). GETs are idempotent: such a
+#: request is sent once more, on a fresh connection, before anything is answered.
+STALE_CONNECTION = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+#: Attempts per request for those failures (timeouts are never retried: waits stay bounded).
+ATTEMPTS = 2
+
 #: How long an upstream search answer is shared (see DicomwebUpstream.search).
 SEARCH_TTL_S = 10.0
 MAX_SEARCHES = 256
@@ -137,16 +145,28 @@ class DicomwebUpstream:
         self, path: str, accept: str, params: Mapping[str, str] | None
     ) -> httpx.Response:
         what = f"GET {path}"
-        try:
-            response = await self._client.get(
-                self._url(path),
-                params=dict(params or {}),
-                headers={**self._headers, "Accept": accept},
-            )
-        except httpx.HTTPError as exc:
-            raise self.policy.for_exception(exc, what) from exc
+        request = self._client.build_request(
+            "GET",
+            self._url(path),
+            params=dict(params or {}),
+            headers={**self._headers, "Accept": accept},
+        )
+        response = await self._send(request, what, stream=False)
         self._check(response, what)
         return response
+
+    async def _send(self, request: httpx.Request, what: str, *, stream: bool) -> httpx.Response:
+        """Send ``request``, once more if the connection proved stale (STALE_CONNECTION)."""
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                return await self._client.send(request, stream=stream)
+            except STALE_CONNECTION as exc:
+                if attempt == ATTEMPTS:
+                    raise self.policy.for_exception(exc, what) from exc
+                log.info("%s %s: %r, asked again", self.origin, what, exc)
+            except httpx.HTTPError as exc:
+                raise self.policy.for_exception(exc, what) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def search(self, path: str, params: Mapping[str, str] | None = None) -> Any:
         """A QIDO-RS search (DICOM JSON rows), shared: the same search asked again within
@@ -214,10 +234,7 @@ class DicomwebUpstream:
         request = self._client.build_request(
             "GET", self._url(path), headers={**self._headers, "Accept": accept}
         )
-        try:
-            response = await self._client.send(request, stream=True)
-        except httpx.HTTPError as exc:
-            raise self.policy.for_exception(exc, what) from exc
+        response = await self._send(request, what, stream=True)
         try:
             self._check(response, what)
 
