@@ -60,7 +60,7 @@ def run_bff() -> None:
     settings = Settings.from_env()
     _configure_logging(settings.log_level)
     # Whatever the level, the retrieval timings land in the bench's log of this server.
-    for name in ("bff.dicomweb.retrieve", "bff.source.wado"):
+    for name in ("bff.dicomweb.retrieve", "bff.dicomweb.series_metadata", "bff.source.wado"):
         logging.getLogger(name).setLevel(logging.INFO)
     app = create_app(settings)
     configs = [_config(app, settings.host, settings.port)]

@@ -46,7 +46,8 @@ log = logging.getLogger(__name__)
 
 #: A failed retrieval is remembered this long, so retries do not hammer the PACS.
 FAILURE_COOLDOWN_S = 10.0
-#: Longest wait of a Consumer series' stream for its metadata (bff.consumer.routes).
+#: Longest wait of a series' stream for its metadata (Retriever.prefetch_metadata,
+#: bff.consumer.routes).
 BULK_DELAY_S = 2.0
 #: Finished retrievals remembered (their per-instance facts serve refetches and metadata).
 MAX_REMEMBERED = 2000
@@ -484,18 +485,19 @@ class Retriever:
                         retrieval.first_delivered,
                         context,
                         retrieval.facts_snapshot,
-                        self._pool.run,
+                        functools.partial(self._pool.run, urgent=True),
                     ),
                     name=f"prepare metadata {series_uid}",
                 )
                 prepared.add_done_callback(_consume_exception)
                 prepared.add_done_callback(functools.partial(_learn_series, retrieval))
                 retrieval.prepared = prepared
-        # The stream is asked just after the metadata, not once it arrived: holding it
-        # back until then (as the Consumer does with its Source) was measured slower
-        # here, the transcoding losing the second of CPU the browser leaves while OHIF
-        # boots (20.9 s against 19.9 s for the 1300-slice CT, docs/performance.md).
-        retrieval.start()
+            # The stream waits for the metadata (at most BULK_DELAY_S): while the PACS
+            # streams a series it answers that series' metadata 4-5x slower (Orthanc: 0.7 s
+            # alone, 3-4 s while streaming the 1300-slice CT, and OHIF's first image waited
+            # for it; docs/performance.md). A frame asked meanwhile starts it (ensure()).
+            raw.add_done_callback(lambda _: retrieval.start())
+            asyncio.get_running_loop().call_later(BULK_DELAY_S, retrieval.start)
         return retrieval
 
     async def prepared_metadata(

@@ -24,6 +24,7 @@ import contextlib
 import gzip
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -161,9 +162,19 @@ async def prepare(
     serializing, which hold the GIL for ~0.1 s each, never stall the event loop).
     ``snapshot()`` returns the series' :class:`SeriesFacts` (called on the event loop,
     just before)."""
+    started = time.monotonic()
     body = await raw
+    fetched = time.monotonic()
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(first_delivered.wait(), RATIO_WAIT_S)
+    waited = time.monotonic()
     prepared = await run(build, body, context, snapshot())
-    log.debug("series metadata prepared: %d rows, %d B", prepared.rows, len(prepared.body))
+    log.info(
+        "series metadata prepared: %d rows, %d B; PACS %.2f s, ratio wait %.2f s, build %.2f s",
+        prepared.rows,
+        len(prepared.body),
+        fetched - started,
+        waited - fetched,
+        time.monotonic() - waited,
+    )
     return prepared

@@ -8,7 +8,7 @@ import os
 import pytest
 
 from bff.transcode import EncodeParams, TranscodePool
-from bff.transcode.pool import TranscodeFailed
+from bff.transcode.pool import WORKER_NICENESS, TranscodeFailed
 
 
 class Unpicklable(Exception):
@@ -75,3 +75,24 @@ def test_worker_errors_come_back_as_picklable_text(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(pool_module, "transcode_instance", ours)
     with pytest.raises(UpstreamProtocolError):
         pool_module._transcode_in_worker(b"", EncodeParams())
+
+
+def niceness() -> int:
+    return os.nice(0)
+
+
+def test_urgent_work_runs_at_normal_priority_beside_the_niced_transcoders() -> None:
+    """Issue 5: the series metadata the first image waits for is built in a process of
+    normal priority, not queued behind transcoding in the niced workers."""
+    pool = TranscodePool(2)
+
+    async def scenario() -> None:
+        bulk_nice = await pool.run(niceness)
+        urgent_nice = await pool.run(niceness, urgent=True)
+        assert bulk_nice - urgent_nice == WORKER_NICENESS
+        assert await pool.run(pid, urgent=True) != await pool.run(pid)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        pool.close()

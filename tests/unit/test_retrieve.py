@@ -47,7 +47,7 @@ class RecordingPool:
     def __init__(self) -> None:
         self.order: list[str] = []
 
-    async def run(self, function: Any, *args: Any) -> Any:
+    async def run(self, function: Any, *args: Any, urgent: bool = False) -> Any:
         return function(*args)  # in-process: the metadata preparation
 
     async def transcode(self, data: bytes, params: EncodeParams) -> TranscodedInstance:

@@ -54,7 +54,7 @@ class OneWorkerPool:
         self.order: list[str] = []
         self._busy = asyncio.Lock()
 
-    async def run(self, function: Any, *args: Any) -> Any:
+    async def run(self, function: Any, *args: Any, urgent: bool = False) -> Any:
         return function(*args)  # in-process: the metadata preparation
 
     async def transcode(self, data: bytes, params: EncodeParams) -> TranscodedInstance:

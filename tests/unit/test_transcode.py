@@ -419,8 +419,7 @@ def test_pool_transcodes_concurrently_and_closes() -> None:
     pool = TranscodePool(2)
     try:
         pool.warm_up()
-        executor = pool._executor
-        assert executor is not None
+        executor = pool._executors[False]
         workers = list(executor._processes.values())
         assert len(workers) == 2
         context = executor._mp_context
