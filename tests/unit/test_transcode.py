@@ -505,7 +505,7 @@ def test_browser_mode_serves_what_the_browser_decodes_as_received() -> None:
 
 def test_jpegls_near_lossless_codec_bounds_the_error() -> None:
     """LOSSY_CODEC=jpegls: unsigned grey frames as JPEG-LS near-lossless (4.81), every
-    pixel within NEAR = 3/4 of the step (15 HU at 'balanced'); signed frames stay HTJ2K."""
+    pixel within NEAR = the step (20 HU at 'balanced'); signed frames stay HTJ2K."""
     from bff.transcode.plan import plan_from_json
 
     stored = ct_stored(signed=False)
@@ -517,7 +517,7 @@ def test_jpegls_near_lossless_codec_bounds_the_error() -> None:
     back = decode_served_frame(inst.frames[0], inst.transfer_syntax_uid)
     assert back.dtype == stored.dtype
     error = np.abs(back.astype(int) - stored.astype(int))
-    assert int(error.max()) <= 15
+    assert int(error.max()) <= 20
     assert float(np.sqrt((error.astype(float) ** 2).mean())) <= 12  # issue 5 target
     assert inst.source_pixel_bytes / inst.served_bytes >= 6
     predicted = plan_from_json(_as_metadata(ds), codec="jpegls")
