@@ -38,6 +38,7 @@ from bff.consumer.remote import RemoteStudy, open_remote_study
 from bff.dicomweb.retrieve import BULK_DELAY_S, SeriesRetrieval
 from bff.errors import AuthenticationRequired, BadRequest, Forbidden, NotFound
 from bff.source.routes import _with_cookie, location_of, opening_display
+from bff.web.boot import prefetch_tags
 from bff.web.pages import escape, layout
 
 HANDOVER_TTL_S = 120.0
@@ -165,7 +166,7 @@ async def open_handover(request: Request) -> Response:
 # -- by hand (demo) ---------------------------------------------------------------------------
 
 
-def _open_page(session: Session, *, demo_kos: bool) -> str:
+def _open_page(session: Session, *, demo_kos: bool, head: str) -> str:
     demo = (
         '<form method="post" action="/consumer/open" class="choices">'
         f'<input type="hidden" name="csrf" value="{escape(session.csrf_token)}">'
@@ -187,10 +188,10 @@ def _open_page(session: Session, *, demo_kos: bool) -> str:
         '<input id="series" type="text" name="series" autocomplete="off"></p>'
         '<div class="choices"><button type="submit">Ouvrir l\'examen</button></div></form>'
     )
-    return layout("Ouvrir un examen du DMP", body)
+    return layout("Ouvrir un examen du DMP", body, head=head)
 
 
-def _login_page(session: Session) -> str:
+def _login_page(session: Session, *, head: str) -> str:
     body = (
         "<p>La visionneuse de la DRIMbox Consommatrice est réservée aux professionnels de "
         "santé.</p>"
@@ -201,7 +202,7 @@ def _login_page(session: Session) -> str:
         '<button type="submit" data-provider="psc">Se connecter avec Pro Santé Connect'
         "<small>carte CPS ou e-CPS</small></button></form></div>"
     )
-    return layout("Visionneuse de la DRIMbox Consommatrice", body)
+    return layout("Visionneuse de la DRIMbox Consommatrice", body, head=head)
 
 
 async def consumer_home(request: Request) -> Response:
@@ -210,11 +211,14 @@ async def consumer_home(request: Request) -> Response:
     store: SessionStore = request.app.state.sessions
     if session is None:
         session = store.create()
+    # The Consumer's own pages fetch OHIF's boot files meanwhile (bff/web/boot.py): the
+    # spec's test opens the exam from a browser already on them (4.6.2, DB.VI-CO.39).
+    head = prefetch_tags(request.app.state.boot_files)
     if session.authenticated and session.provider == "psc":
-        page = _open_page(session, demo_kos=_demo_kos(request) is not None)
+        page = _open_page(session, demo_kos=_demo_kos(request) is not None, head=head)
         return _with_cookie(request, HTMLResponse(page), session)
     session.pending_consumer = True
-    return _with_cookie(request, HTMLResponse(_login_page(session)), session)
+    return _with_cookie(request, HTMLResponse(_login_page(session, head=head)), session)
 
 
 async def open_by_hand(request: Request) -> Response:

@@ -57,6 +57,20 @@ def test_consumer_shows_images_with_progress(drimm: DrimmStack, page: Any) -> No
     wait_for_image(page)
 
 
+def test_consumer_pages_fetch_the_viewer_ahead(drimm: DrimmStack, page: Any) -> None:
+    """Issue 5, DB.VI-CO.39: the browser on the Consumer's own page (the spec's test starts
+    there, signed in) already fetches OHIF's boot files, so opening an exam does not wait
+    for 5 MB of bundles on a slow link."""
+    fetched: list[str] = []
+    page.on("requestfinished", lambda r: fetched.append(r.url.rsplit("/", 1)[-1]))
+    page.goto(drimm.consumer_url + "/consumer")
+    assert page.get_by_role("button", name="Se connecter avec Pro Santé Connect").is_visible()
+    page.wait_for_load_state("networkidle")
+    assert any(name.startswith("app.bundle.") for name in fetched), fetched
+    head = page.evaluate("() => document.head.innerHTML")
+    assert head.count('rel="prefetch"') >= 40
+
+
 def test_consumer_shows_a_source_error_in_the_viewer(drimm: DrimmStack, page: Any) -> None:
     drimm.fake.mode = "status:403"
     page.goto(handover(drimm, drimm.kos_for(drimm.fake_api())))
