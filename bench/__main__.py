@@ -16,7 +16,7 @@ from bench.run import World, run_baseline, run_consumer, run_memory, run_source
 from bench.stacks import CONSUMER_HOST, SOURCE_LOCATION, free_port, thread_server
 from bff.demo.perf import DEFAULT_OUT, DEFAULT_SEED, DEFAULT_SLICES, make_perf_dataset
 
-RUNS = ("source", "consumer", "baseline", "source_warm")
+RUNS = ("source", "consumer", "baseline", "source_warm", "consumer_lossy")
 CONDITIONS = ("unthrottled", "throttled_20mbit")
 CHROMIUM = "/usr/bin/chromium"
 
@@ -47,7 +47,7 @@ def _fmt(value: Any, digits: int = 2) -> str:
 
 def print_table(report: dict[str, Any]) -> None:
     print(
-        f"\n{'run':<10} {'network':<17} {'t_first_s':>9} {'t_all_s':>8} {'wire MB':>8} "
+        f"\n{'run':<14} {'network':<17} {'t_first_s':>9} {'t_all_s':>8} {'wire MB':>8} "
         f"{'BFF RSS MB':>10} {'BFF CPU s':>9} {'PACS CPU s':>10}"
     )
     for run in RUNS:
@@ -59,7 +59,7 @@ def print_table(report: dict[str, Any]) -> None:
             wire = row.get("wire_bytes")
             rss = bff.get("peak_rss_bytes")
             print(
-                f"{run:<10} {cond:<17} {_fmt(row['t_first_s']):>9} {_fmt(row['t_all_s']):>8} "
+                f"{run:<14} {cond:<17} {_fmt(row['t_first_s']):>9} {_fmt(row['t_all_s']):>8} "
                 f"{_fmt(wire / 1e6 if wire else None, 1):>8} "
                 f"{_fmt(rss / 2**20 if rss else None, 0):>10} {_fmt(bff.get('cpu_s'), 1):>9} "
                 f"{_fmt(row.get('orthanc_cpu_s'), 1):>10}"
@@ -171,8 +171,8 @@ def main(argv: list[str] | None = None) -> int:
                                     report["quality"] = result.pop("quality")
                             elif run == "source_warm":
                                 result = run_source(world, throttled, False, warm=True)
-                            elif run == "consumer":
-                                result = run_consumer(world, throttled)
+                            elif run in ("consumer", "consumer_lossy"):
+                                result = run_consumer(world, throttled, run == "consumer_lossy")
                             else:
                                 result = run_baseline(world, throttled)
                         except Exception as exc:  # reported per run, the bench goes on

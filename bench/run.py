@@ -195,7 +195,10 @@ def _quality(world: World, link: str) -> dict[str, Any]:
         scripted.close()
 
 
-def run_consumer(world: World, throttled: bool) -> dict[str, Any]:
+def run_consumer(world: World, throttled: bool, lossy: bool = False) -> dict[str, Any]:
+    """One opening through Consumer -> Source -> PACS. ``lossy``: the Consumer set to
+    transcode for the browser (DRIMBOX_CONSUMER_IMAGES=lossy) instead of passing the
+    Source's lossless images through."""
     tag = f"consumer-{secrets.token_hex(3)}"
     api_port, co_port = free_port(), world.consumer_port
     consumer_url = f"http://{CONSUMER_HOST}:{co_port}"
@@ -215,6 +218,7 @@ def run_consumer(world: World, throttled: bool) -> dict[str, Any]:
         "frame_disk_cache_dir": str(world.work / f"frames-{tag}"),
         "consumer_enabled": True,
         "consumer_handover_secret": secret,
+        "consumer_images": "lossy" if lossy else "lossless",
         "source_client_cert": world.pki["client"].cert,
         "source_client_key": world.pki["client"].key,
         "source_ca_bundle": world.pki["server"].ca_cert,

@@ -259,6 +259,14 @@ SETTINGS: tuple[Setting, ...] = (
         "Demo mode only: a KOS file the Consumer page offers to open in one click.",
     ),
     _s(
+        "CONSUMER_IMAGES",
+        "lossless",
+        "Consumer role: what the radiologist's browser gets. 'lossless': the images as the "
+        "Source sends them (diagnostic quality; 200 MB for a 1300-slice CT, 80 s at 20 "
+        "Mbit/s). 'lossy': transcoded like the Source viewer's (DRIMBOX_LOSSY_*), for a "
+        "slow link to the browser; the non-diagnostic mention then shows (DB.VI-CS.26).",
+    ),
+    _s(
         "SOURCE_TIMEOUT",
         "60",
         "Consumer role: seconds to wait for a Source's next bytes (spec note to DB.VI-SO.28).",
@@ -334,6 +342,7 @@ class Settings:
     whitelist_file: str
     medical_device: bool
     consumer_demo_kos: str
+    consumer_images: str
     source_timeout: float
     mode: str
     log_level: str
@@ -364,6 +373,8 @@ class Settings:
             self._validate_production()
         if self.lossy_codec not in {"htj2k", "jpegls"}:
             raise ValueError("DRIMBOX_LOSSY_CODEC must be 'htj2k' or 'jpegls'")
+        if self.consumer_images not in {"lossless", "lossy"}:
+            raise ValueError("DRIMBOX_CONSUMER_IMAGES must be 'lossless' or 'lossy'")
         if self.lossy_quality not in {"high", "balanced", "small"}:
             raise ValueError("DRIMBOX_LOSSY_QUALITY must be 'high', 'balanced' or 'small'")
         if (

@@ -111,8 +111,10 @@ def open_remote_study(
     """``client``: the Consumer's one client towards Sources (mutual TLS, timeouts)."""
     upstreams: dict[str, DicomwebUpstream] = {}
     for series in record.series:
-        # Cache keys name the Source and the KOS (another Source may serve the same KOS).
-        origin = f"{series.retrieve_url}#kos={record.sop_uid}"
+        # Cache keys name the Source and the KOS (another Source may serve the same KOS),
+        # and what the browser gets (DRIMBOX_CONSUMER_IMAGES).
+        serve = "lossy" if settings.consumer_images == "lossy" else "browser"
+        origin = f"{series.retrieve_url}#kos={record.sop_uid}&serve={serve}"
         try:
             base = split_retrieve_url(
                 series.retrieve_url or "", record.study_uid, series.series_uid
@@ -137,6 +139,9 @@ def open_remote_study(
             client=client,
             series_accept=accept_header(),
             policy=ConsumerErrorPolicy(),
-            serve="browser",
+            # DRIMBOX_CONSUMER_IMAGES: as received (lossless), or transcoded like the
+            # Source viewer's frames for a slow link to the browser (issue 5).
+            serve=serve,
         )
+        upstreams[series.series_uid].keep_headers = True
     return RemoteStudy(record=record, upstreams=upstreams)

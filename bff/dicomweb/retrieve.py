@@ -293,7 +293,7 @@ class SeriesRetrieval:
             self._cache.fail_waiters(functools.partial(_is_instance, sop_uid), exc)
             log.warning("instance %s refused: %s", sop_uid, exc.detail)
             return
-        if self._upstream.serve == "browser":
+        if self._upstream.keep_headers:
             self.headers[sop_uid] = header
         async with self._changed:
             # Back-pressure: stop reading upstream while too much waits for the pool.

@@ -120,6 +120,9 @@ class DicomwebUpstream:
         self.policy = policy or ErrorPolicy()
         #: How frames from this upstream are served (bff.transcode EncodeParams.serve).
         self.serve = serve
+        #: Keep the header of every instance streamed (a Source without /metadata: the
+        #: Consumer builds the series metadata from them).
+        self.keep_headers = serve == "browser"
         self._headers = {**_auth_headers(auth), **(headers or {})}
         self._owns_client = client is None
         self._searches: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[float, Any]] = {}

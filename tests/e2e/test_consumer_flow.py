@@ -109,3 +109,30 @@ def test_non_diagnostic_mention_follows_the_device_status_and_the_images(
         page.wait_for_function(mention_hidden, timeout=30_000)
     finally:
         object.__setattr__(settings, "medical_device", False)
+
+
+def test_consumer_serves_lossy_images_when_configured(drimm: DrimmStack, page: Any) -> None:
+    """DRIMBOX_CONSUMER_IMAGES=lossy (issue 5: a slow link to the radiologist's browser):
+    the frames are transcoded like the Source viewer's, and the non-diagnostic mention
+    shows even on a medical device (DB.VI-CS.26)."""
+    settings = drimm.consumer_app.state.settings
+    frames: list[str] = []
+    page.on(
+        "response",
+        lambda r: frames.append(r.headers.get("content-type", "")) if "/frames/" in r.url else None,
+    )
+    object.__setattr__(settings, "medical_device", True)  # frozen settings, test only
+    object.__setattr__(settings, "consumer_images", "lossy")
+    try:
+        page.goto(handover(drimm, drimm.kos_for(drimm.source_api)))
+        page.wait_for_url("**/viewer?StudyInstanceUIDs=*", timeout=30_000)
+        page.wait_for_function(
+            "() => { const m = document.querySelector('#drimbox-mention');"
+            " return !!m && !m.hidden; }",
+            timeout=30_000,
+        )
+        wait_for_image(page)
+    finally:
+        object.__setattr__(settings, "medical_device", False)
+        object.__setattr__(settings, "consumer_images", "lossless")
+    assert frames and all("transfer-syntax=1.2.840.10008.1.2.4.81" in t for t in frames), frames
