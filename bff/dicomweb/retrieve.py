@@ -32,7 +32,7 @@ from bff.dicomweb.cache import CachedFrame, FrameCache, FrameKey
 from bff.dicomweb.disk_cache import DiskFrameCache, entry_key
 from bff.dicomweb.multipart import MultipartError, MultipartParser, Part, parse_content_type
 from bff.dicomweb.series_metadata import PreparedMetadata, RewriteContext, SeriesFacts, prepare
-from bff.dicomweb.upstream import DicomwebUpstream
+from bff.dicomweb.upstream import DicomwebUpstream, task_failed
 from bff.errors import (
     IncompleteSeries,
     NotFound,
@@ -49,6 +49,11 @@ FAILURE_COOLDOWN_S = 10.0
 #: Longest wait of a series' stream for its metadata (Retriever.prefetch_metadata,
 #: bff.consumer.routes).
 BULK_DELAY_S = 2.0
+#: How long series metadata asked when a report link is opened waits for the grant
+#: (Retriever.warm_metadata): the user chooses a profile and signs in meanwhile.
+WARM_TTL_S = 300.0
+#: Series whose metadata may wait for a grant at once (the oldest is dropped beyond).
+MAX_WARM = 64
 #: Finished retrievals remembered (their per-instance facts serve refetches and metadata).
 MAX_REMEMBERED = 2000
 #: How often a retrieval that yields to the series the user chose looks again (DB.VI-SO.189).
@@ -460,6 +465,41 @@ class Retriever:
         self._retrievals: OrderedDict[SeriesKey, SeriesRetrieval] = OrderedDict()
         #: (origin, study) -> the retrieval of the series the user chose (DB.VI-SO.189).
         self._preferred: dict[tuple[str, str], SeriesRetrieval] = {}
+        #: Series metadata asked of the PACS while the user signs in (warm_metadata):
+        #: (origin, study, series) -> (expiry, raw JSON bytes).
+        self._warm: OrderedDict[tuple[str, str, str], tuple[float, asyncio.Task[bytes]]] = (
+            OrderedDict()
+        )
+
+    def warm_metadata(self, upstream: DicomwebUpstream, study_uid: str, series_uid: str) -> None:
+        """Ask the PACS for a series' metadata when a valid report link is opened, while
+        the user chooses a profile and signs in (issue 5, DB.VI-SO.37): the PACS answers
+        it 2-3x slower once the browser boots OHIF and the series streams. Kept in this
+        process only, never served: prefetch_metadata() takes it at the grant; without a
+        grant within WARM_TTL_S it is dropped. No retrieval starts before the grant."""
+        key = (upstream.origin, study_uid, series_uid)
+        now = time.monotonic()
+        for stale in [k for k, (expires, _) in self._warm.items() if expires < now]:
+            del self._warm[stale]
+        entry = self._warm.get(key)
+        if entry is not None and not task_failed(entry[1]):
+            return
+        while len(self._warm) >= MAX_WARM:
+            self._warm.popitem(last=False)
+        path = f"/studies/{study_uid}/series/{series_uid}/metadata"
+        task = asyncio.create_task(
+            upstream.get_json_bytes(path), name=f"warm metadata {series_uid}"
+        )
+        task.add_done_callback(_consume_exception)
+        self._warm[key] = (now + WARM_TTL_S, task)
+
+    def _take_warm(
+        self, origin: str, study_uid: str, series_uid: str
+    ) -> asyncio.Task[bytes] | None:
+        entry = self._warm.pop((origin, study_uid, series_uid), None)
+        if entry is None or entry[0] < time.monotonic() or task_failed(entry[1]):
+            return None
+        return entry[1]
 
     def prefetch_metadata(
         self,
@@ -472,9 +512,12 @@ class Retriever:
         OHIF's metadata request (its first image waits for it) finds it ready; with a
         ``context``, also build the rewritten answer (:func:`series_metadata.prepare`)."""
         retrieval = self.ensure(upstream, study_uid, series_uid, start=False)
+        warm = self._take_warm(upstream.origin, study_uid, series_uid)
         if retrieval.metadata is None and retrieval.prepared is None:
             path = f"/studies/{study_uid}/series/{series_uid}/metadata"
-            raw = asyncio.create_task(upstream.get_json_bytes(path), name=f"metadata {series_uid}")
+            raw = warm or asyncio.create_task(
+                upstream.get_json_bytes(path), name=f"metadata {series_uid}"
+            )
             raw.add_done_callback(_consume_exception)
             if context is None:
                 retrieval.metadata = raw

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import gzip
 import json
 import logging
@@ -134,7 +135,22 @@ async def rewrite_off_loop(
 
 
 def build(raw: bytes, context: RewriteContext, facts: SeriesFacts) -> PreparedMetadata:
-    """The answer from the PACS's raw JSON (module level: runs in a pool worker)."""
+    """The answer from the PACS's raw JSON (module level: runs in a pool worker).
+
+    The cyclic garbage collector is paused meanwhile: parsing 1300 rows allocates some
+    300 000 dicts and lists, and the collections this triggers (which free nothing: the
+    rows are alive) made the parse 2-6x slower (0.12-0.36 s instead of 0.06 s for the
+    1300-slice CT), on the first image's path (issue 5)."""
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        return _build(raw, context, facts)
+    finally:
+        if paused:
+            gc.enable()
+
+
+def _build(raw: bytes, context: RewriteContext, facts: SeriesFacts) -> PreparedMetadata:
     rows = json.loads(raw) if raw else []
     if not isinstance(rows, list):
         raise ValueError("series metadata is not a JSON array")

@@ -84,7 +84,8 @@ SEARCH_TTL_S = 10.0
 MAX_SEARCHES = 256
 
 
-def _failed(task: asyncio.Task[bytes]) -> bool:
+def task_failed(task: asyncio.Task[Any]) -> bool:
+    """Done with an error (or cancelled): a shared fetch to ask again."""
     return task.done() and (task.cancelled() or task.exception() is not None)
 
 
@@ -179,7 +180,7 @@ class DicomwebUpstream:
         key = (path, tuple(sorted((params or {}).items())))
         now = time.monotonic()
         entry = self._searches.get(key)
-        if entry is None or entry[0] < now or _failed(entry[1]):
+        if entry is None or entry[0] < now or task_failed(entry[1]):
             for stale in [k for k, (expires, _) in self._searches.items() if expires < now]:
                 del self._searches[stale]
             while len(self._searches) >= MAX_SEARCHES:

@@ -123,6 +123,7 @@ async def invoke_image_display(request: Request) -> Response:
     session.pending_link = link
     session.pending_location = location
     audit("link_opened", location=location, study_uid=link.study_uid)
+    _warm_while_signing_in(request, link, location)
     page = profile_page(
         csrf_token=session.csrf_token,
         fc_enabled="fc" in request.app.state.providers,
@@ -238,6 +239,34 @@ OHIF_SERIES_SEARCH = {"includefield": "00080021,00080031,0008103E,00200011"}
 def _log_search_failure(task: asyncio.Task[Any]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.info("series search ahead of OHIF failed: %r", task.exception())
+
+
+def _warm_while_signing_in(request: Request, link: ViewerLink, location: str) -> None:
+    """While the user chooses a profile and signs in (seconds), ask the PACS for the
+    exam's series metadata if the link matches a published KOS (issue 5: the first
+    image waits for it, DB.VI-SO.37). Nothing is served, and nothing else is retrieved,
+    before the grant (the checks run again then, with the identity); the answer is the
+    same page whatever the link (the check runs after it, in the background)."""
+    state = request.app.state
+    upstream: DicomwebUpstream | None = state.locations.get(location)
+    if upstream is None:
+        return
+
+    async def warm() -> None:
+        try:
+            kos = await check_link(state.archive, link, location)
+        except AccessRefused:
+            return
+        except Exception as exc:  # an optimization: the grant checks and fetches again
+            log.warning("metadata not asked ahead for %s: %r", link.study_uid, exc)
+            return
+        for series in kos.record.series:
+            state.retriever.warm_metadata(upstream, kos.record.study_uid, series.series_uid)
+
+    task = asyncio.create_task(warm(), name=f"warm {link.study_uid}")
+    background: set[asyncio.Task[Any]] = state.background
+    background.add(task)
+    task.add_done_callback(background.discard)
 
 
 def start_retrievals(request: Request, record: KosRecord, location: str) -> None:

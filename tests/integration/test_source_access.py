@@ -219,6 +219,54 @@ def test_names_that_must_still_match(source: SourceStack) -> None:
 # -- refusals against the KOS archive -------------------------------------------------------
 
 
+def warm_keys(source: SourceStack) -> set[tuple[str, str, str]]:
+    retriever: Retriever = source.app.state.retriever
+    return set(retriever._warm)
+
+
+def wait_for_warm(source: SourceStack, expected: set[tuple[str, str, str]]) -> bool:
+    deadline = time.monotonic() + 5
+    while not expected <= warm_keys(source) and time.monotonic() < deadline:
+        time.sleep(0.02)  # the check and the PACS request run on the server's loop
+    return expected <= warm_keys(source)
+
+
+def test_a_valid_link_asks_the_metadata_while_the_user_signs_in(
+    source: SourceStack, browser: ScriptedBrowser
+) -> None:
+    """Issue 5 (DB.VI-SO.37): once a report link matches a published KOS, the PACS is
+    asked for the series metadata while the user chooses a profile and signs in. Nothing
+    is served before the grant, no retrieval starts, and the grant uses what was asked."""
+    study_uid = source.study.study_uid
+    expected = {(LOCATION, study_uid, uid) for uid in source.study.series_uids}
+    page = browser.open_link(source.link())
+    assert page.status_code == 200
+    assert wait_for_warm(source, expected)
+    assert retrieval_keys(source) <= RETRIEVALS_BEFORE[0]  # nothing streams yet
+    for path in (
+        f"/dicomweb/studies/{study_uid}/series/{source.study.series_uids[1]}/metadata",
+        f"/dicomweb/studies/{study_uid}/series",
+    ):
+        refused = browser.get(bff(source, path))
+        assert refused.status_code in (401, 403, 404) and study_uid not in refused.text
+    done = browser.login(browser.choose(page, "fcp"), "dominique.pat-trois")
+    assert done.status_code == 303
+    assert not expected & warm_keys(source)  # taken by the grant
+    retrieval = source.app.state.retriever.find(LOCATION, study_uid, source.study.series_uids[1])
+    assert retrieval is not None and retrieval.prepared is not None
+
+
+def test_a_link_that_matches_no_kos_asks_nothing_ahead(
+    source: SourceStack, browser: ScriptedBrowser
+) -> None:
+    link = source.link(**{"idCDA=1.2.250.1.999.1.1.101": "idCDA=1.2.250.1.999.1.1.199"})
+    before = warm_keys(source)
+    assert browser.open_link(link).status_code == 200  # the same page: nothing told
+    time.sleep(0.5)
+    assert warm_keys(source) <= before
+    assert retrieval_keys(source) <= RETRIEVALS_BEFORE[0]
+
+
 def test_wrong_cda_id_is_refused(source: SourceStack, browser: ScriptedBrowser) -> None:
     link = source.link(**{"idCDA=1.2.250.1.999.1.1.101": "idCDA=1.2.250.1.999.1.1.199"})
     response = browser.sign_in(link, "fcp", "dominique.pat-trois")

@@ -13,6 +13,7 @@ import pytest
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian
 
+from bff.dicomweb import retrieve as retrieve_module
 from bff.dicomweb.cache import FrameCache, FrameKey
 from bff.dicomweb.multipart import closing_delimiter, encode_part
 from bff.dicomweb.retrieve import Retriever
@@ -172,4 +173,45 @@ async def test_evicted_frame_is_fetched_again_at_instance_level() -> None:
     frame = await retriever.frame(upstream, STUDY, SERIES, sops[1], 1)
     assert frame.data == f"frame-{sops[1]}".encode()
     assert requests[-1] == f"/dicom-web/studies/{STUDY}/series/{SERIES}/instances/{sops[1]}"
+    await upstream.aclose()
+
+
+def metadata_upstream() -> tuple[DicomwebUpstream, list[str]]:
+    requests: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        requests.append(request.url.path)
+        return httpx.Response(200, json=[])
+
+    upstream = DicomwebUpstream(
+        "http://pacs/dicom-web", origin="pacs-a", transport=httpx.MockTransport(handler)
+    )
+    return upstream, requests
+
+
+@pytest.mark.anyio
+async def test_metadata_asked_while_signing_in_is_used_once_by_the_grant(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 5: Retriever.warm_metadata asks the PACS once, starts no retrieval; the grant
+    (prefetch_metadata) takes that answer instead of asking again; an answer older than
+    WARM_TTL_S is not used."""
+    upstream, requests = metadata_upstream()
+    retriever = make_retriever(RecordingPool())
+    retriever.warm_metadata(upstream, STUDY, SERIES)
+    retriever.warm_metadata(upstream, STUDY, SERIES)  # the link opened twice
+    await asyncio.sleep(0.05)
+    assert requests == [f"/dicom-web/studies/{STUDY}/series/{SERIES}/metadata"]
+    assert retriever.find("pacs-a", STUDY, SERIES) is None
+    retrieval = retriever.prefetch_metadata(upstream, STUDY, SERIES)
+    assert retrieval.metadata is not None and await retrieval.metadata == b"[]"
+    assert len(requests) == 1
+    # Too old: dropped, asked again at the grant.
+    monkeypatch.setattr(retrieve_module, "WARM_TTL_S", -1.0)
+    retriever.warm_metadata(upstream, STUDY, "1.2.9")
+    await asyncio.sleep(0.05)
+    retriever.prefetch_metadata(upstream, STUDY, "1.2.9")
+    await asyncio.sleep(0.05)
+    assert [r.endswith("/metadata") for r in requests[1:]].count(True) == 2
+    await retriever.aclose()
     await upstream.aclose()
