@@ -26,7 +26,7 @@ T = TypeVar("T")
 
 #: Transcoding is throughput work: it yields the CPU to the event loop (metadata, the
 #: first frames) and, on a shared machine, to the browser (docs/performance.md).
-WORKER_NICENESS = 10
+WORKER_NICENESS = 19
 
 
 def _worker_init(niceness: int = WORKER_NICENESS) -> None:
