@@ -4,6 +4,12 @@
 // and the institution taken from the exam's KOS (DB.VI-CS.29), reachable again at any
 // time from a button, and a "Télécharger l'examen" button (ZIP, DB.VI-SO.176). All text
 // goes through textContent: nothing is parsed as HTML.
+// The exams the page shows: the StudyInstanceUIDs of its URL (shared by the parts below).
+function drimboxStudiesInUrl() {
+  var value = new URLSearchParams(window.location.search).get('StudyInstanceUIDs') || '';
+  return value.split(',').filter(function (uid) { return uid; });
+}
+
 (function () {
   'use strict';
 
@@ -64,6 +70,8 @@
       '#drimbox-identity h2{margin:0 0 .3rem;font-size:1.2rem}' +
       '#drimbox-identity p{margin:.2rem 0 1rem;color:#9fb3d1;font-size:.9rem}' +
       '#drimbox-identity dl{margin:0 0 1rem}' +
+      '#drimbox-identity .drimbox-exam{margin:.6rem 0 .2rem;font-size:1rem;color:#c7d6ee}' +
+      '#drimbox-identity .drimbox-card{max-height:90vh;overflow:auto}' +
       '.drimbox-row{display:grid;grid-template-columns:13rem 1fr;gap:.6rem;padding:.25rem 0;' +
       'border-bottom:1px solid #22345a}' +
       '.drimbox-row dt{color:#9fb3d1}.drimbox-row dd{margin:0;font-weight:600}' +
@@ -83,8 +91,35 @@
     document.head.appendChild(el('style', { text: css }));
   }
 
+  // The exams this page shows (its URL), in the URL's order; the first granted one if the
+  // URL names none of them. Two exams side by side: one identity block each (DB.VI-CS.29,
+  // .35): the identity shown is always that of the images on screen.
+  function shownStudies(info) {
+    var granted = info.studies || [];
+    var shown = drimboxStudiesInUrl()
+      .map(function (uid) { return granted.filter(function (s) { return s.study_uid === uid; })[0]; })
+      .filter(function (s) { return s; });
+    return shown.length ? shown : granted.slice(0, 1);
+  }
+
+  function identityList(studies) {
+    if (studies.length === 1) {
+      return el('dl', { class: 'drimbox-identities' }, identityRows(studies[0]));
+    }
+    var blocks = [];
+    studies.forEach(function (study, index) {
+      blocks.push(el('h3', {
+        class: 'drimbox-exam',
+        text: 'Examen ' + (index + 1) + (study.accession_number ? ' (n° ' + study.accession_number + ')' : ''),
+      }));
+      blocks.push(el('dl', {}, identityRows(study)));
+    });
+    return el('div', { class: 'drimbox-identities' }, blocks);
+  }
+
   function build(info) {
-    var study = (info.studies || [])[0];
+    var studies = shownStudies(info);
+    var study = studies[0];
     if (!study) return;
     style();
     var logout = el('form', { method: 'post', action: '/auth/logout' }, [
@@ -100,7 +135,7 @@
         el('div', { class: 'drimbox-card' }, [
           el('h2', { id: 'drimbox-identity-title', text: 'Identité du patient' }),
           el('p', { text: 'Selon le document de référence de l\'examen (KOS). ' + connected }),
-          el('dl', {}, identityRows(study)),
+          identityList(studies),
           el('div', { class: 'drimbox-actions' }, [logout, ok]),
         ]),
       ]
@@ -117,7 +152,7 @@
     document.body.appendChild(badge);
     ok.focus();
     addDownloads(info.studies || [], dialog.querySelector('.drimbox-actions'),
-      dialog.querySelector('dl'));
+      dialog.querySelector('.drimbox-identities'));
   }
 
   // --- Study download (DB.VI-SO.176) ------------------------------------------------------
@@ -423,11 +458,6 @@
     return element;
   }
 
-  function studiesInUrl() {
-    var value = new URLSearchParams(window.location.search).get('StudyInstanceUIDs') || '';
-    return value.split(',').filter(function (uid) { return uid; });
-  }
-
   function toolsBox() {
     if (box) return box;
     var css =
@@ -559,7 +589,7 @@
         var old = document.getElementById(id);
         if (old) old.parentNode.removeChild(old);
       });
-      var studies = studiesInUrl();
+      var studies = drimboxStudiesInUrl();
       addFusionLinks(studies);
       addCompareLink(studies);
     }

@@ -66,6 +66,11 @@ def test_two_exams_in_two_tabs_then_side_by_side(
     second_tab = context.new_page()
     second_link = source.stack.viewer_link(source.other_study, LOCATION, cda_id=OTHER_CDA_ID)
     open_exam(second_tab, second_link, other)
+    # DB.VI-CS.29: each tab's identity is that of the exam it shows (here the same patient,
+    # two exams: the accession numbers tell them apart).
+    assert identity(second_tab).count("N° d'examen") == 1
+    assert source.other_study.accession_number in identity(second_tab)
+    assert source.study.accession_number not in identity(second_tab)
 
     # The first tab still shows (and can reload) its exam.
     page.bring_to_front()
@@ -88,7 +93,18 @@ def test_two_exams_in_two_tabs_then_side_by_side(
     views = shown(second_tab, both)
     assert both(views), views
     assert len(views) >= 2, views
+    # Side by side: one identity block per exam, in the order of the URL.
+    text = identity(second_tab)
+    assert "Examen 1 (n° " + source.other_study.accession_number + ")" in text
+    assert "Examen 2 (n° " + source.study.accession_number + ")" in text
     second_tab.close()
+
+
+def identity(page: Any) -> str:
+    """The identity blocks of the dialog (not its download buttons, one per granted exam)."""
+    blocks = page.locator("#drimbox-identity .drimbox-identities")
+    blocks.wait_for(state="attached", timeout=30_000)
+    return str(blocks.text_content() or "")
 
 
 def test_compare_is_not_offered_for_one_exam(source: SourceStack, page: Any) -> None:
