@@ -14,9 +14,15 @@ from bff.consumer.errors import MESSAGES
 from bff.settings import PROJECT_ROOT
 from tests.access import LoopbackTransport, psc_access_token
 from tests.consumer_stack import DrimmStack
+from tests.e2e.test_series_rules import shown
 from tests.e2e.test_viewer import wait_for_image
+from tests.integration import test_consumer_key_images as kin_data
+from tests.integration.test_consumer_key_images import KinExam
 
 pytestmark = pytest.mark.e2e
+
+#: The exam with a Key Image Note of the integration tests (their fixture "exam").
+kin_exam = kin_data.exam
 
 
 @pytest.fixture(autouse=True)
@@ -136,3 +142,17 @@ def test_consumer_serves_lossy_images_when_configured(drimm: DrimmStack, page: A
         object.__setattr__(settings, "medical_device", False)
         object.__setattr__(settings, "consumer_images", "lossless")
     assert frames and all("transfer-syntax=1.2.840.10008.1.2.4.81" in t for t in frames), frames
+
+
+def test_consumer_shows_the_key_images_first_each_marked(
+    kin_exam: KinExam, drimm: DrimmStack, page: Any
+) -> None:
+    """DB.VI-CO.197 in Chromium: a manifest whose KO series holds a Key Image Note opens
+    on the key images, on their own, each marked "Image clé" (tests/integration/
+    test_consumer_key_images.py checks the DICOMweb answers behind it)."""
+    page.goto(handover(drimm, kin_exam.manifest))
+    page.wait_for_url("**/viewer?StudyInstanceUIDs=*", timeout=30_000)
+    page.get_by_role("button", name="Voir les images").click(timeout=30_000)
+    overlay = shown(page, "Images clés")
+    assert "Coupe : 1/2" in overlay["bottomRight"], overlay
+    assert "Image clé" in overlay["topRight"], overlay
