@@ -142,6 +142,6 @@ def open_remote_study(
             # DRIMBOX_CONSUMER_IMAGES: as received (lossless), or transcoded like the
             # Source viewer's frames for a slow link to the browser (issue 5).
             serve=serve,
+            keep_headers=True,
         )
-        upstreams[series.series_uid].keep_headers = True
     return RemoteStudy(record=record, upstreams=upstreams)

@@ -17,8 +17,6 @@ then offers a French form to open a KOS file.
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import hmac
 import secrets
 import time
@@ -35,7 +33,6 @@ from bff.audit import audit
 from bff.auth.sessions import OpenedStudy, Session, SessionStore
 from bff.consumer import dicomweb as consumer_dicomweb
 from bff.consumer.remote import RemoteStudy, open_remote_study
-from bff.dicomweb.retrieve import BULK_DELAY_S, SeriesRetrieval
 from bff.errors import AuthenticationRequired, BadRequest, Forbidden, NotFound
 from bff.source.routes import _with_cookie, location_of, opening_display
 from bff.web.boot import prefetch_tags
@@ -88,27 +85,21 @@ def grant_remote(request: Request, session: Session, record: KosRecord, token: s
     )
     # Pull from the Source now, images and metadata, while the browser loads OHIF
     # (DB.VI-CS.17; issue 5: OHIF's first image waits for the series metadata).
-    # The metadata first (the Source's PACS answers it slower while it streams the
-    # series, see Retriever.prefetch_metadata): each series' stream starts when its
-    # metadata is in, after BULK_DELAY_S, or at the first frame asked, whichever is first.
-    loop = asyncio.get_running_loop()
+    # The metadata first: each series' stream starts once its metadata is in
+    # (SeriesRetrieval.start_after).
     for series_uid, upstream in remote.upstreams.items():
         retrieval = state.retriever.ensure(upstream, record.study_uid, series_uid, start=False)
-        fetch = consumer_dicomweb.prefetch_metadata(
-            state.retriever, remote, series_uid, timeout=state.settings.frame_wait_timeout
+        retrieval.start_after(
+            consumer_dicomweb.prefetch_metadata(
+                state.retriever, remote, series_uid, timeout=state.settings.frame_wait_timeout
+            )
         )
-        fetch.add_done_callback(functools.partial(_start_when_done, retrieval))
-        loop.call_later(BULK_DELAY_S, retrieval.start)
     audit(
         "consumer_opened",
         study_uid=record.study_uid,
         kos_sop_uid=record.sop_uid,
         series=len(record.series),
     )
-
-
-def _start_when_done(retrieval: SeriesRetrieval, _: object) -> None:
-    retrieval.start()
 
 
 def _viewer(record: KosRecord, series_uid: str | None) -> str:

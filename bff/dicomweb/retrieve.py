@@ -46,8 +46,7 @@ log = logging.getLogger(__name__)
 
 #: A failed retrieval is remembered this long, so retries do not hammer the PACS.
 FAILURE_COOLDOWN_S = 10.0
-#: Longest wait of a series' stream for its metadata (Retriever.prefetch_metadata,
-#: bff.consumer.routes).
+#: Longest wait of a series' stream for its metadata (SeriesRetrieval.start_after).
 BULK_DELAY_S = 2.0
 #: How long series metadata asked when a report link is opened waits for the grant
 #: (Retriever.warm_metadata): the user chooses a profile and signs in meanwhile.
@@ -185,6 +184,15 @@ class SeriesRetrieval:
         """Start streaming from upstream (once; never after cancel())."""
         if self._task is None and not self._cancelled:
             self._task = asyncio.create_task(self._run(), name=f"retrieve {self.key}")
+
+    def start_after(self, metadata: asyncio.Future[Any]) -> None:
+        """Start streaming once ``metadata`` (the series metadata fetch) is done, or after
+        BULK_DELAY_S, whichever is first: a PACS or Source answers a series' metadata
+        several times slower while it streams that series (Orthanc: 0.7 s alone, 3-4 s
+        while streaming the 1300-slice CT; docs/performance.md), and OHIF's first image
+        waits for that metadata. A frame asked meanwhile starts it at once (ensure())."""
+        metadata.add_done_callback(lambda _: self.start())
+        asyncio.get_running_loop().call_later(BULK_DELAY_S, self.start)
 
     @property
     def started(self) -> bool:
@@ -535,12 +543,7 @@ class Retriever:
                 prepared.add_done_callback(_consume_exception)
                 prepared.add_done_callback(functools.partial(_learn_series, retrieval))
                 retrieval.prepared = prepared
-            # The stream waits for the metadata (at most BULK_DELAY_S): while the PACS
-            # streams a series it answers that series' metadata 4-5x slower (Orthanc: 0.7 s
-            # alone, 3-4 s while streaming the 1300-slice CT, and OHIF's first image waited
-            # for it; docs/performance.md). A frame asked meanwhile starts it (ensure()).
-            raw.add_done_callback(lambda _: retrieval.start())
-            asyncio.get_running_loop().call_later(BULK_DELAY_S, retrieval.start)
+            retrieval.start_after(raw)
         return retrieval
 
     async def prepared_metadata(

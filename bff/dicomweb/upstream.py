@@ -112,18 +112,19 @@ class DicomwebUpstream:
         policy: ErrorPolicy | None = None,
         serve: str = "lossy",
         client: httpx.AsyncClient | None = None,
+        keep_headers: bool = False,
     ) -> None:
         """``client``: a shared client (its connection pool and TLS settings) that this
-        upstream uses without owning it; by default the upstream owns one."""
+        upstream uses without owning it; by default the upstream owns one.
+        ``keep_headers``: keep the header of every instance streamed (a Source without
+        /metadata: the Consumer builds the series metadata from them)."""
         self.base_url = base_url.rstrip("/")
         self.origin = origin
         self.series_accept = series_accept
         self.policy = policy or ErrorPolicy()
         #: How frames from this upstream are served (bff.transcode EncodeParams.serve).
         self.serve = serve
-        #: Keep the header of every instance streamed (a Source without /metadata: the
-        #: Consumer builds the series metadata from them).
-        self.keep_headers = serve == "browser"
+        self.keep_headers = keep_headers
         self._headers = {**_auth_headers(auth), **(headers or {})}
         self._owns_client = client is None
         self._searches: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[float, Any]] = {}
