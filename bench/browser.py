@@ -8,14 +8,17 @@ the given URL (Consumer's hand-over URL, baseline's /viewer).
 - ``t_first_s``: first poll (every 50 ms) where the main cornerstone canvas has more than
   5 % lit pixels (the CANVAS_PIXELS probe of tests/e2e/test_viewer.py).
 - ``t_all_s``: (1) the browser received every frame of the series (distinct ``/frames/``
-  URLs of the series answered 200, seen through the DevTools protocol), (2) cornerstone
+  URLs of the series answered 200, the page's Resource Timing entries), (2) cornerstone
   decoded every one (distinct imageIds of the series in cornerstone's ``IMAGE_LOADED``
   events, fired after the decoder produced the image; hooked on ``window.cornerstone``,
   which OHIF 3.13 exposes), then (3) the stack viewport is moved to the last slice
   (``setImageIdIndex(n - 1)``, what the End key does) and the canvas shows it lit.
-- ``wire_bytes``: sum of ``encodedDataLength`` of ``Network.loadingFinished`` (bytes on
-  the wire, headers included) over everything the page loaded after the clock's zero
-  (``wire_bytes_total`` also counts the login pages).
+  Timed by the page: the last of (1) and (2) (their own timestamps), plus (3)'s duration.
+- ``wire_bytes``: sum of ``transferSize`` (bytes received, headers included) of the viewer
+  document and everything it loaded (Navigation and Resource Timing).
+
+All of it is collected in the page by the browser itself and read with a few
+evaluations: the bench's own CPU stays off the two cores it measures.
 """
 
 from __future__ import annotations
@@ -40,14 +43,29 @@ THROTTLE_20MBIT = {
     "uploadThroughput": 20e6 / 8,
 }
 
+#: Everything the bench measures is collected in the page, by the browser itself (Resource
+#: Timing, cornerstone's events), and read in a few evaluations: no DevTools event stream
+#: (some 9000 Network events an opening, each serialized to Playwright's driver and to
+#: Python: ~3 CPU-s taken from the system under test on 2 cores).
 HOOK_JS = """(() => {
-  const st = window.__bench = {loaded: new Set(), failed: 0};
+  const st = window.__bench = {loaded: new Map(), failed: 0, framesOk: new Map(), frameErrors: 0};
+  try { performance.setResourceTimingBufferSize(100000); } catch (e) {}
+  try {
+    new PerformanceObserver((list) => {
+      for (const e of list.getEntries()) {
+        if (!e.name.includes('/frames/')) continue;
+        if (e.responseStatus === 200) {
+          if (!st.framesOk.has(e.name)) st.framesOk.set(e.name, e.responseEnd);
+        } else st.frameErrors++;
+      }
+    }).observe({type: 'resource', buffered: true});
+  } catch (e) {}
   const attach = () => {
     const cs = window.cornerstone;
     if (!cs || !cs.eventTarget || !cs.EVENTS) return false;
     cs.eventTarget.addEventListener(cs.EVENTS.IMAGE_LOADED, (e) => {
       const id = e.detail && e.detail.image && e.detail.image.imageId;
-      if (id) st.loaded.add(id);
+      if (id && !st.loaded.has(id)) st.loaded.set(id, performance.now());
     });
     cs.eventTarget.addEventListener(cs.EVENTS.IMAGE_LOAD_FAILED, () => { st.failed++; });
     return true;
@@ -55,15 +73,15 @@ HOOK_JS = """(() => {
   if (!attach()) { const t = setInterval(() => { if (attach()) clearInterval(t); }, 5); }
 })();"""
 
-#: now (ms since the viewer document's fetchStart), lit fraction of the main canvas (only
-#: when asked: the canvas read-back costs the page's main thread, so it is not done
-#: between the first image and the end), decoded images of the series.
-POLL_JS = """([series, fromFetch, withLit]) => {
-  const nav = performance.getEntriesByType('navigation')[0];
-  const now = performance.now() - (nav && fromFetch ? nav.fetchStart : 0);
-  let lit = 0;
-  const c = Array.from(document.querySelectorAll('canvas.cornerstone-canvas'))
+#: The page clock's zero: the viewer document's fetchStart, or the navigation's start.
+ZERO_JS = """const nav = performance.getEntriesByType('navigation')[0];
+  const zero = nav && fromFetch ? nav.fetchStart : 0;"""
+
+#: Lit fraction of the main cornerstone canvas (costs the page's main thread: only until
+#: the first image, and once at the end).
+LIT_JS = """const c = Array.from(document.querySelectorAll('canvas.cornerstone-canvas'))
     .find((x) => x.width > 300);
+  let lit = 0;
   if (c && withLit) {
     const probe = document.createElement('canvas');
     probe.width = c.width; probe.height = c.height;
@@ -73,97 +91,111 @@ POLL_JS = """([series, fromFetch, withLit]) => {
     let n = 0;
     for (let i = 0; i < d.length; i += 4) if (d[i] + d[i + 1] + d[i + 2] > 30) n++;
     lit = n / (c.width * c.height);
-  }
-  const st = window.__bench;
-  let decoded = 0;
-  if (st) for (const id of st.loaded) if (id.includes(series)) decoded++;
-  return {now, lit, decoded, failed: st ? st.failed : 0, hooked: !!window.cornerstone};
-}"""
+  }"""
 
-#: Move the viewport showing the series to its last slice; resolves to the index.
-LAST_SLICE_JS = """async (series) => {
+#: now and ``ready`` (ms on the page clock: when the last frame of the series was received
+#: or decoded, whichever came last), lit fraction (when asked), frames of the series
+#: received (200) and decoded.
+POLL_JS = f"""([series, fromFetch, withLit]) => {{
+  {ZERO_JS}
+  {LIT_JS}
+  const st = window.__bench;
+  let decoded = 0, received = 0, ready = 0;
+  if (st) {{
+    for (const [id, at] of st.loaded) {{
+      if (id.includes(series)) {{ decoded++; ready = Math.max(ready, at); }}
+    }}
+    for (const [url, at] of st.framesOk) {{
+      if (url.includes(series)) {{ received++; ready = Math.max(ready, at); }}
+    }}
+  }}
+  return {{now: performance.now() - zero, ready: ready - zero, lit, decoded, received,
+    frameErrors: st ? st.frameErrors : 0, failed: st ? st.failed : 0,
+    hooked: !!window.cornerstone}};
+}}"""
+
+#: Move the viewport showing the series to its last slice, wait two frames and probe the
+#: canvas; resolves to the index and how long that took (ms).
+LAST_SLICE_JS = f"""async (series) => {{
+  const t0 = performance.now();
+  const withLit = true;
   const cs = window.cornerstone;
-  for (const engine of cs.getRenderingEngines()) {
-    for (const vp of engine.getViewports()) {
+  for (const engine of cs.getRenderingEngines()) {{
+    for (const vp of engine.getViewports()) {{
       const ids = vp.getImageIds ? vp.getImageIds() : [];
-      if (ids.length && ids[0].includes(series)) {
+      if (ids.length && ids[0].includes(series)) {{
         await vp.setImageIdIndex(ids.length - 1);
         await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
-        return {index: vp.getCurrentImageIdIndex(), last: ids.length - 1};
-      }
-    }
-  }
+        {LIT_JS}
+        return {{index: vp.getCurrentImageIdIndex(), last: ids.length - 1, lit,
+          took: performance.now() - t0}};
+      }}
+    }}
+  }}
   return null;
-}"""
+}}"""
+
+#: Every request of the viewer document (Resource Timing, Navigation Timing): path, asked,
+#: finished (ms on the page clock), bytes on the wire (headers included), HTTP status.
+ENTRIES_JS = f"""(fromFetch) => {{
+  {ZERO_JS}
+  const all = [...performance.getEntriesByType('navigation'),
+               ...performance.getEntriesByType('resource')];
+  return all.map((e) => [e.name, e.startTime - zero, e.responseEnd - zero, e.transferSize,
+                         e.responseStatus || 0]);
+}}"""
 
 
 @dataclass
 class Network:
-    urls: dict[str, str] = field(default_factory=dict)
-    frames_ok: set[str] = field(default_factory=set)
-    frame_errors: int = 0
-    wire_bytes_total: int = 0
-    wire_bytes_viewer: int = 0
-    frame_bytes: int = 0
-    viewer_started: bool = False
-    series_uid: str = ""
-    #: DevTools timestamps (s): when the viewer document, the first DICOMweb request,
-    #: the series metadata, the first and last frame were asked for / finished.
-    marks: dict[str, float] = field(default_factory=dict)
-    #: Every request but frames once the viewer is asked for: [path, asked, finished, bytes].
-    others: dict[str, list[Any]] = field(default_factory=dict)
-    #: Frame requests: request id -> [asked, finished] (DevTools clock).
-    frame_times: dict[str, list[float]] = field(default_factory=dict)
+    """What the viewer document loaded, from the page's Resource Timing entries."""
 
-    def _mark(self, name: str, timestamp: float, *, last: bool = False) -> None:
-        if last or name not in self.marks:
-            self.marks[name] = timestamp
+    series_uid: str
+    entries: list[list[Any]] = field(default_factory=list)
 
-    def on_request(self, event: dict[str, Any]) -> None:
-        url = event["request"]["url"]
-        self.urls[event["requestId"]] = url
-        stamp = float(event.get("timestamp", 0))
-        if "/viewer" in url and event.get("type") == "Document":
-            self.viewer_started = True
-            self._mark("viewer_requested", stamp)
-        if "/dicomweb/" in url or "/dicom-web/" in url:
-            self._mark("first_dicomweb_request", stamp)
-        if url.endswith(f"{self.series_uid}/metadata"):
-            self._mark("series_metadata_requested", stamp)
-        if "/frames/" in url:
-            self._mark("first_frame_requested", stamp)
-            self._mark("last_frame_requested", stamp, last=True)
-            self.frame_times[event["requestId"]] = [stamp, 0.0]
-        elif self.viewer_started:
-            path = url.split("://", 1)[-1].split("/", 1)[-1][:100]
-            self.others[event["requestId"]] = ["/" + path, stamp, None, 0]
+    def frames(self) -> list[list[Any]]:
+        return [e for e in self.entries if "/frames/" in e[0]]
 
-    def on_response(self, event: dict[str, Any]) -> None:
-        url = event["response"]["url"]
-        if "/frames/" in url and self.series_uid in url:
-            if event["response"]["status"] == 200:
-                self.frames_ok.add(url)
-            else:
-                self.frame_errors += 1
+    def wire_bytes(self) -> int:
+        return sum(int(e[3]) for e in self.entries)
 
-    def on_finished(self, event: dict[str, Any]) -> None:
-        size = int(event.get("encodedDataLength", 0))
-        url = self.urls.get(event["requestId"], "")
-        stamp = float(event.get("timestamp", 0))
-        if url.endswith(f"{self.series_uid}/metadata"):
-            self._mark("series_metadata_received", stamp)
-        if "/frames/" in url:
-            self._mark("first_frame_received", stamp)
-            self._mark("last_frame_received", stamp, last=True)
-        if event["requestId"] in self.frame_times:
-            self.frame_times[event["requestId"]][1] = stamp
-        if event["requestId"] in self.others:
-            self.others[event["requestId"]][2:] = [stamp, size]
-        self.wire_bytes_total += size
-        if self.viewer_started:
-            self.wire_bytes_viewer += size
-        if "/frames/" in self.urls.get(event["requestId"], ""):
-            self.frame_bytes += size
+    def frame_bytes(self) -> int:
+        return sum(int(e[3]) for e in self.frames())
+
+    def frames_ok(self) -> int:
+        return len({e[0] for e in self.frames() if self.series_uid in e[0] and e[4] == 200})
+
+    def timeline(self) -> dict[str, float]:
+        """Seconds on the page clock: when the viewer document, the first DICOMweb
+        request, the series metadata, the first and last frame were asked / finished."""
+        marks: dict[str, float] = {}
+        navigation = [e for e in self.entries if "/viewer" in e[0]][:1]
+        dicomweb = [e for e in self.entries if "/dicomweb/" in e[0] or "/dicom-web/" in e[0]]
+        metadata = [e for e in dicomweb if e[0].endswith(f"{self.series_uid}/metadata")]
+        frames = self.frames()
+        for name, rows, column, pick in (
+            ("viewer_requested", navigation, 1, min),
+            ("first_dicomweb_request", dicomweb, 1, min),
+            ("series_metadata_requested", metadata, 1, min),
+            ("series_metadata_received", metadata, 2, min),
+            ("first_frame_requested", frames, 1, min),
+            ("last_frame_requested", frames, 1, max),
+            ("first_frame_received", frames, 2, min),
+            ("last_frame_received", frames, 2, max),
+        ):
+            if rows:
+                marks[name] = round(pick(float(r[column]) for r in rows) / 1000.0, 3)
+        return marks
+
+    def others(self) -> list[list[Any]]:
+        """The requests but frames: [path, asked, finished (s), bytes]."""
+        rows = []
+        for url, asked, done, size, _ in self.entries:
+            if "/frames/" in url:
+                continue
+            path = "/" + url.split("://", 1)[-1].split("/", 1)[-1][:100]
+            rows.append([path, round(asked / 1000, 3), round(done / 1000, 3), int(size)])
+        return sorted(rows, key=lambda row: row[1])
 
 
 @dataclass
@@ -171,11 +203,10 @@ class Measure:
     t_first_s: float | None = None
     t_all_s: float | None = None
     wire_bytes: int = 0
-    wire_bytes_total: int = 0
     frame_bytes: int = 0
     frames_received: int = 0
     frames_decoded: int = 0
-    #: seconds after the viewer document was asked for (DevTools clock), see Network.marks
+    #: seconds on the page clock, see Network.timeline
     timeline: dict[str, float] = field(default_factory=dict)
     #: the other requests of the opening: [path, asked, finished (s on that clock), bytes]
     requests: list[list[Any]] = field(default_factory=list)
@@ -197,8 +228,8 @@ def _latency(times: list[list[float]]) -> dict[str, float]:
         in_flight += step
         most = max(most, in_flight)
     return {
-        "median_s": round(done[len(done) // 2], 4),
-        "p90_s": round(done[int(len(done) * 0.9)], 4),
+        "median_s": round(done[len(done) // 2] / 1000, 4),
+        "p90_s": round(done[int(len(done) * 0.9)] / 1000, 4),
         "max_in_flight": float(most),
     }
 
@@ -225,11 +256,7 @@ def measure(
         context.add_init_script(HOOK_JS)
         page = context.new_page()
         cdp = context.new_cdp_session(page)
-        cdp.on("Network.requestWillBeSent", net.on_request)
-        cdp.on("Network.responseReceived", net.on_response)
-        cdp.on("Network.loadingFinished", net.on_finished)
-        cdp.send("Network.enable")
-        if throttled:
+        if throttled:  # works without Network.enable, hence without its event stream
             cdp.send("Network.emulateNetworkConditions", THROTTLE_20MBIT)
         trace = os.environ.get("BENCH_TRACE")
         if trace:  # a Chromium performance trace of the opening, for diagnosis
@@ -257,24 +284,28 @@ def measure(
                 result.t_first_s = state["now"] / 1000.0
             if (
                 result.t_first_s is not None
-                and len(net.frames_ok) >= n_frames
+                and state["received"] >= n_frames
                 and state["decoded"] >= n_frames
             ):
+                # Polled every 0.5 s, but timed by the page: everything was in at
+                # ``ready``; then the last slice is shown, which takes ``took``.
                 last = page.evaluate(LAST_SLICE_JS, series_uid)
                 if last is None or last["index"] != last["last"]:
                     raise RuntimeError(f"could not show the last slice: {last}")
-                state = page.evaluate(POLL_JS, [series_uid, from_fetch_start, True])
-                if state["lit"] > 0.05:
-                    result.t_all_s = state["now"] / 1000.0
+                if last["lit"] > 0.05:
+                    result.t_all_s = (state["ready"] + last["took"]) / 1000.0
                     break
-            page.wait_for_timeout(50)
-        result.frames_received = len(net.frames_ok)
+            # 50 ms polls (a canvas probe each) until the first image; then every
+            # 0.5 s, as t_all is taken from the page's own timestamps.
+            page.wait_for_timeout(50 if result.t_first_s is None else 500)
         result.frames_decoded = int(state.get("decoded", 0))
+        net.entries = page.evaluate(ENTRIES_JS, from_fetch_start)
         if result.t_all_s is None:
             result.error = (
-                f"timeout after {timeout:.0f} s: {result.frames_received}/{n_frames} frames "
-                f"received, {result.frames_decoded} decoded, {net.frame_errors} frame errors, "
-                f"{state.get('failed')} load failures, hooked={state.get('hooked')}"
+                f"timeout after {timeout:.0f} s: {state.get('received')}/{n_frames} frames "
+                f"received, {result.frames_decoded} decoded, {state.get('frameErrors')} "
+                f"frame errors, {state.get('failed')} load failures, "
+                f"hooked={state.get('hooked')}"
             )
         if trace:
             browser.stop_tracing()
@@ -286,18 +317,12 @@ def measure(
     except Exception as exc:  # one failed run must not stop the bench
         result.error = f"{type(exc).__name__}: {exc}"[:500]
     finally:
-        result.wire_bytes = net.wire_bytes_viewer
-        result.wire_bytes_total = net.wire_bytes_total
-        result.frame_bytes = net.frame_bytes
-        result.frames_received = len(net.frames_ok)
-        zero = net.marks.get("viewer_requested")
-        if zero is not None:
-            result.timeline = {k: round(v - zero, 3) for k, v in net.marks.items()}
-            result.frame_latency = _latency(list(net.frame_times.values()))
-            result.requests = [
-                [path, round(asked - zero, 3), round(done - zero, 3) if done else None, size]
-                for path, asked, done, size in net.others.values()
-            ]
+        result.wire_bytes = net.wire_bytes()
+        result.frame_bytes = net.frame_bytes()
+        result.frames_received = net.frames_ok()
+        result.timeline = net.timeline()
+        result.frame_latency = _latency([[e[1], e[2]] for e in net.frames()])
+        result.requests = net.others()
         context.close()
     return result
 
@@ -306,7 +331,7 @@ def measure(
 DECODED_JS = """(series) => {
   const st = window.__bench;
   let decoded = 0;
-  if (st) for (const id of st.loaded) if (id.includes(series)) decoded++;
+  if (st) for (const id of st.loaded.keys()) if (id.includes(series)) decoded++;
   return decoded;
 }"""
 
