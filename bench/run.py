@@ -98,6 +98,26 @@ def _orthanc_cpu(world: World) -> float:
     return sampler.cpu_seconds
 
 
+#: Resolves once the page's boot service worker is active (bff/web/boot.py: OHIF's files
+#: cached and compiled), or after 30 s; to the seconds waited, or -1 without one.
+BOOT_WORKER_READY_JS = """async () => {
+  if (!('serviceWorker' in navigator)) return -1;
+  const t0 = performance.now();
+  const timeout = new Promise((resolve) => setTimeout(() => resolve(null), 30000));
+  const ready = await Promise.race([navigator.serviceWorker.ready, timeout]);
+  return ready ? (performance.now() - t0) / 1000 : -1;
+}"""
+
+
+def _think(page: Any) -> None:
+    """A person takes seconds to read the page before the viewer and choose; meanwhile the
+    page prefetches the viewer's files and installs the boot worker (bff/web/boot.py).
+    The bench waits for both instead of an arbitrary think time."""
+    page.wait_for_load_state("networkidle", timeout=60_000)
+    waited = page.evaluate(BOOT_WORKER_READY_JS)
+    print(f"[bench]   boot worker ready after {waited:.2f} s on {page.url.split('?')[0]}")
+
+
 def _patient_opens(link: str, *, think: bool = False) -> Callable[[Any], None]:
     """The patient opens the report's link, chooses the profile and signs in with
     FranceConnect+ (before the clock, spec 4.6.1); returns once /viewer is navigated to."""
@@ -106,10 +126,7 @@ def _patient_opens(link: str, *, think: bool = False) -> Callable[[Any], None]:
         page.goto(link)
         page.get_by_text("Accès à votre examen d'imagerie").wait_for(timeout=30_000)
         if think:
-            # A person takes seconds to read the page and choose; meanwhile the page
-            # prefetches the viewer's files (bff/web/boot.py). The bench waits for the
-            # network to go quiet instead of an arbitrary think time.
-            page.wait_for_load_state("networkidle", timeout=60_000)
+            _think(page)
         page.click("button[data-provider=fcp]")
         page.fill("input[name=username]", PATIENT)
         page.keyboard.press("Enter")
@@ -251,7 +268,7 @@ def run_consumer(world: World, throttled: bool, lossy: bool = False) -> dict[str
             # signed in; the Consumer's page fetches the viewer's files meanwhile, like the
             # Source's profile page (bff/web/boot.py). The clock starts at the opening.
             page.goto(consumer_url + "/consumer", timeout=30_000)
-            page.wait_for_load_state("networkidle", timeout=60_000)
+            _think(page)
             page.goto(viewer_url, wait_until="commit", timeout=30_000)
 
         result = _measure(world, throttled, open_viewer, from_fetch=False)

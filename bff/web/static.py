@@ -35,6 +35,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bff.errors import NotFound, ViewerError
 from bff.settings import Settings
+from bff.web.boot import REGISTER_JS, REGISTER_PATH, SERVICE_WORKER_PATH, service_worker_js
 from bff.web.errors import render_error
 
 CACHE_IMMUTABLE = "public, max-age=31536000, immutable"
@@ -103,9 +104,23 @@ def static_routes(settings: Settings) -> list[BaseRoute]:
     async def serve_dist(request: Request) -> Response:
         return _serve_dist(request, dist, request.path_params["path"])
 
+    async def serve_boot_worker(request: Request) -> Response:
+        # bff/web/boot.py: no-cache, so that a new OHIF (a new list) replaces the worker.
+        script = service_worker_js(request.app.state.boot_files)
+        return Response(
+            script, media_type=_MEDIA_TYPES[".js"], headers={"Cache-Control": CACHE_NO_CACHE}
+        )
+
+    async def serve_boot_register(request: Request) -> Response:
+        return Response(
+            REGISTER_JS, media_type=_MEDIA_TYPES[".js"], headers={"Cache-Control": CACHE_NO_CACHE}
+        )
+
     return [
         Route("/app-config.js", serve_app_config, methods=["GET", "HEAD"]),
         Route("/drimbox/panel.js", serve_panel, methods=["GET", "HEAD"]),
+        Route(SERVICE_WORKER_PATH, serve_boot_worker, methods=["GET", "HEAD"]),
+        Route(REGISTER_PATH, serve_boot_register, methods=["GET", "HEAD"]),
         Route("/{path:path}", serve_dist, methods=["GET", "HEAD"]),
     ]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 
@@ -13,7 +14,16 @@ with warnings.catch_warnings():
     from starlette.testclient import TestClient
 
 from bff.settings import Settings
-from bff.web.boot import BOOT_FILES, load_boot_files, prefetch_tags, preload_header
+from bff.web.boot import (
+    BOOT_FILES,
+    CACHE_PREFIX,
+    REGISTER_PATH,
+    SERVICE_WORKER_PATH,
+    load_boot_files,
+    prefetch_tags,
+    preload_header,
+    service_worker_js,
+)
 from bff.web.pages import profile_page
 from bff.web.static import index_response, static_routes
 
@@ -63,7 +73,46 @@ def test_preload_header_and_prefetch_tags_say_what_each_file_is() -> None:
         f'<link rel="prefetch" href="/{BUNDLE}" as="script">',
         '<link rel="prefetch" href="/2623.css" as="style">',
         '<link rel="prefetch" href="/a34f9d1faa5f3315.woff2" as="font" crossorigin>',
+        f'<script src="{REGISTER_PATH}" async></script>',
     ]
+    assert prefetch_tags(()) == ""
+
+
+def _cache_name(script: str) -> str:
+    match = re.search(r"const CACHE = \"(" + CACHE_PREFIX + r"[0-9a-f]{16})\";", script)
+    assert match is not None, script[:300]
+    return match.group(1)
+
+
+def test_the_boot_worker_caches_the_listed_files_and_answers_nothing_else() -> None:
+    names = (BUNDLE, "2623.css")
+    script = service_worker_js(names)
+    assert f'const FILES = ["/{BUNDLE}", "/2623.css"];' in script
+    # Images, metadata, the API and the login never reach the worker (static routes).
+    assert 'const NETWORK_ONLY = ["/dicomweb/*", "/api/*", "/auth/*", "/consumer/*"];' in script
+    # Its fetch handler answers only GETs of those exact paths, from its own cache.
+    assert "!PATHS.has(url.pathname)" in script and "url.search" in script
+    # Another OHIF (another list): another cache; the worker deletes the old ones.
+    assert _cache_name(script) == _cache_name(service_worker_js(names))
+    assert _cache_name(script) != _cache_name(service_worker_js((BUNDLE,)))
+    assert "key.startsWith(" in script and "key !== CACHE" in script
+
+
+def test_the_boot_worker_and_its_registration_are_served_uncached(tmp_path: Path) -> None:
+    dist, config = _tree(tmp_path, f"{BUNDLE}\n2623.css\n")
+    settings = Settings.from_env({}, mode="demo", ohif_dist=dist, ohif_config=config)
+    app = Starlette(routes=static_routes(settings))
+    app.state.settings = settings
+    app.state.boot_files = load_boot_files(config, dist)
+    with TestClient(app) as client:
+        worker = client.get(SERVICE_WORKER_PATH)
+        register = client.get(REGISTER_PATH)
+    for response in (worker, register):
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/javascript")
+        assert response.headers["cache-control"] == "no-cache"
+    assert worker.text == service_worker_js((BUNDLE, "2623.css"))
+    assert f"register('{SERVICE_WORKER_PATH}', {{ scope: '/' }})" in register.text
 
 
 def test_ohif_index_carries_the_preload_header_other_files_do_not(tmp_path: Path) -> None:
