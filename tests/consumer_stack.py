@@ -116,6 +116,7 @@ def fake_source_app(study: DemoStudy, state: FakeSourceMode) -> Starlette:
         )
 
     async def no_metadata(request: Request) -> Response:
+        state.requests.append(request.url.path)
         return Response(b"", 404)  # this Source offers no /metadata
 
     return Starlette(

@@ -46,15 +46,23 @@ async def _shared_rows(
 
 
 def prefetch_metadata(
-    retriever: Retriever, remote: RemoteStudy, series_uid: str, *, timeout: float
+    retriever: Retriever,
+    remote: RemoteStudy,
+    series_uid: str,
+    *,
+    timeout: float,
+    from_instances: bool = True,
 ) -> asyncio.Task[bytes]:
     """Fetch the series metadata once (kept as JSON bytes); a failed fetch is retried by
-    the next call. Called when the study is opened, so that OHIF's metadata request
-    (its first image waits for it) finds it ready (issue 5, DB.VI-CO.39)."""
+    the next call. Called at hand-over and when the study is opened, so that OHIF's
+    metadata request (its first image waits for it) finds it ready (issue 5,
+    DB.VI-CO.39). ``from_instances``: a Source without metadata (E205) gets it built
+    from the instances' headers, which means pulling the series: not before the opening
+    (the hand-over passes False; the opening's call then asks again)."""
     task = remote.metadata_tasks.get(series_uid)
     if task is None or (task.done() and (task.cancelled() or task.exception() is not None)):
         task = asyncio.create_task(
-            _load_metadata(retriever, remote, series_uid, timeout),
+            _load_metadata(retriever, remote, series_uid, timeout, from_instances),
             name=f"consumer metadata {series_uid}",
         )
         task.add_done_callback(_consume_exception)
@@ -68,7 +76,11 @@ def _consume_exception(task: asyncio.Task[bytes]) -> None:
 
 
 async def _load_metadata(
-    retriever: Retriever, remote: RemoteStudy, series_uid: str, timeout: float
+    retriever: Retriever,
+    remote: RemoteStudy,
+    series_uid: str,
+    timeout: float,
+    from_instances: bool = True,
 ) -> bytes:
     record = remote.record
     upstream = remote.upstream_for(series_uid)
@@ -83,7 +95,7 @@ async def _load_metadata(
         except ValueError as exc:
             raise UpstreamProtocolError(f"series {series_uid} metadata: invalid JSON") from exc
     except SourceError as exc:
-        if exc.code != "E205":
+        if exc.code != "E205" or not from_instances:
             raise
         rows = await _from_received_headers(retrieval, timeout)
         raw = (await asyncio.to_thread(json.dumps, rows)).encode()

@@ -17,6 +17,7 @@ then offers a French form to open a KOS file.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import secrets
 import time
@@ -33,6 +34,7 @@ from bff.audit import audit
 from bff.auth.sessions import OpenedStudy, Session, SessionStore
 from bff.consumer import dicomweb as consumer_dicomweb
 from bff.consumer.remote import RemoteStudy, open_remote_study
+from bff.dicomweb.series_metadata import RewriteContext
 from bff.errors import AuthenticationRequired, BadRequest, Forbidden, NotFound
 from bff.source.routes import _with_cookie, location_of, opening_display
 from bff.web.boot import prefetch_tags
@@ -42,12 +44,19 @@ HANDOVER_TTL_S = 120.0
 MAX_KOS_BYTES = 16 * 1024**2
 
 
+#: Hand-overs whose series metadata is fetched ahead, at most (each holds ~5 MB of JSON
+#: for a 1300-slice CT until it is opened or expires).
+MAX_PREFETCHED_HANDOVERS = 8
+
+
 @dataclass
 class Handover:
     record: KosRecord
     access_token: str
     series_uid: str | None
     created_at: float
+    #: the Source's study, its series metadata already asked for (None: not prefetched)
+    remote: RemoteStudy | None = None
 
 
 def _session(request: Request) -> Session | None:
@@ -69,16 +78,44 @@ async def _read_kos(body: bytes) -> KosRecord:
         raise BadRequest(f"not a usable KOS: {exc}") from exc
 
 
-def grant_remote(request: Request, session: Session, record: KosRecord, token: str) -> None:
-    """Open the KOS's study in this session: one upstream per series, user's token."""
+def _remote(request: Request, record: KosRecord, token: str) -> RemoteStudy:
     state = request.app.state
-    remote = open_remote_study(
+    return open_remote_study(
         record,
         access_token=token,
         settings=state.settings,
         whitelist=state.whitelist,
         client=state.source_client,
     )
+
+
+def _prefetch_metadata(
+    request: Request, remote: RemoteStudy, *, from_instances: bool = True
+) -> list[asyncio.Task[bytes]]:
+    state = request.app.state
+    return [
+        consumer_dicomweb.prefetch_metadata(
+            state.retriever,
+            remote,
+            series_uid,
+            timeout=state.settings.frame_wait_timeout,
+            from_instances=from_instances,
+        )
+        for series_uid in remote.upstreams
+    ]
+
+
+def grant_remote(
+    request: Request,
+    session: Session,
+    record: KosRecord,
+    token: str,
+    remote: RemoteStudy | None = None,
+) -> None:
+    """Open the KOS's study in this session: one upstream per series, user's token
+    (``remote``: the one the hand-over opened, its metadata already asked for)."""
+    state = request.app.state
+    remote = remote or _remote(request, record, token)
     display = opening_display(record)
     session.open_study(
         OpenedStudy(location_of(request), record.study_uid, record.sop_uid, display, remote)
@@ -87,12 +124,24 @@ def grant_remote(request: Request, session: Session, record: KosRecord, token: s
     # (DB.VI-CS.17; issue 5: OHIF's first image waits for the series metadata).
     # The metadata first: each series' stream starts once its metadata is in
     # (SeriesRetrieval.start_after).
-    for series_uid, upstream in remote.upstreams.items():
+    # OHIF's metadata answer is built as soon as the metadata is in, as OHIF will ask for
+    # it: same host, institution from the KOS (bff/dicomweb/series_metadata.py).
+    root = str(request.base_url).rstrip("/") + "/dicomweb"
+    for (series_uid, upstream), metadata in zip(
+        remote.upstreams.items(), _prefetch_metadata(request, remote), strict=True
+    ):
         retrieval = state.retriever.ensure(upstream, record.study_uid, series_uid, start=False)
-        retrieval.start_after(
-            consumer_dicomweb.prefetch_metadata(
-                state.retriever, remote, series_uid, timeout=state.settings.frame_wait_timeout
-            )
+        retrieval.start_after(metadata)
+        context = RewriteContext(
+            root=root,
+            study_uid=record.study_uid,
+            upstream_base=upstream.base_url,
+            serve=upstream.serve,
+            codec=state.retriever.params.codec,
+            institution=str(display.get("institution") or ""),
+        )
+        retrieval.prepared = state.retriever.prepare_answer(
+            retrieval, asyncio.shield(metadata), context
         )
     audit(
         "consumer_opened",
@@ -131,7 +180,14 @@ async def handover(request: Request) -> Response:
     now = time.time()
     for key in [k for k, h in handovers.items() if now - h.created_at > HANDOVER_TTL_S]:
         del handovers[key]
-    handovers[one_time] = Handover(record, token, series_uid, now)
+    item = handovers[one_time] = Handover(record, token, series_uid, now)
+    # The Source is asked for the series metadata now, while the browser comes (issue 5,
+    # DB.VI-CO.39: OHIF's first image waits for it; the Source takes 1-2 s to answer
+    # it). Kept server side, never served before the one-time URL is opened; no image is
+    # pulled before that either (SeriesRetrieval.start_after, at the opening).
+    if sum(h.remote is not None for h in handovers.values()) < MAX_PREFETCHED_HANDOVERS:
+        item.remote = _remote(request, record, token)
+        _prefetch_metadata(request, item.remote, from_instances=False)
     url = str(request.url.replace(path=f"/consumer/open/{one_time}", query=""))
     return JSONResponse({"viewer_url": url, "expires_in": int(HANDOVER_TTL_S)}, 201)
 
@@ -148,7 +204,7 @@ async def open_handover(request: Request) -> Response:
     session.provider = "psc"
     session.subject = session.subject or "consumer-handover"
     session.tokens = {"access_token": item.access_token}
-    grant_remote(request, session, item.record, item.access_token)
+    grant_remote(request, session, item.record, item.access_token, item.remote)
     return _with_cookie(
         request, RedirectResponse(_viewer(item.record, item.series_uid), 303), session
     )

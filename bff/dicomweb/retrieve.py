@@ -530,21 +530,33 @@ class Retriever:
             if context is None:
                 retrieval.metadata = raw
             else:
-                prepared = asyncio.create_task(
-                    prepare(
-                        raw,
-                        retrieval.first_delivered,
-                        context,
-                        retrieval.facts_snapshot,
-                        functools.partial(self._pool.run, urgent=True),
-                    ),
-                    name=f"prepare metadata {series_uid}",
-                )
-                prepared.add_done_callback(_consume_exception)
-                prepared.add_done_callback(functools.partial(_learn_series, retrieval))
-                retrieval.prepared = prepared
+                retrieval.prepared = self.prepare_answer(retrieval, raw, context)
             retrieval.start_after(raw)
         return retrieval
+
+    def prepare_answer(
+        self, retrieval: SeriesRetrieval, raw: asyncio.Future[bytes], context: RewriteContext
+    ) -> asyncio.Task[PreparedMetadata]:
+        """Build OHIF's metadata answer from ``raw`` (the upstream's JSON, once it comes):
+        parsed, rewritten, serialized and gzipped in the pool's normal-priority worker,
+        never on the event loop, after a brief wait for the first instance (what the files
+        say, their transfer syntax and compression ratio, goes into the answer). The
+        Source does it at grant time, the Consumer when the exam is opened; the caller
+        keeps the task on ``retrieval.prepared`` for :meth:`prepared_metadata`, or awaits
+        it (an answer built on demand)."""
+        task = asyncio.create_task(
+            prepare(
+                raw,
+                retrieval.first_delivered,
+                context,
+                retrieval.facts_snapshot,
+                functools.partial(self._pool.run, urgent=True),
+            ),
+            name=f"prepare metadata {retrieval.key.series_uid}",
+        )
+        task.add_done_callback(_consume_exception)
+        task.add_done_callback(functools.partial(_learn_series, retrieval))
+        return task
 
     async def prepared_metadata(
         self, upstream: DicomwebUpstream, study_uid: str, series_uid: str, key: tuple[str, str]

@@ -231,21 +231,25 @@ async def series_metadata(request: Request) -> Response:
         return virtual
     retriever: Retriever = request.app.state.retriever
     retrieval = retriever.ensure(upstream, study_uid, series_uid)
+    # Prepared while OHIF was loading: at grant time on the Source, when the exam was
+    # opened on the Consumer (bff/dicomweb/series_metadata.py). It named the series for
+    # the progress already.
+    context = _rewrite_context(request, upstream, study_uid)
+    prepared = await retriever.prepared_metadata(upstream, study_uid, series_uid, context.key)
     remote = remote_study(request, study_uid)
-    if remote is None:
-        # Prepared at grant time, while OHIF was loading (bff/dicomweb/series_metadata.py).
-        context = _rewrite_context(request, upstream, study_uid)
-        prepared = await retriever.prepared_metadata(upstream, study_uid, series_uid, context.key)
-        if prepared is not None:  # (it named the series for the progress already)
-            if not prepared.rows:
-                raise NotFound("empty series")
-            return _prepared_response(request, prepared)
-    if remote is not None:
+    if prepared is None and remote is not None:
+        # Fetched at hand-over (DB.VI-CO.39); built now, off the event loop all the same.
         timeout = request.app.state.settings.frame_wait_timeout
-        rows = await consumer.series_metadata(retriever, remote, series_uid, timeout=timeout)
-    else:
-        rows = await retriever.series_metadata(upstream, study_uid, series_uid)
-        retrieval.expected = len(rows)
+        raw = asyncio.shield(
+            consumer.prefetch_metadata(retriever, remote, series_uid, timeout=timeout)
+        )
+        prepared = await retriever.prepare_answer(retrieval, raw, context)
+    if prepared is not None:
+        if not prepared.rows:
+            raise NotFound("empty series")
+        return _prepared_response(request, prepared)
+    rows = await retriever.series_metadata(upstream, study_uid, series_uid)
+    retrieval.expected = len(rows)
     if rows:
         retrieval.description = str((rows[0].get("0008103E", {}).get("Value") or [""])[0])
     if not rows:

@@ -259,6 +259,43 @@ def test_stalled_source_times_out(drimm: DrimmStack, browser: ConsumerBrowser) -
     assert meta.status_code == 200 and len(meta.json()) == 2
 
 
+def test_handover_asks_the_metadata_ahead_and_pulls_no_image_before_the_opening(
+    drimm: DrimmStack, browser: ConsumerBrowser
+) -> None:
+    """Issue 5 (DB.VI-CO.39): the Source is asked for the series metadata at hand-over,
+    while the browser comes; no image is pulled until the one-time URL is opened."""
+    drimm.fake.mode = "ok"
+    before = len(drimm.fake.requests)
+    answer = browser.client.post(
+        drimm.consumer_url + "/api/consumer/kos",
+        content=drimm.kos_for(drimm.fake_api()),
+        headers={
+            "Authorization": f"Bearer {drimm.handover_secret}",
+            "X-PSC-Access-Token": psc_access_token(drimm.stack),
+            "Content-Type": "application/dicom",
+        },
+    )
+    assert answer.status_code == 201
+
+    def asked() -> list[str]:
+        return drimm.fake.requests[before:]
+
+    deadline = time.monotonic() + 10
+    while not any(p.endswith("/metadata") for p in asked()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert any(p.endswith("/metadata") for p in asked()), asked()
+    time.sleep(0.5)
+    assert all(p.endswith("/metadata") for p in asked()), asked()  # no series pulled
+
+    assert browser.client.get(answer.json()["viewer_url"]).status_code == 303
+    deadline = time.monotonic() + 10
+    while all(p.endswith("/metadata") for p in asked()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert any(not p.endswith("/metadata") for p in asked()), asked()  # pulled once opened
+    meta = metadata(browser, drimm.study.study_uid, axial(drimm))
+    assert meta.status_code == 200 and len(meta.json()) == drimm.study.n_instances - 2
+
+
 def test_handover_needs_the_secret_and_is_single_use(
     drimm: DrimmStack, browser: ConsumerBrowser
 ) -> None:
