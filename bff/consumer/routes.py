@@ -37,7 +37,7 @@ from bff.consumer.remote import RemoteStudy, open_remote_study
 from bff.dicomweb.series_metadata import RewriteContext
 from bff.errors import AuthenticationRequired, BadRequest, Forbidden, NotFound
 from bff.source.routes import _with_cookie, location_of, opening_display
-from bff.web.boot import prefetch_tags
+from bff.web.boot import before_viewer_head
 from bff.web.pages import escape, layout
 
 HANDOVER_TTL_S = 120.0
@@ -260,7 +260,7 @@ async def consumer_home(request: Request) -> Response:
         session = store.create()
     # The Consumer's own pages fetch OHIF's boot files meanwhile (bff/web/boot.py): the
     # spec's test opens the exam from a browser already on them (4.6.2, DB.VI-CO.39).
-    head = prefetch_tags(request.app.state.boot_files)
+    head = before_viewer_head(request.app.state.boot_files)
     if session.authenticated and session.provider == "psc":
         page = _open_page(session, demo_kos=_demo_kos(request) is not None, head=head)
         return _with_cookie(request, HTMLResponse(page), session)

@@ -47,7 +47,7 @@ from bff.errors import (
     ViewerError,
 )
 from bff.source.params import ViewerLink, parse_link
-from bff.web.boot import prefetch_tags
+from bff.web.boot import before_viewer_head
 from bff.web.pages import logged_out_page, profile_page
 from bff.web.static import index_response
 
@@ -128,7 +128,7 @@ async def invoke_image_display(request: Request) -> Response:
         csrf_token=session.csrf_token,
         fc_enabled="fc" in request.app.state.providers,
         # While the user chooses and signs in, the browser fetches OHIF (bff/web/boot.py).
-        head=prefetch_tags(request.app.state.boot_files),
+        head=before_viewer_head(request.app.state.boot_files),
     )
     return _with_cookie(request, HTMLResponse(page), session)
 

@@ -70,7 +70,7 @@ def preload_header(names: tuple[str, ...]) -> str:
     return ", ".join(links)
 
 
-def prefetch_tags(names: tuple[str, ...]) -> str:
+def before_viewer_head(names: tuple[str, ...]) -> str:
     """What a page shown before the viewer adds to its head: ``<link rel="prefetch">``
     for every boot file, and the script registering the boot service worker."""
     tags = []

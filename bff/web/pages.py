@@ -30,7 +30,7 @@ button small { display: block; opacity: .85; font-size: .85rem; margin-top: .2re
 
 def layout(title: str, body: str, *, role: str = "main", head: str = "") -> str:
     """A full page; ``body`` and ``head`` are trusted HTML built by this module's callers
-    with escape() (``head``: extra tags such as bff.web.boot.prefetch_tags)."""
+    with escape() (``head``: extra tags such as bff.web.boot.before_viewer_head)."""
     return (
         '<!doctype html>\n<html lang="fr">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
@@ -61,7 +61,8 @@ TRANSITION_NOTICE = (
 
 def profile_page(*, csrf_token: str, fc_enabled: bool, head: str = "") -> str:
     """DB.VI-SO.08: Patient or Professionnel de santé, each with its own login.
-    ``head``: the viewer's files to prefetch meanwhile (bff.web.boot.prefetch_tags)."""
+    ``head``: the viewer's files fetched and compiled meanwhile
+    (bff.web.boot.before_viewer_head)."""
 
     def choice(profile: str, provider: str, label: str, hint: str, css: str = "") -> str:
         return (

@@ -19,8 +19,8 @@ from bff.web.boot import (
     CACHE_PREFIX,
     REGISTER_PATH,
     SERVICE_WORKER_PATH,
+    before_viewer_head,
     load_boot_files,
-    prefetch_tags,
     preload_header,
     service_worker_js,
 )
@@ -61,21 +61,21 @@ def test_only_plain_names_of_files_in_the_build_are_kept(tmp_path: Path) -> None
     assert load_boot_files(config, dist) == ()
 
 
-def test_preload_header_and_prefetch_tags_say_what_each_file_is() -> None:
+def test_preload_header_and_the_head_before_the_viewer_say_what_each_file_is() -> None:
     names = (BUNDLE, "2623.css", "a34f9d1faa5f3315.woff2")
     assert preload_header(names) == (
         f"</{BUNDLE}>; rel=preload; as=script, </2623.css>; rel=preload; as=style, "
         "</a34f9d1faa5f3315.woff2>; rel=preload; as=font; crossorigin"
     )
     assert preload_header(()) == ""
-    tags = prefetch_tags(names).splitlines()
+    tags = before_viewer_head(names).splitlines()
     assert tags == [
         f'<link rel="prefetch" href="/{BUNDLE}" as="script">',
         '<link rel="prefetch" href="/2623.css" as="style">',
         '<link rel="prefetch" href="/a34f9d1faa5f3315.woff2" as="font" crossorigin>',
         f'<script src="{REGISTER_PATH}" async></script>',
     ]
-    assert prefetch_tags(()) == ""
+    assert before_viewer_head(()) == ""
 
 
 def _cache_name(script: str) -> str:
@@ -132,7 +132,7 @@ def test_ohif_index_carries_the_preload_header_other_files_do_not(tmp_path: Path
 
 
 def test_profile_page_prefetches_the_viewer_while_the_user_signs_in() -> None:
-    head = prefetch_tags((BUNDLE,))
+    head = before_viewer_head((BUNDLE,))
     page = profile_page(csrf_token="t", fc_enabled=False, head=head)
     assert head in page.split("</head>")[0]
     assert "<link rel" not in profile_page(csrf_token="t", fc_enabled=False)
