@@ -122,10 +122,10 @@ def grant_remote(
     )
     # Pull from the Source now, images and metadata, while the browser loads OHIF
     # (DB.VI-CS.17; issue 5: OHIF's first image waits for the series metadata).
-    # The metadata first: each series' stream starts once its metadata is in
-    # (SeriesRetrieval.start_after).
-    # OHIF's metadata answer is built as soon as the metadata is in, as OHIF will ask for
-    # it: same host, institution from the KOS (bff/dicomweb/series_metadata.py).
+    # The metadata first (asked at hand-over already, when it came that way): each
+    # series' stream starts once its metadata is in (SeriesRetrieval.start_after), and
+    # OHIF's answer is built from it as OHIF will ask for it: same host, institution
+    # from the KOS (bff/dicomweb/series_metadata.py).
     root = str(request.base_url).rstrip("/") + "/dicomweb"
     for (series_uid, upstream), metadata in zip(
         remote.upstreams.items(), _prefetch_metadata(request, remote), strict=True

@@ -561,8 +561,9 @@ class Retriever:
     async def prepared_metadata(
         self, upstream: DicomwebUpstream, study_uid: str, series_uid: str, key: tuple[str, str]
     ) -> PreparedMetadata | None:
-        """The answer prepared at grant time (once) if it was built for ``key`` (DICOMweb
-        root, institution); None when there is none or it failed (the caller builds it)."""
+        """The answer prepared ahead (once: at grant time, or the Consumer's opening) if it
+        was built for ``key`` (DICOMweb root, institution); None when there is none or it
+        failed (the caller builds it)."""
         retrieval = self.find(upstream.origin, study_uid, series_uid)
         if retrieval is None or retrieval.prepared is None:
             return None
