@@ -18,7 +18,6 @@ import contextlib
 import dataclasses
 import functools
 import io
-import json
 import logging
 import time
 from collections import OrderedDict, deque
@@ -578,20 +577,17 @@ class Retriever:
             return None
         return prepared if prepared.key == key else None
 
-    async def series_metadata(
+    async def series_metadata_bytes(
         self, upstream: DicomwebUpstream, study_uid: str, series_uid: str
-    ) -> Any:
-        """The PACS's series metadata: the prefetched answer if any (once), else a GET."""
+    ) -> bytes:
+        """The PACS's series metadata as JSON bytes: the prefetched answer if any (once),
+        else a GET."""
         retrieval = self.ensure(upstream, study_uid, series_uid)
         task, retrieval.metadata = retrieval.metadata, None
         if task is None:
             path = f"/studies/{study_uid}/series/{series_uid}/metadata"
-            return await upstream.get_json(path)
-        raw = await task
-        try:
-            return await asyncio.to_thread(json.loads, raw)
-        except ValueError as exc:
-            raise UpstreamProtocolError(f"series {series_uid} metadata: invalid JSON") from exc
+            return await upstream.get_json_bytes(path)
+        return await task
 
     def ensure(
         self,

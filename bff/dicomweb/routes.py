@@ -9,7 +9,6 @@ outside the grant is answered as a study that does not exist, with nothing fetch
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 from collections.abc import Iterable
@@ -26,14 +25,13 @@ from bff.dicomweb import key_images
 from bff.dicomweb.multipart import closing_delimiter, encode_part, new_boundary
 from bff.dicomweb.retrieve import Retriever
 from bff.dicomweb.series_metadata import (
-    RATIO_WAIT_S,
     PreparedMetadata,
     RewriteContext,
     SeriesFacts,
     rewrite_off_loop,
 )
 from bff.dicomweb.upstream import DicomwebUpstream
-from bff.errors import BadRequest, NotAcceptable, NotFound
+from bff.errors import BadRequest, NotAcceptable, NotFound, UpstreamProtocolError
 
 log = logging.getLogger(__name__)
 
@@ -236,28 +234,26 @@ async def series_metadata(request: Request) -> Response:
     # the progress already.
     context = _rewrite_context(request, upstream, study_uid)
     prepared = await retriever.prepared_metadata(upstream, study_uid, series_uid, context.key)
-    remote = remote_study(request, study_uid)
-    if prepared is None and remote is not None:
-        # Fetched at hand-over (DB.VI-CO.39); built now, off the event loop all the same.
-        timeout = request.app.state.settings.frame_wait_timeout
-        raw = asyncio.shield(
-            consumer.prefetch_metadata(retriever, remote, series_uid, timeout=timeout)
-        )
-        prepared = await retriever.prepare_answer(retrieval, raw, context)
-    if prepared is not None:
-        if not prepared.rows:
-            raise NotFound("empty series")
-        return _prepared_response(request, prepared)
-    rows = await retriever.series_metadata(upstream, study_uid, series_uid)
-    retrieval.expected = len(rows)
-    if rows:
-        retrieval.description = str((rows[0].get("0008103E", {}).get("Value") or [""])[0])
-    if not rows:
+    if prepared is None:
+        # Nothing prepared for this request (open access, another host, a second tab):
+        # built now, the same way, off the event loop.
+        remote = remote_study(request, study_uid)
+        raw: asyncio.Future[bytes]
+        if remote is not None:  # fetched at hand-over (DB.VI-CO.39)
+            timeout = request.app.state.settings.frame_wait_timeout
+            task = consumer.prefetch_metadata(retriever, remote, series_uid, timeout=timeout)
+            raw = asyncio.shield(task)
+        else:
+            raw = asyncio.ensure_future(
+                retriever.series_metadata_bytes(upstream, study_uid, series_uid)
+            )
+        try:
+            prepared = await retriever.prepare_answer(retrieval, raw, context)
+        except ValueError as exc:  # not JSON, not an array
+            raise UpstreamProtocolError(f"series {series_uid} metadata: {exc}") from exc
+    if not prepared.rows:
         raise NotFound("empty series")
-    # The ratio is measured, not guessed: give the first instance a moment to finish.
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(retrieval.first_delivered.wait(), RATIO_WAIT_S)
-    return _json(await _rewrite(request, upstream, study_uid, rows))
+    return _prepared_response(request, prepared)
 
 
 def _prepared_response(request: Request, prepared: PreparedMetadata) -> Response:
