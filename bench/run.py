@@ -22,7 +22,7 @@ from bench.stacks import (
     free_port,
     settings_env,
 )
-from bff.consumer.whitelist import write_test_whitelist
+from bff.origins.whitelist import write_test_whitelist
 from bff.demo.dataset import DemoStudy
 from bff.demo.kos import retarget_kos
 from bff.demo.pki import TlsFiles

@@ -89,7 +89,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     (with its mutual-TLS listener for Consumers) and a Consumer BFF beside it."""
     import secrets as secrets_module
 
-    from bff.consumer.whitelist import write_test_whitelist
     from bff.demo.dataset import write_demo_study
     from bff.demo.kos import retarget_kos
     from bff.demo.orthanc import OrthancProcess
@@ -97,6 +96,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from bff.demo.stack import DEMO_CDA_ID, DEMO_USERS, DEMO_USERS_FILE, new_stack, publish_demo_kos
     from bff.idp.app import create_idp_app
     from bff.idp.users import load_users
+    from bff.origins.whitelist import write_test_whitelist
 
     _configure_logging("INFO")
     var = Path(args.var)

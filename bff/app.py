@@ -1,7 +1,9 @@
 """``create_app(settings)``: the BFF as a Starlette application. No I/O at import time.
 
 The lifespan creates the shared things (upstream clients per location, the transcoding
-pool, the frame cache, the retriever, the KOS archive, the audit trail) and closes them.
+pool, the frame cache, the retriever, the KOS archive, the audit trail), gathered in one
+typed :class:`~bff.services.Services` object that every route finds through
+:func:`~bff.services.services_of`, and closes them.
 """
 
 from __future__ import annotations
@@ -12,14 +14,17 @@ import logging
 import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.types import Scope
 
-from bff.archive.admin import admin_routes
+from bff.access.handover import HandoverStore
 from bff.archive.store import ArchiveStore
 from bff.audit import configure_audit
+from bff.auth.introspect import PscIntrospector
 from bff.auth.middleware import SessionMiddleware
 from bff.auth.oidc import (
     IDENTITY_SCOPE,
@@ -31,30 +36,31 @@ from bff.auth.oidc import (
     public_jwks,
 )
 from bff.auth.sessions import SessionStore
-from bff.consumer.remote import source_client
 from bff.consumer.routes import consumer_routes
-from bff.consumer.whitelist import load_whitelist
 from bff.dicomweb.cache import FrameCache
 from bff.dicomweb.disk_cache import DiskFrameCache
 from bff.dicomweb.retrieve import Retriever
-from bff.dicomweb.routes import dicomweb_routes
 from bff.dicomweb.upstream import DicomwebUpstream
 from bff.errors import ViewerError
 from bff.export.routes import export_routes
+from bff.facade.progress import progress_routes
+from bff.facade.routes import dicomweb_routes
+from bff.origins.factory import OriginFactory
+from bff.origins.remote import source_client
+from bff.origins.whitelist import load_whitelist
+from bff.services import Services
 from bff.settings import Settings
-from bff.source.introspect import PscIntrospector
+from bff.source.admin import Admin, admin_routes
 from bff.source.routes import source_routes
 from bff.source.wado import consumer_api_routes
 from bff.transcode import EncodeParams, TranscodePool
 from bff.web import errors as web_errors
-from bff.web.boot import load_boot_files, preload_header
-from bff.web.progress import progress_routes
-from bff.web.static import compression_middleware, static_routes
+from bff.web.static import OhifSite, compression_middleware
 
 log = logging.getLogger(__name__)
 
 
-def build_providers(settings: Settings) -> tuple[dict[str, OidcProvider], dict[str, object]]:
+def build_providers(settings: Settings) -> tuple[dict[str, OidcProvider], dict[str, Any]]:
     """The identity providers with a client secret configured, and our public JWKS."""
     key = (
         load_encryption_key(settings.fcp_encryption_key)
@@ -109,7 +115,15 @@ def build_providers(settings: Settings) -> tuple[dict[str, OidcProvider], dict[s
     return providers, public_jwks(key)
 
 
+def _sessions(scope: Scope) -> SessionStore | None:
+    services = getattr(scope["app"].state, "services", None)
+    return services.sessions if isinstance(services, Services) else None
+
+
 def create_app(settings: Settings) -> Starlette:
+    site = OhifSite(settings)
+    archive = ArchiveStore(settings.archive_url)  # no I/O until used
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         pool = TranscodePool(settings.workers)
@@ -124,21 +138,21 @@ def create_app(settings: Settings) -> Starlette:
             )
             for host, url in settings.location_map().items()
         }
-        archive = ArchiveStore(settings.archive_url)
         archive.create_schema()
         audit_handler = configure_audit(settings.audit_log)
-        app.state.locations = locations
-        # Consumer role: one client towards every Source (mutual TLS, connection pool).
-        app.state.source_client = source_client(settings) if settings.consumer_enabled else None
-        app.state.archive = archive
-        app.state.background = set()
+        # Consumer role: one client towards every Source (mutual TLS, connection pool),
+        # and the ANS whitelist.
+        client = source_client(settings) if settings.consumer_enabled else None
+        whitelist = None
+        if settings.consumer_enabled and settings.whitelist_file:
+            whitelist = load_whitelist(Path(settings.whitelist_file))
         disk = None
         if settings.frame_disk_cache_dir:
             disk = DiskFrameCache(
                 Path(settings.frame_disk_cache_dir), settings.frame_disk_cache_bytes
             )
             await asyncio.to_thread(disk.open)
-        app.state.retriever = Retriever(
+        retriever = Retriever(
             FrameCache(settings.cache_max_bytes),
             pool,
             EncodeParams(quality=settings.lossy_quality, codec=settings.lossy_codec),
@@ -147,31 +161,65 @@ def create_app(settings: Settings) -> Starlette:
             workers=settings.workers + 1,
             disk=disk,
         )
+        background: set[asyncio.Task[Any]] = set()
+        providers, jwks = build_providers(settings)
+        app.state.services = Services(
+            settings=settings,
+            sessions=SessionStore(
+                settings.session_secret or secrets.token_urlsafe(32),
+                idle_timeout=settings.session_idle_timeout,
+                max_age=settings.session_max_age,
+            ),
+            archive=archive,
+            retriever=retriever,
+            origins=OriginFactory(
+                locations=locations,
+                retriever=retriever,
+                background=background,
+                max_part_bytes=settings.max_part_bytes,
+                frame_timeout=settings.frame_wait_timeout,
+                consumer_serve="lossy" if settings.consumer_images == "lossy" else "browser",
+                whitelist=whitelist,
+                source_client=client,
+            ),
+            providers=providers,
+            public_jwks=jwks,
+            # Source role: Consumers' PSC tokens are checked by introspection (DRIM-M).
+            psc_introspector=PscIntrospector(
+                settings.psc_issuer,
+                settings.psc_client_id,
+                settings.psc_client_secret,
+                timeout=settings.oidc_timeout,
+            ),
+            handovers=HandoverStore(),
+            site=site,
+            background=background,
+        )
         try:
             yield
         finally:
-            await app.state.retriever.aclose()
+            await retriever.aclose()
             for upstream in locations.values():
                 await upstream.aclose()
-            if app.state.source_client is not None:
-                await app.state.source_client.aclose()
+            if client is not None:
+                await client.aclose()
             pool.close()
             archive.close()
             logging.getLogger("bff.audit").removeHandler(audit_handler)
             audit_handler.close()
 
-    app = Starlette(
+    return Starlette(
         routes=[
             *(consumer_api_routes() if settings.source_api_port else []),
             *source_routes(),
             *consumer_routes(),
             *progress_routes(),
             *export_routes(),
-            *admin_routes(),
+            *admin_routes(Admin(settings.admin_secret, archive)),
             *dicomweb_routes(),
-            *static_routes(settings),
+            *site.routes(),
         ],
-        middleware=[Middleware(SessionMiddleware), compression_middleware()],
+        middleware=[Middleware(SessionMiddleware, store_of=_sessions), compression_middleware()],
         exception_handlers={
             ViewerError: web_errors.viewer_error,
             HTTPException: web_errors.http_error,
@@ -179,28 +227,3 @@ def create_app(settings: Settings) -> Starlette:
         },
         lifespan=lifespan,
     )
-    app.state.settings = settings
-    # OHIF's boot files, announced ahead to the browser (bff/web/boot.py, issue 5).
-    app.state.boot_files = load_boot_files(settings.ohif_config, settings.ohif_dist)
-    app.state.boot_preload = preload_header(app.state.boot_files)
-    app.state.open_access = settings.open_access
-    app.state.cookie_secure = settings.secure_cookie
-    app.state.sessions = SessionStore(
-        settings.session_secret or secrets.token_urlsafe(32),
-        idle_timeout=settings.session_idle_timeout,
-        max_age=settings.session_max_age,
-    )
-    app.state.providers, app.state.public_jwks = build_providers(settings)
-    # Source role: Consumers' PSC tokens are checked by introspection (DRIM-M).
-    app.state.psc_introspector = PscIntrospector(
-        settings.psc_issuer,
-        settings.psc_client_id,
-        settings.psc_client_secret,
-        timeout=settings.oidc_timeout,
-    )
-    # Consumer role: the ANS whitelist, mutual TLS towards Sources, pending hand-overs.
-    app.state.handovers = {}
-    app.state.whitelist = None
-    if settings.consumer_enabled and settings.whitelist_file:
-        app.state.whitelist = load_whitelist(Path(settings.whitelist_file))
-    return app

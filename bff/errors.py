@@ -18,6 +18,23 @@
 Errors are raised anywhere and rendered in exactly one place (:mod:`bff.web.errors`):
 JSON ``{"code", "message"}`` for DICOMweb/machines, a French HTML page for people.
 Messages are fixed French sentences; raw input never goes into them.
+
+Errors of the Source WADO-RS API (this DRIMbox answering Consumer DRIMboxes). The
+Consumer maps our HTTP status to its own codes (spec Tableau 2, DB.VI-CO.27), so the
+status is the contract; the ``S`` codes name the Source-side cause in our logs, the audit
+trail and the JSON body ``{"code", "message"}``::
+
+    ViewerError
+    ├── SourceTokenInvalid          403 S403  bearer token missing, inactive, expired -> E204
+    ├── SourceKosNotFound           404 S404  KOS unknown or inconsistent             -> E205
+    ├── SourceGone                  410 S410  KOS unpublished, exam / series gone     -> E206
+    ├── SourcePatientMismatch       406 S406  patient id archive vs PACS mismatch     -> E209
+    ├── SourcePacsUnavailable       502 S502  PACS connection problem, bad answer     -> E207
+    ├── SourcePacsTimeout           504 S504  PACS timeout                            -> E208
+    └── SourceIntrospectionUnavailable 503 S503  PSC introspection unavailable (fail closed)
+
+406 is reserved by DRIM-M for the patient id check: it is never used for content
+negotiation here (see :mod:`bff.source.accept`).
 """
 
 from __future__ import annotations
@@ -143,3 +160,48 @@ class UpstreamProtocolError(UpstreamError):
 class IncompleteSeries(UpstreamError):
     code = "E506"
     message = "La série n'a pas été reçue en entier ; cette image est manquante."
+
+
+# -- the Source WADO-RS API (DRIMbox to DRIMbox) ----------------------------------------
+
+
+class SourceTokenInvalid(ViewerError):
+    status = 403
+    code = "S403"
+    message = "Jeton d'accès invalide ou expiré."
+
+
+class SourceKosNotFound(ViewerError):
+    status = 404
+    code = "S404"
+    message = "KOS introuvable ou incohérent avec la demande."
+
+
+class SourceGone(ViewerError):
+    status = 410
+    code = "S410"
+    message = "L'examen n'est plus disponible (KOS dépublié, examen ou série supprimé)."
+
+
+class SourcePatientMismatch(ViewerError):
+    status = 406
+    code = "S406"
+    message = "Les identifiants patient (INS/IPP) de l'archive et du PACS ne concordent pas."
+
+
+class SourcePacsUnavailable(ViewerError):
+    status = 502
+    code = "S502"
+    message = "Le PACS de la DRIMbox source est injoignable."
+
+
+class SourcePacsTimeout(ViewerError):
+    status = 504
+    code = "S504"
+    message = "Le PACS de la DRIMbox source n'a pas répondu à temps."
+
+
+class SourceIntrospectionUnavailable(ViewerError):
+    status = 503
+    code = "S503"
+    message = "La vérification du jeton d'accès est momentanément impossible."

@@ -20,7 +20,6 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from bff.app import create_app
-from bff.consumer.whitelist import write_test_whitelist
 from bff.demo.dataset import DemoStudy
 from bff.demo.kos import retarget_kos
 from bff.demo.pki import TlsFiles, make_test_pki
@@ -28,6 +27,7 @@ from bff.demo.stack import DEMO_CDA_ID, DEMO_USERS_FILE, Stack, new_stack, publi
 from bff.dicomweb.multipart import closing_delimiter, encode_part
 from bff.idp.app import create_idp_app
 from bff.idp.users import load_users
+from bff.origins.whitelist import write_test_whitelist
 from tests.conftest import Pacs, make_settings
 from tests.servers import free_port, live_server
 
@@ -175,11 +175,13 @@ def drimm(pacs: Pacs, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Drim
     whitelist = work / "whitelist.xml"
     write_test_whitelist(whitelist, ["localhost"])
     secret = "handover-" + stack.client_secret
+    # The Consumer runs beside a PACS that holds the very study (issue 12: a KOS-opened
+    # study must never be answered from it).
     consumer_settings = make_settings(
-        "http://127.0.0.1:9/unused",
+        pacs.dicomweb_url,
         **{**stack.bff_overrides(), "port": co_port},
         open_access=False,
-        locations=f"{CONSUMER_HOST}=http://127.0.0.1:9/unused",
+        locations=f"{CONSUMER_HOST}={pacs.dicomweb_url}",
         archive_url=f"sqlite:///{work / 'consumer-archive.db'}",
         audit_log=work / "consumer-audit.jsonl",
         consumer_enabled=True,

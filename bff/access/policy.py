@@ -1,35 +1,73 @@
-"""The one access decision (STYLE.md point 9): may this request see this study?
+"""The one access decision (STYLE.md point 9), over plain data: may this request see this
+study, and what answers for it?
 
-Every DICOMweb route asks :func:`allowed` with the session's grant and the requested
-study; a refusal is answered exactly as a study that does not exist (404), before any
-byte is fetched upstream. A session is granted the studies whose checks succeeded
-(DB.VI-SO.115, .33, .152), each through the location it was opened on (DB.VI-SO.127).
-``open_access`` (the facade's own tests only) admits every study to a session without
-a grant; it is never on in a deployment.
+A session is granted the studies whose checks succeeded (DB.VI-SO.115, .33, .152), each
+through the location it was opened on (DB.VI-SO.127). A grant entry names its origin:
+the local PACS (a report link, checked against the KOS archive) or a remote DRIMbox
+Source (a KOS opened on the Consumer, keyed by that KOS's SOP Instance UID). The two
+kinds never match each other, so a study opened from a KOS is never answered from a
+local PACS (issue 12). A refusal is answered exactly as a study that does not exist (404),
+before any byte is fetched upstream. ``open_access`` (the facade's own tests only) admits
+every study of the location's PACS to a request without a grant; it is never on in a
+deployment.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from bff.archive.kos import KosRecord
+
+#: The origin of a study granted from a report link: the location's PACS.
+LOCAL_PACS = ""
+
+
+@dataclass(frozen=True)
+class RemoteOpening:
+    """A study opened on the Consumer from a KOS of the DMP (DB.VI-CS.05): answered by
+    the DRIMbox Source(s) the KOS names. The live origin is rebuilt from this."""
+
+    record: KosRecord
+    #: the KOS as the Consumer received it (the study download includes it)
+    kos_bytes: bytes = field(default=b"", repr=False)
+
+
+@dataclass(frozen=True)
+class StudyRef:
+    """One granted study: where it was opened and what answers for it."""
+
+    location: str
+    study_uid: str
+    #: LOCAL_PACS, or the SOP Instance UID of the KOS that opened it from a remote Source.
+    kos_sop_uid: str = LOCAL_PACS
+    #: Institution Name from the KOS (DB.VI-CS.29, Tableau 3); '' keeps the images'.
+    institution: str = ""
+    remote: RemoteOpening | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
 class Grant:
-    """What a session may see: (location, study UID) pairs."""
+    """What a session may see, and (Consumer) the user's PSC access token, which the
+    remote Sources are asked with; never sent to the browser."""
 
-    studies: frozenset[tuple[str, str]]
+    studies: tuple[StudyRef, ...]
+    access_token: str = field(default="", repr=False)
 
     def study_uids(self, location: str) -> list[str]:
-        return sorted(uid for loc, uid in self.studies if loc == location)
+        return sorted({ref.study_uid for ref in self.studies if ref.location == location})
+
+    def find(self, location: str, study_uid: str) -> StudyRef | None:
+        for ref in self.studies:
+            if ref.location == location and ref.study_uid == study_uid:
+                return ref
+        return None
 
 
-@dataclass(frozen=True)
-class Resource:
-    location: str
-    study_uid: str
-
-
-def allowed(grant: Grant | None, resource: Resource, *, open_access: bool) -> bool:
+def allowed(
+    grant: Grant | None, location: str, study_uid: str, *, open_access: bool
+) -> StudyRef | None:
+    """The grant entry that admits this study through this location, else None. Without
+    any grant, ``open_access`` admits the location's PACS only."""
     if grant is None:
-        return open_access
-    return (resource.location, resource.study_uid) in grant.studies
+        return StudyRef(location, study_uid) if open_access else None
+    return grant.find(location, study_uid)

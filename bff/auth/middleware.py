@@ -1,11 +1,12 @@
 """Pure ASGI middleware: find the request's session from its cookie.
 
-Puts the :class:`~bff.auth.sessions.Session` (or None) in ``scope["session"]`` and its
-grant in ``scope["session_grant"]``, which the one access function reads.
+Puts the :class:`~bff.auth.sessions.Session` (or None) in ``scope["session"]``; the
+access decision reads its grant (``Session.grant``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from http.cookies import SimpleCookie
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -27,13 +28,14 @@ def read_cookie(scope: Scope, name: str) -> str | None:
 
 
 class SessionMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
+    """``store_of(scope)``: the application's session store (None before it started)."""
+
+    def __init__(self, app: ASGIApp, store_of: Callable[[Scope], SessionStore | None]) -> None:
         self.app = app
+        self.store_of = store_of
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            store: SessionStore | None = getattr(scope["app"].state, "sessions", None)
-            session = store.load(read_cookie(scope, COOKIE_NAME)) if store else None
-            scope["session"] = session
-            scope["session_grant"] = session.grant if session else None
+            store = self.store_of(scope)
+            scope["session"] = store.load(read_cookie(scope, COOKIE_NAME)) if store else None
         await self.app(scope, receive, send)

@@ -20,7 +20,8 @@ from typing import Any
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from bff.access.policy import Grant
+from bff.access.params import ViewerLink
+from bff.access.policy import Grant, RemoteOpening, StudyRef
 
 COOKIE_NAME = "drimbox_session"
 #: Signed cookies remembered as checked (a few per live session).
@@ -46,9 +47,9 @@ class OpenedStudy:
     location: str
     study_uid: str
     kos_sop_uid: str
-    display: dict[str, Any]
-    #: Consumer: the study opened from a KOS (bff.consumer.remote.RemoteStudy).
-    remote: Any = None
+    display: dict[str, str | list[str] | None]
+    #: Consumer: the KOS the study was opened from (its images come from its Source).
+    remote: RemoteOpening | None = None
 
 
 @dataclass
@@ -62,7 +63,7 @@ class Session:
     subject: str | None = None
     user_display: str | None = None
     tokens: dict[str, Any] = field(default_factory=dict, repr=False)
-    pending_link: Any = None  # bff.source.params.ViewerLink awaiting login
+    pending_link: ViewerLink | None = None  # awaiting login
     pending_location: str | None = None
     pending_login: PendingLogin | None = field(default=None, repr=False)
     pending_consumer: bool = False  # signing in to the Consumer viewer (no exam link)
@@ -74,9 +75,26 @@ class Session:
 
     @property
     def grant(self) -> Grant | None:
+        """What this session may see (plain data for the access decision)."""
         if not self.studies:
             return None
-        return Grant(frozenset((s.location, s.study_uid) for s in self.studies))
+        refs = tuple(
+            StudyRef(
+                s.location,
+                s.study_uid,
+                s.kos_sop_uid if s.remote is not None else "",
+                str(s.display.get("institution") or ""),
+                s.remote,
+            )
+            for s in self.studies
+        )
+        return Grant(refs, str(self.tokens.get("access_token", "")))
+
+    def opened(self, location: str, study_uid: str) -> OpenedStudy | None:
+        for study in self.studies:
+            if study.location == location and study.study_uid == study_uid:
+                return study
+        return None
 
     def open_study(self, study: OpenedStudy) -> None:
         self.studies = [

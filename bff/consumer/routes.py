@@ -17,11 +17,7 @@ then offers a French form to open a KOS file.
 
 from __future__ import annotations
 
-import asyncio
 import hmac
-import secrets
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from starlette.concurrency import run_in_threadpool
@@ -29,34 +25,18 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from bff.access.handover import HANDOVER_TTL_S
+from bff.access.link import opening_display
+from bff.access.policy import RemoteOpening
 from bff.archive.kos import KosError, KosRecord, read_kos
 from bff.audit import audit
-from bff.auth.sessions import OpenedStudy, Session, SessionStore
-from bff.consumer import dicomweb as consumer_dicomweb
-from bff.consumer.remote import RemoteStudy, open_remote_study
-from bff.dicomweb.series_metadata import RewriteContext
+from bff.auth.sessions import OpenedStudy, Session
 from bff.errors import AuthenticationRequired, BadRequest, Forbidden, NotFound
-from bff.source.routes import _with_cookie, location_of, opening_display
+from bff.services import location_of, services_of, with_cookie
 from bff.web.boot import before_viewer_head
 from bff.web.pages import escape, layout
 
-HANDOVER_TTL_S = 120.0
 MAX_KOS_BYTES = 16 * 1024**2
-
-
-#: Hand-overs whose series metadata is fetched ahead, at most (each holds ~5 MB of JSON
-#: for a 1300-slice CT until it is opened or expires).
-MAX_PREFETCHED_HANDOVERS = 8
-
-
-@dataclass
-class Handover:
-    record: KosRecord
-    access_token: str
-    series_uid: str | None
-    created_at: float
-    #: the Source's study, its series metadata already asked for (None: not prefetched)
-    remote: RemoteStudy | None = None
 
 
 def _session(request: Request) -> Session | None:
@@ -65,7 +45,7 @@ def _session(request: Request) -> Session | None:
 
 
 def _enabled(request: Request) -> None:
-    if not request.app.state.settings.consumer_enabled:
+    if not services_of(request).settings.consumer_enabled:
         raise NotFound("consumer viewer disabled")
 
 
@@ -78,76 +58,25 @@ async def _read_kos(body: bytes) -> KosRecord:
         raise BadRequest(f"not a usable KOS: {exc}") from exc
 
 
-def _remote(request: Request, record: KosRecord, token: str) -> RemoteStudy:
-    state = request.app.state
-    return open_remote_study(
-        record,
-        access_token=token,
-        settings=state.settings,
-        whitelist=state.whitelist,
-        client=state.source_client,
-    )
-
-
-def _prefetch_metadata(
-    request: Request, remote: RemoteStudy, *, from_instances: bool = True
-) -> list[asyncio.Task[bytes]]:
-    state = request.app.state
-    return [
-        consumer_dicomweb.prefetch_metadata(
-            state.retriever,
-            remote,
-            series_uid,
-            timeout=state.settings.frame_wait_timeout,
-            from_instances=from_instances,
-        )
-        for series_uid in remote.upstreams
-    ]
-
-
-def grant_remote(
-    request: Request,
-    session: Session,
-    record: KosRecord,
-    token: str,
-    remote: RemoteStudy | None = None,
-) -> None:
-    """Open the KOS's study in this session: one upstream per series, user's token
-    (``remote``: the one the hand-over opened, its metadata already asked for)."""
-    state = request.app.state
-    remote = remote or _remote(request, record, token)
-    display = opening_display(record)
+def grant_remote(request: Request, session: Session, opening: RemoteOpening, token: str) -> None:
+    """Open the KOS's study in this session: its Source(s) asked with the user's token
+    (the origin the hand-over made, its metadata already asked for, when it came that
+    way), and pulled from now, images and metadata, while the browser loads OHIF
+    (DB.VI-CS.17; issue 5: OHIF's first image waits for the series metadata)."""
+    services = services_of(request)
+    record = opening.record
+    location = location_of(request)
     session.open_study(
-        OpenedStudy(location_of(request), record.study_uid, record.sop_uid, display, remote)
+        OpenedStudy(location, record.study_uid, record.sop_uid, opening_display(record), opening)
     )
-    # Pull from the Source now, images and metadata, while the browser loads OHIF
-    # (DB.VI-CS.17; issue 5: OHIF's first image waits for the series metadata).
-    # The metadata first (asked at hand-over already, when it came that way): each
-    # series' stream starts once its metadata is in (SeriesRetrieval.start_after), and
-    # OHIF's answer is built from it as OHIF will ask for it: same host, institution
-    # from the KOS (bff/dicomweb/series_metadata.py).
-    root = str(request.base_url).rstrip("/") + "/dicomweb"
-    for (series_uid, upstream), metadata in zip(
-        remote.upstreams.items(), _prefetch_metadata(request, remote), strict=True
-    ):
-        retrieval = state.retriever.ensure(upstream, record.study_uid, series_uid, start=False)
-        retrieval.start_after(metadata)
-        context = RewriteContext(
-            root=root,
-            study_uid=record.study_uid,
-            upstream_base=upstream.base_url,
-            serve=upstream.serve,
-            codec=state.retriever.params.codec,
-            institution=str(display.get("institution") or ""),
-        )
-        retrieval.prepared = state.retriever.prepare_answer(
-            retrieval, asyncio.shield(metadata), context
-        )
+    origin = services.origins.remote(location, record, token, opening.kos_bytes)
+    origin.start_at_grant(str(request.base_url).rstrip("/") + "/dicomweb")
     audit(
         "consumer_opened",
         study_uid=record.study_uid,
         kos_sop_uid=record.sop_uid,
         series=len(record.series),
+        refused=origin.refusal.code if origin.refusal else None,
     )
 
 
@@ -163,7 +92,8 @@ def _viewer(record: KosRecord, series_uid: str | None) -> str:
 
 async def handover(request: Request) -> Response:
     _enabled(request)
-    secret: str = request.app.state.settings.consumer_handover_secret
+    services = services_of(request)
+    secret = services.settings.consumer_handover_secret
     given = request.headers.get("authorization", "")
     if not secret or not hmac.compare_digest(given.encode(), f"Bearer {secret}".encode()):
         audit("consumer_handover_denied")
@@ -171,42 +101,36 @@ async def handover(request: Request) -> Response:
     token = request.headers.get("x-psc-access-token", "")
     if not token:
         raise BadRequest("missing X-PSC-Access-Token")
-    record = await _read_kos(await request.body())
+    body = await request.body()
+    record = await _read_kos(body)
     series_uid = request.query_params.get("series")
     if series_uid and series_uid not in {s.series_uid for s in record.series}:
         raise BadRequest("series not in the KOS")
-    one_time = secrets.token_urlsafe(32)
-    handovers: dict[str, Handover] = request.app.state.handovers
-    now = time.time()
-    for key in [k for k, h in handovers.items() if now - h.created_at > HANDOVER_TTL_S]:
-        del handovers[key]
-    item = handovers[one_time] = Handover(record, token, series_uid, now)
+    opening = RemoteOpening(record, body)
+    one_time = services.handovers.add(opening, token, series_uid)
     # The Source is asked for the series metadata now, while the browser comes (issue 5,
     # DB.VI-CO.39: OHIF's first image waits for it; the Source takes 1-2 s to answer
-    # it). Kept server side, never served before the one-time URL is opened; no image is
-    # pulled before that either (SeriesRetrieval.start_after, at the opening).
-    if sum(h.remote is not None for h in handovers.values()) < MAX_PREFETCHED_HANDOVERS:
-        item.remote = _remote(request, record, token)
-        _prefetch_metadata(request, item.remote, from_instances=False)
+    # it). Kept server side (bff/dicomweb/metadata_ahead.py), never served before the
+    # one-time URL is opened; no image is pulled before that either.
+    services.origins.remote(location_of(request), record, token, body).ask_ahead()
     url = str(request.url.replace(path=f"/consumer/open/{one_time}", query=""))
     return JSONResponse({"viewer_url": url, "expires_in": int(HANDOVER_TTL_S)}, 201)
 
 
 async def open_handover(request: Request) -> Response:
     _enabled(request)
-    handovers: dict[str, Handover] = request.app.state.handovers
-    item = handovers.pop(str(request.path_params["token"]), None)  # single use
-    if item is None or time.time() - item.created_at > HANDOVER_TTL_S:
+    services = services_of(request)
+    item = services.handovers.take(str(request.path_params["token"]))  # single use
+    if item is None:
         raise AuthenticationRequired("unknown, used or expired hand-over")
-    store: SessionStore = request.app.state.sessions
-    session = _session(request) or store.create()
+    session = _session(request) or services.sessions.create()
     session.profile = "professional"
     session.provider = "psc"
     session.subject = session.subject or "consumer-handover"
     session.tokens = {"access_token": item.access_token}
-    grant_remote(request, session, item.record, item.access_token, item.remote)
-    return _with_cookie(
-        request, RedirectResponse(_viewer(item.record, item.series_uid), 303), session
+    grant_remote(request, session, item.opening, item.access_token)
+    return with_cookie(
+        request, RedirectResponse(_viewer(item.opening.record, item.series_uid), 303), session
     )
 
 
@@ -255,17 +179,16 @@ def _login_page(session: Session, *, head: str) -> str:
 async def consumer_home(request: Request) -> Response:
     _enabled(request)
     session = _session(request)
-    store: SessionStore = request.app.state.sessions
     if session is None:
-        session = store.create()
+        session = services_of(request).sessions.create()
     # The Consumer's own pages fetch OHIF's boot files meanwhile (bff/web/boot.py): the
     # spec's test opens the exam from a browser already on them (4.6.2, DB.VI-CO.39).
-    head = before_viewer_head(request.app.state.boot_files)
+    head = before_viewer_head(services_of(request).site.boot_files)
     if session.authenticated and session.provider == "psc":
         page = _open_page(session, demo_kos=_demo_kos(request) is not None, head=head)
-        return _with_cookie(request, HTMLResponse(page), session)
+        return with_cookie(request, HTMLResponse(page), session)
     session.pending_consumer = True
-    return _with_cookie(request, HTMLResponse(_login_page(session, head=head)), session)
+    return with_cookie(request, HTMLResponse(_login_page(session, head=head)), session)
 
 
 async def open_by_hand(request: Request) -> Response:
@@ -274,46 +197,30 @@ async def open_by_hand(request: Request) -> Response:
     if session is None or not session.authenticated or session.provider != "psc":
         raise AuthenticationRequired("consumer opening without a PSC session")
     form = await request.form()
-    store: SessionStore = request.app.state.sessions
-    if not store.check_csrf(session, str(form.get("csrf", ""))):
+    if not services_of(request).sessions.check_csrf(session, str(form.get("csrf", ""))):
         raise BadRequest("csrf token mismatch")
     demo = _demo_kos(request) if form.get("demo") else None
     upload = form.get("kos")
     if demo is not None:
-        record = await _read_kos(demo.read_bytes())
+        body = demo.read_bytes()
     elif upload is None or isinstance(upload, str):
         raise BadRequest("no KOS file")
     else:
-        record = await _read_kos(await upload.read())
+        body = await upload.read()
+    record = await _read_kos(body)
     series_uid = str(form.get("series", "") or "").strip() or None
     if series_uid and series_uid not in {s.series_uid for s in record.series}:
         raise BadRequest("series not in the KOS")
     token = str(session.tokens.get("access_token", ""))
-    grant_remote(request, session, record, token)
+    grant_remote(request, session, RemoteOpening(record, body), token)
     return RedirectResponse(_viewer(record, series_uid), 303)
 
 
 def _demo_kos(request: Request) -> Path | None:
-    settings = request.app.state.settings
+    settings = services_of(request).settings
     if settings.mode != "demo" or not settings.consumer_demo_kos:
         return None
     return Path(settings.consumer_demo_kos)
-
-
-def remote_study(request: Request, study_uid: str) -> RemoteStudy | None:
-    """The KOS-opened study of this session, if the request is about one."""
-    session = _session(request)
-    if session is None:
-        return None
-    try:
-        location = location_of(request)
-    except Exception:
-        return None
-    for opened in session.studies:
-        if opened.study_uid == study_uid and opened.location == location and opened.remote:
-            remote: RemoteStudy = opened.remote
-            return remote
-    return None
 
 
 def consumer_routes() -> list[BaseRoute]:

@@ -12,12 +12,12 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from bff.access.params import AccessionNumber, ViewerLink
 from bff.archive.kos import read_kos
 from bff.archive.store import ArchiveStore
 from bff.demo.dataset import DemoStudy
 from bff.idp.app import IdpClient
 from bff.settings import PROJECT_ROOT
-from bff.source.params import AccessionNumber, ViewerLink
 
 #: The CDA id (idCDA) the demo report would carry: a fictitious OID under 1.2.250.1.999.
 DEMO_CDA_ID = "1.2.250.1.999.1.1.101"

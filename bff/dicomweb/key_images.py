@@ -35,12 +35,12 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from bff.dicomweb.upstream import DicomwebUpstream
-from bff.errors import NotFound, ViewerError
+from bff.errors import ViewerError
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +69,6 @@ KEY_IMAGE_TITLES = frozenset(
 KEY_IMAGES_DESCRIPTION = "Images clés"
 INDEX_TTL_S = 60.0
 FAILED_INDEX_TTL_S = 5.0
-#: Key images fetched at once (instance metadata GETs of the virtual series).
-METADATA_CONCURRENCY = 8
 
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 SERIES_UID = "0020000E"
@@ -307,45 +305,3 @@ class KeyImageIndex:
                 asyncio.current_task(),  # type: ignore[assignment]
             )
             return FAILED
-
-
-def index_of(app_state: Any) -> KeyImageIndex:
-    """The application's index (made on first use, kept on ``app.state``)."""
-    index = getattr(app_state, "key_images", None)
-    if index is None:
-        index = KeyImageIndex()
-        app_state.key_images = index
-    return index
-
-
-Rewrite = Callable[[list[Any]], Awaitable[list[Any]]]
-
-
-async def virtual_metadata(
-    upstream: DicomwebUpstream,
-    study_uid: str,
-    kin_series: KeyImageSeries,
-    index: KeyImages,
-    rewrite: Rewrite,
-) -> list[Any]:
-    """The metadata of a virtual key-image series: each key image's instance metadata,
-    asked of the PACS under this study's path only, rewritten like any served instance
-    (``rewrite``: BulkDataURIs to the BFF, served syntax), then moved into the virtual
-    series."""
-    limit = asyncio.Semaphore(METADATA_CONCURRENCY)
-
-    async def one(image: KeyImage) -> list[Any]:
-        path = f"/studies/{study_uid}/series/{image.series_uid}/instances/{image.sop_uid}/metadata"
-        async with limit:
-            try:
-                rows: list[Any] = await upstream.get_json(path)
-            except NotFound:  # not in that series of this study (the PACS checks)
-                log.warning("key image %s not found in its series", image.sop_uid)
-                return []
-        return [r for r in rows if _first(r, SOP_UID) == image.sop_uid][:1]
-
-    answers = await asyncio.gather(*(one(image) for image in kin_series.images))
-    rows = await rewrite([row for answer in answers for row in answer])
-    for row in rows:
-        as_virtual(row, kin_series, index)
-    return rows

@@ -29,9 +29,11 @@ import pydicom
 
 from bff.dicomweb.cache import CachedFrame, FrameCache, FrameKey
 from bff.dicomweb.disk_cache import DiskFrameCache, entry_key
-from bff.dicomweb.multipart import MultipartError, MultipartParser, Part, parse_content_type
+from bff.dicomweb.metadata_ahead import MetadataAhead
+from bff.dicomweb.multipart import Part
 from bff.dicomweb.series_metadata import PreparedMetadata, RewriteContext, SeriesFacts, prepare
-from bff.dicomweb.upstream import DicomwebUpstream, task_failed
+from bff.dicomweb.series_stream import series_parts, series_path
+from bff.dicomweb.upstream import DicomwebUpstream
 from bff.errors import (
     IncompleteSeries,
     NotFound,
@@ -47,11 +49,6 @@ log = logging.getLogger(__name__)
 FAILURE_COOLDOWN_S = 10.0
 #: Longest wait of a series' stream for its metadata (SeriesRetrieval.start_after).
 BULK_DELAY_S = 2.0
-#: How long series metadata asked when a report link is opened waits for the grant
-#: (Retriever.warm_metadata): the user chooses a profile and signs in meanwhile.
-WARM_TTL_S = 300.0
-#: Series whose metadata may wait for a grant at once (the oldest is dropped beyond).
-MAX_WARM = 64
 #: Finished retrievals remembered (their per-instance facts serve refetches and metadata).
 MAX_REMEMBERED = 2000
 #: How often a retrieval that yields to the series the user chose looks again (DB.VI-SO.189).
@@ -154,10 +151,6 @@ class SeriesRetrieval:
         #: Instances the series should hold, when known (metadata, KOS), for progress.
         self.expected: int | None = None
         self.description = ""
-        #: The PACS's series metadata (raw JSON) asked ahead of OHIF at grant time, and
-        #: the answer prepared from it (:mod:`bff.dicomweb.series_metadata`); single use.
-        self.metadata: asyncio.Task[bytes] | None = None
-        self.prepared: asyncio.Task[PreparedMetadata] | None = None
         self.error: ViewerError | None = None
         self.started_at = time.monotonic()
         self.finished_at: float | None = None
@@ -245,10 +238,7 @@ class SeriesRetrieval:
 
     @property
     def _path(self) -> str:
-        path = f"/studies/{self.key.study_uid}/series/{self.key.series_uid}"
-        if self.key.sop_uid:
-            path += f"/instances/{self.key.sop_uid}"
-        return path
+        return series_path(self.key.study_uid, self.key.series_uid, self.key.sop_uid)
 
     async def _run(self) -> None:
         workers = [asyncio.create_task(self._transcode_loop()) for _ in range(self._workers)]
@@ -274,25 +264,11 @@ class SeriesRetrieval:
             self._finish()
 
     async def _read_stream(self) -> None:
-        async with self._upstream.stream(self._path, self._upstream.series_accept) as (
-            content_type,
-            body,
-        ):
-            try:
-                media_type, params = parse_content_type(content_type)
-            except MultipartError as exc:
-                raise UpstreamProtocolError(f"bad content type {content_type!r}") from exc
-            boundary = params.get("boundary")
-            if media_type != "multipart/related" or not boundary:
-                raise UpstreamProtocolError(f"not multipart/related: {content_type!r}")
-            parser = MultipartParser(boundary, max_part_bytes=self._max_part_bytes)
-            try:
-                async for chunk in body:
-                    for part in parser.feed(chunk):
-                        await self._enqueue(part)
-                parser.finalize()
-            except MultipartError as exc:
-                raise IncompleteSeries(f"multipart: {exc}") from exc
+        async with series_parts(
+            self._upstream, self._path, max_part_bytes=self._max_part_bytes
+        ) as parts:
+            async for part in parts:
+                await self._enqueue(part)
 
     async def _enqueue(self, part: Part) -> None:
         header = peek_header(part.body)
@@ -472,65 +448,47 @@ class Retriever:
         self._retrievals: OrderedDict[SeriesKey, SeriesRetrieval] = OrderedDict()
         #: (origin, study) -> the retrieval of the series the user chose (DB.VI-SO.189).
         self._preferred: dict[tuple[str, str], SeriesRetrieval] = {}
-        #: Series metadata asked of the PACS while the user signs in (warm_metadata):
-        #: (origin, study, series) -> (expiry, raw JSON bytes).
-        self._warm: OrderedDict[tuple[str, str, str], tuple[float, asyncio.Task[bytes]]] = (
-            OrderedDict()
-        )
+        #: Series metadata asked ahead of OHIF, and OHIF's answers prepared from it.
+        self.ahead = MetadataAhead()
 
     def warm_metadata(self, upstream: DicomwebUpstream, study_uid: str, series_uid: str) -> None:
         """Ask the PACS for a series' metadata when a valid report link is opened, while
         the user chooses a profile and signs in (issue 5, DB.VI-SO.37): the PACS answers
-        it 2-3x slower once the browser boots OHIF and the series streams. Kept in this
-        process only, never served: prefetch_metadata() takes it at the grant; without a
-        grant within WARM_TTL_S it is dropped. No retrieval starts before the grant."""
-        key = (upstream.origin, study_uid, series_uid)
-        now = time.monotonic()
-        for stale in [k for k, (expires, _) in self._warm.items() if expires < now]:
-            del self._warm[stale]
-        entry = self._warm.get(key)
-        if entry is not None and not task_failed(entry[1]):
-            return
-        while len(self._warm) >= MAX_WARM:
-            self._warm.popitem(last=False)
-        path = f"/studies/{study_uid}/series/{series_uid}/metadata"
-        task = asyncio.create_task(
-            upstream.get_json_bytes(path), name=f"warm metadata {series_uid}"
+        it 2-3x slower once the browser boots OHIF and the series streams. Never served:
+        prefetch_metadata() takes it at the grant (bff/dicomweb/metadata_ahead.py: without
+        a grant it expires). No retrieval starts before the grant."""
+        self.ahead.ask(
+            (upstream.origin, study_uid, series_uid),
+            functools.partial(
+                upstream.get_json_bytes, series_path(study_uid, series_uid) + "/metadata"
+            ),
         )
-        task.add_done_callback(_consume_exception)
-        self._warm[key] = (now + WARM_TTL_S, task)
-
-    def _take_warm(
-        self, origin: str, study_uid: str, series_uid: str
-    ) -> asyncio.Task[bytes] | None:
-        entry = self._warm.pop((origin, study_uid, series_uid), None)
-        if entry is None or entry[0] < time.monotonic() or task_failed(entry[1]):
-            return None
-        return entry[1]
 
     def prefetch_metadata(
         self,
         upstream: DicomwebUpstream,
         study_uid: str,
         series_uid: str,
-        context: RewriteContext | None = None,
+        context: RewriteContext,
     ) -> SeriesRetrieval:
-        """Start the series retrieval and ask the PACS for the series metadata now, so that
-        OHIF's metadata request (its first image waits for it) finds it ready; with a
-        ``context``, also build the rewritten answer (:func:`series_metadata.prepare`)."""
+        """Register the series retrieval, ask the PACS for the series metadata now (or
+        take what was asked while the user signed in) and build OHIF's answer from it
+        (:func:`series_metadata.prepare`), so that OHIF's metadata request (its first
+        image waits for it) finds it ready. The series streams once its metadata is in."""
         retrieval = self.ensure(upstream, study_uid, series_uid, start=False)
-        warm = self._take_warm(upstream.origin, study_uid, series_uid)
-        if retrieval.metadata is None and retrieval.prepared is None:
-            path = f"/studies/{study_uid}/series/{series_uid}/metadata"
-            raw = warm or asyncio.create_task(
-                upstream.get_json_bytes(path), name=f"metadata {series_uid}"
-            )
-            raw.add_done_callback(_consume_exception)
-            if context is None:
-                retrieval.metadata = raw
-            else:
-                retrieval.prepared = self.prepare_answer(retrieval, raw, context)
-            retrieval.start_after(raw)
+        key = (upstream.origin, study_uid, series_uid)
+        if self.ahead.has_prepared(key):  # an answer is on its way already
+            self.ahead.take(key)
+            return retrieval
+        raw = self.ahead.ask(
+            key,
+            functools.partial(
+                upstream.get_json_bytes, series_path(study_uid, series_uid) + "/metadata"
+            ),
+        )
+        self.ahead.take(key)  # the answer holds the bytes now; not kept twice
+        self.ahead.keep_prepared(key, self.prepare_answer(retrieval, raw, context))
+        retrieval.start_after(raw)
         return retrieval
 
     def prepare_answer(
@@ -540,9 +498,8 @@ class Retriever:
         parsed, rewritten, serialized and gzipped in the pool's normal-priority worker,
         never on the event loop, after a brief wait for the first instance (what the files
         say, their transfer syntax and compression ratio, goes into the answer). The
-        Source does it at grant time, the Consumer when the exam is opened; the caller
-        keeps the task on ``retrieval.prepared`` for :meth:`prepared_metadata`, or awaits
-        it (an answer built on demand)."""
+        Source does it at grant time, the Consumer when the exam is opened (both keep it
+        in :attr:`ahead` for :meth:`prepared_metadata`); on demand, the caller awaits it."""
         task = asyncio.create_task(
             prepare(
                 raw,
@@ -560,33 +517,19 @@ class Retriever:
     async def prepared_metadata(
         self, upstream: DicomwebUpstream, study_uid: str, series_uid: str, key: tuple[str, str]
     ) -> PreparedMetadata | None:
-        """The answer prepared ahead (once: at grant time, or the Consumer's opening) if it
-        was built for ``key`` (DICOMweb root, institution); None when there is none or it
-        failed (the caller builds it)."""
-        retrieval = self.find(upstream.origin, study_uid, series_uid)
-        if retrieval is None or retrieval.prepared is None:
-            return None
-        task, retrieval.prepared = retrieval.prepared, None
-        try:
-            prepared = await task
-        except ViewerError as exc:
-            log.info("prepared metadata of %s failed, asking again: %s", series_uid, exc.detail)
-            return None
-        except ValueError as exc:  # not JSON, not an array
-            log.warning("prepared metadata of %s unusable: %s", series_uid, exc)
-            return None
-        return prepared if prepared.key == key else None
+        """The answer prepared ahead (once) if it was built for ``key`` (DICOMweb root,
+        institution); None when there is none or it failed (the caller builds it)."""
+        return await self.ahead.take_prepared((upstream.origin, study_uid, series_uid), key)
 
     async def series_metadata_bytes(
         self, upstream: DicomwebUpstream, study_uid: str, series_uid: str
     ) -> bytes:
-        """The PACS's series metadata as JSON bytes: the prefetched answer if any (once),
+        """The PACS's series metadata as JSON bytes: what was asked ahead if any (once),
         else a GET."""
-        retrieval = self.ensure(upstream, study_uid, series_uid)
-        task, retrieval.metadata = retrieval.metadata, None
+        self.ensure(upstream, study_uid, series_uid)
+        task = self.ahead.take((upstream.origin, study_uid, series_uid))
         if task is None:
-            path = f"/studies/{study_uid}/series/{series_uid}/metadata"
-            return await upstream.get_json_bytes(path)
+            return await upstream.get_json_bytes(series_path(study_uid, series_uid) + "/metadata")
         return await task
 
     def ensure(

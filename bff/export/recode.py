@@ -33,6 +33,7 @@ from bff.errors import UpstreamProtocolError
 from bff.export.pdi import InstanceFacts
 from bff.transcode import registry
 from bff.transcode.decoders import native
+from bff.transcode.errors import TranscodeError
 from bff.transcode.model import (
     EXPLICIT_VR_BE,
     JPEGLS_LOSSLESS,
@@ -104,6 +105,13 @@ def _write(ds: Dataset) -> bytes:
 
 def prepare_instance(data: bytes) -> tuple[bytes, InstanceFacts]:
     """The file to put in the ZIP for one received instance, and its facts."""
+    try:
+        return _prepare_instance(data)
+    except TranscodeError as exc:  # a codec failure, translated here, at the seam
+        raise UpstreamProtocolError(f"instance cannot be prepared: {exc}") from exc
+
+
+def _prepare_instance(data: bytes) -> tuple[bytes, InstanceFacts]:
     header = _read(data, headers_only=True)
     syntax = str(header.file_meta.TransferSyntaxUID)
     facts = facts_of(header, syntax)

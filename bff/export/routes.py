@@ -1,12 +1,14 @@
 """``GET /api/download/{study_uid}``: the whole exam as a ZIP in IHE PDI layout, streamed
 as it is built (DB.VI-SO.176).
 
-Order of work: the one access function first (:func:`bff.dicomweb.routes.check_study`:
+Order of work: the one access decision first (:func:`bff.facade.routes.study_origin`:
 outside the grant, 404 exactly like every DICOMweb route (no session at all: 401), nothing
-fetched); the study row and ALL its series from the location's PACS (QIDO; the DRIM-M KOS
-series included, unlike the viewer's series list); then, series after series, one
-series-level WADO-RS retrieve with the stored syntax (``transfer-syntax=*``) parsed
-incrementally: each instance is written to the ZIP as soon as its part ends (re-encoded
+fetched), which gives the study's origin; its export plan (the location's PACS: the study
+row and ALL its series, the DRIM-M KOS series included, unlike the viewer's series list;
+a remote Source on the Consumer: the KOS's series, and the KOS itself as received); then,
+series after series, one series-level WADO-RS retrieve of the stored syntax (the origin's
+series stream, :mod:`bff.dicomweb.series_stream`) parsed incrementally: each instance is
+written to the ZIP as soon as its part ends (re-encoded
 losslessly only when stored native, in a worker thread). Memory stays flat: one instance
 at a time plus about 3 KB of facts per instance for the DICOMDIR, README.TXT
 and INDEX.HTM written at the end.
@@ -15,17 +17,16 @@ Once the headers are sent, a failure is logged and the connection is closed with
 final chunk (the browser reports a failed download, never a silently truncated ZIP). A
 client that goes away ends the generator, which closes the upstream retrieval.
 
-A study opened by a Consumer from a KOS (its images come from a remote Source) is not
-offered for download yet: 404.
+A study opened on the Consumer from a KOS (issue 12) downloads the same way, pulled
+from its remote Source through the same origin: same layout, lossless rule, streaming.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import re
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -34,15 +35,13 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
-from bff.consumer.routes import remote_study
-from bff.dicomweb.multipart import MultipartError, MultipartParser, parse_content_type
-from bff.dicomweb.routes import UID, check_study
-from bff.dicomweb.upstream import SERIES_ACCEPT, DicomwebUpstream
-from bff.errors import AuthenticationRequired, BadRequest, NotFound, UpstreamProtocolError
+from bff.errors import AuthenticationRequired
 from bff.export.pdi import PdiLayout, build_dicomdir
 from bff.export.recode import prepare_instance
 from bff.export.texts import index_html, readme_text, summarize
 from bff.export.zipstream import ZipWriter
+from bff.origins.base import ExportPlan, StudyOrigin
+from bff.services import services_of, study_origin, uid_param
 
 log = logging.getLogger(__name__)
 
@@ -67,21 +66,19 @@ def zip_filename(study_row: dict[str, Any], accession_number: str = "") -> str:
     return "-".join(p for p in cleaned if p)[:100] + ".zip"
 
 
-def _series_order(row: dict[str, Any]) -> tuple[int, str]:
-    number = _first(row, SERIES_NUMBER)
-    try:
-        return int(float(number)), _first(row, SERIES_UID)
-    except ValueError:
-        return 1 << 30, _first(row, SERIES_UID)
-
-
 def _opened_accession(request: Request, study_uid: str) -> str:
     """The accession number of the study as this session opened it (from its KOS)."""
     session = request.scope.get("session")
-    for opened in getattr(session, "studies", None) or []:
+    for opened in session.studies if session is not None else ():
         if opened.study_uid == study_uid:
             return str(opened.display.get("accession_number") or "")
     return ""
+
+
+async def _entry(writer: ZipWriter, layout: PdiLayout, data: bytes) -> tuple[bytes, bytes]:
+    """One instance as a ZIP entry (re-encoded losslessly when stored native)."""
+    prepared, facts = await run_in_threadpool(prepare_instance, data)
+    return writer.file(layout.add(facts), prepared)
 
 
 class ClosingStreamingResponse(StreamingResponse):
@@ -102,47 +99,22 @@ class ClosingStreamingResponse(StreamingResponse):
                 await aclose()
 
 
-async def _series_instances(
-    upstream: DicomwebUpstream, study_uid: str, series_uid: str, max_part_bytes: int
-) -> AsyncGenerator[bytes]:
-    """The instances of one series as they arrive (one series-level WADO-RS retrieve)."""
-    path = f"/studies/{study_uid}/series/{series_uid}"
-    async with upstream.stream(path, SERIES_ACCEPT) as (content_type, body):
-        try:
-            media_type, params = parse_content_type(content_type)
-            if media_type != "multipart/related" or not params.get("boundary"):
-                raise MultipartError(f"not multipart: {media_type}")
-            parser = MultipartParser(params["boundary"], max_part_bytes=max_part_bytes)
-            async for chunk in body:
-                for part in parser.feed(chunk):
-                    yield part.body
-            parser.finalize()
-        except MultipartError as exc:
-            raise UpstreamProtocolError(f"series {series_uid}: {exc}") from exc
-
-
-async def _zip_stream(
-    upstream: DicomwebUpstream,
-    study_uid: str,
-    series_uids: list[str],
-    max_part_bytes: int,
-) -> AsyncIterator[bytes]:
+async def _zip_stream(origin: StudyOrigin, plan: ExportPlan) -> AsyncIterator[bytes]:
     writer = ZipWriter()
     layout = PdiLayout()
     started = time.monotonic()
     complete = False
     try:
         yield writer.directory("DICOM/")  # the first bytes, at once
-        for series_uid in series_uids:
-            # aclosing: leaving early (client gone, failure) closes the retrieval now.
-            instances = _series_instances(upstream, study_uid, series_uid, max_part_bytes)
-            async with contextlib.aclosing(instances):
-                async for data in instances:
-                    prepared, facts = await run_in_threadpool(prepare_instance, data)
-                    del data
-                    header, body = writer.file(layout.add(facts), prepared)
-                    yield header
-                    yield body
+        for series_uid in plan.series_uids:
+            # Leaving early (client gone, failure) closes the retrieval now.
+            async with origin.stream_series(series_uid) as parts:
+                async for part in parts:
+                    for chunk in await _entry(writer, layout, part.body):
+                        yield chunk
+        for data in plan.extra:
+            for chunk in await _entry(writer, layout, data):
+                yield chunk
         dicomdir = await run_in_threadpool(build_dicomdir, layout)
         summary = summarize(layout)
         for name, content in (
@@ -155,7 +127,7 @@ async def _zip_stream(
         complete = True
         log.info(
             "download of %s: %d instances, %d bytes, %.1f s",
-            study_uid,
+            origin.study_uid,
             len(layout.instances),
             writer.offset,
             time.monotonic() - started,
@@ -165,7 +137,7 @@ async def _zip_stream(
         # response without its final chunk, so the browser reports a failed download.
         log.warning(
             "download of %s failed after %d instances: %s: %s",
-            study_uid,
+            origin.study_uid,
             len(layout.instances),
             type(exc).__name__,
             exc,
@@ -173,29 +145,20 @@ async def _zip_stream(
         raise
     finally:
         if not complete:
-            log.info("download of %s stopped after %d instances", study_uid, len(layout.instances))
+            log.info(
+                "download of %s stopped after %d instances", origin.study_uid, len(layout.instances)
+            )
 
 
 async def download(request: Request) -> Response:
     """The exam as a PDI ZIP, for whoever was granted it (patients and professionals)."""
-    study_uid = str(request.path_params["study_uid"])
-    if len(study_uid) > 64 or not UID.match(study_uid):
-        raise BadRequest("bad study_uid")
-    if request.scope.get("session") is None and not request.app.state.open_access:
+    study_uid = uid_param(request, "study_uid")
+    if request.scope.get("session") is None and not services_of(request).open_access:
         # No session at all (issue 7): say "sign in again", not "no such study".
         raise AuthenticationRequired("download without a session")
-    upstream = check_study(request, study_uid)
-    if remote_study(request, study_uid) is not None:
-        raise NotFound("download of a study opened from a remote Source: not offered yet")
-    studies = await upstream.get_json("/studies", {"StudyInstanceUID": study_uid})
-    if not studies:
-        raise NotFound("study not in the PACS")
-    rows = await upstream.get_json(f"/studies/{study_uid}/series")
-    series_uids = [_first(r, SERIES_UID) for r in sorted(rows, key=_series_order)]
-    series_uids = [uid for uid in series_uids if uid]
-    if not series_uids:
-        raise NotFound("study without series")
-    filename = zip_filename(studies[0], _opened_accession(request, study_uid))
+    origin = study_origin(request, study_uid)
+    plan = await origin.export_plan()
+    filename = zip_filename(plan.study_row, _opened_accession(request, study_uid))
     headers = {
         "Content-Disposition": f'attachment; filename="{filename}"',
         "Cache-Control": "no-store",
@@ -207,9 +170,8 @@ async def download(request: Request) -> Response:
         response = Response(media_type=ZIP_MEDIA_TYPE, headers=headers)
         del response.headers["content-length"]
         return response
-    max_part_bytes: int = request.app.state.settings.max_part_bytes
     return ClosingStreamingResponse(
-        _zip_stream(upstream, study_uid, series_uids, max_part_bytes),
+        _zip_stream(origin, plan),
         media_type=ZIP_MEDIA_TYPE,
         headers=headers,
     )

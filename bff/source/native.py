@@ -21,6 +21,7 @@ from pydicom.uid import UID
 
 from bff.errors import UpstreamProtocolError
 from bff.transcode import registry
+from bff.transcode.errors import NoDecoder, TranscodeError
 from bff.transcode.instance import _native_bytes, _read, _source_frames
 from bff.transcode.model import (
     LOSSLESS_SOURCES,
@@ -40,13 +41,21 @@ def can_decode(transfer_syntax_uid: str) -> bool:
         return False
     try:
         registry.get_decoder(transfer_syntax_uid)
-    except registry.NoDecoder:
+    except NoDecoder:
         return False
     return True
 
 
 def to_explicit_le(data: bytes) -> bytes:
-    """The instance ``data`` (any decodable syntax) as Explicit VR Little Endian."""
+    """The instance ``data`` (any decodable syntax) as Explicit VR Little Endian; a codec
+    failure is translated here, at the seam (E505)."""
+    try:
+        return _to_explicit_le(data)
+    except TranscodeError as exc:
+        raise UpstreamProtocolError(f"instance cannot be rewritten natively: {exc}") from exc
+
+
+def _to_explicit_le(data: bytes) -> bytes:
     ds = _read(data)
     source_ts = str(ds.file_meta.TransferSyntaxUID)
     if "PixelData" in ds:

@@ -20,36 +20,31 @@ import asyncio
 import hmac
 import logging
 import time
+from collections.abc import Coroutine
 from typing import Any
 from urllib.parse import quote
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from bff.access.link import check_link, check_patient, opening_display
+from bff.access.params import ViewerLink, parse_link
 from bff.archive.kos import KosRecord
-from bff.archive.store import ArchivedKos, ArchiveStore
+from bff.archive.store import ArchivedKos
 from bff.audit import audit
-from bff.auth.identity import FcIdentity, KosTraits, match_identity
-from bff.auth.oidc import OidcProvider
-from bff.auth.sessions import COOKIE_NAME, OpenedStudy, PendingLogin, Session, SessionStore
-from bff.dicomweb import key_images
-from bff.dicomweb.series_metadata import RewriteContext
-from bff.dicomweb.upstream import DicomwebUpstream
+from bff.auth.sessions import COOKIE_NAME, OpenedStudy, PendingLogin, Session
 from bff.errors import (
     AccessRefused,
     AuthenticationRequired,
     BadRequest,
-    InvalidLink,
     LoginFailed,
     NotFound,
     ViewerError,
 )
-from bff.source.params import ViewerLink, parse_link
+from bff.services import Services, location_of, services_of, with_cookie
 from bff.web.boot import before_viewer_head
 from bff.web.pages import logged_out_page, profile_page
-from bff.web.static import index_response
 
 log = logging.getLogger(__name__)
 
@@ -62,35 +57,9 @@ PROVIDERS_BY_PROFILE = {"patient": ("fcp", "fc"), "professional": ("psc",)}
 # -- helpers ---------------------------------------------------------------------------
 
 
-def location_of(request: Request) -> str:
-    """The location (registered FQDN) the request came through (DB.VI-SO.07, .127)."""
-    locations: dict[str, DicomwebUpstream] = request.app.state.locations
-    host = (request.url.hostname or "").lower()
-    if host in locations:
-        return host
-    if "*" in locations:
-        return "*"
-    raise InvalidLink(f"unknown location {host!r}", code="E415")
-
-
 def _session(request: Request) -> Session | None:
     session: Session | None = request.scope.get("session")
     return session
-
-
-def _with_cookie(request: Request, response: Response, session: Session) -> Response:
-    store: SessionStore = request.app.state.sessions
-    response.set_cookie(
-        COOKIE_NAME,
-        store.cookie_value(session),
-        max_age=int(store.max_age),
-        httponly=True,
-        secure=request.app.state.cookie_secure,
-        samesite="lax",
-        path="/",
-    )
-    response.headers["Cache-Control"] = "no-store"
-    return response
 
 
 def _redirect_uri(request: Request) -> str:
@@ -110,9 +79,10 @@ async def invoke_image_display(request: Request) -> Response:
     location = location_of(request)
     session = _session(request)
     grant = session.grant if session is not None else None
-    if grant is not None and (location, link.study_uid) in grant.studies:
+    ref = grant.find(location, link.study_uid) if grant is not None else None
+    if ref is not None and not ref.remote:
         return RedirectResponse(_viewer_url([link.study_uid]), 303)
-    store: SessionStore = request.app.state.sessions
+    store = services_of(request).sessions
     if session is None or session.authenticated:
         # A new exam link always goes through the checks; keep what was already granted.
         previous = session
@@ -126,11 +96,11 @@ async def invoke_image_display(request: Request) -> Response:
     _warm_while_signing_in(request, link, location)
     page = profile_page(
         csrf_token=session.csrf_token,
-        fc_enabled="fc" in request.app.state.providers,
+        fc_enabled="fc" in services_of(request).providers,
         # While the user chooses and signs in, the browser fetches OHIF (bff/web/boot.py).
-        head=before_viewer_head(request.app.state.boot_files),
+        head=before_viewer_head(services_of(request).site.boot_files),
     )
-    return _with_cookie(request, HTMLResponse(page), session)
+    return with_cookie(request, HTMLResponse(page), session)
 
 
 async def login(request: Request) -> Response:
@@ -139,11 +109,11 @@ async def login(request: Request) -> Response:
     if session is None or (session.pending_link is None and not session.pending_consumer):
         raise AuthenticationRequired("login without a pending link")
     form = await request.form()
-    store: SessionStore = request.app.state.sessions
+    store = services_of(request).sessions
     if not store.check_csrf(session, str(form.get("csrf", ""))):
         raise BadRequest("csrf token mismatch")
     profile, provider_name = str(form.get("profile", "")), str(form.get("provider", ""))
-    providers: dict[str, OidcProvider] = request.app.state.providers
+    providers = services_of(request).providers
     if provider_name not in PROVIDERS_BY_PROFILE.get(profile, ()) or provider_name not in providers:
         raise BadRequest("unknown profile or provider")
     redirect_uri = _redirect_uri(request)
@@ -157,7 +127,7 @@ async def login(request: Request) -> Response:
         redirect_uri=redirect_uri,
         created_at=time.time(),
     )
-    return _with_cookie(request, RedirectResponse(started.url, 303), session)
+    return with_cookie(request, RedirectResponse(started.url, 303), session)
 
 
 # -- callback and checks -------------------------------------------------------------------
@@ -176,7 +146,7 @@ async def callback(request: Request) -> Response:
         raise LoginFailed("login round trip too old")
     if "error" in request.query_params or "code" not in request.query_params:
         raise LoginFailed("provider answered an error", code="E431")
-    provider: OidcProvider = request.app.state.providers[pending.provider]
+    provider = services_of(request).providers[pending.provider]
     result = await provider.finish(
         code=request.query_params["code"],
         redirect_uri=pending.redirect_uri,
@@ -191,11 +161,11 @@ async def callback(request: Request) -> Response:
         _sign_in(session, pending.provider, claims, result.tokens)
         session.pending_consumer = False
         audit("consumer_sign_in", provider="psc")
-        return _with_cookie(request, RedirectResponse("/consumer", 303), session)
+        return with_cookie(request, RedirectResponse("/consumer", 303), session)
     link: ViewerLink = session.pending_link
     location = session.pending_location or "*"
     try:
-        kos = await check_link(request.app.state.archive, link, location)
+        kos = await check_link(services_of(request).archive, link, location)
         if session.profile == "patient":
             check_patient(kos, claims)
     except AccessRefused as exc:
@@ -229,16 +199,7 @@ async def callback(request: Request) -> Response:
     )
     _check_patient_ids_later(request, kos, location)
     start_retrievals(request, kos.record, location)
-    return _with_cookie(request, RedirectResponse(_viewer_url([link.study_uid]), 303), session)
-
-
-#: The series search OHIF 3.13.2 makes first (seen in its requests, docs/performance.md).
-OHIF_SERIES_SEARCH = {"includefield": "00080021,00080031,0008103E,00200011"}
-
-
-def _log_search_failure(task: asyncio.Task[Any]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.info("series search ahead of OHIF failed: %r", task.exception())
+    return with_cookie(request, RedirectResponse(_viewer_url([link.study_uid]), 303), session)
 
 
 def _warm_while_signing_in(request: Request, link: ViewerLink, location: str) -> None:
@@ -247,57 +208,41 @@ def _warm_while_signing_in(request: Request, link: ViewerLink, location: str) ->
     image waits for it, DB.VI-SO.37). Nothing is served, and nothing else is retrieved,
     before the grant (the checks run again then, with the identity); the answer is the
     same page whatever the link (the check runs after it, in the background)."""
-    state = request.app.state
-    upstream: DicomwebUpstream | None = state.locations.get(location)
-    if upstream is None:
+    services = services_of(request)
+    if location not in services.origins.locations:
         return
 
     async def warm() -> None:
         try:
-            kos = await check_link(state.archive, link, location)
+            kos = await check_link(services.archive, link, location)
         except AccessRefused:
             return
         except Exception as exc:  # an optimization: the grant checks and fetches again
             log.warning("metadata not asked ahead for %s: %r", link.study_uid, exc)
             return
-        for series in kos.record.series:
-            state.retriever.warm_metadata(upstream, kos.record.study_uid, series.series_uid)
+        series = [s.series_uid for s in kos.record.series]
+        services.origins.local(location, kos.record.study_uid, kos_series=series).ask_ahead()
 
-    task = asyncio.create_task(warm(), name=f"warm {link.study_uid}")
-    background: set[asyncio.Task[Any]] = state.background
-    background.add(task)
-    task.add_done_callback(background.discard)
+    _background(services, warm(), f"warm {link.study_uid}")
+
+
+def _background(services: Services, work: Coroutine[Any, Any, None], name: str) -> None:
+    task = asyncio.create_task(work, name=name)
+    services.background.add(task)
+    task.add_done_callback(services.background.discard)
 
 
 def start_retrievals(request: Request, record: KosRecord, location: str) -> None:
-    """Start pulling and transcoding the exam, and fetching its series metadata, now,
-    while the browser loads OHIF (about 3 s on a 2-core client): by OHIF's first
-    requests, metadata and images are already waiting."""
-    upstream: DicomwebUpstream = request.app.state.locations[location]
-    retriever = request.app.state.retriever
-    # The metadata answer is prepared as OHIF will ask for it: same host (the viewer
-    # follows this redirect on the location's host), institution from the KOS.
-    context = RewriteContext(
-        root=str(request.base_url).rstrip("/") + "/dicomweb",
-        study_uid=record.study_uid,
-        upstream_base=upstream.base_url,
-        serve=upstream.serve,
-        codec=retriever.params.codec,
+    """Start pulling the exam now, while the browser loads OHIF (the origin's
+    start_at_grant: metadata answers prepared as OHIF will ask for them, same host,
+    institution from the KOS)."""
+    origin = services_of(request).origins.local(
+        location,
+        record.study_uid,
         institution=record.institution_name,
+        kos_series=[s.series_uid for s in record.series],
     )
-    for series in record.series:
-        retriever.prefetch_metadata(upstream, record.study_uid, series.series_uid, context)
-    key_images.index_of(request.app.state).warm(upstream, record.study_uid)
-    # OHIF's series search, asked now and shared when OHIF asks it (DicomwebUpstream
-    # .search): its metadata request, hence its first image, waits for it. Another
-    # query shape (another OHIF version) only misses.
-    search = asyncio.create_task(
-        upstream.search(f"/studies/{record.study_uid}/series", OHIF_SERIES_SEARCH)
-    )
-    background: set[asyncio.Task[Any]] = request.app.state.background
-    background.add(search)
-    search.add_done_callback(background.discard)
-    search.add_done_callback(_log_search_failure)
+    origin.start_at_grant(str(request.base_url).rstrip("/") + "/dicomweb")
 
 
 def _sign_in(
@@ -310,50 +255,6 @@ def _sign_in(
     session.tokens = {k: tokens[k] for k in ("access_token", "expires_at") if k in tokens}
 
 
-async def check_link(archive: ArchiveStore, link: ViewerLink, location: str) -> ArchivedKos:
-    """DB.VI-SO.115 (idCDA) and DB.VI-SO.33 (accession + issuer / study), on the archive."""
-    records = await run_in_threadpool(archive.find_by_study, link.study_uid)
-    published = [r for r in records if r.state == "published"]
-    if not published:
-        raise AccessRefused(f"no published KOS for {link.study_uid}", code="E422")
-    here = [r for r in published if r.location in (location, "*")]
-    if not here:
-        raise AccessRefused(f"{link.study_uid} is not reachable through {location}", code="E424")
-    with_cda = [r for r in here if hmac.compare_digest(r.cda_id, link.cda_id)]
-    if not with_cda:
-        raise AccessRefused("idCDA does not match the KOS", code="E420")
-    for kos in with_cda:
-        record = kos.record
-        if (
-            record.accession_number == link.accession.id
-            and record.accession_issuer == link.accession.issuer
-            and record.study_uid == link.study_uid
-        ):
-            return kos
-    raise AccessRefused("accession number / issuer / study do not match the KOS", code="E421")
-
-
-def check_patient(kos: ArchivedKos, claims: dict[str, Any]) -> None:
-    """DB.VI-SO.152: the FC+ identity against the KOS INS traits (documented normalization)."""
-    try:
-        identity = FcIdentity.from_claims(claims)
-    except ValueError as exc:
-        raise AccessRefused(f"identity claims missing: {exc}", code="E423") from exc
-    traits = kos.record.traits
-    mismatches = match_identity(
-        identity,
-        KosTraits(
-            birth_name=traits.birth_name,
-            given_names=tuple(traits.given_names),
-            sex=traits.sex,
-            birth_date=traits.birth_date,
-            birthplace=traits.birthplace,
-        ),
-    )
-    if mismatches:
-        raise AccessRefused("identity mismatch: " + ",".join(mismatches), code="E423")
-
-
 def display_name(claims: dict[str, Any], profile: str) -> str:
     given = str(claims.get("given_name", "")).strip()
     family = str(claims.get("family_name", "")).strip()
@@ -361,26 +262,11 @@ def display_name(claims: dict[str, Any], profile: str) -> str:
     return f"Dr {name}" if profile == "professional" and name else name
 
 
-def opening_display(record: KosRecord) -> dict[str, Any]:
-    """What the viewer shows on opening (DB.VI-CS.29): INS traits and institution from the KOS."""
-    traits = record.traits
-    return {
-        "birth_name": traits.birth_name,
-        "given_names": list(traits.given_names),
-        "sex": traits.sex,
-        "birth_date": traits.birth_date,
-        "birthplace": traits.birthplace,
-        "ins": record.ins,
-        "ins_oid": record.ins_oid,
-        "institution": record.institution_name,
-        "accession_number": record.accession_number,
-    }
-
-
 def _check_patient_ids_later(request: Request, kos: ArchivedKos, location: str) -> None:
     """Trace for the administrator any mismatch between the patient id in the images and
     the archive (INS, else IPP; spec note after DB.VI-SO.33, DB.SO.47)."""
-    upstream: DicomwebUpstream = request.app.state.locations[location]
+    services = services_of(request)
+    upstream = services.origins.pacs(location)
     record = kos.record
 
     async def check() -> None:
@@ -402,10 +288,7 @@ def _check_patient_ids_later(request: Request, kos: ArchivedKos, location: str) 
                 kos_sop_uid=record.sop_uid,
             )
 
-    tasks: set[asyncio.Task[None]] = request.app.state.background
-    task = asyncio.create_task(check())
-    tasks.add(task)
-    task.add_done_callback(tasks.discard)
+    _background(services, check(), f"patient id check {record.study_uid}")
 
 
 # -- the viewer and its session ------------------------------------------------------------
@@ -413,8 +296,8 @@ def _check_patient_ids_later(request: Request, kos: ArchivedKos, location: str) 
 
 async def viewer(request: Request) -> Response:
     """OHIF's routes: only for a session granted every study named in the URL."""
-    if request.app.state.open_access:
-        return index_response(request)
+    if services_of(request).open_access:
+        return services_of(request).site.index(request)
     session = _session(request)
     if session is None or session.grant is None:
         raise AuthenticationRequired("viewer without a granted session")
@@ -425,7 +308,7 @@ async def viewer(request: Request) -> Response:
         return RedirectResponse(_viewer_url(sorted(granted)), 303)
     if not set(asked) <= granted:
         raise NotFound("viewer asked for a study outside the grant")
-    return index_response(request)
+    return services_of(request).site.index(request)
 
 
 async def session_info(request: Request) -> Response:
@@ -439,7 +322,7 @@ async def session_info(request: Request) -> Response:
     ]
     payload = {
         # DB.VI-CS.26: whether this deployment is referenced as a medical device.
-        "medical_device": request.app.state.settings.medical_device,
+        "medical_device": services_of(request).settings.medical_device,
         "profile": session.profile,
         "user": session.user_display,
         "csrf": session.csrf_token,
@@ -452,7 +335,7 @@ async def logout(request: Request) -> Response:
     session = _session(request)
     if session is not None:
         form = await request.form()
-        store: SessionStore = request.app.state.sessions
+        store = services_of(request).sessions
         if not store.check_csrf(session, str(form.get("csrf", ""))):
             raise BadRequest("csrf token mismatch")
         audit("logout", profile=session.profile, provider=session.provider)
@@ -464,7 +347,7 @@ async def logout(request: Request) -> Response:
 
 async def jwks(request: Request) -> Response:
     """Our public encryption key(s): FranceConnect+ encrypts id_token and userinfo to them."""
-    return JSONResponse(request.app.state.public_jwks)
+    return JSONResponse(dict(services_of(request).public_jwks))
 
 
 def source_routes() -> list[BaseRoute]:

@@ -11,7 +11,7 @@ Accept of ``multipart/related; type="application/dicom"; transfer-syntax=..; q=.
 Checks, in this order, all before any response header is sent (STYLE.md point 6):
 
 0. the request came through the mutual-TLS listener (``source_api_port``), else 404;
-1. the bearer token is active at ProSantéConnect (:mod:`bff.source.introspect`), else 403;
+1. the bearer token is active at ProSantéConnect (:mod:`bff.auth.introspect`), else 403;
 2. the KOS is in the archive for this location, names this study, series (and instance),
    else 404; it is published, else 410;
 3. the PACS's PatientID for the study is the archive's INS or IPP, else 406 (+ audit);
@@ -46,43 +46,28 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
-from bff.archive.store import ArchivedKos, ArchiveStore
+from bff.access.source_api import check_kos, check_kos_uid, check_patient_id, pacs_error
+from bff.archive.store import ArchivedKos
 from bff.audit import audit
-from bff.dicomweb.multipart import (
-    MultipartError,
-    MultipartParser,
-    Part,
-    closing_delimiter,
-    encode_part,
-    new_boundary,
-    parse_content_type,
-)
+from bff.dicomweb.multipart import Part, closing_delimiter, encode_part, new_boundary
+from bff.dicomweb.series_stream import series_parts
 from bff.dicomweb.upstream import SERIES_ACCEPT, DicomwebUpstream
 from bff.errors import (
     NotFound,
+    SourceGone,
+    SourceTokenInvalid,
     UpstreamError,
     UpstreamProtocolError,
-    UpstreamTimeout,
     ViewerError,
 )
+from bff.services import services_of
 from bff.source.accept import AcceptedSyntaxes, parse_accept
-from bff.source.errors import (
-    SourceGone,
-    SourceKosNotFound,
-    SourcePacsTimeout,
-    SourcePacsUnavailable,
-    SourcePatientMismatch,
-    SourceTokenInvalid,
-)
-from bff.source.introspect import PscIntrospector
 from bff.source.native import can_decode, peek, to_explicit_le
 
 log = logging.getLogger(__name__)
 
 PREFIX = "/api/source"
 KOS_HEADER = "kos-sopinstanceuid"
-PATIENT_ID = "00100020"
-MAX_UID_LENGTH = 64
 
 
 # -- checks ------------------------------------------------------------------------------
@@ -90,26 +75,10 @@ MAX_UID_LENGTH = 64
 
 def check_listener(request: Request) -> None:
     """Only the mutual-TLS listener serves this API (when ``source_api_port`` is set)."""
-    port: int = request.app.state.settings.source_api_port
+    port = services_of(request).settings.source_api_port
     server = request.scope.get("server") or (None, None)
     if port and server[1] != port:
         raise NotFound("source API asked outside the mutual-TLS listener")
-
-
-def introspector_of(request: Request) -> PscIntrospector:
-    """The app's PSC introspector (``app.state.psc_introspector``), made on first use."""
-    state = request.app.state
-    found: PscIntrospector | None = getattr(state, "psc_introspector", None)
-    if found is None:
-        settings = state.settings
-        found = PscIntrospector(
-            settings.psc_issuer,
-            settings.psc_client_id,
-            settings.psc_client_secret,
-            timeout=settings.oidc_timeout,
-        )
-        state.psc_introspector = found
-    return found
 
 
 async def check_token(request: Request) -> None:
@@ -118,79 +87,8 @@ async def check_token(request: Request) -> None:
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise SourceTokenInvalid("no bearer token")
-    if not await introspector_of(request).is_active(token):
+    if not await services_of(request).psc_introspector.is_active(token):
         raise SourceTokenInvalid("token not active at ProSantéConnect")
-
-
-async def check_kos(
-    request: Request, study_uid: str, series_uid: str, sop_uid: str | None
-) -> ArchivedKos:
-    """The KOS named by the request references what is asked, and a location of this
-    DRIMbox serves it (the DRIMbox-to-DRIMbox API answers for every connected PACS:
-    the KOS archive says which PACS holds the exam)."""
-    kos_uid = request.headers.get(KOS_HEADER, "").strip()
-    if not kos_uid or len(kos_uid) > MAX_UID_LENGTH:
-        raise SourceKosNotFound("KOS-SOPInstanceUID missing or too long")
-    archive: ArchiveStore = request.app.state.archive
-    kos = await run_in_threadpool(archive.get, kos_uid)
-    locations = request.app.state.locations
-    if kos is None or (kos.location not in locations and "*" not in locations):
-        raise SourceKosNotFound(f"KOS {kos_uid} unknown here")
-    record = kos.record
-    if record.study_uid != study_uid:
-        raise SourceKosNotFound(f"KOS {kos_uid} is not about the study asked")
-    series = next((s for s in record.series if s.series_uid == series_uid), None)
-    if series is None:
-        raise SourceKosNotFound(f"KOS {kos_uid} does not reference the series asked")
-    if sop_uid is not None and sop_uid not in {uid for _, uid in series.instances}:
-        raise SourceKosNotFound(f"KOS {kos_uid} does not reference the instance asked")
-    if kos.state != "published":
-        raise SourceGone(f"KOS {kos_uid} is {kos.state}")
-    return kos
-
-
-def pacs_error(exc: ViewerError, what: str) -> ViewerError:
-    """Our upstream errors as the statuses of Tableau 2 (404 upstream = exam/series gone)."""
-    if isinstance(exc, NotFound):
-        return SourceGone(f"{what}: the PACS no longer has it")
-    if isinstance(exc, UpstreamTimeout):
-        return SourcePacsTimeout(f"{what}: {exc.detail}")
-    if isinstance(exc, UpstreamError):
-        return SourcePacsUnavailable(f"{what}: {exc.code} {exc.detail}")
-    return exc
-
-
-async def check_patient_id(upstream: DicomwebUpstream, kos: ArchivedKos, location: str) -> None:
-    """Tableau 2 E209: the PACS's PatientID must be the archive's INS or IPP."""
-    record = kos.record
-    try:
-        rows = await upstream.get_json(
-            "/studies", {"StudyInstanceUID": record.study_uid, "includefield": PATIENT_ID}
-        )
-    except ViewerError as exc:
-        raise pacs_error(exc, "patient id check") from exc
-    if not isinstance(rows, list) or not rows:
-        raise SourceGone(f"study {record.study_uid} not in the PACS")
-    expected = {i for i in (record.ins, record.local_patient_id) if i}
-    found = {_patient_id(row) for row in rows}
-    if not expected:
-        log.warning("KOS %s has no patient id: check skipped", record.sop_uid)
-        return
-    if not found & expected:
-        audit(
-            "source_patient_id_mismatch",
-            location=location,
-            study_uid=record.study_uid,
-            kos_sop_uid=record.sop_uid,
-        )
-        raise SourcePatientMismatch(f"patient id in the PACS differs for {record.study_uid}")
-
-
-def _patient_id(row: Any) -> str:
-    try:
-        return str((row.get(PATIENT_ID, {}).get("Value") or [""])[0])
-    except (AttributeError, IndexError, TypeError):
-        return ""
 
 
 # -- the stream --------------------------------------------------------------------------
@@ -198,37 +96,25 @@ def _patient_id(row: Any) -> str:
 
 @dataclass
 class _Upstream:
-    """An open PACS multipart answer, its first parts already read."""
+    """An open PACS series stream, its first part already read."""
 
     stack: AsyncExitStack
-    chunks: AsyncIterator[bytes]
-    parser: MultipartParser
-    first: list[Part]
+    parts: AsyncIterator[Part]
+    first: Part
 
 
 async def open_retrieval(upstream: DicomwebUpstream, path: str, max_part_bytes: int) -> _Upstream:
-    """Open the PACS stream and read up to its first complete part (errors as statuses)."""
+    """Open the PACS stream (the one series reader, :mod:`bff.dicomweb.series_stream`,
+    asking for the stored syntax) and read its first part; errors as Tableau 2 statuses."""
     stack = AsyncExitStack()
     try:
-        content_type, chunks = await stack.enter_async_context(upstream.stream(path, SERIES_ACCEPT))
-        try:
-            media_type, params = parse_content_type(content_type)
-            boundary = params["boundary"]
-            if media_type != "multipart/related":
-                raise MultipartError(f"not multipart/related: {media_type}")
-            parser = MultipartParser(boundary, max_part_bytes=max_part_bytes)
-            first: list[Part] = []
-            async for chunk in chunks:
-                first = parser.feed(chunk)
-                if first:
-                    break
-            else:
-                parser.finalize()
-        except (KeyError, MultipartError) as exc:
-            raise SourcePacsUnavailable(f"GET {path}: bad multipart from the PACS: {exc}") from exc
-        if not first:
+        parts = await stack.enter_async_context(
+            series_parts(upstream, path, max_part_bytes=max_part_bytes, accept=SERIES_ACCEPT)
+        )
+        first = await anext(parts, None)
+        if first is None:
             raise SourceGone(f"GET {path}: the PACS answered no instance")
-        return _Upstream(stack, chunks, parser, first)
+        return _Upstream(stack, parts, first)
     except ViewerError as exc:
         await stack.aclose()
         raise pacs_error(exc, f"GET {path}") from exc
@@ -264,21 +150,16 @@ class _Encoder:
 async def _body(opened: _Upstream, encoder: _Encoder, what: str) -> AsyncGenerator[bytes, None]:
     sent = 0
     try:
-        pending = opened.first
-        while True:
-            for part in pending:
-                chunk = await encoder.encode(part)
-                if chunk:
-                    sent += 1
-                    yield chunk
-            try:
-                pending = opened.parser.feed(await opened.chunks.__anext__())
-            except StopAsyncIteration:
-                break
-        opened.parser.finalize()
+        part: Part | None = opened.first
+        while part is not None:
+            chunk = await encoder.encode(part)
+            if chunk:
+                sent += 1
+                yield chunk
+            part = await anext(opened.parts, None)
         yield closing_delimiter(encoder.boundary)
         log.info("%s: %d instances sent", what, sent)
-    except (ViewerError, MultipartError) as exc:
+    except ViewerError as exc:
         # Headers are gone: end without the closing delimiter (a truncated multipart).
         log.warning("%s: stream cut after %d instances: %s", what, sent, exc)
     except Exception:
@@ -314,11 +195,14 @@ async def _checked(
     study_uid = request.path_params["study_uid"]
     series_uid = request.path_params["series_uid"]
     location = "?"
+    services = services_of(request)
     try:
-        kos = await check_kos(request, study_uid, series_uid, sop_uid)
-        locations = request.app.state.locations
+        kos_uid = check_kos_uid(request.headers.get(KOS_HEADER, ""))
+        archived = await run_in_threadpool(services.archive.get, kos_uid)
+        locations = services.origins.locations
+        kos = check_kos(archived, kos_uid, locations.keys(), study_uid, series_uid, sop_uid)
         location = kos.location if kos.location in locations else "*"
-        upstream: DicomwebUpstream = locations[location]
+        upstream = locations[location]
         await check_patient_id(upstream, kos, location)
     except ViewerError as exc:
         audit(
@@ -341,12 +225,12 @@ async def retrieve(request: Request) -> Response:
     if sop_uid is not None:
         path += f"/instances/{sop_uid}"
     accepted = parse_accept(request.headers.getlist("accept"))
-    opened = await open_retrieval(upstream, path, request.app.state.settings.max_part_bytes)
+    opened = await open_retrieval(upstream, path, services_of(request).settings.max_part_bytes)
     series = next(s for s in record.series if s.series_uid == series_uid)
     only = accepted.only
     if sop_uid is not None and only is None:
         try:
-            stored, _ = peek(opened.first[0].body)  # one part: its syntax is known now
+            stored, _ = peek(opened.first.body)  # one part: its syntax is known now
         except ViewerError as exc:
             await opened.stack.aclose()
             raise pacs_error(exc, f"GET {path}") from exc

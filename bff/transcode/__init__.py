@@ -3,19 +3,23 @@
 Modules: :mod:`.model` (value objects, syntax tables), :mod:`.pixels` (frame layout),
 :mod:`.decoders` (one module per backend) and :mod:`.registry` (their order),
 :mod:`.encoder` (HTJ2K), :mod:`.instance` (the per-instance decision), :mod:`.pool`
-(the only module that knows about processes). See docs/transcoding.md.
+(the only module that knows about processes), :mod:`.errors` (its own errors, which
+the callers translate at their seam). See docs/transcoding.md.
 """
 
 from bff.transcode.encoder import decode_served_frame
+from bff.transcode.errors import CorruptPixelData, NoDecoder, TranscodeError, TranscodeFailed
 from bff.transcode.instance import transcode_instance
 from bff.transcode.model import HTJ2K_LOSSY, EncodeParams, TranscodedInstance
 from bff.transcode.pool import TranscodePool
-from bff.transcode.registry import NoDecoder
 
 __all__ = [
     "HTJ2K_LOSSY",
+    "CorruptPixelData",
     "EncodeParams",
     "NoDecoder",
+    "TranscodeError",
+    "TranscodeFailed",
     "TranscodePool",
     "TranscodedInstance",
     "decode_served_frame",

@@ -16,9 +16,9 @@ from pydicom.dataset import Dataset
 from pydicom.encaps import generate_frames
 from pydicom.errors import InvalidDicomError
 
-from bff.errors import UpstreamProtocolError
 from bff.transcode import encoder, registry
 from bff.transcode.decoders import native
+from bff.transcode.errors import CorruptPixelData
 from bff.transcode.model import (
     EXPLICIT_VR_BE,
     EXPLICIT_VR_LE,
@@ -111,9 +111,9 @@ def _read(data: bytes) -> Dataset:
     try:
         ds = pydicom.dcmread(BytesIO(data), force=True)
     except (InvalidDicomError, EOFError, ValueError, OSError, KeyError) as exc:
-        raise UpstreamProtocolError(f"unreadable DICOM instance: {exc}") from exc
+        raise CorruptPixelData(f"unreadable DICOM instance: {exc}") from exc
     if "TransferSyntaxUID" not in getattr(ds, "file_meta", Dataset()):
-        raise UpstreamProtocolError("DICOM instance without a transfer syntax")
+        raise CorruptPixelData("DICOM instance without a transfer syntax")
     return ds
 
 
@@ -134,7 +134,7 @@ def _source_frames(ds: Dataset, desc: PixelDescription, ts: str) -> Iterator[byt
             pixel_data = _swap_words(pixel_data)
         needed = desc.source_pixel_bytes
         if len(pixel_data) < needed:
-            raise UpstreamProtocolError(f"native pixel data has {len(pixel_data)} < {needed} B")
+            raise CorruptPixelData(f"native pixel data has {len(pixel_data)} < {needed} B")
         for index in range(desc.number_of_frames):
             yield native.frame_bytes(pixel_data, desc, index)
     else:
@@ -155,9 +155,9 @@ def _encapsulated_frames(ds: Dataset, desc: PixelDescription, ts: str) -> Iterat
             )
         )
     except (ValueError, KeyError, EOFError) as exc:
-        raise UpstreamProtocolError(f"bad encapsulated pixel data: {exc}") from exc
+        raise CorruptPixelData(f"bad encapsulated pixel data: {exc}") from exc
     if len(frames) != desc.number_of_frames:
-        raise UpstreamProtocolError(f"{len(frames)} frames, expected {desc.number_of_frames}")
+        raise CorruptPixelData(f"{len(frames)} frames, expected {desc.number_of_frames}")
     yield from frames
 
 

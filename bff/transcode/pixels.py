@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from bff.errors import UpstreamProtocolError
+from bff.transcode.errors import CorruptPixelData
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class PixelDescription:
             columns = int(ds.Columns)
             bits_allocated = int(ds.BitsAllocated)
         except (AttributeError, TypeError, ValueError) as exc:
-            raise UpstreamProtocolError("pixel data without Rows/Columns/BitsAllocated") from exc
+            raise CorruptPixelData("pixel data without Rows/Columns/BitsAllocated") from exc
         spp = int(ds.get("SamplesPerPixel", 1) or 1)
         frames = ds.get("NumberOfFrames", 1)
         desc = cls(
@@ -51,7 +51,7 @@ class PixelDescription:
             number_of_frames=max(1, int(frames or 1)),
         )
         if rows <= 0 or columns <= 0 or bits_allocated not in (1, 8, 16, 32, 64):
-            raise UpstreamProtocolError(f"unusable pixel module {desc}")
+            raise CorruptPixelData(f"unusable pixel module {desc}")
         return desc
 
     @property
@@ -84,7 +84,7 @@ class PixelDescription:
 def conform(arr: NDArray[Any], desc: PixelDescription) -> NDArray[Any]:
     """Return ``arr`` with the shape, dtype and sign ``desc`` describes."""
     if arr.size != desc.pixels_per_frame:
-        raise UpstreamProtocolError(
+        raise CorruptPixelData(
             f"decoded frame has {arr.size} samples, expected {desc.pixels_per_frame}"
         )
     spp = desc.samples_per_pixel

@@ -16,7 +16,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import TypeVar
 
-from bff.errors import ViewerError
+from bff.transcode.errors import TranscodeError, TranscodeFailed
 from bff.transcode.instance import transcode_instance
 from bff.transcode.model import EncodeParams, TranscodedInstance
 
@@ -43,16 +43,11 @@ def _worker_init(niceness: int = WORKER_NICENESS) -> None:
         getattr(imagecodecs, codec)  # imagecodecs loads its extensions lazily
 
 
-class TranscodeFailed(Exception):
-    """A worker's error, as text: always picklable (a codec's own exception type may not
-    be, and an unpicklable error breaks the whole pool)."""
-
-
 def _transcode_in_worker(data: bytes, params: EncodeParams) -> TranscodedInstance:
     try:
         return transcode_instance(data, params)
-    except ViewerError:
-        raise  # ours pickle (bff.errors): the caller maps them
+    except TranscodeError:
+        raise  # ours pickle (bff.transcode.errors): the caller maps them
     except Exception as exc:
         raise TranscodeFailed(f"{type(exc).__name__}: {exc}") from None
 

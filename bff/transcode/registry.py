@@ -25,17 +25,13 @@ from typing import Any
 
 from numpy.typing import NDArray
 
-from bff.errors import UpstreamProtocolError, ViewerError
 from bff.transcode.decoders import htj2k, jpeg, jpeg2000, jpegls, ljpeg, native, rle
+from bff.transcode.errors import CorruptPixelData, NoDecoder
 from bff.transcode.pixels import PixelDescription, conform
 
 DecodeFrame = Callable[[bytes, PixelDescription, str], NDArray[Any]]
 
 BACKEND_ORDER: tuple[ModuleType, ...] = (native, rle, jpeg, ljpeg, jpegls, htj2k, jpeg2000)
-
-
-class NoDecoder(ViewerError):
-    """No backend can decode this transfer syntax here (a deployment problem: HTTP 500)."""
 
 
 def backends_for(transfer_syntax_uid: str) -> list[ModuleType]:
@@ -63,5 +59,5 @@ def decode_frame(frame: bytes, desc: PixelDescription, transfer_syntax_uid: str)
     try:
         arr = decode(frame, desc, transfer_syntax_uid)
     except (RuntimeError, ValueError) as exc:  # imagecodecs' errors are RuntimeErrors
-        raise UpstreamProtocolError(f"{transfer_syntax_uid} frame does not decode: {exc}") from exc
+        raise CorruptPixelData(f"{transfer_syntax_uid} frame does not decode: {exc}") from exc
     return conform(arr, desc)

@@ -35,7 +35,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bff.errors import NotFound, ViewerError
 from bff.settings import Settings
-from bff.web.boot import REGISTER_JS, REGISTER_PATH, SERVICE_WORKER_PATH, service_worker_js
+from bff.web.boot import (
+    REGISTER_JS,
+    REGISTER_PATH,
+    SERVICE_WORKER_PATH,
+    load_boot_files,
+    preload_header,
+    service_worker_js,
+)
 from bff.web.errors import render_error
 
 CACHE_IMMUTABLE = "public, max-age=31536000, immutable"
@@ -83,97 +90,95 @@ puis rechargez cette page.</p>
 """
 
 
-def static_routes(settings: Settings) -> list[BaseRoute]:
-    """Routes serving ``/app-config.js`` and the OHIF build; mount them after the API."""
-    dist = settings.ohif_dist
-    app_config = settings.ohif_config / "app-config.js"
+class OhifSite:
+    """The stock OHIF build and our files around it: its routes, and its index.html for
+    the routes the BFF guards before handing them to OHIF. Its boot files are read once,
+    here, for the preload header and the boot worker (bff/web/boot.py)."""
 
-    async def serve_app_config(request: Request) -> Response:
-        if not app_config.is_file():
-            return render_error(
-                request, 503, ViewerError.code, "La configuration de la visionneuse est absente."
+    def __init__(self, settings: Settings) -> None:
+        self.dist = settings.ohif_dist
+        self.config = settings.ohif_config
+        self.boot_files = load_boot_files(settings.ohif_config, settings.ohif_dist)
+        self.preload = preload_header(self.boot_files)
+
+    def index(self, request: Request) -> Response:
+        """OHIF's index.html, with its boot files announced for preloading."""
+        index = self.dist / "index.html"
+        if not index.is_file():
+            return HTMLResponse(
+                _MISSING_DIST_PAGE,
+                status_code=503,
+                headers={"Cache-Control": "no-store", "Retry-After": "60"},
             )
-        return _file_response(request, app_config, CACHE_NO_CACHE, ".js")
+        extra = {"Link": self.preload} if self.preload else None
+        return _file_response(request, index, CACHE_NO_CACHE, ".html", extra)
 
-    async def serve_panel(request: Request) -> Response:
-        # Our own scripts around OHIF, from ohif-config/ (a fixed list: nothing else leaks).
-        return _file_response(
-            request, settings.ohif_config / "drimbox-panel.js", CACHE_NO_CACHE, ".js"
-        )
+    def routes(self) -> list[BaseRoute]:
+        """Routes serving ``/app-config.js`` and the OHIF build; mount them after the API."""
+        app_config = self.config / "app-config.js"
+        worker = service_worker_js(self.boot_files)
 
-    async def serve_dist(request: Request) -> Response:
-        return _serve_dist(request, dist, request.path_params["path"])
+        async def serve_app_config(request: Request) -> Response:
+            if not app_config.is_file():
+                return render_error(
+                    request,
+                    503,
+                    ViewerError.code,
+                    "La configuration de la visionneuse est absente.",
+                )
+            return _file_response(request, app_config, CACHE_NO_CACHE, ".js")
 
-    async def serve_boot_worker(request: Request) -> Response:
-        # bff/web/boot.py: no-cache, so that a new OHIF (a new list) replaces the worker.
-        script = service_worker_js(request.app.state.boot_files)
-        return Response(
-            script, media_type=_MEDIA_TYPES[".js"], headers={"Cache-Control": CACHE_NO_CACHE}
-        )
+        async def serve_panel(request: Request) -> Response:
+            # Our own scripts around OHIF, from ohif-config/ (a fixed list: nothing else leaks).
+            return _file_response(request, self.config / "drimbox-panel.js", CACHE_NO_CACHE, ".js")
 
-    async def serve_boot_register(request: Request) -> Response:
-        return Response(
-            REGISTER_JS, media_type=_MEDIA_TYPES[".js"], headers={"Cache-Control": CACHE_NO_CACHE}
-        )
+        async def serve_dist(request: Request) -> Response:
+            return _serve_dist(request, self, request.path_params["path"])
 
-    return [
-        Route("/app-config.js", serve_app_config, methods=["GET", "HEAD"]),
-        Route("/drimbox/panel.js", serve_panel, methods=["GET", "HEAD"]),
-        Route(SERVICE_WORKER_PATH, serve_boot_worker, methods=["GET", "HEAD"]),
-        Route(REGISTER_PATH, serve_boot_register, methods=["GET", "HEAD"]),
-        Route("/{path:path}", serve_dist, methods=["GET", "HEAD"]),
-    ]
+        async def serve_boot_worker(request: Request) -> Response:
+            # bff/web/boot.py: no-cache, so that a new OHIF (a new list) replaces the worker.
+            return Response(
+                worker, media_type=_MEDIA_TYPES[".js"], headers={"Cache-Control": CACHE_NO_CACHE}
+            )
 
+        async def serve_boot_register(request: Request) -> Response:
+            return Response(
+                REGISTER_JS,
+                media_type=_MEDIA_TYPES[".js"],
+                headers={"Cache-Control": CACHE_NO_CACHE},
+            )
 
-def index_response(request: Request) -> Response:
-    """OHIF's index.html (for routes the BFF guards before handing them to OHIF)."""
-    dist: Path = request.app.state.settings.ohif_dist
-    index = dist / "index.html"
-    if not index.is_file():
-        return HTMLResponse(
-            _MISSING_DIST_PAGE,
-            status_code=503,
-            headers={"Cache-Control": "no-store", "Retry-After": "60"},
-        )
-    return _index_file_response(request, index)
-
-
-def _index_file_response(request: Request, index: Path) -> Response:
-    """OHIF's index.html, with its boot files announced for preloading (bff/web/boot.py)."""
-    preload: str = getattr(request.app.state, "boot_preload", "")
-    extra = {"Link": preload} if preload else None
-    return _file_response(request, index, CACHE_NO_CACHE, ".html", extra)
+        return [
+            Route("/app-config.js", serve_app_config, methods=["GET", "HEAD"]),
+            Route("/drimbox/panel.js", serve_panel, methods=["GET", "HEAD"]),
+            Route(SERVICE_WORKER_PATH, serve_boot_worker, methods=["GET", "HEAD"]),
+            Route(REGISTER_PATH, serve_boot_register, methods=["GET", "HEAD"]),
+            Route("/{path:path}", serve_dist, methods=["GET", "HEAD"]),
+        ]
 
 
-def _serve_dist(request: Request, dist: Path, raw_path: str) -> Response:
+def static_routes(settings: Settings) -> list[BaseRoute]:
+    """The OHIF site's routes (:class:`OhifSite`)."""
+    return OhifSite(settings).routes()
+
+
+def _serve_dist(request: Request, site: OhifSite, raw_path: str) -> Response:
     url_path = "/" + raw_path
     if _is_api_path(url_path):
         return _not_found(request)
-    index = dist / "index.html"
-    if not index.is_file():
-        return HTMLResponse(
-            _MISSING_DIST_PAGE,
-            status_code=503,
-            headers={"Cache-Control": "no-store", "Retry-After": "60"},
-        )
     relative = _safe_relative(raw_path)
     if relative is None:
         return _not_found(request)
-    if relative.parts:
+    dist = site.dist
+    if relative.parts and (dist / "index.html").is_file():
         candidate = _inside(dist, dist.joinpath(*relative.parts))
-        if candidate is not None and candidate.is_file():
-            name = candidate.name
-            if name == "index.html":
-                return _index_file_response(request, candidate)
-            elif _HASHED_NAME.search(name):
-                cache = CACHE_IMMUTABLE
-            else:
-                cache = CACHE_SHORT
+        if candidate is not None and candidate.is_file() and candidate.name != "index.html":
+            cache = CACHE_IMMUTABLE if _HASHED_NAME.search(candidate.name) else CACHE_SHORT
             return _file_response(request, candidate, cache, candidate.suffix.lower())
-        if _FILE_LIKE.search(relative.name):
+        if (candidate is None or not candidate.is_file()) and _FILE_LIKE.search(relative.name):
             return _not_found(request)
-    # SPA fallback: OHIF's router owns every other path (/viewer, /segmentation...).
-    return _index_file_response(request, index)
+    # index.html, and the SPA fallback: OHIF's router owns every other path (/viewer...).
+    return site.index(request)
 
 
 def _is_api_path(url_path: str) -> bool:

@@ -10,7 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from bff.consumer.errors import MESSAGES
+from bff.origins.errors import MESSAGES
+from bff.services import services_of
 from bff.settings import PROJECT_ROOT
 from tests.access import LoopbackTransport, psc_access_token
 from tests.consumer_stack import DrimmStack
@@ -92,7 +93,7 @@ def test_non_diagnostic_mention_follows_the_device_status_and_the_images(
 ) -> None:
     """DB.VI-CS.26: the mention shows unless the deployment is a medical device AND the
     images shown are lossless (the Consumer serves the Source's JPEG-LS as received)."""
-    settings = drimm.consumer_app.state.settings
+    settings = services_of(drimm.consumer_app).settings
     mention_hidden = (
         "() => { const m = document.querySelector('#drimbox-mention'); return !!m && m.hidden; }"
     )
@@ -121,7 +122,7 @@ def test_consumer_serves_lossy_images_when_configured(drimm: DrimmStack, page: A
     """DRIMBOX_CONSUMER_IMAGES=lossy (issue 5: a slow link to the radiologist's browser):
     the frames are transcoded like the Source viewer's, and the non-diagnostic mention
     shows even on a medical device (DB.VI-CS.26)."""
-    settings = drimm.consumer_app.state.settings
+    settings = services_of(drimm.consumer_app).settings
     frames: list[str] = []
     page.on(
         "response",

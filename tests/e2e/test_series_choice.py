@@ -20,6 +20,7 @@ from starlette.applications import Starlette
 
 from bff.app import create_app
 from bff.auth.sessions import COOKIE_NAME, OpenedStudy, Session
+from bff.services import services_of
 from bff.settings import PROJECT_ROOT
 from tests.conftest import Pacs, make_settings
 from tests.e2e.test_series_rules import shown
@@ -72,7 +73,7 @@ def viewer(pacs: Pacs, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Vie
 
 def granted_session(viewer: Viewer, study: Study) -> tuple[Session, str]:
     """A signed-in session granted ``study`` (what /auth/callback leaves), and its cookie."""
-    store = viewer.app.state.sessions
+    store = services_of(viewer.app).sessions
     session = store.create()
     session.profile, session.provider, session.subject = "professional", "psc", "test"
     session.user_display = "Dr Test"
@@ -123,7 +124,7 @@ def test_a_study_with_one_series_offers_no_choice(viewer: Viewer, page: Any) -> 
 def test_priority_outside_the_grant_is_not_found_and_starts_nothing(viewer: Viewer) -> None:
     session, cookie = granted_session(viewer, viewer.spare)
     other = viewer.outside
-    retriever = viewer.app.state.retriever
+    retriever = services_of(viewer.app).retriever
     headers = {"X-CSRF-Token": session.csrf_token}
     with httpx.Client(base_url=viewer.url, cookies={COOKIE_NAME: cookie}) as client:
         answer = client.post(

@@ -167,7 +167,7 @@ def expect_error(browser: ConsumerBrowser, drimm: DrimmStack, code: str) -> None
     assert meta.status_code in (502, 504), meta.headers
     body = meta.json()
     assert body["code"] == code
-    from bff.consumer.errors import MESSAGES
+    from bff.origins.errors import MESSAGES
 
     assert body["message"] == MESSAGES[code]
     deadline = time.monotonic() + 15
@@ -212,7 +212,7 @@ def test_untrusted_source_certificate_is_e202(
     """A Source whose certificate does not chain to the configured CA bundle."""
     import ssl as ssl_module
 
-    from bff.consumer.conformance import accept_header  # noqa: F401
+    from bff.origins.conformance import accept_header  # noqa: F401
     from tests.consumer_stack import fake_source_app, mtls
     from tests.servers import live_server
 

@@ -38,6 +38,7 @@ from bff.app import create_app
 from bff.dicomweb.upstream import DicomwebUpstream
 from bff.export.routes import zip_filename
 from bff.export.zipstream import ZipWriter
+from bff.services import services_of
 from bff.transcode.pixels import PixelDescription
 from bff.transcode.registry import decode_frame
 from tests.access import ScriptedBrowser
@@ -443,8 +444,10 @@ def test_client_disconnect_stops_the_upstream_retrieval(pacs: Pacs) -> None:
     study_uid = pacs.study.study_uid
     with live_server(app) as url:
         counting = CountingUpstream(pacs.dicomweb_url, "*")
-        real = app.state.locations["*"]
-        app.state.locations["*"] = counting
+        locations = services_of(app).origins.locations
+        assert isinstance(locations, dict)
+        real = locations["*"]
+        locations["*"] = counting
         try:
             client = httpx.Client(timeout=30)
             with client, client.stream("GET", f"{url}/api/download/{study_uid}") as response:
@@ -463,7 +466,7 @@ def test_client_disconnect_stops_the_upstream_retrieval(pacs: Pacs) -> None:
             assert not any(e["exhausted"] for e in counting.events), counting.events
             assert len(counting.events) == 1
         finally:
-            app.state.locations["*"] = real
+            locations["*"] = real
             asyncio.run(counting.aclose())
 
 

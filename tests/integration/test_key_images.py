@@ -13,6 +13,7 @@ import pytest
 from pydicom.uid import generate_uid
 
 from bff.app import create_app
+from bff.services import services_of
 from tests.conftest import Pacs, make_settings
 from tests.series_data import MANIFEST, OF_INTEREST, Study, add_kos, add_series
 from tests.servers import live_server
@@ -168,4 +169,4 @@ def test_virtual_series_needs_the_grant(pacs: Pacs, studies: dict[str, Study]) -
             response = http.get(path, headers={"Accept": FRAME_ACCEPT})
             assert response.status_code == 404, path
         assert http.get(f"{study}/series").status_code == 404
-        assert getattr(app.state, "key_images", None) is None  # nothing was looked up
+        assert not services_of(app).origins.key_images._entries  # nothing was looked up

@@ -15,9 +15,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from bff.dicomweb import key_images
 from bff.dicomweb.retrieve import Retriever
-from bff.source.routes import OHIF_SERIES_SEARCH
+from bff.origins.local import OHIF_SERIES_SEARCH
+from bff.services import services_of
 from tests.access import ScriptedBrowser
 from tests.source_stack import (
     LOCATION,
@@ -71,7 +71,7 @@ RETRIEVALS_BEFORE: list[set[object]] = [set()]
 
 
 def retrieval_keys(source: SourceStack) -> set[object]:
-    retriever: Retriever = source.app.state.retriever
+    retriever: Retriever = services_of(source.app).retriever
     return set(retriever._retrievals)
 
 
@@ -149,11 +149,12 @@ def test_professional_flow_with_prosanteconnect(
     done = browser.login(authorize, "dr.radiologue")
     assert done.status_code == 303
     # The exam is already being pulled and transcoded while the browser loads OHIF.
-    retriever: Retriever = source.app.state.retriever
+    retriever: Retriever = services_of(source.app).retriever
     for series_uid in source.study.series_uids:
         retrieval = retriever.find(LOCATION, source.study.study_uid, series_uid)
         assert retrieval is not None
-        assert retrieval.prepared is not None  # its metadata answer prepared too
+        key = (LOCATION, source.study.study_uid, series_uid)
+        assert retriever.ahead.has_prepared(key)  # its metadata answer prepared too
     info = browser.get(bff(source, "/api/session")).json()
     assert info["profile"] == "professional" and info["user"] == "Dr Camille RADIOLOGUE"
     assert granted_series(source, browser, source.study.study_uid)
@@ -168,15 +169,16 @@ def test_series_metadata_prepared_at_grant_is_the_answer_ohif_gets(
     built on demand."""
     done = browser.sign_in(source.link(), "fcp", "dominique.pat-trois")
     assert done.status_code == 303
-    retriever: Retriever = source.app.state.retriever
+    retriever: Retriever = services_of(source.app).retriever
     study_uid = source.study.study_uid
     series_uid = source.study.series_uids[1]  # the axial CT
     retrieval = retriever.find(LOCATION, study_uid, series_uid)
-    assert retrieval is not None and retrieval.prepared is not None
+    assert retrieval is not None and retriever.ahead.has_prepared((LOCATION, study_uid, series_uid))
     # The key-image lookup (its series search and metadata wait for it) started too,
     # and OHIF's own series search is being asked, to be shared when OHIF asks it.
-    assert (LOCATION, study_uid) in key_images.index_of(source.app.state)._entries
-    upstream = source.app.state.locations[LOCATION]
+    origins = services_of(source.app).origins
+    assert (LOCATION, study_uid) in origins.key_images._entries
+    upstream = origins.locations[LOCATION]
     asked = (f"/studies/{study_uid}/series", tuple(sorted(OHIF_SERIES_SEARCH.items())))
     deadline = time.monotonic() + 5
     while asked not in upstream._searches and time.monotonic() < deadline:
@@ -187,7 +189,7 @@ def test_series_metadata_prepared_at_grant_is_the_answer_ohif_gets(
     assert first.status_code == 200, first.text
     assert first.headers["content-encoding"] == "gzip"
     assert first.headers["content-type"].startswith("application/dicom+json")
-    assert retrieval.prepared is None  # used once
+    assert not retriever.ahead.has_prepared((LOCATION, study_uid, series_uid))  # used once
     again = browser.get(bff(source, path), headers={"Accept-Encoding": "identity"})
     assert again.status_code == 200 and "content-encoding" not in again.headers
     prepared, on_demand = first.json(), again.json()
@@ -220,8 +222,8 @@ def test_names_that_must_still_match(source: SourceStack) -> None:
 
 
 def warm_keys(source: SourceStack) -> set[tuple[str, str, str]]:
-    retriever: Retriever = source.app.state.retriever
-    return set(retriever._warm)
+    retriever: Retriever = services_of(source.app).retriever
+    return {key for key, entry in retriever.ahead._entries.items() if entry.raw is not None}
 
 
 def wait_for_warm(source: SourceStack, expected: set[tuple[str, str, str]]) -> bool:
@@ -252,8 +254,10 @@ def test_a_valid_link_asks_the_metadata_while_the_user_signs_in(
     done = browser.login(browser.choose(page, "fcp"), "dominique.pat-trois")
     assert done.status_code == 303
     assert not expected & warm_keys(source)  # taken by the grant
-    retrieval = source.app.state.retriever.find(LOCATION, study_uid, source.study.series_uids[1])
-    assert retrieval is not None and retrieval.prepared is not None
+    retriever = services_of(source.app).retriever
+    retrieval = retriever.find(LOCATION, study_uid, source.study.series_uids[1])
+    assert retrieval is not None
+    assert retriever.ahead.has_prepared((LOCATION, study_uid, source.study.series_uids[1]))
 
 
 def test_a_link_that_matches_no_kos_asks_nothing_ahead(
@@ -392,7 +396,7 @@ def test_tampered_expired_or_foreign_cookies_give_nothing(
         assert other.get(bff(source, "/api/session")).status_code == 401
         other.close()
     # Expired: the idle and absolute limits end the session server side.
-    sessions = source.app.state.sessions
+    sessions = services_of(source.app).sessions
     session = sessions.load(good)
     assert session is not None
     session.last_seen -= 10 * 24 * 3600

@@ -23,13 +23,12 @@ from pydicom.uid import UID
 from starlette.applications import Starlette
 
 from bff.archive import cli
-from bff.archive.admin import admin_routes
 from bff.archive.kos import KosError, birth_given_names, parse_kos, read_kos
 from bff.archive.store import ArchiveStore
 from bff.demo.identity import ANS_TEST_PATIENT, PatientIdentity
 from bff.demo.kos import ReferencedSeries, build_kos
 from bff.errors import ViewerError
-from bff.settings import Settings
+from bff.source.admin import Admin, admin_routes
 from bff.web.errors import viewer_error
 
 STUDY = "1.2.250.1.213.4.5.2.1.101"
@@ -341,11 +340,13 @@ def anyio_backend() -> str:
 
 
 def admin_app(tmp_path: Path, secret: str) -> Starlette:
-    app = Starlette(routes=admin_routes(), exception_handlers={ViewerError: viewer_error})
-    app.state.settings = Settings.from_env({}, admin_secret=secret)
     archive = ArchiveStore(f"sqlite:///{tmp_path / 'admin.db'}")
     archive.create_schema()
-    app.state.archive = archive
+    app = Starlette(
+        routes=admin_routes(Admin(secret, archive)),
+        exception_handlers={ViewerError: viewer_error},
+    )
+    app.state.archive = archive  # for the test's own checks
     return app
 
 

@@ -25,7 +25,7 @@ from bff.web.boot import (
     service_worker_js,
 )
 from bff.web.pages import profile_page
-from bff.web.static import index_response, static_routes
+from bff.web.static import OhifSite, static_routes
 
 BUNDLE = "app.bundle.0f6159c501addfe9.js"
 
@@ -102,8 +102,6 @@ def test_the_boot_worker_and_its_registration_are_served_uncached(tmp_path: Path
     dist, config = _tree(tmp_path, f"{BUNDLE}\n2623.css\n")
     settings = Settings.from_env({}, mode="demo", ohif_dist=dist, ohif_config=config)
     app = Starlette(routes=static_routes(settings))
-    app.state.settings = settings
-    app.state.boot_files = load_boot_files(config, dist)
     with TestClient(app) as client:
         worker = client.get(SERVICE_WORKER_PATH)
         register = client.get(REGISTER_PATH)
@@ -118,9 +116,8 @@ def test_the_boot_worker_and_its_registration_are_served_uncached(tmp_path: Path
 def test_ohif_index_carries_the_preload_header_other_files_do_not(tmp_path: Path) -> None:
     dist, config = _tree(tmp_path, f"{BUNDLE}\n2623.css\n")
     settings = Settings.from_env({}, mode="demo", ohif_dist=dist, ohif_config=config)
-    app = Starlette(routes=[Route("/guarded", index_response), *static_routes(settings)])
-    app.state.settings = settings
-    app.state.boot_preload = preload_header(load_boot_files(config, dist))
+    site = OhifSite(settings)
+    app = Starlette(routes=[Route("/guarded", site.index), *site.routes()])
     expected = f"</{BUNDLE}>; rel=preload; as=script, </2623.css>; rel=preload; as=style"
     with TestClient(app) as client:
         for path in ("/viewer?StudyInstanceUIDs=1.2.3", "/index.html", "/guarded"):

@@ -8,9 +8,9 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import UID
 
-from bff.consumer.conformance import check_instance, key_image_note
-from bff.consumer.errors import SourceError
 from bff.dicomweb.key_images import KOS_SOP_CLASS_UID
+from bff.origins.conformance import check_instance, key_image_note
+from bff.origins.errors import SourceError
 
 
 def kos(code_value: str, scheme: str = "DCM") -> Dataset:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from bff.auth.identity import (
+from bff.access.identity import (
     TRAITS,
     FcIdentity,
     KosTraits,

@@ -6,8 +6,7 @@ from urllib.parse import parse_qsl
 
 import pytest
 
-from bff.errors import InvalidLink
-from bff.source.params import (
+from bff.access.params import (
     AccessionNumber,
     ViewerLink,
     is_oid,
@@ -15,6 +14,7 @@ from bff.source.params import (
     parse_accession,
     parse_link,
 )
+from bff.errors import InvalidLink
 
 STUDY = "1.2.250.1.213.4.5.2.1.101"
 ACCESSION = "543797436---_1.2.840.113619.6.197_ISO"  # the Tableau 1 example

@@ -16,8 +16,9 @@ import pytest
 from cryptography import x509
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
-from bff.consumer import whitelist as wl
-from bff.consumer.whitelist import (
+from bff.demo.pki import TlsFiles, issue, make_ca, make_test_pki
+from bff.origins import whitelist as wl
+from bff.origins.whitelist import (
     SignatureTrust,
     WhitelistError,
     WhitelistSignatureError,
@@ -26,7 +27,6 @@ from bff.consumer.whitelist import (
     verify_signature,
     write_test_whitelist,
 )
-from bff.demo.pki import TlsFiles, issue, make_ca, make_test_pki
 
 # --- PKI ------------------------------------------------------------------------------
 

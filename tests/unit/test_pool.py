@@ -55,11 +55,11 @@ def test_a_dead_worker_fails_its_job_and_the_pool_recovers() -> None:
 
 def test_worker_errors_come_back_as_picklable_text(monkeypatch: pytest.MonkeyPatch) -> None:
     """What runs in the worker: a codec's own (unpicklable) error becomes TranscodeFailed
-    with its text; the BFF's own errors (which pickle) pass unchanged."""
+    with its text; transcoding's own errors (which pickle) pass unchanged."""
     import pickle
 
-    from bff.errors import UpstreamProtocolError
     from bff.transcode import pool as pool_module
+    from bff.transcode.errors import CorruptPixelData
 
     def codec_fails(data: bytes, params: EncodeParams) -> object:
         raise Unpicklable(object())
@@ -70,10 +70,10 @@ def test_worker_errors_come_back_as_picklable_text(monkeypatch: pytest.MonkeyPat
     assert isinstance(pickle.loads(pickle.dumps(caught.value)), TranscodeFailed)
 
     def ours(data: bytes, params: EncodeParams) -> object:
-        raise UpstreamProtocolError("unreadable DICOM instance")
+        raise CorruptPixelData("unreadable DICOM instance")
 
     monkeypatch.setattr(pool_module, "transcode_instance", ours)
-    with pytest.raises(UpstreamProtocolError):
+    with pytest.raises(CorruptPixelData):
         pool_module._transcode_in_worker(b"", EncodeParams())
 
 

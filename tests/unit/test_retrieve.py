@@ -13,8 +13,8 @@ import pytest
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian
 
-from bff.dicomweb import retrieve as retrieve_module
 from bff.dicomweb.cache import FrameCache, FrameKey
+from bff.dicomweb.metadata_ahead import TTL_S, MetadataAhead
 from bff.dicomweb.multipart import closing_delimiter, encode_part
 from bff.dicomweb.retrieve import Retriever
 from bff.dicomweb.upstream import DicomwebUpstream
@@ -190,28 +190,35 @@ def metadata_upstream() -> tuple[DicomwebUpstream, list[str]]:
 
 
 @pytest.mark.anyio
-async def test_metadata_asked_while_signing_in_is_used_once_by_the_grant(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+async def test_metadata_asked_while_signing_in_is_used_once_by_the_grant() -> None:
     """Issue 5: Retriever.warm_metadata asks the PACS once, starts no retrieval; the grant
-    (prefetch_metadata) takes that answer instead of asking again; an answer older than
-    WARM_TTL_S is not used."""
+    takes that answer instead of asking again (once); an answer older than TTL_S after
+    its last use is dropped (bff/dicomweb/metadata_ahead.py, clock injected)."""
     upstream, requests = metadata_upstream()
     retriever = make_retriever(RecordingPool())
+    now = [0.0]
+    retriever.ahead = MetadataAhead(clock=lambda: now[0])
+    key = ("pacs-a", STUDY, SERIES)
     retriever.warm_metadata(upstream, STUDY, SERIES)
     retriever.warm_metadata(upstream, STUDY, SERIES)  # the link opened twice
-    await asyncio.sleep(0.05)
+    asked = retriever.ahead.asked(key)
+    assert asked is not None and await asked == b"[]"
     assert requests == [f"/dicom-web/studies/{STUDY}/series/{SERIES}/metadata"]
-    assert retriever.find("pacs-a", STUDY, SERIES) is None
-    retrieval = retriever.prefetch_metadata(upstream, STUDY, SERIES)
-    assert retrieval.metadata is not None and await retrieval.metadata == b"[]"
-    assert len(requests) == 1
-    # Too old: dropped, asked again at the grant.
-    monkeypatch.setattr(retrieve_module, "WARM_TTL_S", -1.0)
+    assert retriever.find("pacs-a", STUDY, SERIES) is None  # no retrieval before the grant
+    taken = retriever.ahead.take(key)
+    assert taken is asked and retriever.ahead.take(key) is None  # once
+    # Too old: dropped, asked again.
+    other = ("pacs-a", STUDY, "1.2.9")
     retriever.warm_metadata(upstream, STUDY, "1.2.9")
-    await asyncio.sleep(0.05)
-    retriever.prefetch_metadata(upstream, STUDY, "1.2.9")
-    await asyncio.sleep(0.05)
+    first = retriever.ahead.asked(other)
+    assert first is not None
+    await first
+    now[0] += TTL_S + 1
+    assert retriever.ahead.asked(other) is None and len(retriever.ahead) == 0
+    retriever.warm_metadata(upstream, STUDY, "1.2.9")
+    again = retriever.ahead.asked(other)
+    assert again is not None and again is not first
+    await again
     assert [r.endswith("/metadata") for r in requests[1:]].count(True) == 2
     await retriever.aclose()
     await upstream.aclose()

@@ -11,11 +11,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bff.auth.introspect import PscIntrospector
 from bff.demo.dataset import write_demo_study
-from bff.dicomweb.multipart import MultipartParser, Part
+from bff.dicomweb.multipart import Part
+from bff.errors import SourceIntrospectionUnavailable
 from bff.source.accept import EXPLICIT_VR_LE, parse_accept
-from bff.source.errors import SourceIntrospectionUnavailable
-from bff.source.introspect import PscIntrospector
 from bff.source.wado import _body, _Encoder, _Upstream
 
 JLS = "1.2.840.10008.1.2.4.80"
@@ -161,14 +161,12 @@ async def test_consumer_going_away_closes_the_pacs_stream(tmp_path: Path) -> Non
     stack = AsyncExitStack()
     stack.callback(lambda: closed.append(True))
 
-    async def endless() -> AsyncIterator[bytes]:
+    async def endless() -> AsyncIterator[Part]:
         while True:
             await asyncio.sleep(0)
-            yield b""
+            yield Part({}, body)
 
-    opened = _Upstream(
-        stack, endless(), MultipartParser("b", max_part_bytes=1 << 20), [Part({}, body)]
-    )
+    opened = _Upstream(stack, endless(), Part({}, body))
     encoder = _Encoder(parse_accept([]), "out", frozenset(), None)
     stream = _body(opened, encoder, "test")
     first = await stream.__anext__()

@@ -15,7 +15,6 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.uid import UID, RLELossless, generate_uid
 
-from bff.errors import UpstreamProtocolError
 from bff.transcode import (
     HTJ2K_LOSSY,
     EncodeParams,
@@ -27,6 +26,7 @@ from bff.transcode import (
     transcode_instance,
 )
 from bff.transcode.decoders import jpegls
+from bff.transcode.errors import CorruptPixelData
 from bff.transcode.pixels import PixelDescription
 
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
@@ -400,7 +400,7 @@ def test_kos_without_pixel_data_has_no_frames() -> None:
 
 
 def test_garbage_is_an_upstream_protocol_error() -> None:
-    with pytest.raises(UpstreamProtocolError):
+    with pytest.raises(CorruptPixelData):
         transcode_instance(b"not a dicom file at all", EncodeParams())
 
 
@@ -440,7 +440,7 @@ def test_pool_transcodes_concurrently_and_closes() -> None:
         async def bad() -> TranscodedInstance:
             return await pool.transcode(b"garbage", EncodeParams())
 
-        with pytest.raises(UpstreamProtocolError):
+        with pytest.raises(CorruptPixelData):
             asyncio.run(bad())
     finally:
         pool.close()

@@ -15,9 +15,10 @@ from contextlib import asynccontextmanager
 
 import pytest
 
-from bff.consumer.errors import ConsumerErrorPolicy, SourceError
 from bff.dicomweb.upstream import DicomwebUpstream
 from bff.errors import UpstreamError
+from bff.origins.conformance import ConsumerErrorPolicy
+from bff.origins.errors import SourceError
 
 
 @pytest.fixture

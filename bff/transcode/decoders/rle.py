@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from bff.errors import UpstreamProtocolError
 from bff.transcode.decoders import imagecodecs_has
+from bff.transcode.errors import CorruptPixelData
 from bff.transcode.model import RLE_LOSSLESS
 from bff.transcode.pixels import PixelDescription
 
@@ -33,7 +33,7 @@ def decode_frame(frame: bytes, desc: PixelDescription, transfer_syntax_uid: str)
     bytes_per_sample = max(1, desc.bits_allocated // 8)
     expected = desc.samples_per_pixel * bytes_per_sample
     if header.size != 16 or int(header[0]) != expected:
-        raise UpstreamProtocolError(f"RLE frame with a bad header (expected {expected} segments)")
+        raise CorruptPixelData(f"RLE frame with a bad header (expected {expected} segments)")
     offsets = [int(o) for o in header[1 : 1 + expected]] + [len(frame)]
     pixels = desc.rows * desc.columns
     if desc.bits_allocated == 1:
@@ -42,7 +42,7 @@ def decode_frame(frame: bytes, desc: PixelDescription, transfer_syntax_uid: str)
     for n in range(expected):
         segment = imagecodecs.packbits_decode(frame[offsets[n] : offsets[n + 1]])
         if len(segment) < pixels:
-            raise UpstreamProtocolError("RLE segment shorter than the frame")
+            raise CorruptPixelData("RLE segment shorter than the frame")
         planes[n // bytes_per_sample, n % bytes_per_sample] = np.frombuffer(
             segment, np.uint8, pixels
         )

@@ -8,10 +8,13 @@
 
 from __future__ import annotations
 
+import httpx
 from pydicom.dataset import Dataset
 
-from bff.consumer.errors import SourceError
 from bff.dicomweb.key_images import KEY_IMAGE_TITLES, KOS_SOP_CLASS_UID
+from bff.dicomweb.upstream import ErrorPolicy
+from bff.errors import ViewerError
+from bff.origins.errors import STATUS_CODES, SourceError, is_tls_failure
 
 #: (transfer syntax, q) in the order the Consumer prefers them.
 DRIMM_TRANSFER_SYNTAXES: tuple[tuple[str, float], ...] = (
@@ -122,3 +125,23 @@ def check_instance(header: Dataset) -> None:
     sop_class = str(header.get("SOPClassUID", ""))
     if sop_class not in TABLE_4 and not basic_image_review(header) and not key_image_note(header):
         raise SourceError("E301", f"SOP class {sop_class!r} not supported")
+
+
+class ConsumerErrorPolicy(ErrorPolicy):
+    """Failures of a remote Source, translated once, at the seam."""
+
+    def for_exception(self, exc: httpx.HTTPError, what: str) -> ViewerError:
+        if is_tls_failure(exc):
+            return SourceError("E202", f"{what}: {exc!r}")
+        if isinstance(exc, httpx.TimeoutException):
+            return SourceError("E201", f"{what}: timeout {type(exc).__name__}")
+        if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError):
+            return SourceError("E201", f"{what}: {exc!r}")
+        return SourceError("E201", f"{what}: {exc!r}")
+
+    def for_status(self, status: int, what: str) -> ViewerError:
+        code = STATUS_CODES.get(status, "E207" if status >= 500 else "E205")
+        return SourceError(code, f"{what}: Source HTTP {status}")
+
+    def check_part(self, header: Dataset) -> None:
+        check_instance(header)

@@ -8,15 +8,17 @@
 
 Authentication: ``Authorization: Bearer <DRIMBOX_ADMIN_SECRET>``, compared in constant time.
 An empty secret disables the API: every path answers 404, as if it did not exist. Expects
-``app.state.settings`` and ``app.state.archive`` (an :class:`ArchiveStore`). Each action
+an :class:`Admin` (the secret and the archive). Each action
 (including refused ones) writes one structured line to the ``bff.audit`` logger, never
 with patient identity.
 """
 
 from __future__ import annotations
 
+import functools
 import hmac
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -34,11 +36,19 @@ PREFIX = "/api/admin/kos"
 audit = logging.getLogger("bff.audit")
 
 
-def admin_routes() -> list[BaseRoute]:
+@dataclass(frozen=True)
+class Admin:
+    """What the API acts on: its bearer secret ('' disables it) and the KOS archive."""
+
+    secret: str
+    archive: ArchiveStore
+
+
+def admin_routes(admin: Admin) -> list[BaseRoute]:
     return [
-        Route(PREFIX, publish_kos, methods=["POST"]),
-        Route(PREFIX, list_kos, methods=["GET"]),
-        Route(PREFIX + "/{sop_uid}", unpublish_kos, methods=["DELETE"]),
+        Route(PREFIX, functools.partial(publish_kos, admin), methods=["POST"]),
+        Route(PREFIX, functools.partial(list_kos, admin), methods=["GET"]),
+        Route(PREFIX + "/{sop_uid}", functools.partial(unpublish_kos, admin), methods=["DELETE"]),
     ]
 
 
@@ -49,9 +59,9 @@ def _audit(request: Request, action: str, level: int = logging.INFO, **fields: A
     audit.log(level, "admin.%s", action, extra={"audit": record})
 
 
-def _authorize(request: Request, action: str) -> None:
+def _authorize(admin: Admin, request: Request, action: str) -> None:
     """404 when the API is disabled, 403 without the right bearer secret."""
-    secret: str = request.app.state.settings.admin_secret
+    secret = admin.secret
     if not secret:
         raise NotFound("admin API disabled (DRIMBOX_ADMIN_SECRET is empty)")
     scheme, _, given = request.headers.get("authorization", "").partition(" ")
@@ -60,11 +70,6 @@ def _authorize(request: Request, action: str) -> None:
     if scheme.lower() != "bearer" or not ok:
         _audit(request, f"{action}.denied", logging.WARNING)
         raise Forbidden(f"admin {action}: missing or wrong bearer secret")
-
-
-def _store(request: Request) -> ArchiveStore:
-    store: ArchiveStore = request.app.state.archive
-    return store
 
 
 async def _read_body(request: Request) -> bytes:
@@ -85,8 +90,8 @@ def _publish(store: ArchiveStore, data: bytes, cda_id: str, location: str) -> Ko
     return record
 
 
-async def publish_kos(request: Request) -> JSONResponse:
-    _authorize(request, "kos.publish")
+async def publish_kos(admin: Admin, request: Request) -> JSONResponse:
+    _authorize(admin, request, "kos.publish")
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type != "application/dicom":
         raise BadRequest(f"KOS body must be application/dicom, not {media_type[:40]!r}")
@@ -94,7 +99,7 @@ async def publish_kos(request: Request) -> JSONResponse:
     location = request.query_params.get("location", DEFAULT_LOCATION)
     body = await _read_body(request)
     try:
-        record = await run_in_threadpool(_publish, _store(request), body, cda_id, location)
+        record = await run_in_threadpool(_publish, admin.archive, body, cda_id, location)
     except (KosError, ValueError) as exc:  # KosError, or a bad cda_id / location
         _audit(request, "kos.publish.rejected", logging.WARNING, reason=str(exc)[:200])
         raise BadRequest(f"KOS refused: {exc}") from exc
@@ -110,10 +115,10 @@ async def publish_kos(request: Request) -> JSONResponse:
     return JSONResponse(body_json, status_code=201)
 
 
-async def unpublish_kos(request: Request) -> JSONResponse:
-    _authorize(request, "kos.unpublish")
+async def unpublish_kos(admin: Admin, request: Request) -> JSONResponse:
+    _authorize(admin, request, "kos.unpublish")
     sop_uid = request.path_params["sop_uid"]
-    store = _store(request)
+    store = admin.archive
     found = await run_in_threadpool(store.unpublish, sop_uid)
     if not found:
         raise NotFound("admin kos.unpublish: unknown KOS")
@@ -150,14 +155,14 @@ def summary(entry: ArchivedKos) -> dict[str, Any]:
     }
 
 
-async def list_kos(request: Request) -> JSONResponse:
-    _authorize(request, "kos.list")
+async def list_kos(admin: Admin, request: Request) -> JSONResponse:
+    _authorize(admin, request, "kos.list")
     state = request.query_params.get("state") or None
     if state is not None and state not in STATES:
         raise BadRequest("admin kos.list: bad state")
     limit_text = request.query_params.get("limit", "1000")
     if not limit_text.isdigit() or not 1 <= int(limit_text) <= 10000:
         raise BadRequest("admin kos.list: bad limit")
-    entries = await run_in_threadpool(_store(request).list, state=state, limit=int(limit_text))
+    entries = await run_in_threadpool(admin.archive.list, state=state, limit=int(limit_text))
     _audit(request, "kos.list", state=state, count=len(entries))
     return JSONResponse([summary(entry) for entry in entries])

@@ -8,11 +8,7 @@ from __future__ import annotations
 
 import ssl
 
-import httpx
-from pydicom.dataset import Dataset
-
-from bff.dicomweb.upstream import ErrorPolicy
-from bff.errors import UpstreamError, ViewerError
+from bff.errors import UpstreamError
 
 MESSAGES = {
     "E201": "Problème de connexion vers la DRIMbox Source.",
@@ -66,29 +62,7 @@ class SourceError(UpstreamError):
             self.status = 504
 
 
-class ConsumerErrorPolicy(ErrorPolicy):
-    """Failures of a remote Source, translated once, at the seam."""
-
-    def for_exception(self, exc: httpx.HTTPError, what: str) -> ViewerError:
-        if _is_tls_failure(exc):
-            return SourceError("E202", f"{what}: {exc!r}")
-        if isinstance(exc, httpx.TimeoutException):
-            return SourceError("E201", f"{what}: timeout {type(exc).__name__}")
-        if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError):
-            return SourceError("E201", f"{what}: {exc!r}")
-        return SourceError("E201", f"{what}: {exc!r}")
-
-    def for_status(self, status: int, what: str) -> ViewerError:
-        code = STATUS_CODES.get(status, "E207" if status >= 500 else "E205")
-        return SourceError(code, f"{what}: Source HTTP {status}")
-
-    def check_part(self, header: Dataset) -> None:
-        from bff.consumer.conformance import check_instance
-
-        check_instance(header)
-
-
-def _is_tls_failure(exc: BaseException) -> bool:
+def is_tls_failure(exc: BaseException) -> bool:
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:

@@ -23,7 +23,7 @@ from urllib.parse import quote_plus
 
 import httpx
 
-from bff.source.errors import SourceIntrospectionUnavailable
+from bff.errors import SourceIntrospectionUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,57 @@
+"""The facade's access decision: the one :class:`~bff.origins.base.StudyOrigin` that
+answers for a requested study, or a refusal, resolved once per request before anything
+is fetched (issue 12). Routes never re-decide: they call the origin they are given.
+
+- outside the grant: :class:`~bff.errors.NotFound` (as a study that does not exist);
+- granted from a report link: the location's PACS;
+- granted from a KOS (Consumer): its remote Source(s) only; a Source we must not contact
+  (not on the ANS whitelist: E203; not a DRIMbox series URL: E205) refuses the study on
+  every route, nothing sent (DB.VI-CO.27).
+"""
+
+from __future__ import annotations
+
+from bff.access.policy import Grant, StudyRef, allowed
+from bff.errors import NotFound
+from bff.origins.base import StudyOrigin
+from bff.origins.factory import OriginFactory
+
+
+def origin_of(factory: OriginFactory, ref: StudyRef, access_token: str) -> StudyOrigin:
+    """The origin of one grant entry (a refused remote Source included: see its refusal)."""
+    if ref.remote is not None:
+        return factory.remote(ref.location, ref.remote.record, access_token, ref.remote.kos_bytes)
+    return factory.local(ref.location, ref.study_uid, institution=ref.institution)
+
+
+def origin_for(
+    factory: OriginFactory,
+    grant: Grant | None,
+    location: str,
+    study_uid: str,
+    *,
+    open_access: bool,
+) -> StudyOrigin:
+    """What answers for ``study_uid`` requested through ``location``, or the refusal."""
+    ref = allowed(grant, location, study_uid, open_access=open_access)
+    if ref is None:
+        raise NotFound(f"study outside the grant: {study_uid}")
+    origin = origin_of(factory, ref, grant.access_token if grant else "")
+    refusal = origin.refusal
+    if refusal is not None:
+        raise refusal
+    return origin
+
+
+def granted_origins(
+    factory: OriginFactory, grant: Grant | None, location: str
+) -> list[StudyOrigin]:
+    """Every study granted through ``location`` (refused ones included: their progress
+    shows why)."""
+    if grant is None:
+        return []
+    return [
+        origin_of(factory, ref, grant.access_token)
+        for ref in grant.studies
+        if ref.location == location
+    ]

@@ -1,0 +1,286 @@
+"""The DICOMweb facade OHIF talks to (``/dicomweb``), with ``imageRendering: 'wadors'``.
+
+Every route resolves, through the one access decision (:func:`bff.access.decide.
+origin_for`), the origin that answers for the requested study, before anything is
+fetched: outside the grant it is a study that does not exist (404); a study opened from a
+KOS is answered by its remote Source only, on every route (issue 12). The route then only
+calls that origin (:class:`bff.origins.base.StudyOrigin`): QIDO-RS and metadata rewritten
+for what the BFF serves; frames from the out-of-order cache fed by one series-level
+retrieval (DB.VI-CS.17); key images as a virtual series (:mod:`bff.facade.virtual`).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from bff.dicomweb.multipart import closing_delimiter, encode_part, new_boundary
+from bff.dicomweb.series_metadata import PreparedMetadata
+from bff.errors import BadRequest, NotAcceptable, NotFound
+from bff.facade import virtual
+from bff.origins.base import StudyOrigin, first_value
+from bff.services import location_of, services_of, study_origin, uid_param
+
+log = logging.getLogger(__name__)
+
+FRAMES = re.compile(r"^[1-9][0-9]{0,5}(,[1-9][0-9]{0,5}){0,255}$")
+TAG_PATH = re.compile(r"[0-9a-f]{8}(/[0-9]{1,4}/[0-9a-f]{8}){0,8}")
+DICOM_JSON = "application/dicom+json"
+STUDY_UID_TAG = "0020000D"
+MODALITY = "00080060"
+MODALITIES_IN_STUDY = "00080061"
+PIXEL_DATA = "7fe00010"
+
+
+def dicomweb_root(request: Request) -> str:
+    return str(request.base_url).rstrip("/") + "/dicomweb"
+
+
+def _json(payload: Any) -> Response:
+    return JSONResponse(payload, media_type=DICOM_JSON, headers={"Cache-Control": "no-store"})
+
+
+def _query(request: Request) -> dict[str, str]:
+    return {k: v for k, v in request.query_params.multi_items()}
+
+
+def _listed(value: str) -> list[str]:
+    return [v for v in value.replace("\\", ",").split(",") if v]
+
+
+# -- QIDO-RS -----------------------------------------------------------------------------
+
+
+async def search_studies(request: Request) -> Response:
+    """Study search, OHIF's patient-history query by PatientID included: only granted
+    studies are ever asked about (one query each, the caller's other filters kept), so a
+    search cannot enumerate anything else."""
+    services = services_of(request)
+    session = request.scope.get("session")
+    grant = session.grant if session is not None else None
+    location = location_of(request)
+    query = _query(request)
+    asked = _listed(query.pop("StudyInstanceUID", ""))
+    if grant is None:
+        if not services.open_access:
+            return _json([])
+        if not asked:  # the facade's own tests: the location's PACS, as it answers
+            return _json(await services.origins.pacs(location).search("/studies", query))
+        wanted = asked
+    else:
+        wanted = [uid for uid in grant.study_uids(location) if not asked or uid in asked]
+    rows = []
+    for study_uid in wanted:
+        rows += await study_origin(request, study_uid).study_rows(query)
+    for row in rows:
+        modalities = row.get(MODALITIES_IN_STUDY, {}).get("Value")
+        if modalities and "KO" in modalities and len(modalities) > 1:
+            row[MODALITIES_IN_STUDY]["Value"] = [m for m in modalities if m != "KO"]
+    return _json(rows)
+
+
+async def search_series(request: Request) -> Response:
+    """Series of a study, without the DRIM-M manifest (KO): it is how the exam was
+    published, not something to look at, and stock OHIF can only show it as an error.
+    Key images (DB.VI-SO.170, DB.VI-CO.197): the KIN series become the virtual series."""
+    origin = study_origin(request, uid_param(request, "study_uid"))
+    query = _query(request)
+    rows = [row for row in await origin.series_rows(query) if first_value(row, MODALITY) != "KO"]
+    return _json(rows + await virtual.series_rows(origin, query))
+
+
+async def search_instances(request: Request) -> Response:
+    origin = study_origin(request, uid_param(request, "study_uid"))
+    series_uid = uid_param(request, "series_uid") if "series_uid" in request.path_params else None
+    return _json(await origin.instance_rows(series_uid, _query(request)))
+
+
+# -- metadata ----------------------------------------------------------------------------
+
+
+async def series_metadata(request: Request) -> Response:
+    """Series metadata; also the first need for the series: its retrieval starts now."""
+    origin = study_origin(request, uid_param(request, "study_uid"))
+    series_uid = uid_param(request, "series_uid")
+    # Key images (DB.VI-SO.196): a KIN's virtual series is answered on its own.
+    rows = await virtual.series_metadata(origin, dicomweb_root(request), series_uid)
+    if rows is not None:
+        return _json(rows)
+    prepared = await origin.series_metadata(dicomweb_root(request), series_uid)
+    return _prepared_response(request, prepared)
+
+
+def _prepared_response(request: Request, prepared: PreparedMetadata) -> Response:
+    headers = {"Cache-Control": "no-store", "Vary": "Accept-Encoding"}
+    if "gzip" in request.headers.get("accept-encoding", ""):
+        headers["Content-Encoding"] = "gzip"
+        return Response(prepared.gzipped, media_type=DICOM_JSON, headers=headers)
+    return Response(prepared.body, media_type=DICOM_JSON, headers=headers)
+
+
+async def instance_metadata(request: Request) -> Response:
+    origin = study_origin(request, uid_param(request, "study_uid"))
+    series_uid = uid_param(request, "series_uid")
+    sop_uid = uid_param(request, "sop_uid")
+    # Key images (DB.VI-SO.196): an instance of a virtual series is read in its real one.
+    real_uid = await virtual.real_series(origin, series_uid, sop_uid)
+    rows = await origin.instance_metadata_rows(real_uid, [sop_uid])
+    if not rows:
+        raise NotFound(f"instance {sop_uid} not found")
+    rows = await origin.rewrite(dicomweb_root(request), rows)
+    return _json(await virtual.as_virtual(origin, series_uid, rows))
+
+
+async def study_metadata(request: Request) -> Response:
+    origin = study_origin(request, uid_param(request, "study_uid"))
+    rows = await origin.study_metadata_rows()
+    return _json(await origin.rewrite(dicomweb_root(request), rows))
+
+
+# -- frames and bulk data ----------------------------------------------------------------
+
+
+def _accepts_syntax(accept: str, transfer_syntax_uid: str) -> bool:
+    """Does the Accept header admit frames in this syntax? (absent or wildcard: yes)."""
+    if not accept or "*/*" in accept:
+        return True
+    for item in accept.split(","):
+        item = item.strip().lower()
+        if not item.startswith("multipart/related"):
+            continue
+        match = re.search(r'transfer-syntax\s*=\s*"?([0-9.*]+)"?', item)
+        if match is None or match.group(1) in ("*", transfer_syntax_uid):
+            return True
+    return False
+
+
+async def _frames_response(
+    request: Request, origin: StudyOrigin, series_uid: str, sop_uid: str, numbers: list[int]
+) -> Response:
+    # Key images (DB.VI-SO.196): a virtual series' frames are those of the real series.
+    real_uid = await virtual.real_series(origin, series_uid, sop_uid)
+    frames = await origin.frames(real_uid, sop_uid, numbers)
+    syntax = frames[0].transfer_syntax_uid
+    if not _accepts_syntax(request.headers.get("accept", ""), syntax):
+        raise NotAcceptable(f"client does not accept {syntax}")
+    boundary = new_boundary()
+    part_type = f"application/octet-stream; transfer-syntax={syntax}"
+    body = b"".join(encode_part(f.data, part_type, boundary) for f in frames)
+    body += closing_delimiter(boundary)
+    media_type = (
+        f'multipart/related; type="application/octet-stream"; '
+        f"transfer-syntax={syntax}; boundary={boundary}"
+    )
+    return Response(
+        body, headers={"Content-Type": media_type, "Cache-Control": "private, max-age=3600"}
+    )
+
+
+async def frames(request: Request) -> Response:
+    origin = study_origin(request, uid_param(request, "study_uid"))
+    series_uid = uid_param(request, "series_uid")
+    sop_uid = uid_param(request, "sop_uid")
+    raw = str(request.path_params["frames"])
+    if not FRAMES.match(raw):
+        raise BadRequest("bad frame list")
+    numbers = [int(n) for n in raw.split(",")]
+    return await _frames_response(request, origin, series_uid, sop_uid, numbers)
+
+
+async def bulk(request: Request) -> Response:
+    """Bulk data: pixel data as the BFF serves it; other bulk values from the origin."""
+    origin = study_origin(request, uid_param(request, "study_uid"))
+    series_uid = uid_param(request, "series_uid")
+    sop_uid = uid_param(request, "sop_uid")
+    tag_path = str(request.path_params["tag_path"]).lower()
+    if not TAG_PATH.fullmatch(tag_path):
+        raise BadRequest("bad bulk data path")
+    real_uid = await virtual.real_series(origin, series_uid, sop_uid)
+    if tag_path == PIXEL_DATA:
+        count = await origin.frame_count(real_uid, sop_uid)
+        return await _frames_response(
+            request, origin, series_uid, sop_uid, list(range(1, count + 1))
+        )
+    accept = request.headers.get("accept", "*/*") or "*/*"
+    content_type, body = await origin.bulk(real_uid, sop_uid, tag_path, accept)
+    return Response(body, media_type=content_type, headers={"Cache-Control": "private"})
+
+
+async def thumbnail(request: Request) -> Response:
+    """A small rendered JPEG (DB.VI-CS.16); series form uses its middle image."""
+    origin = study_origin(request, uid_param(request, "study_uid"))
+    series_uid = uid_param(request, "series_uid")
+    sop_uid = uid_param(request, "sop_uid") if "sop_uid" in request.path_params else None
+    # Key images (DB.VI-SO.196): a virtual series shows its middle key image.
+    sop_uid = sop_uid or await virtual.middle_key_image(origin, series_uid)
+    if sop_uid is not None:
+        series_uid = await virtual.real_series(origin, series_uid, sop_uid)
+    content_type, body = await origin.thumbnail(series_uid, sop_uid)
+    return Response(
+        body, media_type=content_type, headers={"Cache-Control": "private, max-age=3600"}
+    )
+
+
+async def key_image_list(request: Request) -> Response:
+    """The study's key images (SOP Instance UIDs), for the "Image clé" overlay item."""
+    origin = study_origin(request, uid_param(request, "study_uid"))
+    index = await origin.key_images()
+    series = [
+        {"series_uid": s.series_uid, "sop_uids": [i.sop_uid for i in s.images]}
+        for s in index.series
+    ]
+    return JSONResponse(
+        {"sop_uids": sorted(index.sop_uids), "series": series},
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+# -- the series chosen first (issue 6: DB.VI-SO.189) ----------------------------------------
+# The page around OHIF (ohif-config/drimbox-panel.js) offers, at opening, the study's series;
+# the one the user picks is displayed first (OHIF's initialSeriesInstanceUID) and its
+# retrieval goes first here (note 2). Same access decision as every facade route: a study
+# outside the grant is a 404 and nothing is started.
+
+
+async def series_priority(request: Request) -> Response:
+    """``POST /api/priority/{study}/{series}``: retrieve and transcode this series first."""
+    origin = study_origin(request, uid_param(request, "study_uid"))
+    series_uid = uid_param(request, "series_uid")
+    session = request.scope.get("session")
+    if session is not None and not services_of(request).sessions.check_csrf(
+        session, request.headers.get("x-csrf-token", "")
+    ):
+        raise BadRequest("csrf token mismatch")
+    # A virtual key-image series is shown from its real series: that one goes first.
+    series_uid = await virtual.first_real_series(origin, series_uid)
+    origin.prefer(series_uid)
+    return JSONResponse(
+        {"series_uid": series_uid}, status_code=202, headers={"Cache-Control": "no-store"}
+    )
+
+
+def dicomweb_routes() -> list[BaseRoute]:
+    study = "/dicomweb/studies/{study_uid}"
+    series = study + "/series/{series_uid}"
+    instance = series + "/instances/{sop_uid}"
+    return [
+        Route("/dicomweb/studies", search_studies),
+        Route(study + "/metadata", study_metadata),
+        Route(study + "/series", search_series),
+        Route(study + "/key-images", key_image_list),  # issue 6, DB.VI-SO.196
+        Route(study + "/instances", search_instances),
+        Route(series + "/metadata", series_metadata),
+        Route(series + "/instances", search_instances),
+        Route(series + "/thumbnail", thumbnail),
+        Route(instance + "/metadata", instance_metadata),
+        Route(instance + "/thumbnail", thumbnail),
+        Route(instance + "/frames/{frames}", frames),
+        Route(instance + "/bulk/{tag_path:path}", bulk),
+        # issue 6, DB.VI-SO.189: the series the user chose is retrieved first.
+        Route("/api/priority/{study_uid}/{series_uid}", series_priority, methods=["POST"]),
+    ]

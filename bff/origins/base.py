@@ -1,0 +1,234 @@
+"""Where the DICOMweb answers of one granted study come from: the :class:`StudyOrigin`.
+
+The facade (:mod:`bff.facade.routes`) never asks "is this study local or remote?": the
+access decision (:mod:`bff.access.decide`) resolves, once per request, the one origin
+that answers for the study, and the route only calls it (STYLE.md, "Variation behind an
+interface"). Two implementations:
+
+- :class:`~bff.origins.local.LocalPacsOrigin`: the PACS of the location the report link
+  came through (the Source viewer, DB.VI-SO.07, .127);
+- :class:`~bff.origins.remote.RemoteSourceOrigin`: the DRIMbox Source(s) a KOS from the
+  DMP points to (the Consumer viewer: ANS whitelist, mutual TLS, the user's PSC token,
+  ``KOS-SOPInstanceUID``; DB.VI-CO.27). It never reads a local PACS.
+
+What is common (frames through the out-of-order cache, the metadata rewrite, the series
+chosen first, progress, the series stream for the export) is written once here, over
+:meth:`StudyOrigin.upstream_for`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Any
+
+from bff.dicomweb import key_images
+from bff.dicomweb.cache import CachedFrame
+from bff.dicomweb.multipart import Part
+from bff.dicomweb.retrieve import Retriever, SeriesRetrieval
+from bff.dicomweb.series_metadata import (
+    PreparedMetadata,
+    RewriteContext,
+    SeriesFacts,
+    rewrite_off_loop,
+)
+from bff.dicomweb.series_stream import series_parts, series_path
+from bff.dicomweb.upstream import DicomwebUpstream
+from bff.errors import NotFound, UpstreamProtocolError, ViewerError
+
+Row = dict[str, Any]
+SERIES_UID = "0020000E"
+
+
+def first_value(row: Mapping[str, Any], tag: str) -> str:
+    return str((row.get(tag, {}).get("Value") or [""])[0])
+
+
+@dataclass(frozen=True)
+class ExportPlan:
+    """What a study download needs up front: the study row (for the file name) and the
+    series to stream, in order; ``extra``: Part-10 files added as they are (the KOS the
+    Consumer opened, which no Source streams)."""
+
+    study_row: Row
+    series_uids: tuple[str, ...]
+    extra: tuple[bytes, ...] = ()
+
+
+@dataclass(frozen=True)
+class SeriesProgress:
+    series_uid: str
+    retrieval: SeriesRetrieval | None
+    total: int | None
+    #: why the series cannot come at all (a refused Source), shown as its error
+    error: ViewerError | None = None
+
+
+class StudyOrigin(ABC):
+    """The source of every answer about one study, for one request."""
+
+    def __init__(
+        self,
+        study_uid: str,
+        retriever: Retriever,
+        *,
+        institution: str = "",
+        max_part_bytes: int,
+    ) -> None:
+        self.study_uid = study_uid
+        self.retriever = retriever
+        #: Institution Name from the KOS (DB.VI-CS.29, Tableau 3); '' keeps the images'.
+        self.institution = institution
+        self._max_part_bytes = max_part_bytes
+        #: Why nothing of this study may be fetched (a refused remote Source), or None.
+        self.refusal: ViewerError | None = None
+
+    # -- what differs ------------------------------------------------------------------
+
+    @abstractmethod
+    def upstream_for(self, series_uid: str) -> DicomwebUpstream:
+        """The upstream of one series (404 for a series the study does not have)."""
+
+    @abstractmethod
+    async def study_rows(self, query: Mapping[str, str]) -> list[Row]:
+        """QIDO-RS study rows of this study that match ``query`` (0 or 1 row)."""
+
+    @abstractmethod
+    async def series_rows(self, query: Mapping[str, str]) -> list[Row]:
+        """QIDO-RS rows of the study's series, the DRIM-M manifest (KO) included."""
+
+    @abstractmethod
+    async def instance_rows(self, series_uid: str | None, query: Mapping[str, str]) -> list[Row]:
+        """QIDO-RS instance rows of the study (or of one of its series)."""
+
+    @abstractmethod
+    async def key_images(self, series_uid: str | None = None) -> key_images.KeyImages:
+        """The study's key images (DB.VI-SO.196, DB.VI-CO.197); with ``series_uid``,
+        EMPTY unless that series may be a virtual one (saves a wait)."""
+
+    @abstractmethod
+    def raw_series_metadata(self, series_uid: str) -> asyncio.Future[bytes]:
+        """The upstream's series metadata, JSON bytes (shared with what was asked ahead)."""
+
+    @abstractmethod
+    async def instance_metadata_rows(self, series_uid: str, sop_uids: Sequence[str]) -> list[Row]:
+        """Upstream metadata rows of these instances of one series (not rewritten)."""
+
+    @abstractmethod
+    async def study_metadata_rows(self) -> list[Row]:
+        """Upstream metadata rows of the whole study (not rewritten)."""
+
+    @abstractmethod
+    async def bulk(
+        self, series_uid: str, sop_uid: str, tag_path: str, accept: str
+    ) -> tuple[str, bytes]:
+        """A bulk data value other than the pixel data: (content type, bytes)."""
+
+    @abstractmethod
+    async def thumbnail(self, series_uid: str, sop_uid: str | None) -> tuple[str, bytes]:
+        """A small rendered JPEG (DB.VI-CS.16): of the instance, or the series' middle one."""
+
+    @abstractmethod
+    def start_at_grant(self, root: str) -> None:
+        """Start what the viewer will ask first (metadata, images), while OHIF boots."""
+
+    @abstractmethod
+    async def export_plan(self) -> ExportPlan:
+        """What the study download streams (DB.VI-SO.176)."""
+
+    @abstractmethod
+    def progress(self) -> list[SeriesProgress]:
+        """Each series of the study and its retrieval so far (DB.VI-CS.18)."""
+
+    # -- written once ------------------------------------------------------------------
+
+    def context(self, root: str, series_uid: str) -> RewriteContext:
+        """How metadata of ``series_uid`` is rewritten for a viewer at DICOMweb ``root``."""
+        upstream = self.upstream_for(series_uid)
+        return RewriteContext(
+            root=root,
+            study_uid=self.study_uid,
+            upstream_base=upstream.base_url,
+            serve=upstream.serve,
+            codec=self.retriever.params.codec,
+            institution=self.institution,
+        )
+
+    def retrieval(self, series_uid: str, *, start: bool = True) -> SeriesRetrieval:
+        return self.retriever.ensure(
+            self.upstream_for(series_uid), self.study_uid, series_uid, start=start
+        )
+
+    async def series_metadata(self, root: str, series_uid: str) -> PreparedMetadata:
+        """OHIF's series metadata answer; also the first need for the series, whose
+        retrieval starts now. Prepared ahead (at grant time on the Source, at the
+        opening on the Consumer) when it was built for this root, else built now the
+        same way, in a pool worker."""
+        upstream = self.upstream_for(series_uid)
+        retrieval = self.retrieval(series_uid)
+        context = self.context(root, series_uid)
+        prepared = await self.retriever.prepared_metadata(
+            upstream, self.study_uid, series_uid, context.key
+        )
+        if prepared is None:
+            raw = self.raw_series_metadata(series_uid)
+            try:
+                prepared = await self.retriever.prepare_answer(retrieval, raw, context)
+            except ValueError as exc:  # not JSON, not an array
+                raise UpstreamProtocolError(f"series {series_uid} metadata: {exc}") from exc
+        if not prepared.rows:
+            raise NotFound("empty series")
+        return prepared
+
+    async def rewrite(self, root: str, rows: list[Row]) -> list[Row]:
+        """Rewrite metadata rows for what the BFF serves (BulkDataURIs to ``root``, the
+        served syntax, the KOS's institution), series by series."""
+        by_series: dict[str, list[Row]] = {}
+        for row in rows:
+            by_series.setdefault(first_value(row, SERIES_UID), []).append(row)
+        for series_uid, series_rows in by_series.items():
+            facts: dict[str, SeriesFacts] = {}
+            found = self.retriever.find(
+                self.upstream_for(series_uid).origin, self.study_uid, series_uid
+            )
+            if found is not None:
+                facts[series_uid] = found.facts_snapshot()
+            await rewrite_off_loop(series_rows, self.context(root, series_uid), facts)
+        return rows
+
+    async def frames(
+        self, series_uid: str, sop_uid: str, numbers: Sequence[int]
+    ) -> list[CachedFrame]:
+        """Served frames, from the out-of-order cache fed by the series retrieval."""
+        upstream = self.upstream_for(series_uid)
+        return list(
+            await asyncio.gather(
+                *(
+                    self.retriever.frame(upstream, self.study_uid, series_uid, sop_uid, n)
+                    for n in numbers
+                )
+            )
+        )
+
+    async def frame_count(self, series_uid: str, sop_uid: str) -> int:
+        """How many frames an instance has (known once its first frame is served)."""
+        upstream = self.upstream_for(series_uid)
+        await self.retriever.frame(upstream, self.study_uid, series_uid, sop_uid, 1)
+        found = self.retriever.find(upstream.origin, self.study_uid, series_uid)
+        facts = found.delivered.get(sop_uid) if found else None
+        return facts.n_frames if facts else 1
+
+    def prefer(self, series_uid: str) -> None:
+        """DB.VI-SO.189: the user chose this series to see first; it is retrieved first."""
+        self.retriever.prefer(self.upstream_for(series_uid), self.study_uid, series_uid)
+
+    def stream_series(self, series_uid: str) -> AbstractAsyncContextManager[AsyncIterator[Part]]:
+        """The series' instances as stored (lossless), one upstream stream (the export)."""
+        return series_parts(
+            self.upstream_for(series_uid),
+            series_path(self.study_uid, series_uid),
+            max_part_bytes=self._max_part_bytes,
+        )

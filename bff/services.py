@@ -1,0 +1,101 @@
+"""The application's services: one typed, frozen object built in the lifespan
+(:func:`bff.app.create_app`) and found by every route through :func:`services_of`
+(STYLE.md: ``app.state`` is not a bag).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import HTTPConnection
+from starlette.responses import Response
+
+from bff.access.decide import origin_for
+from bff.access.handover import HandoverStore
+from bff.archive.store import ArchiveStore
+from bff.auth.introspect import PscIntrospector
+from bff.auth.oidc import OidcProvider
+from bff.auth.sessions import Session, SessionStore
+from bff.dicomweb.retrieve import Retriever
+from bff.errors import BadRequest
+from bff.origins.base import StudyOrigin
+from bff.origins.factory import OriginFactory
+from bff.settings import Settings
+from bff.web.cookies import with_session_cookie
+from bff.web.static import OhifSite
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: Settings
+    sessions: SessionStore
+    archive: ArchiveStore
+    retriever: Retriever
+    #: every study's origin (the location PACS, remote Sources) and the locations
+    origins: OriginFactory
+    #: identity providers with a client secret configured, by name ('psc', 'fcp', 'fc')
+    providers: Mapping[str, OidcProvider]
+    #: our public encryption key(s), for FranceConnect+ (GET /auth/jwks)
+    public_jwks: Mapping[str, Any]
+    #: Source role: Consumers' PSC tokens are checked by introspection (DRIM-M)
+    psc_introspector: PscIntrospector
+    #: Consumer role: hand-overs waiting for the browser
+    handovers: HandoverStore
+    #: the stock OHIF build and our files around it (its boot files: bff/web/boot.py)
+    site: OhifSite
+    #: tasks started in the background (kept referenced until done)
+    background: set[asyncio.Task[Any]]
+
+    @property
+    def open_access(self) -> bool:
+        return self.settings.open_access
+
+
+def services_of(connection: HTTPConnection | Starlette) -> Services:
+    """The services of the application serving this request (or of this app)."""
+    app = connection if isinstance(connection, Starlette) else connection.app
+    services = getattr(app.state, "services", None)
+    if not isinstance(services, Services):
+        raise RuntimeError("the application's services are not started (lifespan)")
+    return services
+
+
+def location_of(connection: HTTPConnection) -> str:
+    """The location (registered FQDN) the request came through (DB.VI-SO.07, .127)."""
+    return services_of(connection).origins.location_of(connection.url.hostname or "")
+
+
+UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+
+
+def uid_param(request: HTTPConnection, name: str) -> str:
+    value = str(request.path_params[name])
+    if len(value) > 64 or not UID.match(value):
+        raise BadRequest(f"bad {name}")
+    return value
+
+
+def study_origin(request: HTTPConnection, study_uid: str) -> StudyOrigin:
+    """The one access decision for this request's study (404 / E203 before any fetch)."""
+    services = services_of(request)
+    session = request.scope.get("session")
+    return origin_for(
+        services.origins,
+        session.grant if session is not None else None,
+        location_of(request),
+        study_uid,
+        open_access=services.open_access,
+    )
+
+
+def with_cookie(connection: HTTPConnection, response: Response, session: Session) -> Response:
+    """``response`` carrying ``session``'s cookie (bff/web/cookies.py)."""
+    services = services_of(connection)
+    return with_session_cookie(
+        response, services.sessions, session, secure=services.settings.secure_cookie
+    )
