@@ -178,7 +178,7 @@ def create_app(settings: Settings) -> Starlette:
                 background=background,
                 max_part_bytes=settings.max_part_bytes,
                 frame_timeout=settings.frame_wait_timeout,
-                consumer_serve="lossy" if settings.consumer_images == "lossy" else "browser",
+                consumer_images=lambda: settings.consumer_images,
                 whitelist=whitelist,
                 source_client=client,
             ),

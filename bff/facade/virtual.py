@@ -71,7 +71,7 @@ async def series_metadata(origin: StudyOrigin, root: str, series_uid: str) -> li
         return None
     rows: list[Row] = []
     for real_uid in dict.fromkeys(image.series_uid for image in kin_series.images):
-        origin.retrieval(real_uid)  # the frames stream as usual
+        origin.start_series(real_uid)  # the frames stream as usual
         wanted = [i.sop_uid for i in kin_series.images if i.series_uid == real_uid]
         rows += await origin.instance_metadata_rows(real_uid, wanted)
     if not rows:

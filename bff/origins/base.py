@@ -157,6 +157,10 @@ class StudyOrigin(ABC):
             institution=self.institution,
         )
 
+    def start_series(self, series_uid: str) -> None:
+        """Start retrieving a series now (once), as its first frame request would."""
+        self.retrieval(series_uid)
+
     def retrieval(self, series_uid: str, *, start: bool = True) -> SeriesRetrieval:
         return self.retriever.ensure(
             self.upstream_for(series_uid), self.study_uid, series_uid, start=start

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -38,7 +38,7 @@ class OriginFactory:
         background: set[asyncio.Task[Any]],
         max_part_bytes: int,
         frame_timeout: float,
-        consumer_serve: str = "browser",
+        consumer_images: Callable[[], str] = lambda: "lossless",
         whitelist: Whitelist | None = None,
         source_client: httpx.AsyncClient | None = None,
     ) -> None:
@@ -48,10 +48,10 @@ class OriginFactory:
         self._background = background
         self._max_part_bytes = max_part_bytes
         self._frame_timeout = frame_timeout
-        self._serve = consumer_serve
+        self._consumer_images = consumer_images
         self._whitelist = whitelist
         self._client = source_client
-        self._remote: OrderedDict[tuple[str, str, str], RemoteSourceOrigin] = OrderedDict()
+        self._remote: OrderedDict[tuple[str, str, str, str], RemoteSourceOrigin] = OrderedDict()
 
     def location_of(self, host: str) -> str:
         """The location (registered FQDN) a request came through (DB.VI-SO.07, .127)."""
@@ -91,7 +91,10 @@ class OriginFactory:
     ) -> RemoteSourceOrigin:
         """The remote Source(s) of a KOS opened on the Consumer, asked with this token."""
         digest = hashlib.sha256(access_token.encode()).hexdigest()
-        key = (location, record.sop_uid, digest)
+        # DRIMBOX_CONSUMER_IMAGES: as received (lossless), or transcoded like the Source
+        # viewer's frames for a slow link to the browser (issue 5).
+        serve = "lossy" if self._consumer_images() == "lossy" else "browser"
+        key = (location, record.sop_uid, digest, serve)
         origin = self._remote.get(key)
         if origin is not None:
             self._remote.move_to_end(key)
@@ -101,7 +104,7 @@ class OriginFactory:
         upstreams = source_upstreams(
             record,
             access_token=access_token,
-            serve=self._serve,
+            serve=serve,
             whitelist=self._whitelist,
             client=self._client,
         )
