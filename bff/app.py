@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import secrets
 from collections.abc import AsyncIterator
@@ -22,6 +23,8 @@ from starlette.middleware import Middleware
 from starlette.types import Scope
 
 from bff.access.handover import HandoverStore
+from bff.access.limits import InFlight, RateLimit
+from bff.access.published import PublishedKos
 from bff.archive.store import ArchiveStore
 from bff.audit import configure_audit
 from bff.auth.introspect import PscIntrospector
@@ -55,6 +58,12 @@ from bff.source.routes import source_routes
 from bff.source.wado import consumer_api_routes
 from bff.transcode import EncodeParams, TranscodePool
 from bff.web import errors as web_errors
+from bff.web.headers import (
+    SecurityHeaders,
+    content_security_policy,
+    inline_script_hashes,
+    origin_of,
+)
 from bff.web.static import OhifSite, compression_middleware
 
 log = logging.getLogger(__name__)
@@ -115,6 +124,32 @@ def build_providers(settings: Settings) -> tuple[dict[str, OidcProvider], dict[s
     return providers, public_jwks(key)
 
 
+#: The window of the per-client and per-subject rate limits (bff/access/limits.py).
+LIMIT_WINDOW_S = 600.0
+#: How often expired sessions are dropped.
+SESSION_PURGE_S = 60.0
+
+
+async def _purge_sessions(sessions: SessionStore) -> None:
+    while True:
+        await asyncio.sleep(SESSION_PURGE_S)
+        sessions.purge()
+
+
+async def _kos_state(archive: ArchiveStore, kos_sop_uid: str) -> str | None:
+    kos = await asyncio.to_thread(archive.get, kos_sop_uid)
+    return kos.state if kos is not None else None
+
+
+def _csp(settings: Settings, site: OhifSite, *, worker: bool = False) -> str:
+    """The pages' Content-Security-Policy (bff/web/headers.py): OHIF's inline boot
+    scripts by hash; login forms may lead to the configured identity providers."""
+    issuers = (settings.psc_issuer, settings.fcp_issuer, settings.fc_issuer)
+    targets = [o for o in map(origin_of, issuers) if o]
+    hashes = inline_script_hashes(site.dist / "index.html")
+    return content_security_policy(hashes, targets, worker=worker)
+
+
 def _sessions(scope: Scope) -> SessionStore | None:
     services = getattr(scope["app"].state, "services", None)
     return services.sessions if isinstance(services, Services) else None
@@ -123,6 +158,7 @@ def _sessions(scope: Scope) -> SessionStore | None:
 def create_app(settings: Settings) -> Starlette:
     site = OhifSite(settings)
     archive = ArchiveStore(settings.archive_url)  # no I/O until used
+    published = PublishedKos(functools.partial(_kos_state, archive))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -169,6 +205,8 @@ def create_app(settings: Settings) -> Starlette:
                 settings.session_secret or secrets.token_urlsafe(32),
                 idle_timeout=settings.session_idle_timeout,
                 max_age=settings.session_max_age,
+                secure=settings.secure_cookie,
+                max_sessions=settings.max_sessions,
             ),
             archive=archive,
             retriever=retriever,
@@ -192,12 +230,18 @@ def create_app(settings: Settings) -> Starlette:
                 timeout=settings.oidc_timeout,
             ),
             handovers=HandoverStore(),
+            published=published,
+            frame_waits=InFlight(settings.frame_waits_per_session),
+            link_attempts=RateLimit(settings.link_attempts_per_client, LIMIT_WINDOW_S),
+            failed_checks=RateLimit(settings.failed_checks_per_subject, LIMIT_WINDOW_S),
             site=site,
             background=background,
         )
+        purge = asyncio.create_task(_purge_sessions(app.state.services.sessions))
         try:
             yield
         finally:
+            purge.cancel()
             await retriever.aclose()
             for upstream in locations.values():
                 await upstream.aclose()
@@ -215,11 +259,20 @@ def create_app(settings: Settings) -> Starlette:
             *consumer_routes(),
             *progress_routes(),
             *export_routes(),
-            *admin_routes(Admin(settings.admin_secret, archive)),
+            *admin_routes(Admin(settings.admin_secret, archive, published.forget)),
             *dicomweb_routes(),
             *site.routes(),
         ],
-        middleware=[Middleware(SessionMiddleware, store_of=_sessions), compression_middleware()],
+        middleware=[
+            Middleware(
+                SecurityHeaders,
+                csp=_csp(settings, site),
+                worker_csp=_csp(settings, site, worker=True),
+                hsts=settings.secure_cookie,
+            ),
+            Middleware(SessionMiddleware, store_of=_sessions),
+            compression_middleware(),
+        ],
         exception_handlers={
             ViewerError: web_errors.viewer_error,
             HTTPException: web_errors.http_error,

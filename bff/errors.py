@@ -5,10 +5,13 @@
     │   └── InvalidLink              400 E410-E415  IHEInvokeImageDisplay parameters
     ├── AuthenticationRequired       401 E401  no (or an expired) session
     ├── LoginFailed                  401 E430-E434  OIDC round trip refused
-    ├── AccessRefused                403 E420-E426  DB.VI-SO.28: checks against the KOS archive
+    ├── AccessRefused                403 E420  DB.VI-SO.28: checks against the KOS archive
+    │                                          (reasons E420-E424 in the audit only)
     ├── Forbidden                    403 E403  admin API without the right secret
     ├── NotFound                     404 E404  unknown, or outside the session's grant
     ├── NotAcceptable                406 E406
+    ├── TooManyRequests              429 E429  a per-session / per-client bound reached
+    ├── ServiceBusy                  503 E507  too many sessions at once
     └── UpstreamError                502 E502  the PACS / Source failed
         ├── UpstreamUnavailable      502 E503  connection refused / DNS / reset
         ├── UpstreamTimeout          504 E504  no answer within the configured timeout
@@ -99,11 +102,13 @@ class LoginFailed(ViewerError):
 
 
 class AccessRefused(ViewerError):
-    """DB.VI-SO.28: a check against the KOS archive refused access. Codes:
-    E420 idCDA does not match the KOS (DB.VI-SO.115); E421 accession number, issuer
-    and study do not match (DB.VI-SO.33); E422 no published KOS for this exam;
-    E423 patient identity does not match the KOS INS traits (DB.VI-SO.152);
-    E424 exam not reachable through this location (DB.VI-SO.127)."""
+    """DB.VI-SO.28: a check against the KOS archive refused access. The reasons, in the
+    log and the audit trail only (``reason``): E420 idCDA does not match the KOS
+    (DB.VI-SO.115); E421 accession number, issuer and study do not match (DB.VI-SO.33);
+    E422 no published KOS for this exam; E423 patient identity does not match the KOS
+    INS traits (DB.VI-SO.152); E424 exam not reachable through this location
+    (DB.VI-SO.127). The user always sees the one code E420 and the one message (issue
+    13): telling them apart would let a signed-in user test identifiers one at a time."""
 
     status = 403
     code = "E420"
@@ -114,7 +119,7 @@ class AccessRefused(ViewerError):
 
     def __init__(self, detail: str = "", *, code: str = "E420") -> None:
         super().__init__(detail)
-        self.code = code
+        self.reason = code
 
 
 class Forbidden(ViewerError):
@@ -205,3 +210,20 @@ class SourceIntrospectionUnavailable(ViewerError):
     status = 503
     code = "S503"
     message = "La vérification du jeton d'accès est momentanément impossible."
+
+
+class TooManyRequests(ViewerError):
+    """A per-session or per-client bound was reached (waiting frame requests, link
+    checks, logins): the client should slow down (issue 13)."""
+
+    status = 429
+    code = "E429"
+    message = "Trop de demandes en cours. Veuillez patienter quelques instants puis réessayer."
+
+
+class ServiceBusy(ViewerError):
+    """Too many sessions at once: new visitors wait until expired ones are purged."""
+
+    status = 503
+    code = "E507"
+    message = "Le service est momentanément saturé. Veuillez réessayer dans quelques minutes."

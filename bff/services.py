@@ -17,6 +17,8 @@ from starlette.responses import Response
 
 from bff.access.decide import origin_for
 from bff.access.handover import HandoverStore
+from bff.access.limits import InFlight, RateLimit
+from bff.access.published import PublishedKos
 from bff.archive.store import ArchiveStore
 from bff.auth.introspect import PscIntrospector
 from bff.auth.oidc import OidcProvider
@@ -46,6 +48,12 @@ class Services:
     psc_introspector: PscIntrospector
     #: Consumer role: hand-overs waiting for the browser
     handovers: HandoverStore
+    #: whether a grant's KOS is still published (re-checked on use, issue 13)
+    published: PublishedKos
+    #: bounds per user and per client (issue 13, bff/access/limits.py)
+    frame_waits: InFlight
+    link_attempts: RateLimit
+    failed_checks: RateLimit
     #: the stock OHIF build and our files around it (its boot files: bff/web/boot.py)
     site: OhifSite
     #: tasks started in the background (kept referenced until done)
@@ -80,22 +88,25 @@ def uid_param(request: HTTPConnection, name: str) -> str:
     return value
 
 
-def study_origin(request: HTTPConnection, study_uid: str) -> StudyOrigin:
+async def study_origin(request: HTTPConnection, study_uid: str) -> StudyOrigin:
     """The one access decision for this request's study (404 / E203 before any fetch)."""
     services = services_of(request)
     session = request.scope.get("session")
-    return origin_for(
+    return await origin_for(
         services.origins,
         session.grant if session is not None else None,
         location_of(request),
         study_uid,
         open_access=services.open_access,
+        published=services.published,
     )
+
+
+def client_key(connection: HTTPConnection) -> str:
+    """The client address (behind a proxy: what the proxy says, see docs/deployment)."""
+    return "ip:" + (connection.client.host if connection.client else "?")
 
 
 def with_cookie(connection: HTTPConnection, response: Response, session: Session) -> Response:
     """``response`` carrying ``session``'s cookie (bff/web/cookies.py)."""
-    services = services_of(connection)
-    return with_session_cookie(
-        response, services.sessions, session, secure=services.settings.secure_cookie
-    )
+    return with_session_cookie(response, services_of(connection).sessions, session)

@@ -154,6 +154,28 @@ SETTINGS: tuple[Setting, ...] = (
     _s("SESSION_IDLE_TIMEOUT", "1800", "Seconds of inactivity after which a session ends."),
     _s("SESSION_MAX_AGE", "43200", "Seconds after which a session ends whatever its activity."),
     _s(
+        "MAX_SESSIONS",
+        "20000",
+        "Sessions kept at once; beyond, new visitors get a French 'try again later' (503) "
+        "until expired sessions are purged (every minute).",
+    ),
+    _s(
+        "FRAME_WAITS_PER_SESSION",
+        "128",
+        "Frame requests one session may have waiting at once (429 E429 beyond).",
+    ),
+    _s(
+        "LINK_ATTEMPTS_PER_CLIENT",
+        "120",
+        "Report links opened and logins started per client address in 10 minutes "
+        "(429 E429 beyond): slows down guessing of exam identifiers.",
+    ),
+    _s(
+        "FAILED_CHECKS_PER_SUBJECT",
+        "20",
+        "Refused link checks per signed-in person in 10 minutes (429 E429 beyond).",
+    ),
+    _s(
         "PSC_ISSUER",
         "http://localhost:9000/psc",
         "ProSantéConnect issuer (or the editor's Proxy e-Santé in front of it), whose "
@@ -316,6 +338,10 @@ class Settings:
     cookie_secure: str
     session_idle_timeout: float
     session_max_age: float
+    max_sessions: int
+    frame_waits_per_session: int
+    link_attempts_per_client: int
+    failed_checks_per_subject: int
     psc_issuer: str
     psc_client_id: str
     psc_client_secret: str = field(repr=False)

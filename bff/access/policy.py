@@ -18,9 +18,6 @@ from dataclasses import dataclass, field
 
 from bff.archive.kos import KosRecord
 
-#: The origin of a study granted from a report link: the location's PACS.
-LOCAL_PACS = ""
-
 
 @dataclass(frozen=True)
 class RemoteOpening:
@@ -38,11 +35,15 @@ class StudyRef:
 
     location: str
     study_uid: str
-    #: LOCAL_PACS, or the SOP Instance UID of the KOS that opened it from a remote Source.
-    kos_sop_uid: str = LOCAL_PACS
+    #: The KOS that granted it: published in our archive (a report link), or opened on the
+    #: Consumer (then ``remote`` is set); '' for the facade's own open-access tests.
+    kos_sop_uid: str = ""
     #: Institution Name from the KOS (DB.VI-CS.29, Tableau 3); '' keeps the images'.
     institution: str = ""
+    #: Set for a study opened from a KOS on the Consumer: its remote Source answers.
     remote: RemoteOpening | None = field(default=None, compare=False, repr=False)
+    #: The series the grant covers (the KOS's); empty: every series of the study.
+    series_uids: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from http.cookies import SimpleCookie
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from bff.auth.sessions import COOKIE_NAME, SessionStore
+from bff.auth.sessions import SessionStore
 
 
 def read_cookie(scope: Scope, name: str) -> str | None:
@@ -37,5 +37,5 @@ class SessionMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             store = self.store_of(scope)
-            scope["session"] = store.load(read_cookie(scope, COOKIE_NAME)) if store else None
+            scope["session"] = store.load(read_cookie(scope, store.cookie_name)) if store else None
         await self.app(scope, receive, send)

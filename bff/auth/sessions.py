@@ -22,8 +22,13 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from bff.access.params import ViewerLink
 from bff.access.policy import Grant, RemoteOpening, StudyRef
+from bff.errors import ServiceBusy
 
 COOKIE_NAME = "drimbox_session"
+#: The cookie's name when it is Secure (production): the ``__Host-`` prefix makes the
+#: browser refuse it from a sibling host or with a Domain or a Path other than /, so a
+#: cookie planted by another host under the same parent domain is never sent (issue 13).
+HOST_COOKIE_NAME = "__Host-drimbox_session"
 #: Signed cookies remembered as checked (a few per live session).
 VERIFIED_COOKIES = 4096
 
@@ -50,6 +55,9 @@ class OpenedStudy:
     display: dict[str, str | list[str] | None]
     #: Consumer: the KOS the study was opened from (its images come from its Source).
     remote: RemoteOpening | None = None
+    #: The series the KOS references: nothing else of the study is retrieved (issue 13).
+    #: Empty: not restricted (studies granted before series were recorded, tests).
+    series_uids: tuple[str, ...] = ()
 
 
 @dataclass
@@ -68,6 +76,11 @@ class Session:
     pending_login: PendingLogin | None = field(default=None, repr=False)
     pending_consumer: bool = False  # signing in to the Consumer viewer (no exam link)
     studies: list[OpenedStudy] = field(default_factory=list)
+    #: A new report link opened in a signed-in browser: what the earlier session had
+    #: granted, and to whom. Kept only if the same person signs in again (a shared
+    #: computer: another person never inherits the earlier grants; DB.VI-CS.36).
+    carried: list[OpenedStudy] = field(default_factory=list)
+    carried_subject: str | None = field(default=None, repr=False)
 
     @property
     def authenticated(self) -> bool:
@@ -82,9 +95,10 @@ class Session:
             StudyRef(
                 s.location,
                 s.study_uid,
-                s.kos_sop_uid if s.remote is not None else "",
+                s.kos_sop_uid,
                 str(s.display.get("institution") or ""),
                 s.remote,
+                s.series_uids,
             )
             for s in self.studies
         )
@@ -95,6 +109,15 @@ class Session:
             if study.location == location and study.study_uid == study_uid:
                 return study
         return None
+
+    def signed_in(self, subject: str) -> None:
+        """The identity provider proved ``subject``: the grants carried from an earlier
+        session are kept only if they were that same person's."""
+        if self.carried and self.carried_subject == subject:
+            kept = [s for s in self.carried if self.opened(s.location, s.study_uid) is None]
+            self.studies = kept + self.studies
+        self.carried, self.carried_subject = [], None
+        self.subject = subject
 
     def open_study(self, study: OpenedStudy) -> None:
         self.studies = [
@@ -115,12 +138,18 @@ class SessionStore:
         idle_timeout: float,
         max_age: float,
         clock: Callable[[], float] = time.time,
+        secure: bool = False,
+        max_sessions: int = 20_000,
     ) -> None:
         self._serializer = URLSafeTimedSerializer(secret, salt="drimbox-session")
+        #: Secure cookies carry the ``__Host-`` prefix (HOST_COOKIE_NAME).
+        self.secure = secure
+        self.cookie_name = HOST_COOKIE_NAME if secure else COOKIE_NAME
         self._idle_timeout = idle_timeout
         self.max_age = max_age
         self._clock = clock
         self._sessions: dict[str, Session] = {}
+        self._max_sessions = max_sessions
         # Cookies whose signature was checked, -> session id: the viewer sends ~1300
         # requests per opening with the same cookie; two HMACs each add up (issue 5).
         # Only ever consulted for sessions still in the store (the expiry checks below
@@ -128,7 +157,13 @@ class SessionStore:
         self._verified: OrderedDict[str, str] = OrderedDict()
 
     def create(self) -> Session:
-        self._purge()
+        """A new session; when the store is full and purging frees nothing, ServiceBusy
+        (the store's memory is bounded whatever visitors do; :meth:`purge` also runs
+        on a timer, so that creating a session never walks them all)."""
+        if len(self._sessions) >= self._max_sessions:
+            self.purge()
+            if len(self._sessions) >= self._max_sessions:
+                raise ServiceBusy(f"{len(self._sessions)} sessions")
         now = self._clock()
         session = Session(
             id=secrets.token_urlsafe(32),
@@ -136,6 +171,17 @@ class SessionStore:
             last_seen=now,
             csrf_token=secrets.token_urlsafe(24),
         )
+        self._sessions[session.id] = session
+        return session
+
+    def renew(self, session: Session) -> Session:
+        """The same session under a new id and CSRF token; the old id is dead at once.
+        Called at every successful sign-in and hand-over, so that a cookie known before
+        (planted, or read on a shared computer) never carries what the login grants."""
+        self._sessions.pop(session.id, None)
+        session.id = secrets.token_urlsafe(32)
+        session.csrf_token = secrets.token_urlsafe(24)
+        session.created_at = session.last_seen = self._clock()
         self._sessions[session.id] = session
         return session
 
@@ -170,6 +216,12 @@ class SessionStore:
 
     def check_csrf(self, session: Session, token: str) -> bool:
         return hmac.compare_digest(session.csrf_token.encode(), token.encode())
+
+    def purge(self) -> int:
+        """Drop expired sessions; returns how many."""
+        before = len(self._sessions)
+        self._purge()
+        return before - len(self._sessions)
 
     def _purge(self) -> None:
         now = self._clock()

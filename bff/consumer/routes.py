@@ -123,7 +123,12 @@ async def open_handover(request: Request) -> Response:
     item = services.handovers.take(str(request.path_params["token"]))  # single use
     if item is None:
         raise AuthenticationRequired("unknown, used or expired hand-over")
-    session = _session(request) or services.sessions.create()
+    session = _session(request)
+    if session is None or session.tokens.get("access_token") != item.access_token:
+        # Another user's token (or none): a session of its own, inheriting nothing.
+        session = services.sessions.create()
+    # A new session id at every hand-over (the old cookie is dead: no fixation).
+    session = services.sessions.renew(session)
     session.profile = "professional"
     session.provider = "psc"
     session.subject = session.subject or "consumer-handover"

@@ -156,7 +156,7 @@ async def download(request: Request) -> Response:
     if request.scope.get("session") is None and not services_of(request).open_access:
         # No session at all (issue 7): say "sign in again", not "no such study".
         raise AuthenticationRequired("download without a session")
-    origin = study_origin(request, study_uid)
+    origin = await study_origin(request, study_uid)
     plan = await origin.export_plan()
     filename = zip_filename(plan.study_row, _opened_accession(request, study_uid))
     headers = {

@@ -11,6 +11,7 @@ retrieval (DB.VI-CS.17); key images as a virtual series (:mod:`bff.facade.virtua
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 from typing import Any
@@ -35,6 +36,12 @@ STUDY_UID_TAG = "0020000D"
 MODALITY = "00080060"
 MODALITIES_IN_STUDY = "00080061"
 PIXEL_DATA = "7fe00010"
+#: Metadata, searches and API answers: never in a browser's disk cache (issue 13).
+NO_STORE = "no-store"
+#: Frames, thumbnails, bulk data: private (never in a shared cache). Not no-store yet:
+#: measured, with no-store on these, stock OHIF stopped loading a chosen series' stack
+#: (tests/e2e/test_series_rules.py); left as it was until that is understood (issue 13).
+PIXELS_CACHE = "private, max-age=3600"
 
 
 def dicomweb_root(request: Request) -> str:
@@ -42,7 +49,20 @@ def dicomweb_root(request: Request) -> str:
 
 
 def _json(payload: Any) -> Response:
-    return JSONResponse(payload, media_type=DICOM_JSON, headers={"Cache-Control": "no-store"})
+    return JSONResponse(payload, media_type=DICOM_JSON, headers={"Cache-Control": NO_STORE})
+
+
+#: QIDO attributes naming upstream URLs (Retrieve URL): never passed to the browser (a
+#: PACS address such as http://127.0.0.1:8042/... is nobody's business; issue 13). OHIF
+#: builds its WADO-RS URLs from its own configured root.
+UPSTREAM_URL_TAGS = ("00081190",)
+
+
+def _search_answer(rows: list[Any]) -> Response:
+    for row in rows:
+        for tag in UPSTREAM_URL_TAGS:
+            row.pop(tag, None)
+    return _json(rows)
 
 
 def _query(request: Request) -> dict[str, str]:
@@ -70,34 +90,35 @@ async def search_studies(request: Request) -> Response:
         if not services.open_access:
             return _json([])
         if not asked:  # the facade's own tests: the location's PACS, as it answers
-            return _json(await services.origins.pacs(location).search("/studies", query))
+            rows = await services.origins.pacs(location).search("/studies", query)
+            return _search_answer(rows)
         wanted = asked
     else:
         wanted = [uid for uid in grant.study_uids(location) if not asked or uid in asked]
     rows = []
     for study_uid in wanted:
-        rows += await study_origin(request, study_uid).study_rows(query)
+        rows += await (await study_origin(request, study_uid)).study_rows(query)
     for row in rows:
         modalities = row.get(MODALITIES_IN_STUDY, {}).get("Value")
         if modalities and "KO" in modalities and len(modalities) > 1:
             row[MODALITIES_IN_STUDY]["Value"] = [m for m in modalities if m != "KO"]
-    return _json(rows)
+    return _search_answer(rows)
 
 
 async def search_series(request: Request) -> Response:
     """Series of a study, without the DRIM-M manifest (KO): it is how the exam was
     published, not something to look at, and stock OHIF can only show it as an error.
     Key images (DB.VI-SO.170, DB.VI-CO.197): the KIN series become the virtual series."""
-    origin = study_origin(request, uid_param(request, "study_uid"))
+    origin = await study_origin(request, uid_param(request, "study_uid"))
     query = _query(request)
     rows = [row for row in await origin.series_rows(query) if first_value(row, MODALITY) != "KO"]
-    return _json(rows + await virtual.series_rows(origin, query))
+    return _search_answer(rows + await virtual.series_rows(origin, query))
 
 
 async def search_instances(request: Request) -> Response:
-    origin = study_origin(request, uid_param(request, "study_uid"))
+    origin = await study_origin(request, uid_param(request, "study_uid"))
     series_uid = uid_param(request, "series_uid") if "series_uid" in request.path_params else None
-    return _json(await origin.instance_rows(series_uid, _query(request)))
+    return _search_answer(await origin.instance_rows(series_uid, _query(request)))
 
 
 # -- metadata ----------------------------------------------------------------------------
@@ -105,7 +126,7 @@ async def search_instances(request: Request) -> Response:
 
 async def series_metadata(request: Request) -> Response:
     """Series metadata; also the first need for the series: its retrieval starts now."""
-    origin = study_origin(request, uid_param(request, "study_uid"))
+    origin = await study_origin(request, uid_param(request, "study_uid"))
     series_uid = uid_param(request, "series_uid")
     # Key images (DB.VI-SO.196): a KIN's virtual series is answered on its own.
     rows = await virtual.series_metadata(origin, dicomweb_root(request), series_uid)
@@ -116,7 +137,7 @@ async def series_metadata(request: Request) -> Response:
 
 
 def _prepared_response(request: Request, prepared: PreparedMetadata) -> Response:
-    headers = {"Cache-Control": "no-store", "Vary": "Accept-Encoding"}
+    headers = {"Cache-Control": NO_STORE, "Vary": "Accept-Encoding"}
     if "gzip" in request.headers.get("accept-encoding", ""):
         headers["Content-Encoding"] = "gzip"
         return Response(prepared.gzipped, media_type=DICOM_JSON, headers=headers)
@@ -124,7 +145,7 @@ def _prepared_response(request: Request, prepared: PreparedMetadata) -> Response
 
 
 async def instance_metadata(request: Request) -> Response:
-    origin = study_origin(request, uid_param(request, "study_uid"))
+    origin = await study_origin(request, uid_param(request, "study_uid"))
     series_uid = uid_param(request, "series_uid")
     sop_uid = uid_param(request, "sop_uid")
     # Key images (DB.VI-SO.196): an instance of a virtual series is read in its real one.
@@ -137,7 +158,7 @@ async def instance_metadata(request: Request) -> Response:
 
 
 async def study_metadata(request: Request) -> Response:
-    origin = study_origin(request, uid_param(request, "study_uid"))
+    origin = await study_origin(request, uid_param(request, "study_uid"))
     rows = await origin.study_metadata_rows()
     return _json(await origin.rewrite(dicomweb_root(request), rows))
 
@@ -164,7 +185,12 @@ async def _frames_response(
 ) -> Response:
     # Key images (DB.VI-SO.196): a virtual series' frames are those of the real series.
     real_uid = await virtual.real_series(origin, series_uid, sop_uid)
-    frames = await origin.frames(real_uid, sop_uid, numbers)
+    session = request.scope.get("session")
+    # Bounded per session (issue 13). Without a session only the facade's own
+    # open-access tests get here: nothing to bound.
+    waits = services_of(request).frame_waits
+    with waits.slot(session.id) if session is not None else contextlib.nullcontext():
+        frames = await origin.frames(real_uid, sop_uid, numbers)
     syntax = frames[0].transfer_syntax_uid
     if not _accepts_syntax(request.headers.get("accept", ""), syntax):
         raise NotAcceptable(f"client does not accept {syntax}")
@@ -176,13 +202,11 @@ async def _frames_response(
         f'multipart/related; type="application/octet-stream"; '
         f"transfer-syntax={syntax}; boundary={boundary}"
     )
-    return Response(
-        body, headers={"Content-Type": media_type, "Cache-Control": "private, max-age=3600"}
-    )
+    return Response(body, headers={"Content-Type": media_type, "Cache-Control": PIXELS_CACHE})
 
 
 async def frames(request: Request) -> Response:
-    origin = study_origin(request, uid_param(request, "study_uid"))
+    origin = await study_origin(request, uid_param(request, "study_uid"))
     series_uid = uid_param(request, "series_uid")
     sop_uid = uid_param(request, "sop_uid")
     raw = str(request.path_params["frames"])
@@ -194,7 +218,7 @@ async def frames(request: Request) -> Response:
 
 async def bulk(request: Request) -> Response:
     """Bulk data: pixel data as the BFF serves it; other bulk values from the origin."""
-    origin = study_origin(request, uid_param(request, "study_uid"))
+    origin = await study_origin(request, uid_param(request, "study_uid"))
     series_uid = uid_param(request, "series_uid")
     sop_uid = uid_param(request, "sop_uid")
     tag_path = str(request.path_params["tag_path"]).lower()
@@ -208,12 +232,12 @@ async def bulk(request: Request) -> Response:
         )
     accept = request.headers.get("accept", "*/*") or "*/*"
     content_type, body = await origin.bulk(real_uid, sop_uid, tag_path, accept)
-    return Response(body, media_type=content_type, headers={"Cache-Control": "private"})
+    return Response(body, media_type=content_type, headers={"Cache-Control": PIXELS_CACHE})
 
 
 async def thumbnail(request: Request) -> Response:
     """A small rendered JPEG (DB.VI-CS.16); series form uses its middle image."""
-    origin = study_origin(request, uid_param(request, "study_uid"))
+    origin = await study_origin(request, uid_param(request, "study_uid"))
     series_uid = uid_param(request, "series_uid")
     sop_uid = uid_param(request, "sop_uid") if "sop_uid" in request.path_params else None
     # Key images (DB.VI-SO.196): a virtual series shows its middle key image.
@@ -221,14 +245,12 @@ async def thumbnail(request: Request) -> Response:
     if sop_uid is not None:
         series_uid = await virtual.real_series(origin, series_uid, sop_uid)
     content_type, body = await origin.thumbnail(series_uid, sop_uid)
-    return Response(
-        body, media_type=content_type, headers={"Cache-Control": "private, max-age=3600"}
-    )
+    return Response(body, media_type=content_type, headers={"Cache-Control": PIXELS_CACHE})
 
 
 async def key_image_list(request: Request) -> Response:
     """The study's key images (SOP Instance UIDs), for the "Image clé" overlay item."""
-    origin = study_origin(request, uid_param(request, "study_uid"))
+    origin = await study_origin(request, uid_param(request, "study_uid"))
     index = await origin.key_images()
     series = [
         {"series_uid": s.series_uid, "sop_uids": [i.sop_uid for i in s.images]}
@@ -236,7 +258,7 @@ async def key_image_list(request: Request) -> Response:
     ]
     return JSONResponse(
         {"sop_uids": sorted(index.sop_uids), "series": series},
-        headers={"Cache-Control": "no-store"},
+        headers={"Cache-Control": NO_STORE},
     )
 
 
@@ -249,7 +271,7 @@ async def key_image_list(request: Request) -> Response:
 
 async def series_priority(request: Request) -> Response:
     """``POST /api/priority/{study}/{series}``: retrieve and transcode this series first."""
-    origin = study_origin(request, uid_param(request, "study_uid"))
+    origin = await study_origin(request, uid_param(request, "study_uid"))
     series_uid = uid_param(request, "series_uid")
     session = request.scope.get("session")
     if session is not None and not services_of(request).sessions.check_csrf(
@@ -260,7 +282,7 @@ async def series_priority(request: Request) -> Response:
     series_uid = await virtual.first_real_series(origin, series_uid)
     origin.prefer(series_uid)
     return JSONResponse(
-        {"series_uid": series_uid}, status_code=202, headers={"Cache-Control": "no-store"}
+        {"series_uid": series_uid}, status_code=202, headers={"Cache-Control": NO_STORE}
     )
 
 

@@ -59,16 +59,37 @@ class LocalPacsOrigin(StudyOrigin):
         )
         self.upstream = upstream
         self._kos_series = tuple(kos_series)
+        #: KO series of the study seen in the PACS's answers (the DRIM-M manifest, KINs):
+        #: part of the exam, exported with it, never a source of frames.
+        self._ko_series: set[str] = set()
         self._kin_index = kin_index
         self._background = background
 
+    def _granted(self, series_uid: str) -> bool:
+        return (
+            not self._kos_series or series_uid in self._kos_series or series_uid in self._ko_series
+        )
+
     def upstream_for(self, series_uid: str) -> DicomwebUpstream:
+        """The PACS, for a series the KOS references: a request for any other series of
+        the study starts nothing upstream (404, issue 13; spec Note 2)."""
+        if not self._granted(series_uid):
+            raise NotFound(f"series {series_uid} is not referenced by the KOS")
         return self.upstream
 
     def _path(self, series_uid: str | None = None, sop_uid: str | None = None) -> str:
         if series_uid is None:
             return f"/studies/{self.study_uid}"
+        self.upstream_for(series_uid)  # the same refusal on every path
         return series_path(self.study_uid, series_uid, sop_uid)
+
+    def _kept(self, rows: list[Row]) -> list[Row]:
+        """Rows of the series the grant covers, and of the study's KO series (which the
+        facade turns into key images or leaves out, and the export includes)."""
+        self._ko_series |= {
+            first_value(r, SERIES_UID) for r in rows if first_value(r, "00080060") == "KO"
+        }
+        return [r for r in rows if self._granted(first_value(r, SERIES_UID))]
 
     # -- searches --------------------------------------------------------------------------
 
@@ -80,11 +101,11 @@ class LocalPacsOrigin(StudyOrigin):
 
     async def series_rows(self, query: Mapping[str, str]) -> list[Row]:
         rows: list[Row] = await self.upstream.search(self._path() + "/series", query)
-        return rows
+        return self._kept(rows)
 
     async def instance_rows(self, series_uid: str | None, query: Mapping[str, str]) -> list[Row]:
         rows: list[Row] = await self.upstream.search(self._path(series_uid) + "/instances", query)
-        return rows
+        return self._kept(rows)
 
     async def key_images(self, series_uid: str | None = None) -> key_images.KeyImages:
         return await self._kin_index.get(self.upstream, self.study_uid)
@@ -92,6 +113,7 @@ class LocalPacsOrigin(StudyOrigin):
     # -- metadata, bulk data, thumbnails ------------------------------------------------------
 
     def raw_series_metadata(self, series_uid: str) -> asyncio.Future[bytes]:
+        self.upstream_for(series_uid)
         return asyncio.ensure_future(
             self.retriever.series_metadata_bytes(self.upstream, self.study_uid, series_uid)
         )
@@ -117,7 +139,7 @@ class LocalPacsOrigin(StudyOrigin):
 
     async def study_metadata_rows(self) -> list[Row]:
         rows: list[Row] = await self.upstream.get_json(self._path() + "/metadata")
-        return rows
+        return self._kept(rows)
 
     async def bulk(
         self, series_uid: str, sop_uid: str, tag_path: str, accept: str
@@ -176,7 +198,7 @@ class LocalPacsOrigin(StudyOrigin):
         studies = await self.upstream.get_json("/studies", {"StudyInstanceUID": self.study_uid})
         if not studies:
             raise NotFound("study not in the PACS")
-        rows = await self.upstream.get_json(self._path() + "/series")
+        rows = self._kept(await self.upstream.get_json(self._path() + "/series"))
         series_uids = tuple(
             uid
             for uid in (first_value(r, SERIES_UID) for r in sorted(rows, key=_series_order))

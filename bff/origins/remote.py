@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import json
 import logging
 import ssl
@@ -111,10 +112,14 @@ def source_upstreams(
     ``serve``: what the browser gets (DRIMBOX_CONSUMER_IMAGES: 'browser' as received,
     'lossy' transcoded like the Source viewer's frames for a slow link)."""
     upstreams: dict[str, DicomwebUpstream] = {}
+    # Cache keys (frames, retrievals, metadata ahead) name the Source and the KOS (another
+    # Source may serve the same KOS), what the browser gets, and the user's token: a
+    # session is only ever served what the Source answered to its own token, so a Source
+    # that refuses it (or unpublished the KOS since) is never bypassed by what another
+    # session's token fetched (issue 13, item 10). The token itself is never a key.
+    grant = hashlib.sha256(access_token.encode()).hexdigest()[:32]
     for series in record.series:
-        # Cache keys name the Source and the KOS (another Source may serve the same KOS),
-        # and what the browser gets.
-        origin = f"{series.retrieve_url}#kos={record.sop_uid}&serve={serve}"
+        origin = f"{series.retrieve_url}#kos={record.sop_uid}&serve={serve}&grant={grant}"
         try:
             base = split_retrieve_url(
                 series.retrieve_url or "", record.study_uid, series.series_uid

@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import hmac
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +43,8 @@ class Admin:
 
     secret: str
     archive: ArchiveStore
+    #: told of every KOS whose state changes (the grants' check asks the archive again)
+    changed: Callable[[str], None] = lambda sop_uid: None
 
 
 def admin_routes(admin: Admin) -> list[BaseRoute]:
@@ -122,6 +125,7 @@ async def unpublish_kos(admin: Admin, request: Request) -> JSONResponse:
     found = await run_in_threadpool(store.unpublish, sop_uid)
     if not found:
         raise NotFound("admin kos.unpublish: unknown KOS")
+    admin.changed(sop_uid)  # live sessions lose the study now (issue 13)
     entry = await run_in_threadpool(store.get, sop_uid)
     fields: dict[str, Any] = {"sop_uid": sop_uid}
     if entry is not None:

@@ -33,16 +33,24 @@ from bff.access.params import ViewerLink, parse_link
 from bff.archive.kos import KosRecord
 from bff.archive.store import ArchivedKos
 from bff.audit import audit
-from bff.auth.sessions import COOKIE_NAME, OpenedStudy, PendingLogin, Session
+from bff.auth.sessions import OpenedStudy, PendingLogin, Session
 from bff.errors import (
     AccessRefused,
     AuthenticationRequired,
     BadRequest,
     LoginFailed,
     NotFound,
+    TooManyRequests,
     ViewerError,
 )
-from bff.services import Services, location_of, services_of, with_cookie
+from bff.services import (
+    Services,
+    client_key,
+    location_of,
+    services_of,
+    study_origin,
+    with_cookie,
+)
 from bff.web.boot import before_viewer_head
 from bff.web.pages import logged_out_page, profile_page
 
@@ -75,20 +83,25 @@ def _viewer_url(study_uids: list[str]) -> str:
 
 async def invoke_image_display(request: Request) -> Response:
     """The link of the radiology report (DB.VI-SO.07): validate, then ask the profile."""
+    services_of(request).link_attempts.hit(client_key(request))  # slows down guessing
     link = parse_link(request.query_params.multi_items())
     location = location_of(request)
     session = _session(request)
     grant = session.grant if session is not None else None
     ref = grant.find(location, link.study_uid) if grant is not None else None
-    if ref is not None and not ref.remote:
+    published = services_of(request).published
+    if ref is not None and not ref.remote and await published.published(ref.kos_sop_uid):
         return RedirectResponse(_viewer_url([link.study_uid]), 303)
     store = services_of(request).sessions
     if session is None or session.authenticated:
-        # A new exam link always goes through the checks; keep what was already granted.
+        # A new exam link always goes through the checks, in a new session. What the
+        # earlier one granted is carried, and kept only if the same person signs in
+        # (Session.signed_in): on a shared computer, another person inherits nothing.
         previous = session
         session = store.create()
         if previous is not None:
-            session.studies = list(previous.studies)
+            session.carried = list(previous.studies)
+            session.carried_subject = previous.subject
             store.delete(previous)
     session.pending_link = link
     session.pending_location = location
@@ -108,6 +121,7 @@ async def login(request: Request) -> Response:
     session = _session(request)
     if session is None or (session.pending_link is None and not session.pending_consumer):
         raise AuthenticationRequired("login without a pending link")
+    services_of(request).link_attempts.hit(client_key(request))
     form = await request.form()
     store = services_of(request).sessions
     if not store.check_csrf(session, str(form.get("csrf", ""))):
@@ -160,12 +174,17 @@ async def callback(request: Request) -> Response:
             raise LoginFailed("callback without a pending link")
         _sign_in(session, pending.provider, claims, result.tokens)
         session.pending_consumer = False
+        session = services_of(request).sessions.renew(session)  # no fixation
         audit("consumer_sign_in", provider="psc")
         return with_cookie(request, RedirectResponse("/consumer", 303), session)
     link: ViewerLink = session.pending_link
     location = session.pending_location or "*"
+    services = services_of(request)
+    subject_key = f"sub:{pending.provider}:{claims.get('sub')}"
+    if services.failed_checks.exceeded(subject_key):  # no oracle once over the bound
+        raise TooManyRequests("too many refused link checks for this person")
     try:
-        kos = await check_link(services_of(request).archive, link, location)
+        kos = await check_link(services.archive, link, location)
         if session.profile == "patient":
             check_patient(kos, claims)
     except AccessRefused as exc:
@@ -175,20 +194,26 @@ async def callback(request: Request) -> Response:
             study_uid=link.study_uid,
             profile=session.profile,
             provider=pending.provider,
-            code=exc.code,
+            code=exc.reason,
             reason=exc.detail,
         )
+        services.failed_checks.hit(subject_key)
         raise
-    session.provider = pending.provider
-    session.subject = str(claims.get("sub"))
-    session.user_display = display_name(claims, session.profile or "")
-    session.tokens = {
-        k: result.tokens[k] for k in ("access_token", "expires_at") if k in result.tokens
-    }
+    _sign_in(session, pending.provider, claims, result.tokens)
     session.open_study(
-        OpenedStudy(location, link.study_uid, kos.record.sop_uid, opening_display(kos.record))
+        OpenedStudy(
+            location,
+            link.study_uid,
+            kos.record.sop_uid,
+            opening_display(kos.record),
+            series_uids=tuple(s.series_uid for s in kos.record.series),
+        )
     )
     session.pending_link = None
+    # A new session id at every successful login (the old cookie is dead): a cookie
+    # known before the login (planted by a sibling host, read on a shared computer)
+    # never carries what the login grants (issue 13).
+    session = services_of(request).sessions.renew(session)
     audit(
         "access_granted",
         location=location,
@@ -249,7 +274,7 @@ def _sign_in(
     session: Session, provider: str, claims: dict[str, Any], tokens: dict[str, Any]
 ) -> None:
     session.provider = provider
-    session.subject = str(claims.get("sub"))
+    session.signed_in(str(claims.get("sub")))
     session.user_display = display_name(claims, session.profile or "")
     # Kept server side only: the Consumer forwards the PSC access token to Sources.
     session.tokens = {k: tokens[k] for k in ("access_token", "expires_at") if k in tokens}
@@ -308,6 +333,8 @@ async def viewer(request: Request) -> Response:
         return RedirectResponse(_viewer_url(sorted(granted)), 303)
     if not set(asked) <= granted:
         raise NotFound("viewer asked for a study outside the grant")
+    for study_uid in asked:  # the same decision as the facade: unpublished since, 404
+        await study_origin(request, study_uid)
     return services_of(request).site.index(request)
 
 
@@ -341,7 +368,7 @@ async def logout(request: Request) -> Response:
         audit("logout", profile=session.profile, provider=session.provider)
         store.delete(session)
     response = HTMLResponse(logged_out_page(), headers={"Cache-Control": "no-store"})
-    response.delete_cookie(COOKIE_NAME, path="/")
+    response.delete_cookie(services_of(request).sessions.cookie_name, path="/")
     return response
 
 

@@ -86,4 +86,4 @@ def test_a_refused_patient_sees_the_french_message(source: SourceStack, page: An
     assert "prendre contact avec le site qui a réalisé l'examen" in page.content().replace(
         "&#x27;", "'"
     )
-    assert "E423" in page.content()
+    assert "E420" in page.content()  # one code for every refused check (issue 13)

@@ -46,11 +46,15 @@ def bff(source: SourceStack, path: str, host: str = LOCATION) -> str:
     return source.stack.bff_url(host) + path
 
 
-def assert_refused(response: httpx.Response, status: int, code: str) -> None:
-    assert response.status_code == status, response.text
-    assert response.headers["x-error-code"] == code
-    assert f"Code d'erreur : {code}" in response.text
+def assert_refused(source: SourceStack, response: httpx.Response, reason: str) -> None:
+    """A refusal of the link checks: the user sees the one code E420 and the one French
+    message (issue 13: no oracle); the audit trail says which check refused (``reason``)."""
+    assert response.status_code == 403, response.text
+    assert response.headers["x-error-code"] == "E420"
+    assert "Code d'erreur : E420" in response.text
     assert response.headers["content-type"].startswith("text/html")
+    entry = source.audit()[-1]
+    assert entry["event"] == "access_refused" and entry["code"] == reason, entry
 
 
 def assert_nothing_leaks(source: SourceStack, browser: ScriptedBrowser, study_uid: str) -> None:
@@ -274,7 +278,7 @@ def test_a_link_that_matches_no_kos_asks_nothing_ahead(
 def test_wrong_cda_id_is_refused(source: SourceStack, browser: ScriptedBrowser) -> None:
     link = source.link(**{"idCDA=1.2.250.1.999.1.1.101": "idCDA=1.2.250.1.999.1.1.199"})
     response = browser.sign_in(link, "fcp", "dominique.pat-trois")
-    assert_refused(response, 403, "E420")
+    assert_refused(source, response, "E420")
     assert REFUSAL in html.unescape(response.text)
     assert source.audit()[-1]["code"] == "E420"
     assert_nothing_leaks(source, browser, source.study.study_uid)
@@ -285,7 +289,7 @@ def test_right_accession_wrong_issuer_is_refused(
 ) -> None:
     link = source.link(**{"_1.2.250.1.213.4.5.2.5_ISO": "_1.2.250.1.213.4.5.2.6_ISO"})
     response = browser.sign_in(link, "psc", "dr.radiologue")
-    assert_refused(response, 403, "E421")
+    assert_refused(source, response, "E421")
     assert REFUSAL in html.unescape(response.text)
     assert_nothing_leaks(source, browser, source.study.study_uid)
 
@@ -295,7 +299,7 @@ def test_study_uid_of_another_exam_is_refused(
 ) -> None:
     link = source.link(**{source.study.study_uid: source.other_study.study_uid})
     response = browser.sign_in(link, "psc", "dr.radiologue")
-    assert_refused(response, 403, "E420")
+    assert_refused(source, response, "E420")
     assert_nothing_leaks(source, browser, source.other_study.study_uid)
 
 
@@ -304,7 +308,7 @@ def test_unpublished_kos_is_refused(source: SourceStack, browser: ScriptedBrowse
     link = source.stack.viewer_link(other, LOCATION, cda_id=OTHER_CDA_ID)
     set_state(source.archive_url, other.kos_sop_uid, published=False, cda_id=OTHER_CDA_ID)
     try:
-        assert_refused(browser.sign_in(link, "psc", "dr.radiologue"), 403, "E422")
+        assert_refused(source, browser.sign_in(link, "psc", "dr.radiologue"), "E422")
         assert_nothing_leaks(source, browser, other.study_uid)
     finally:
         set_state(source.archive_url, other.kos_sop_uid, published=True, cda_id=OTHER_CDA_ID)
@@ -315,7 +319,7 @@ def test_same_study_through_another_location_is_refused(
     source: SourceStack, browser: ScriptedBrowser
 ) -> None:
     response = browser.sign_in(source.link(OTHER_LOCATION), "psc", "dr.radiologue")
-    assert_refused(response, 403, "E424")
+    assert_refused(source, response, "E424")
 
 
 @pytest.mark.parametrize(
@@ -333,7 +337,7 @@ def test_each_identity_trait_wrong_is_refused(
     source: SourceStack, browser: ScriptedBrowser, username: str, trait: str
 ) -> None:
     response = browser.sign_in(source.link(), "fcp", username)
-    assert_refused(response, 403, "E423")
+    assert_refused(source, response, "E423")
     assert REFUSAL in html.unescape(response.text)
     assert_nothing_leaks(source, browser, source.study.study_uid)
     entry = source.audit()[-1]

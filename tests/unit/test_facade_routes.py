@@ -17,7 +17,9 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from bff.access.handover import HandoverStore
+from bff.access.limits import InFlight, RateLimit
 from bff.access.policy import RemoteOpening
+from bff.access.published import PublishedKos
 from bff.archive.kos import InsTraits, KosRecord
 from bff.archive.store import ArchiveStore
 from bff.auth.introspect import PscIntrospector
@@ -81,6 +83,7 @@ class FakeOrigin(StudyOrigin):
         self.calls.append("series_rows")
         ct = _row(**{"0020000D": STUDY, "0020000E": SERIES})
         ct["00080060"] = {"vr": "CS", "Value": ["CT"]}
+        ct["00081190"] = {"vr": "UR", "Value": ["http://127.0.0.1:8042/dicom-web/studies"]}
         ko = _row(**{"0020000D": STUDY, "0020000E": KO_SERIES})
         ko["00080060"] = {"vr": "CS", "Value": ["KO"]}
         return [ct, ko]
@@ -195,7 +198,10 @@ def _record() -> KosRecord:
 
 
 class Facade:
-    def __init__(self, tmp_path: Path, *, refusal: ViewerError | None = None) -> None:
+    def __init__(
+        self, tmp_path: Path, *, refusal: ViewerError | None = None, frame_waits: int = 8
+    ) -> None:
+        self.kos_state = "published"
         settings = Settings.from_env({}, mode="demo", open_access=False)
         retriever = Retriever(
             FrameCache(1 << 20),
@@ -219,6 +225,10 @@ class Facade:
             public_jwks={},
             psc_introspector=PscIntrospector("https://psc", "id", "secret", timeout=1.0),
             handovers=HandoverStore(),
+            published=PublishedKos(self._state),
+            frame_waits=InFlight(frame_waits),
+            link_attempts=RateLimit(100, 600),
+            failed_checks=RateLimit(100, 600),
             site=OhifSite(settings),
             background=set(),
         )
@@ -230,6 +240,9 @@ class Facade:
         app.state.services = self.services
         wrapped = SessionMiddleware(app, store_of=lambda scope: self.sessions)
         self.client = TestClient(wrapped, base_url=f"http://{LOCATION}")  # type: ignore[arg-type]
+
+    async def _state(self, kos_sop_uid: str) -> str | None:
+        return self.kos_state
 
     def grant(self, *, remote: bool = False) -> None:
         session = self.sessions.create()
@@ -350,3 +363,41 @@ def test_frames_negotiate_the_served_syntax_and_check_parameters(facade: Facade)
     for bad in ("frames/0", "frames/1;2", "bulk/zzzz", "frames/" + ",".join(["1"] * 300)):
         assert facade.client.get(f"{base}/{bad}").status_code in (400, 404), bad
     assert facade.client.get(f"/dicomweb/studies/{STUDY}/series/x.y/metadata").status_code == 400
+
+
+def test_metadata_is_never_stored_by_the_browser_and_no_pacs_url_leaks(
+    facade: Facade,
+) -> None:
+    """Issue 13: metadata and searches are no-store, pixels private (never in a shared
+    cache); QIDO rows lose the upstream's Retrieve URL (OHIF builds its own)."""
+    facade.grant()
+    for path in ROUTES:
+        answer = facade.client.get(path)
+        pixels = any(p in path for p in ("/frames/", "/bulk/", "/thumbnail"))
+        expected = "private, max-age=3600" if pixels else "no-store"
+        assert answer.headers["cache-control"] == expected, path
+        assert b"8042" not in answer.content and b"RetrieveURL" not in answer.content
+    rows = facade.client.get(f"/dicomweb/studies/{STUDY}/series").json()
+    assert all("00081190" not in row for row in rows)
+
+
+def test_an_unpublished_kos_ends_access_on_every_route(facade: Facade) -> None:
+    facade.grant()
+    assert facade.client.get(ROUTES[1]).status_code == 200
+    facade.kos_state = "unpublished"
+    facade.services.published.forget("1.2.3.500")
+    calls = len(facade.origin.calls)
+    for path in ROUTES[1:]:
+        assert facade.client.get(path).status_code == 404, path
+    assert facade.client.get(f"/api/download/{STUDY}").status_code == 404
+    assert len(facade.origin.calls) == calls  # nothing asked of the origin
+
+
+def test_frame_requests_waiting_are_bounded_per_session(tmp_path: Path) -> None:
+    bounded = Facade(tmp_path, frame_waits=0)  # no room at all: every frame request 429
+    with bounded.client:
+        bounded.grant()
+        base = f"/dicomweb/studies/{STUDY}/series/{SERIES}/instances/{SOP}"
+        answer = bounded.client.get(f"{base}/frames/1")
+        assert answer.status_code == 429 and answer.json()["code"] == "E429"
+        assert not any(call.startswith("frames") for call in bounded.origin.calls)

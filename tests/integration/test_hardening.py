@@ -1,0 +1,154 @@
+"""Issue 13 through the real access path (Orthanc, the local identity provider, the BFF
+over HTTP): no session fixation, a shared computer's next user inherits nothing, an
+unpublished KOS ends live sessions, guessing is rate-limited, every answer carries the
+browser-side headers, and (Consumer) a session is only served what the Source answered
+to its own token."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from bff.demo.stack import DEMO_CDA_ID
+from bff.services import services_of
+from tests.access import LoopbackTransport, ScriptedBrowser
+from tests.consumer_stack import DrimmStack
+from tests.integration.test_consumer import ConsumerBrowser
+from tests.integration.test_facade import FRAME_ACCEPT
+from tests.source_stack import LOCATION, OTHER_CDA_ID, SourceStack, set_state
+
+pytestmark = pytest.mark.integration
+
+
+def bff(source: SourceStack, path: str) -> str:
+    return source.stack.bff_url(LOCATION) + path
+
+
+@pytest.fixture
+def browser() -> Iterator[ScriptedBrowser]:
+    b = ScriptedBrowser()
+    yield b
+    b.close()
+
+
+def cookie_of(browser: ScriptedBrowser, source: SourceStack) -> str:
+    name = services_of(source.app).sessions.cookie_name
+    value = browser.client.cookies.get(name)
+    assert value, "no session cookie"
+    return value
+
+
+def test_the_cookie_held_before_signing_in_carries_nothing_after(
+    source: SourceStack, browser: ScriptedBrowser
+) -> None:
+    """Session fixation: the cookie a browser holds before the login (planted by a
+    sibling host, or read on a shared computer) is dead once the login succeeds."""
+    page = browser.open_link(source.link())
+    assert page.status_code == 200
+    before = cookie_of(browser, source)
+    done = browser.login(browser.choose(page, "fcp"), "dominique.pat-trois")
+    assert done.status_code == 303
+    after = cookie_of(browser, source)
+    assert after != before
+    name = services_of(source.app).sessions.cookie_name
+    study = f"/dicomweb/studies?StudyInstanceUID={source.study.study_uid}"
+    with httpx.Client(transport=LoopbackTransport(), cookies={name: before}) as attacker:
+        assert attacker.get(bff(source, "/api/session")).status_code == 401
+        assert attacker.get(bff(source, study)).json() == []
+    assert browser.get(bff(source, study)).json()[0]["0020000D"]["Value"] == [
+        source.study.study_uid
+    ]
+
+
+def test_the_next_person_on_a_shared_computer_inherits_nothing(
+    source: SourceStack, browser: ScriptedBrowser
+) -> None:
+    """A patient views her exam; then, in the same browser, a professional opens another
+    report link and signs in: he gets that exam, and not hers."""
+    assert browser.sign_in(source.link(), "fcp", "dominique.pat-trois").status_code == 303
+    other = source.stack.viewer_link(source.other_study, LOCATION, cda_id=OTHER_CDA_ID)
+    done = browser.sign_in(other, "psc", "dr.radiologue")
+    assert done.status_code == 303, done.text
+    first = browser.get(bff(source, f"/dicomweb/studies/{source.study.study_uid}/series"))
+    assert first.status_code == 404 and source.study.study_uid not in first.text
+    second = browser.get(bff(source, f"/dicomweb/studies/{source.other_study.study_uid}/series"))
+    assert second.status_code == 200
+    info = browser.get(bff(source, "/api/session")).json()
+    assert [s["study_uid"] for s in info["studies"]] == [source.other_study.study_uid]
+
+
+def test_unpublishing_ends_the_live_sessions(source: SourceStack, browser: ScriptedBrowser) -> None:
+    """The KOS is unpublished (here through the archive, as `drimbox-viewer kos remove`
+    in another process does): the signed-in session loses the exam within the
+    re-check delay; here the delay is spent by forgetting the remembered answer."""
+    assert browser.sign_in(source.link(), "fcp", "dominique.pat-trois").status_code == 303
+    series = f"/dicomweb/studies/{source.study.study_uid}/series"
+    viewer = f"/viewer?StudyInstanceUIDs={source.study.study_uid}"
+    assert browser.get(bff(source, series)).status_code == 200
+    set_state(source.archive_url, source.study.kos_sop_uid, published=False, cda_id=DEMO_CDA_ID)
+    try:
+        services_of(source.app).published.forget(source.study.kos_sop_uid)
+        for path in (series, viewer, f"/api/download/{source.study.study_uid}"):
+            refused = browser.get(bff(source, path))
+            assert refused.status_code == 404, path
+            assert source.study.study_uid not in refused.text
+    finally:
+        set_state(source.archive_url, source.study.kos_sop_uid, published=True, cda_id=DEMO_CDA_ID)
+        services_of(source.app).published.forget(source.study.kos_sop_uid)
+    assert browser.get(bff(source, series)).status_code == 200
+
+
+def test_link_attempts_are_rate_limited_per_client(
+    source: SourceStack, browser: ScriptedBrowser
+) -> None:
+    limiter = services_of(source.app).link_attempts
+    saved = limiter._attempts
+    limiter._attempts = 3
+    limiter._seen.clear()  # what the module's earlier sign-ins counted
+    try:
+        wrong = source.link(**{"idCDA=1.2.250.1.999.1.1.101": "idCDA=1.2.250.1.999.1.1.199"})
+        answers = [browser.open_link(wrong) for _ in range(4)]
+        assert [a.status_code for a in answers[:3]] == [200, 200, 200]
+        assert answers[3].status_code == 429
+        assert answers[3].headers["x-error-code"] == "E429"
+        assert "Trop de demandes" in answers[3].text
+    finally:
+        limiter._attempts = saved
+        limiter._seen.clear()
+
+
+def test_every_page_carries_the_browser_side_headers(
+    source: SourceStack, browser: ScriptedBrowser
+) -> None:
+    for url in (bff(source, "/"), source.link(), bff(source, "/api/session")):
+        answer = browser.get(url)
+        policy = answer.headers["content-security-policy"]
+        assert "frame-ancestors 'none'" in policy and "default-src 'self'" in policy
+        assert answer.headers["x-frame-options"] == "DENY"
+        assert answer.headers["referrer-policy"] == "no-referrer"
+
+
+# -- Consumer: cached frames only for a token the Source accepted (item 10) ---------------
+
+
+def test_a_token_the_source_refuses_gets_nothing_another_session_fetched(
+    drimm: DrimmStack,
+) -> None:
+    study, series = drimm.study, drimm.study.series_uids[-1]
+    first = ConsumerBrowser(drimm)
+    second = ConsumerBrowser(drimm)
+    try:
+        first.open(drimm.kos_for(drimm.source_api))
+        meta = first.get(f"/dicomweb/studies/{study.study_uid}/series/{series}/metadata")
+        sop = meta.json()[0]["00080018"]["Value"][0]
+        frame = f"/dicomweb/studies/{study.study_uid}/series/{series}/instances/{sop}/frames/1"
+        assert first.get(frame, headers={"Accept": FRAME_ACCEPT}).status_code == 200
+        # The same KOS handed over with a token the Source's PSC does not know.
+        second.open(drimm.kos_for(drimm.source_api), token="not-a-psc-token")
+        refused = second.get(frame, headers={"Accept": FRAME_ACCEPT})
+        assert refused.status_code == 502 and refused.json()["code"] == "E204"
+    finally:
+        first.close()
+        second.close()
