@@ -460,9 +460,13 @@ class Retriever:
         workers: int,
         readahead_bytes: int = 384 * 1024**2,
         disk: DiskFrameCache | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``clock``: what the expiry of warm_metadata()'s answers is measured with
+        (tests move it)."""
         self.cache = cache
         self.disk = disk
+        self._clock = clock
         self._pool = pool
         self._params = params
         self._frame_timeout = frame_timeout
@@ -485,7 +489,7 @@ class Retriever:
         process only, never served: prefetch_metadata() takes it at the grant; without a
         grant within WARM_TTL_S it is dropped. No retrieval starts before the grant."""
         key = (upstream.origin, study_uid, series_uid)
-        now = time.monotonic()
+        now = self._clock()
         for stale in [k for k, (expires, _) in self._warm.items() if expires < now]:
             del self._warm[stale]
         entry = self._warm.get(key)
@@ -504,7 +508,7 @@ class Retriever:
         self, origin: str, study_uid: str, series_uid: str
     ) -> asyncio.Task[bytes] | None:
         entry = self._warm.pop((origin, study_uid, series_uid), None)
-        if entry is None or entry[0] < time.monotonic() or task_failed(entry[1]):
+        if entry is None or entry[0] < self._clock() or task_failed(entry[1]):
             return None
         return entry[1]
 
