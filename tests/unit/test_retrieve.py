@@ -13,13 +13,13 @@ import pytest
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian
 
-from bff.dicomweb import retrieve as retrieve_module
 from bff.dicomweb.cache import FrameCache, FrameKey
 from bff.dicomweb.multipart import closing_delimiter, encode_part
-from bff.dicomweb.retrieve import Retriever
+from bff.dicomweb.retrieve import WARM_TTL_S, Retriever
 from bff.dicomweb.upstream import DicomwebUpstream
 from bff.errors import IncompleteSeries, NotFound
 from bff.transcode import EncodeParams, TranscodedInstance
+from tests.clock import ManualClock
 
 STUDY, SERIES = "1.2.3", "1.2.3.4"
 BOUNDARY = "b0undary"
@@ -96,7 +96,9 @@ def series_upstream(
     return upstream, requests
 
 
-def make_retriever(pool: RecordingPool, workers: int = 1) -> Retriever:
+def make_retriever(
+    pool: RecordingPool, workers: int = 1, clock: ManualClock | None = None
+) -> Retriever:
     return Retriever(
         FrameCache(10**6),
         pool,
@@ -104,6 +106,7 @@ def make_retriever(pool: RecordingPool, workers: int = 1) -> Retriever:
         frame_timeout=5,
         max_part_bytes=10**6,
         workers=workers,
+        clock=clock or ManualClock(),
     )
 
 
@@ -190,28 +193,34 @@ def metadata_upstream() -> tuple[DicomwebUpstream, list[str]]:
 
 
 @pytest.mark.anyio
-async def test_metadata_asked_while_signing_in_is_used_once_by_the_grant(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+async def test_metadata_asked_while_signing_in_is_used_once_by_the_grant() -> None:
     """Issue 5: Retriever.warm_metadata asks the PACS once, starts no retrieval; the grant
     (prefetch_metadata) takes that answer instead of asking again; an answer older than
     WARM_TTL_S is not used."""
     upstream, requests = metadata_upstream()
-    retriever = make_retriever(RecordingPool())
+    clock = ManualClock()
+    retriever = make_retriever(RecordingPool(), clock=clock)
     retriever.warm_metadata(upstream, STUDY, SERIES)
     retriever.warm_metadata(upstream, STUDY, SERIES)  # the link opened twice
-    await asyncio.sleep(0.05)
+    await warm_requests_done(retriever)
     assert requests == [f"/dicom-web/studies/{STUDY}/series/{SERIES}/metadata"]
     assert retriever.find("pacs-a", STUDY, SERIES) is None
+    clock.advance(WARM_TTL_S)  # the user took the whole of it to sign in
     retrieval = retriever.prefetch_metadata(upstream, STUDY, SERIES)
     assert retrieval.metadata is not None and await retrieval.metadata == b"[]"
     assert len(requests) == 1
     # Too old: dropped, asked again at the grant.
-    monkeypatch.setattr(retrieve_module, "WARM_TTL_S", -1.0)
     retriever.warm_metadata(upstream, STUDY, "1.2.9")
-    await asyncio.sleep(0.05)
-    retriever.prefetch_metadata(upstream, STUDY, "1.2.9")
-    await asyncio.sleep(0.05)
-    assert [r.endswith("/metadata") for r in requests[1:]].count(True) == 2
+    await warm_requests_done(retriever)
+    clock.advance(WARM_TTL_S + 1)
+    late = retriever.prefetch_metadata(upstream, STUDY, "1.2.9")
+    assert late.metadata is not None and await late.metadata == b"[]"
+    asked = [r for r in requests if r.endswith("/metadata")]
+    assert asked[1:] == [f"/dicom-web/studies/{STUDY}/series/1.2.9/metadata"] * 2
     await retriever.aclose()
     await upstream.aclose()
+
+
+async def warm_requests_done(retriever: Retriever) -> None:
+    """Every metadata request warm_metadata() started has been answered."""
+    await asyncio.gather(*(task for _, task in list(retriever._warm.values())))
