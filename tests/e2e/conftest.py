@@ -5,7 +5,6 @@ screenshot in ``test-artifacts/`` when a test fails."""
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
@@ -95,14 +94,3 @@ def viewer_url(pacs: Pacs) -> Iterator[str]:
         pytest.skip("ohif-dist/ is missing: run scripts/fetch-ohif")
     with live_server(create_app(make_settings(pacs.dicomweb_url))) as url:
         yield url
-
-
-def poll(check: Any, timeout: float = 15) -> Any:
-    """``check()`` every 0.25 s until it is truthy or ``timeout`` s passed; its last value.
-    (Playwright's sync API delivers the page's events during each evaluate.)"""
-    deadline = time.monotonic() + timeout
-    value = check()
-    while not value and time.monotonic() < deadline:
-        time.sleep(0.25)
-        value = check()
-    return value

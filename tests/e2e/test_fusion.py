@@ -16,10 +16,10 @@ import pytest
 
 from tests.conftest import Pacs
 from tests.e2e import volumes
-from tests.e2e.conftest import poll
 from tests.e2e.test_source_flow import sign_in
 from tests.e2e.test_viewer import wait_for_image
 from tests.source_stack import SourceStack
+from tests.waiting import poll
 
 pytestmark = pytest.mark.e2e
 
