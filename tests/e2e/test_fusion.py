@@ -16,6 +16,7 @@ import pytest
 
 from tests.conftest import Pacs
 from tests.e2e import volumes
+from tests.e2e.conftest import record_fetches, wait_answered
 from tests.e2e.test_source_flow import sign_in
 from tests.e2e.test_viewer import wait_for_image
 from tests.source_stack import SourceStack
@@ -104,9 +105,11 @@ def test_fusion_is_one_click_away_and_reads_suv(
 def test_no_fusion_link_without_pet(pacs: Pacs, viewer_url: str, page: Any, tmp_path: Path) -> None:
     ct_only = volumes.write_dot_ct(tmp_path)
     pacs.process.upload(ct_only.paths)
+    record_fetches(page)
     page.goto(f"{viewer_url}/viewer?StudyInstanceUIDs={ct_only.study_uid}")
     wait_for_image(page, timeout=60)
-    page.wait_for_timeout(3000)  # the series list has been read by then
+    # The panel decides on the link from the study's series list: once it has read it.
+    wait_answered(page, f"/dicomweb/studies/{ct_only.study_uid}/series")
     assert page.locator("#drimbox-fusion").count() == 0
 
 
