@@ -46,6 +46,10 @@ FUSED_VIEW = """(viewportId) => {
 }"""
 
 
+#: Whether OHIF has made the viewport ``id`` the active one.
+ACTIVE_VIEWPORT = "(id) => window.services.viewportGridService.getActiveViewportId() === id"
+
+
 @pytest.fixture(scope="module")
 def pet_ct_study(pacs: Pacs, tmp_path_factory: pytest.TempPathFactory) -> str:
     ct, pt = volumes.write_pet_ct(tmp_path_factory.mktemp("pet-ct"))
@@ -86,7 +90,7 @@ def test_fusion_is_one_click_away_and_reads_suv(
     box = page.locator('[data-viewport-uid="ptAXIAL"] canvas.cornerstone-canvas').bounding_box()
     x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
     page.mouse.click(x + 60, y + 60)  # the first click makes the view active
-    page.wait_for_timeout(500)
+    page.wait_for_function(ACTIVE_VIEWPORT, arg="ptAXIAL", timeout=15_000)
     page.mouse.move(x - 20, y - 20)
     page.mouse.down()
     page.mouse.move(x, y, steps=5)
