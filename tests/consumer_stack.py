@@ -52,6 +52,8 @@ class FakeSourceMode:
 
     mode: str = "ok"
     requests: list[str] = field(default_factory=list)
+    #: Paths of the stalled streams the client closed (it gave up waiting).
+    hung_up: list[str] = field(default_factory=list)
 
 
 def _series_files(study: DemoStudy, series_uid: str) -> list[Path]:
@@ -103,7 +105,11 @@ def fake_source_app(study: DemoStudy, state: FakeSourceMode) -> Starlette:
                     data = _spoiled(data, mode)
                 if mode in ("truncate", "stall") and index == 3:
                     if mode == "stall":
-                        await asyncio.sleep(30)  # past any timeout of the Consumer
+                        try:
+                            await asyncio.sleep(30)  # past any timeout of the Consumer
+                        except asyncio.CancelledError:  # the client hung up
+                            state.hung_up.append(request.url.path)
+                            raise
                     part = encode_part(data, "application/dicom", BOUNDARY)
                     yield part[: len(part) // 2]
                     return

@@ -1,4 +1,5 @@
-"""Real servers for tests: uvicorn in a background thread on a free loopback port."""
+"""Real servers for tests: uvicorn in a background thread on a free loopback port, and a
+forwarding proxy that counts what a real upstream (Orthanc) is asked."""
 
 from __future__ import annotations
 
@@ -10,7 +11,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import httpx
 import uvicorn
+from starlette.applications import Starlette
+from starlette.background import BackgroundTask
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
 
 
 def free_port() -> int:
@@ -74,3 +81,41 @@ def live_server(
             o.should_exit = True
         server.should_exit = True
         thread.join(timeout=15)
+
+
+def counting_proxy(target: str, asked: list[str]) -> Starlette:
+    """A real HTTP server in front of ``target`` (e.g. Orthanc): forwards every GET as it
+    streams, and appends its path (with the query, if any) to ``asked`` as it arrives.
+    Serve it with ``lifespan="off"``."""
+
+    async def forward(request: Request) -> Response:
+        query = request.url.query
+        asked.append(request.url.path + (f"?{query}" if query else ""))
+        client = httpx.AsyncClient(base_url=target, timeout=60)
+        upstream = await client.send(
+            client.build_request(
+                "GET",
+                request.url.path,
+                params=request.query_params,
+                headers={"Accept": request.headers.get("accept", "*/*")},
+            ),
+            stream=True,
+        )
+
+        async def close() -> None:
+            await upstream.aclose()
+            await client.aclose()
+
+        headers = {
+            k: v
+            for k, v in upstream.headers.items()
+            if k.lower() in ("content-type", "content-encoding")
+        }
+        return StreamingResponse(
+            upstream.aiter_raw(),
+            upstream.status_code,
+            headers=headers,
+            background=BackgroundTask(close),
+        )
+
+    return Starlette(routes=[Route("/{path:path}", forward)])

@@ -436,7 +436,10 @@ class Retriever:
         workers: int,
         readahead_bytes: int = 384 * 1024**2,
         disk: DiskFrameCache | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``clock``: what the expiry of warm_metadata()'s answers is measured with
+        (tests move it)."""
         self.cache = cache
         self.disk = disk
         self._pool = pool
@@ -449,7 +452,7 @@ class Retriever:
         #: (origin, study) -> the retrieval of the series the user chose (DB.VI-SO.189).
         self._preferred: dict[tuple[str, str], SeriesRetrieval] = {}
         #: Series metadata asked ahead of OHIF, and OHIF's answers prepared from it.
-        self.ahead = MetadataAhead()
+        self.ahead = MetadataAhead(clock=clock)
 
     def warm_metadata(self, upstream: DicomwebUpstream, study_uid: str, series_uid: str) -> None:
         """Ask the PACS for a series' metadata when a valid report link is opened, while

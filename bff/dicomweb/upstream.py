@@ -12,7 +12,7 @@ import json
 import logging
 import ssl
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -113,11 +113,13 @@ class DicomwebUpstream:
         serve: str = "lossy",
         client: httpx.AsyncClient | None = None,
         keep_headers: bool = False,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``client``: a shared client (its connection pool and TLS settings) that this
         upstream uses without owning it; by default the upstream owns one.
         ``keep_headers``: keep the header of every instance streamed (a Source without
-        /metadata: the Consumer builds the series metadata from them)."""
+        /metadata: the Consumer builds the series metadata from them).
+        ``clock``: what the shared searches' expiry is measured with (tests move it)."""
         self.base_url = base_url.rstrip("/")
         self.origin = origin
         self.series_accept = series_accept
@@ -125,6 +127,7 @@ class DicomwebUpstream:
         #: How frames from this upstream are served (bff.transcode EncodeParams.serve).
         self.serve = serve
         self.keep_headers = keep_headers
+        self._clock = clock
         self._headers = {**_auth_headers(auth), **(headers or {})}
         self._owns_client = client is None
         self._searches: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[float, Any]] = {}
@@ -179,7 +182,7 @@ class DicomwebUpstream:
         series list too) gets the same upstream answer, parsed afresh for each caller.
         Callers check access before searching, as for every upstream call."""
         key = (path, tuple(sorted((params or {}).items())))
-        now = time.monotonic()
+        now = self._clock()
         entry = self._searches.get(key)
         if entry is None or entry[0] < now or task_failed(entry[1]):
             for stale in [k for k, (expires, _) in self._searches.items() if expires < now]:

@@ -5,7 +5,6 @@ screenshot in ``test-artifacts/`` when a test fails."""
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from bff.app import create_app
 from bff.settings import PROJECT_ROOT
 from tests.conftest import Pacs, make_settings
 from tests.servers import live_server
+from tests.waiting import poll
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -97,12 +97,44 @@ def viewer_url(pacs: Pacs) -> Iterator[str]:
         yield url
 
 
-def poll(check: Any, timeout: float = 15) -> Any:
-    """``check()`` every 0.25 s until it is truthy or ``timeout`` s passed; its last value.
-    (Playwright's sync API delivers the page's events during each evaluate.)"""
-    deadline = time.monotonic() + timeout
-    value = check()
-    while not value and time.monotonic() < deadline:
-        time.sleep(0.25)
-        value = check()
-    return value
+#: Records, in the page, every fetch() it makes and when the page has handled its answer:
+#: the body read (or left unread) and the callbacks chained on it run. A macrotask queued
+#: once the answer (or its body) is in runs after every promise callback of that moment,
+#: so "handled" means the page's own code has acted on the answer. Installed before the
+#: page's scripts by record_fetches().
+RECORD_FETCHES = """
+(() => {
+  const fetches = (window.__drimboxFetches = []);
+  const original = window.fetch;
+  window.fetch = function (input, init) {
+    const entry = { url: String((input && input.url) || input), handled: false };
+    fetches.push(entry);
+    const done = () => setTimeout(() => { entry.handled = true; }, 0);
+    return original.apply(this, arguments).then((response) => {
+      let reading = null;
+      for (const read of ['json', 'text', 'arrayBuffer', 'blob']) {
+        const own = response[read].bind(response);
+        response[read] = () => { reading = own(); reading.then(done, done); return reading; };
+      }
+      setTimeout(() => { if (!reading) done(); }, 0);
+      return response;
+    }, (error) => { done(); throw error; });
+  };
+})();
+"""
+ANSWERED = """([fragment, atLeast]) => {
+  const mine = (window.__drimboxFetches || []).filter((f) => f.url.includes(fragment));
+  return mine.length >= atLeast && mine.every((f) => f.handled);
+}"""
+
+
+def record_fetches(page: Any) -> None:
+    """Record the page's fetches from its next navigation on (see wait_answered)."""
+    page.add_init_script(RECORD_FETCHES)
+
+
+def wait_answered(page: Any, fragment: str, at_least: int = 1, timeout: float = 30) -> None:
+    """Wait until the page has fetched a URL containing ``fragment`` (``at_least`` times)
+    and handled every such answer: what it decides from them is decided by then."""
+    done = poll(lambda: page.evaluate(ANSWERED, [fragment, at_least]), timeout)
+    assert done, (fragment, page.evaluate("window.__drimboxFetches || []"))

@@ -16,10 +16,11 @@ import pytest
 
 from tests.conftest import Pacs
 from tests.e2e import volumes
-from tests.e2e.conftest import poll
+from tests.e2e.conftest import record_fetches, wait_answered
 from tests.e2e.test_source_flow import sign_in
 from tests.e2e.test_viewer import wait_for_image
 from tests.source_stack import SourceStack
+from tests.waiting import poll
 
 pytestmark = pytest.mark.e2e
 
@@ -43,6 +44,10 @@ FUSED_VIEW = """(viewportId) => {
   const n = canvas.width * canvas.height;
   return {layers: element.viewport.getActors().length, lit: lit / n, coloured: coloured / n};
 }"""
+
+
+#: Whether OHIF has made the viewport ``id`` the active one.
+ACTIVE_VIEWPORT = "(id) => window.services.viewportGridService.getActiveViewportId() === id"
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +90,7 @@ def test_fusion_is_one_click_away_and_reads_suv(
     box = page.locator('[data-viewport-uid="ptAXIAL"] canvas.cornerstone-canvas').bounding_box()
     x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
     page.mouse.click(x + 60, y + 60)  # the first click makes the view active
-    page.wait_for_timeout(500)
+    page.wait_for_function(ACTIVE_VIEWPORT, arg="ptAXIAL", timeout=15_000)
     page.mouse.move(x - 20, y - 20)
     page.mouse.down()
     page.mouse.move(x, y, steps=5)
@@ -104,9 +109,11 @@ def test_fusion_is_one_click_away_and_reads_suv(
 def test_no_fusion_link_without_pet(pacs: Pacs, viewer_url: str, page: Any, tmp_path: Path) -> None:
     ct_only = volumes.write_dot_ct(tmp_path)
     pacs.process.upload(ct_only.paths)
+    record_fetches(page)
     page.goto(f"{viewer_url}/viewer?StudyInstanceUIDs={ct_only.study_uid}")
     wait_for_image(page, timeout=60)
-    page.wait_for_timeout(3000)  # the series list has been read by then
+    # The panel decides on the link from the study's series list: once it has read it.
+    wait_answered(page, f"/dicomweb/studies/{ct_only.study_uid}/series")
     assert page.locator("#drimbox-fusion").count() == 0
 
 

@@ -23,6 +23,7 @@ from bff.auth.sessions import COOKIE_NAME, OpenedStudy, Session
 from bff.services import services_of
 from bff.settings import PROJECT_ROOT
 from tests.conftest import Pacs, make_settings
+from tests.e2e.conftest import record_fetches, wait_answered
 from tests.e2e.test_series_rules import shown
 from tests.series_data import MANIFEST, Study, add_kos, add_series
 from tests.servers import live_server
@@ -122,9 +123,11 @@ def test_the_series_picked_at_opening_is_shown_first(viewer: Viewer, page: Any) 
 def test_a_study_with_one_series_offers_no_choice(viewer: Viewer, page: Any) -> None:
     _, cookie = granted_session(viewer, viewer.single)
     page.context.add_cookies([{"name": COOKIE_NAME, "value": cookie, "url": viewer.url}])
+    record_fetches(page)
     page.goto(f"{viewer.url}/viewer?StudyInstanceUIDs={viewer.single.study_uid}")
     page.get_by_role("dialog", name="Identité du patient").wait_for(timeout=30_000)
-    page.wait_for_timeout(3000)  # the series search has answered by then
+    # The dialog offers the choice from the study's series search: once it has read it.
+    wait_answered(page, f"/dicomweb/studies/{viewer.single.study_uid}/series")
     assert page.locator("#drimbox-series-choice").count() == 0
 
 

@@ -7,6 +7,7 @@ open-access viewer."""
 
 from __future__ import annotations
 
+import itertools
 import time
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import pytest
 from pydicom.uid import generate_uid
 
 from tests.conftest import Pacs
+from tests.e2e.conftest import record_fetches, wait_answered
 from tests.e2e.test_overlays import read_overlays
 from tests.e2e.test_viewer import wait_for_image
 from tests.series_data import MANIFEST, OF_INTEREST, Study, add_kos, add_series
@@ -135,8 +137,12 @@ def test_key_images_are_marked_in_their_series(
     studies: dict[str, Study], viewer_url: str, page: Any
 ) -> None:
     """DB.VI-SO.196: in the full series, only slices 2 and 5 say "Image clé"."""
+    record_fetches(page)
     open_study(page, viewer_url, studies["kin"])
     shown(page, "Images clés")
+    # The overlay marks a slice from the study's key-image list, asked while OHIF boots:
+    # every slice drawn once it is in says whether it is one.
+    wait_answered(page, f"/studies/{studies['kin'].study_uid}/key-images")
     page.locator(f'{THUMBNAIL}[data-series="5"]').dblclick()
     seen = {}
     overlay = shown(page, "Abdomen")
@@ -149,30 +155,30 @@ def test_key_images_are_marked_in_their_series(
         overlays = read_overlays(page, lambda o, w=wanted: bool(o) and w in o[0]["bottomRight"])
         overlay = overlays[0]
         assert wanted in overlay["bottomRight"], overlay
-        page.wait_for_timeout(300)  # the key-image list may arrive after the first paint
-        overlay = read_overlays(page, lambda o: True)[0]
         seen[slice_number] = "Image clé" in overlay["topRight"]
     assert seen == {1: False, 2: True, 3: False, 4: False, 5: True, 6: False}, seen
 
 
-def frame_times(page: Any, study: Study) -> dict[int, list[float]]:
-    """Series number -> times at which each of its frame requests finished."""
+def frame_times(page: Any, study: Study) -> dict[int, list[int]]:
+    """Series number -> the rank (1st, 2nd ... frame request of the study to finish) of
+    each of its frame requests: an order of events, not a clock."""
     series_of = {s.series_uid: s.number for s in study.series}
-    done: dict[int, list[float]] = {s.number: [] for s in study.series}
+    done: dict[int, list[int]] = {s.number: [] for s in study.series}
+    rank = itertools.count(1)
 
     def finished(request: Any) -> None:
         url = request.url
         if "/frames/" in url:
             series_uid = url.split("/series/")[1].split("/")[0]
             if series_uid in series_of:
-                done[series_of[series_uid]].append(time.monotonic())
+                done[series_of[series_uid]].append(next(rank))
 
     page.on("requestfinished", finished)
     return done
 
 
-def wait_complete(page: Any, done: dict[int, list[float]], number: int) -> float:
-    """When the last of the series' LOAD_SLICES frames arrived."""
+def wait_complete(page: Any, done: dict[int, list[int]], number: int) -> int:
+    """The rank at which the last of the series' LOAD_SLICES frames arrived."""
     deadline = time.monotonic() + 90
     while len(done[number]) < LOAD_SLICES and time.monotonic() < deadline:
         page.wait_for_timeout(100)

@@ -57,6 +57,16 @@ OVERLAY_BOTTOM_RIGHT = """() => Array.from(document.querySelectorAll(
 
 IMAGES = [s for s in SOP_CLASSES + BIR_VARIANTS if s.kind == "image"]
 
+#: The panel (ohif-config/drimbox-panel.js) looks at OHIF's display sets: it has
+#: subscribed to their events, and it looked at those already there when it did (in the
+#: same task). Once this holds and the object is on screen, the notice is decided. (Found
+#: by the panel's callback among OHIF's listeners: the page gives no other signal.)
+PANEL_WATCHES_DISPLAY_SETS = """() => {
+  const service = window.services && window.services.displaySetService;
+  const added = service && service.listeners[service.EVENTS.DISPLAY_SETS_ADDED];
+  return (added || []).some((l) => String(l.callback).includes('unsupportedLines'));
+}"""
+
 
 @pytest.fixture(scope="module")
 def corpus(pacs: Pacs, tmp_path_factory: pytest.TempPathFactory) -> dict[str, CorpusObject]:
@@ -171,7 +181,7 @@ def test_structured_report_is_shown_as_text_and_not_listed(
     obj = corpus["sr"]
     page.goto(f"{viewer_url}/viewer?StudyInstanceUIDs={obj.study_uid}")
     page.get_by_text("Examen normal.").first.wait_for(timeout=45_000)
-    page.wait_for_timeout(1000)
+    page.wait_for_function(PANEL_WATCHES_DISPLAY_SETS, timeout=30_000)
     assert page.locator("#drimbox-unsupported").is_hidden()
 
 
@@ -182,5 +192,5 @@ def test_images_are_not_listed_as_unsupported(
     obj = corpus["ct"]
     page.goto(f"{viewer_url}/viewer?StudyInstanceUIDs={obj.study_uid}")
     wait_for_pattern(page)
-    page.wait_for_timeout(1000)
+    page.wait_for_function(PANEL_WATCHES_DISPLAY_SETS, timeout=30_000)
     assert page.locator("#drimbox-unsupported").count() == 0

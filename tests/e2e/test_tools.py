@@ -18,9 +18,9 @@ import pytest
 
 from tests.conftest import Pacs
 from tests.e2e import volumes
-from tests.e2e.conftest import poll
 from tests.e2e.test_overlays import read_overlays
 from tests.e2e.test_viewer import wait_for_image
+from tests.waiting import poll
 
 pytestmark = pytest.mark.e2e
 

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from bff.settings import PROJECT_ROOT
+from tests.e2e.conftest import record_fetches, wait_answered
 from tests.e2e.test_source_flow import sign_in
 from tests.source_stack import LOCATION, OTHER_CDA_ID, SourceStack
 
@@ -108,6 +109,8 @@ def identity(page: Any) -> str:
 
 
 def test_compare_is_not_offered_for_one_exam(source: SourceStack, page: Any) -> None:
+    record_fetches(page)
     open_exam(page, source.link(), source.study.study_uid)
-    page.wait_for_timeout(3000)  # /api/session has been read by then
+    # The panel offers the comparison from the session's exams: once it has read them.
+    wait_answered(page, "/api/session")
     assert page.locator("#drimbox-compare").count() == 0

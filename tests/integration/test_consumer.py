@@ -17,10 +17,12 @@ import pydicom
 import pytest
 from pydicom.encaps import generate_frames
 
+from bff.services import services_of
 from tests.access import LoopbackTransport, psc_access_token
 from tests.consumer_stack import DrimmStack
 from tests.integration.test_facade import FRAME_ACCEPT, read_frame
 from tests.servers import free_port
+from tests.waiting import poll
 
 pytestmark = pytest.mark.integration
 
@@ -250,13 +252,17 @@ def test_truncated_stream_keeps_the_delivered_images(
 
 def test_stalled_source_times_out(drimm: DrimmStack, browser: ConsumerBrowser) -> None:
     drimm.fake.mode = "stall"
-    browser.open(drimm.kos_for(drimm.fake_api()))
-    started = time.monotonic()
+    base = drimm.fake_api()
+    browser.open(drimm.kos_for(base))
     meta = metadata(browser, drimm.study.study_uid, axial(drimm))
-    assert time.monotonic() - started < 15
     # A part is complete when the next delimiter arrives: the double stalls before the
-    # fourth part, so two instances are whole; the rest is lost within the timeout.
+    # fourth part, so two instances are whole; the rest is lost. (Had the Consumer waited
+    # for the end of the stall, the third would be whole too.)
     assert meta.status_code == 200 and len(meta.json()) == 2
+    # The Consumer hung up on the stalled stream (its timeout), the double saw it.
+    stream = base.removeprefix(f"https://localhost:{drimm.fake_port}")
+    stream += f"/studies/{drimm.study.study_uid}/series/{axial(drimm)}"
+    assert poll(lambda: stream in drimm.fake.hung_up, 30), drimm.fake.hung_up
 
 
 def test_handover_asks_the_metadata_ahead_and_pulls_no_image_before_the_opening(
@@ -265,10 +271,11 @@ def test_handover_asks_the_metadata_ahead_and_pulls_no_image_before_the_opening(
     """Issue 5 (DB.VI-CO.39): the Source is asked for the series metadata at hand-over,
     while the browser comes; no image is pulled until the one-time URL is opened."""
     drimm.fake.mode = "ok"
+    source = drimm.fake_api()  # a Source of its own: its keys are this test's
     before = len(drimm.fake.requests)
     answer = browser.client.post(
         drimm.consumer_url + "/api/consumer/kos",
-        content=drimm.kos_for(drimm.fake_api()),
+        content=drimm.kos_for(source),
         headers={
             "Authorization": f"Bearer {drimm.handover_secret}",
             "X-PSC-Access-Token": psc_access_token(drimm.stack),
@@ -280,18 +287,24 @@ def test_handover_asks_the_metadata_ahead_and_pulls_no_image_before_the_opening(
     def asked() -> list[str]:
         return drimm.fake.requests[before:]
 
-    deadline = time.monotonic() + 10
-    while not any(p.endswith("/metadata") for p in asked()) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    # The hand-over's own work on the Source: its series metadata requests, all answered.
+    retriever = services_of(drimm.consumer_app).retriever
+
+    def asked_ahead() -> list[Any]:
+        entries = retriever.ahead._entries.items()
+        return [e.raw for k, e in entries if k[0].startswith(source) and e.raw is not None]
+
+    assert poll(lambda: len(asked_ahead()) == len(drimm.study.series_uids), 30)
+    assert poll(lambda: all(task.done() for task in asked_ahead()), 30)
     assert any(p.endswith("/metadata") for p in asked()), asked()
-    time.sleep(0.5)
     assert all(p.endswith("/metadata") for p in asked()), asked()  # no series pulled
+    # ... and no series stream waits to start before the opening.
+    for key, retrieval in list(retriever._retrievals.items()):
+        assert not key.origin.startswith(source) or not retrieval.started
 
     assert browser.client.get(answer.json()["viewer_url"]).status_code == 303
-    deadline = time.monotonic() + 10
-    while all(p.endswith("/metadata") for p in asked()) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert any(not p.endswith("/metadata") for p in asked()), asked()  # pulled once opened
+    pulled = poll(lambda: any(not p.endswith("/metadata") for p in asked()), 10)
+    assert pulled, asked()  # pulled once opened
     meta = metadata(browser, drimm.study.study_uid, axial(drimm))
     assert meta.status_code == 200 and len(meta.json()) == drimm.study.n_instances - 2
 

@@ -20,6 +20,7 @@ from bff.dicomweb.retrieve import Retriever
 from bff.dicomweb.upstream import DicomwebUpstream
 from bff.errors import IncompleteSeries, NotFound
 from bff.transcode import EncodeParams, TranscodedInstance
+from tests.clock import ManualClock
 
 STUDY, SERIES = "1.2.3", "1.2.3.4"
 BOUNDARY = "b0undary"
@@ -96,7 +97,9 @@ def series_upstream(
     return upstream, requests
 
 
-def make_retriever(pool: RecordingPool, workers: int = 1) -> Retriever:
+def make_retriever(
+    pool: RecordingPool, workers: int = 1, clock: ManualClock | None = None
+) -> Retriever:
     return Retriever(
         FrameCache(10**6),
         pool,
@@ -104,6 +107,7 @@ def make_retriever(pool: RecordingPool, workers: int = 1) -> Retriever:
         frame_timeout=5,
         max_part_bytes=10**6,
         workers=workers,
+        clock=clock or ManualClock(),
     )
 
 

@@ -9,9 +9,9 @@ import asyncio
 import httpx
 import pytest
 
-from bff.dicomweb import upstream as upstream_module
-from bff.dicomweb.upstream import DicomwebUpstream
+from bff.dicomweb.upstream import SEARCH_TTL_S, DicomwebUpstream
 from bff.errors import UpstreamError
+from tests.clock import ManualClock
 
 
 @pytest.fixture
@@ -19,7 +19,9 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def pacs(answers: list[httpx.Response]) -> tuple[DicomwebUpstream, list[str]]:
+def pacs(
+    answers: list[httpx.Response], clock: ManualClock | None = None
+) -> tuple[DicomwebUpstream, list[str]]:
     asked: list[str] = []
 
     async def handler(request: httpx.Request) -> httpx.Response:
@@ -29,7 +31,10 @@ def pacs(answers: list[httpx.Response]) -> tuple[DicomwebUpstream, list[str]]:
 
     return (
         DicomwebUpstream(
-            "http://pacs/dicom-web", origin="p", transport=httpx.MockTransport(handler)
+            "http://pacs/dicom-web",
+            origin="p",
+            transport=httpx.MockTransport(handler),
+            clock=clock or ManualClock(),
         ),
         asked,
     )
@@ -54,17 +59,19 @@ async def test_same_search_shares_one_request_and_copies_rows() -> None:
 
 
 @pytest.mark.anyio
-async def test_answers_expire_and_failures_are_asked_again(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    upstream, asked = pacs([httpx.Response(503)])
+async def test_answers_expire_and_failures_are_asked_again() -> None:
+    clock = ManualClock()
+    upstream, asked = pacs([httpx.Response(503)], clock)
     with pytest.raises(UpstreamError):
         await upstream.search("/studies/1.2/series")
     assert await upstream.search("/studies/1.2/series") == [{"n": 2}]  # not the failure
-    monkeypatch.setattr(upstream_module, "SEARCH_TTL_S", 0.0)
     await upstream.search("/studies/3/series")
+    clock.advance(SEARCH_TTL_S)
     await upstream.search("/studies/3/series")
-    assert len(asked) == 4  # expired at once
+    assert len(asked) == 3  # shared until it expires
+    clock.advance(0.001)
+    await upstream.search("/studies/3/series")
+    assert len(asked) == 4  # expired
     empty, _ = pacs([httpx.Response(204)])
     assert await empty.search("/studies") == []
     await upstream.aclose()
