@@ -26,6 +26,7 @@ panva's ``oidc-provider``, tested against it in ``tests/e2e/test_oidc_interop.py
   (when present, our client id; required with several audiences), ``exp``, ``iat`` (not
   older than ``max_token_age``), ``auth_time`` (when present, not older than
   ``max_auth_age``), ``nonce``, then the ``acr``.
+- The authorization response's ``iss`` (RFC 9207, sent by panva's provider): our issuer.
 - Logout (OIDC RP-Initiated Logout 1.0): :meth:`OidcProvider.end_session_url` sends the
   browser to the provider's ``end_session_endpoint`` with ``id_token_hint`` and
   ``post_logout_redirect_uri``; the id_token is kept server side until then.
@@ -259,9 +260,25 @@ class OidcProvider:
         return LoginRequest(url=url, state=state, nonce=nonce, code_verifier=verifier)
 
     async def finish(
-        self, *, code: str, redirect_uri: str, nonce: str, code_verifier: str
+        self,
+        *,
+        code: str,
+        redirect_uri: str,
+        nonce: str,
+        code_verifier: str,
+        response_issuer: str | None = None,
     ) -> LoginResult:
+        """The callback's code exchanged and every token checked. ``response_issuer``: the
+        ``iss`` parameter of the authorization response (RFC 9207), which must name this
+        provider when sent, and be sent when discovery says the provider sends it."""
         metadata = await self.metadata()
+        if response_issuer is not None and response_issuer != self.config.issuer:
+            raise LoginFailed(f"{self.config.name}: authorization response iss", code="E431")
+        if (
+            response_issuer is None
+            and metadata.get("authorization_response_iss_parameter_supported") is True
+        ):
+            raise LoginFailed(f"{self.config.name}: response without iss", code="E431")
         tokens = await self._token(
             metadata, code=code, redirect_uri=redirect_uri, code_verifier=code_verifier
         )

@@ -153,6 +153,7 @@ async def callback(request: Request) -> Response:
         redirect_uri=pending.redirect_uri,
         nonce=pending.nonce,
         code_verifier=pending.code_verifier,
+        response_issuer=request.query_params.get("iss"),
     )
     claims = {**result.id_claims, **result.userinfo}
     if session.pending_link is None:

@@ -67,6 +67,7 @@ class FakeOp:
     jws_header: dict[str, Any] = field(default_factory=dict)
     jwe_header: dict[str, Any] = field(default_factory=dict)
     end_session: bool = True
+    advertise_response_iss: bool = False
     token_requests: list[httpx.Request] = field(default_factory=list)
     jwks_requests: int = 0
 
@@ -84,6 +85,8 @@ class FakeOp:
                 meta["token_endpoint_auth_methods_supported"] = self.auth_methods
             if self.end_session:
                 meta["end_session_endpoint"] = f"{ISSUER}/session/end"
+            if self.advertise_response_iss:
+                meta["authorization_response_iss_parameter_supported"] = True
             return httpx.Response(200, json=meta)
         if path == "/jwks":
             self.jwks_requests += 1
@@ -322,3 +325,30 @@ async def test_the_id_token_kept_for_logout_is_the_signed_one_inside_the_jwe(op:
     hint = result.tokens["id_token"]
     assert hint.count(".") == 2
     assert jws.extract_compact(hint.encode()).protected["alg"] == "ES256"
+
+
+async def test_the_authorization_response_iss_must_name_this_provider(op: FakeOp) -> None:
+    """RFC 9207 (mix-up defense): an iss in the authorization response is our issuer."""
+
+    async def finish(response_issuer: str | None) -> None:
+        await rp(op).finish(
+            code="code-1",
+            redirect_uri=REDIRECT,
+            nonce=NONCE,
+            code_verifier="v" * 43,
+            response_issuer=response_issuer,
+        )
+
+    await finish(ISSUER)
+    await finish(None)  # this provider does not say it sends iss
+    with pytest.raises(LoginFailed) as caught:
+        await finish("https://another-op.test")
+    assert caught.value.code == "E431"
+    assert op.token_requests and len(op.token_requests) == 2  # the code was not sent on
+
+
+async def test_a_provider_that_sends_iss_must_send_it(op: FakeOp) -> None:
+    op.advertise_response_iss = True
+    with pytest.raises(LoginFailed) as caught:
+        await login(rp(op))
+    assert caught.value.code == "E431" and not op.token_requests
