@@ -89,6 +89,8 @@ def build_providers(settings: Settings) -> tuple[dict[str, OidcProvider], dict[s
                 acr_values="eidas1",
                 accepted_acr=frozenset({"eidas1", "eidas2", "eidas3"}),
                 encrypted=False,
+                max_auth_age=settings.oidc_max_auth_age,
+                max_token_age=settings.oidc_max_token_age,
             ),
             timeout=timeout,
         )
@@ -103,6 +105,8 @@ def build_providers(settings: Settings) -> tuple[dict[str, OidcProvider], dict[s
                 acr_values=settings.fcp_acr_values,
                 accepted_acr=frozenset({"eidas2", "eidas3"}),
                 encrypted=True,
+                max_auth_age=settings.oidc_max_auth_age,
+                max_token_age=settings.oidc_max_token_age,
             ),
             timeout=timeout,
             decryption_key=key,
@@ -118,6 +122,8 @@ def build_providers(settings: Settings) -> tuple[dict[str, OidcProvider], dict[s
                 acr_values="eidas2",
                 accepted_acr=frozenset({"eidas2", "eidas3"}),
                 encrypted=False,
+                max_auth_age=settings.oidc_max_auth_age,
+                max_token_age=settings.oidc_max_token_age,
             ),
             timeout=timeout,
         )

@@ -1,7 +1,9 @@
 """The audit trail: a separate, structured stream (JSON lines), never the application log.
 
 Entries name what happened (event, location, study, KOS, outcome and error code, the
-names of mismatching identity traits) but never tokens, cookies or identity values.
+names of mismatching identity traits) but never tokens, cookies or patient identity
+values. The Source API names who asked (the professional's PSC subject and RPPS, the
+Consumer's client id, the peer), as access to patient data by professionals is traced.
 """
 
 from __future__ import annotations

@@ -224,16 +224,36 @@ SETTINGS: tuple[Setting, ...] = (
     _s("FC_CLIENT_SECRET", "", "Client secret at FranceConnect (use the _FILE form)."),
     _s("OIDC_TIMEOUT", "10", "Seconds to wait for an identity provider's answer."),
     _s(
+        "OIDC_MAX_AUTH_AGE",
+        "43200",
+        "Seconds: a login is refused (E432) when the id_token's auth_time (the moment the "
+        "person authenticated at the provider, when the provider says it) is older.",
+    ),
+    _s(
+        "OIDC_MAX_TOKEN_AGE",
+        "300",
+        "Seconds: a login is refused (E432) when the id_token's iat (its issue time) is "
+        "older; a fresh login's token is seconds old.",
+    ),
+    _s(
         "AUDIT_LOG",
         str(PROJECT_ROOT / "var" / "audit.jsonl"),
         "File of the audit trail (JSON lines): links opened, access granted or refused "
-        "with its code, logouts, admin actions. Never tokens or identity values.",
+        "with its code, logouts, admin actions, Source API retrievals with the professional "
+        "and client asking. Never tokens or patient identity values.",
     ),
     _s(
         "SOURCE_API_PORT",
         "0",
         "Source role: port of the mutual-TLS listener serving Consumer DRIMboxes "
         "(/api/source/studies/...). 0 disables it. Needs TLS_CERT, TLS_KEY, TLS_CLIENT_CA.",
+    ),
+    _s(
+        "SOURCE_API_CLIENTS",
+        "drimbox-viewer",
+        "Source role: comma-separated ProSantéConnect client ids (the Consumer DRIMboxes' "
+        "editors, or their Proxy e-Santé) whose tokens the Source API accepts; a token "
+        "issued to any other client is refused (403). Empty: every token is refused.",
     ),
     _s("TLS_CERT", "", "Source role: server certificate (PEM) of the mutual-TLS listener."),
     _s("TLS_KEY", "", "Source role: the private key (PEM file path) of that certificate."),
@@ -355,8 +375,11 @@ class Settings:
     fc_client_id: str
     fc_client_secret: str = field(repr=False)
     oidc_timeout: float
+    oidc_max_auth_age: float
+    oidc_max_token_age: float
     audit_log: Path
     source_api_port: int
+    source_api_clients: str
     tls_cert: str
     tls_key: str
     tls_client_ca: str
@@ -409,6 +432,8 @@ class Settings:
             or self.frame_disk_cache_bytes <= 0
         ):
             raise ValueError("byte limits must be positive")
+        if self.oidc_max_auth_age <= 0 or self.oidc_max_token_age <= 0:
+            raise ValueError("DRIMBOX_OIDC_MAX_AUTH_AGE and _MAX_TOKEN_AGE must be positive")
         if self.admin_secret and len(self.admin_secret) < 16:
             raise ValueError("DRIMBOX_ADMIN_SECRET must be empty or at least 16 characters")
 
@@ -444,6 +469,10 @@ class Settings:
                 raise ValueError(f"DRIMBOX_LOCATIONS: malformed entry {item.strip()!r}")
             mapping[host] = url.strip()
         return mapping
+
+    def source_api_client_ids(self) -> frozenset[str]:
+        """The PSC client ids whose tokens the Source API accepts."""
+        return frozenset(c.strip() for c in self.source_api_clients.split(",") if c.strip())
 
     @property
     def secure_cookie(self) -> bool:

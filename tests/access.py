@@ -74,7 +74,9 @@ class ScriptedBrowser:
         return self.login(self.choose(self.open_link(link), provider), username)
 
 
-def psc_access_token(stack: Stack, username: str = "dr.radiologue") -> str:
+def psc_access_token(
+    stack: Stack, username: str = "dr.radiologue", scope: str = "openid scope_all"
+) -> str:
     """A real ProSantéConnect access token from the local provider: the authorization
     code flow with PKCE driven directly (authorize form, username, token endpoint)."""
     verifier = secrets.token_urlsafe(48)
@@ -92,7 +94,7 @@ def psc_access_token(stack: Stack, username: str = "dr.radiologue") -> str:
                 "response_type": "code",
                 "client_id": CLIENT_ID,
                 "redirect_uri": redirect_uri,
-                "scope": "openid scope_all",
+                "scope": scope,
                 "acr_values": "eidas1",
                 "state": secrets.token_urlsafe(32),
                 "nonce": secrets.token_urlsafe(16),

@@ -1,5 +1,7 @@
 """The checks of the Source WADO-RS API (this DRIMbox answering Consumer DRIMboxes),
-over the KOS archive and the PACS's patient id, before any response header is sent:
+over the introspected PSC token, the KOS archive and the PACS's patient id, before any
+response header is sent: the token is a ProSantéConnect token issued to an allowed
+Consumer client, with the expected scope and assurance level (403, :func:`check_psc_token`);
 the KOS named by ``KOS-SOPInstanceUID`` references what is asked and is published
 (404 / 410), and the PACS's PatientID is the archive's INS or IPP (406, DB.SO.47).
 PACS failures become the statuses of Tableau 2 (:func:`pacs_error`).
@@ -8,7 +10,8 @@ PACS failures become the statuses of Tableau 2 (:func:`pacs_error`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from bff.archive.store import ArchivedKos
@@ -21,6 +24,7 @@ from bff.errors import (
     SourcePacsTimeout,
     SourcePacsUnavailable,
     SourcePatientMismatch,
+    SourceTokenInvalid,
     UpstreamError,
     UpstreamTimeout,
     ViewerError,
@@ -30,6 +34,55 @@ log = logging.getLogger(__name__)
 
 PATIENT_ID = "00100020"
 MAX_UID_LENGTH = 64
+#: The PSC scope a Consumer asks for the professional (DB.VI-CS.03: openid scope_all).
+PSC_SOURCE_SCOPE = "scope_all"
+#: Assurance levels, weakest first; the Source API needs eidas1 at least.
+ACR_LEVELS = ("eidas1", "eidas2", "eidas3")
+MIN_ACR = "eidas1"
+
+
+@dataclass(frozen=True)
+class PscToken:
+    """What ProSantéConnect's introspection (RFC 7662) said of an active token; never the
+    token itself."""
+
+    issuer: str | None
+    client_id: str | None  # ``client_id``, else Keycloak's ``azp``
+    scopes: frozenset[str]
+    acr: str | None
+    subject: str | None  # the professional's pairwise id at PSC
+    rpps: str | None  # the national id (RPPS/ADELI), when the introspection gives it
+
+    @classmethod
+    def from_introspection(cls, body: Mapping[str, Any]) -> PscToken:
+        def text(name: str) -> str | None:
+            value = body.get(name)
+            return value if isinstance(value, str) and value else None
+
+        scope = body.get("scope")
+        return cls(
+            issuer=text("iss"),
+            client_id=text("client_id") or text("azp"),
+            scopes=frozenset(scope.split()) if isinstance(scope, str) else frozenset(),
+            acr=text("acr"),
+            subject=text("sub"),
+            rpps=text("SubjectNameID"),
+        )
+
+
+def check_psc_token(token: PscToken, *, issuer: str, allowed_clients: Collection[str]) -> None:
+    """The introspected token is acceptable for the Source API (issue 13 item 5), else
+    S403 (the refusal says nothing of which check failed; the detail goes to the log and
+    the audit): issued by the configured PSC issuer, to a Consumer client of the
+    allow-list (``DRIMBOX_SOURCE_API_CLIENTS``), with ``scope_all``, at eidas1 or above."""
+    if token.issuer is None or token.issuer.rstrip("/") != issuer.rstrip("/"):
+        raise SourceTokenInvalid("token issued by another issuer")
+    if token.client_id is None or token.client_id not in allowed_clients:
+        raise SourceTokenInvalid("token issued to a client outside DRIMBOX_SOURCE_API_CLIENTS")
+    if PSC_SOURCE_SCOPE not in token.scopes:
+        raise SourceTokenInvalid(f"token without the {PSC_SOURCE_SCOPE} scope")
+    if token.acr not in ACR_LEVELS or ACR_LEVELS.index(token.acr) < ACR_LEVELS.index(MIN_ACR):
+        raise SourceTokenInvalid("token assurance level (acr) below eidas1")
 
 
 def check_kos_uid(kos_uid: str) -> str:

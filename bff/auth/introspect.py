@@ -1,11 +1,14 @@
 """ProSantéConnect token introspection (RFC 7662) for the Source WADO-RS API.
 
 A Consumer DRIMbox sends the professional's PSC access token as ``Authorization: Bearer``;
-the Source asks PSC whether it is active. The introspection endpoint comes from the PSC
-discovery document; the BFF authenticates with its own PSC client id and secret
-(client_secret_basic). Positive answers are cached for ``min(60 s, exp - now)`` under the
-SHA-256 of the token (the token itself is never kept, logged or audited); negative
-answers are not cached. Concurrent checks of the same token share one request.
+the Source asks PSC whether it is active, and what it is: issuer, client, scope, acr,
+subject (:class:`~bff.access.source_api.PscToken`; the Source API then checks them,
+:func:`~bff.access.source_api.check_psc_token`). The introspection endpoint comes from the
+PSC discovery document; the BFF authenticates with its own PSC client id and secret
+(client_secret_basic, form-encoded, RFC 6749 §2.3.1). Positive answers are cached for
+``min(60 s, exp - now)`` under the SHA-256 of the token (the token itself is never kept,
+logged or audited); negative answers are not cached. Concurrent checks of the same
+token share one request.
 
 Failures to reach PSC fail closed: :class:`SourceIntrospectionUnavailable` (503).
 """
@@ -13,16 +16,16 @@ Failures to reach PSC fail closed: :class:`SourceIntrospectionUnavailable` (503)
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import logging
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import quote_plus
 
 import httpx
 
+from bff.access.source_api import PscToken
+from bff.auth.oidc import client_basic_credentials
 from bff.errors import SourceIntrospectionUnavailable
 
 log = logging.getLogger(__name__)
@@ -56,18 +59,23 @@ class PscIntrospector:
         self._transport = transport
         self._endpoint: str | None = None
         self._endpoint_at = 0.0
-        self._active_until: dict[str, float] = {}  # token digest -> cache expiry
-        self._in_flight: dict[str, asyncio.Future[bool]] = {}
+        # token digest -> (cache expiry, what PSC said)
+        self._active_until: dict[str, tuple[float, PscToken]] = {}
+        self._in_flight: dict[str, asyncio.Future[PscToken | None]] = {}
 
     async def is_active(self, token: str) -> bool:
         """True when PSC says the token is active (and not past its ``exp``)."""
+        return await self.introspect(token) is not None
+
+    async def introspect(self, token: str) -> PscToken | None:
+        """What PSC says of an active token (not past its ``exp``); None when inactive."""
         if not token or len(token) > MAX_TOKEN_LENGTH:
-            return False
+            return None
         key = token_digest(token)
-        until = self._active_until.get(key)
-        if until is not None:
-            if until > self._clock():
-                return True
+        cached = self._active_until.get(key)
+        if cached is not None:
+            if cached[0] > self._clock():
+                return cached[1]
             del self._active_until[key]
         running = self._in_flight.get(key)
         if running is not None:
@@ -77,7 +85,7 @@ class PscIntrospector:
                 if not running.cancelled():
                     raise  # this request was cancelled itself
                 # The request that was asking went away: ask again below.
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[PscToken | None] = asyncio.get_running_loop().create_future()
         self._in_flight[key] = future
         try:
             active = await self._introspect(key, token)
@@ -94,37 +102,39 @@ class PscIntrospector:
         future.set_result(active)
         return active
 
-    async def _introspect(self, key: str, token: str) -> bool:
+    async def _introspect(self, key: str, token: str) -> PscToken | None:
         if not self._client_secret:
             raise SourceIntrospectionUnavailable("DRIMBOX_PSC_CLIENT_SECRET is not configured")
         endpoint = await self._introspection_endpoint()
-        credentials = f"{quote_plus(self._client_id)}:{quote_plus(self._client_secret)}"
-        basic = base64.b64encode(credentials.encode("utf-8")).decode("ascii")
         body = await self._call(
             "POST",
             endpoint,
             data={"token": token, "token_type_hint": "access_token"},
-            headers={"Authorization": f"Basic {basic}", "Accept": "application/json"},
+            headers={
+                "Authorization": client_basic_credentials(self._client_id, self._client_secret),
+                "Accept": "application/json",
+            },
         )
         if body.get("active") is not True:
-            return False
+            return None
+        info = PscToken.from_introspection(body)
         now = self._clock()
         exp = body.get("exp")
         if isinstance(exp, int | float) and not isinstance(exp, bool):
             if exp <= now:
-                return False
-            self._remember(key, now + min(POSITIVE_TTL_S, float(exp) - now))
+                return None
+            self._remember(key, now + min(POSITIVE_TTL_S, float(exp) - now), info)
         # Without exp the answer holds for this request only (not cached).
-        return True
+        return info
 
-    def _remember(self, key: str, until: float) -> None:
+    def _remember(self, key: str, until: float, info: PscToken) -> None:
         if len(self._active_until) >= MAX_CACHE_ENTRIES:
             now = self._clock()
-            for stale in [k for k, t in self._active_until.items() if t <= now]:
+            for stale in [k for k, (t, _) in self._active_until.items() if t <= now]:
                 del self._active_until[stale]
             if len(self._active_until) >= MAX_CACHE_ENTRIES:
                 self._active_until.clear()
-        self._active_until[key] = until
+        self._active_until[key] = (until, info)
 
     async def _introspection_endpoint(self) -> str:
         now = self._clock()

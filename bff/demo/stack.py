@@ -54,7 +54,7 @@ class Stack:
                 client_id=CLIENT_ID,
                 client_secret=self.client_secret,
                 redirect_uris=tuple(f"{u}/auth/callback" for u in urls),
-                post_logout_redirect_uris=tuple(f"{u}/" for u in urls),
+                post_logout_redirect_uris=tuple(f"{u}/auth/logged-out" for u in urls),
                 # The provider fetches our encryption key server to server, on loopback.
                 jwks_uri=f"http://127.0.0.1:{self.bff_port}/auth/jwks",
             )

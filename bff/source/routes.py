@@ -8,7 +8,8 @@
                           -> the session is granted that one study -> /viewer
     GET  /viewer          OHIF, only for a session granted the studies it names
     GET  /api/session     what the viewer shows on opening (identity from the KOS)
-    POST /auth/logout
+    POST /auth/logout     ends the session here, then at the provider (RP-initiated logout)
+    GET  /auth/logged-out where the provider sends the browser back after its logout
 
 Every check is made against the KOS archive, never the images. Every refusal is the
 French message of DB.VI-SO.28 with a stable code, and an audit entry.
@@ -166,6 +167,7 @@ async def callback(request: Request) -> Response:
         redirect_uri=pending.redirect_uri,
         nonce=pending.nonce,
         code_verifier=pending.code_verifier,
+        response_issuer=request.query_params.get("iss"),
     )
     claims = {**result.id_claims, **result.userinfo}
     if session.pending_link is None:
@@ -276,8 +278,14 @@ def _sign_in(
     session.provider = provider
     session.signed_in(str(claims.get("sub")))
     session.user_display = display_name(claims, session.profile or "")
-    # Kept server side only: the Consumer forwards the PSC access token to Sources.
-    session.tokens = {k: tokens[k] for k in ("access_token", "expires_at") if k in tokens}
+    session.tokens = kept_tokens(tokens)
+
+
+def kept_tokens(tokens: dict[str, Any]) -> dict[str, Any]:
+    """What the session keeps of the provider's tokens, server side only: the access token
+    (the Consumer forwards the PSC one to Sources) and the id_token (the ``id_token_hint``
+    of the logout at the provider, the one time it goes to the browser)."""
+    return {k: tokens[k] for k in ("access_token", "expires_at", "id_token") if k in tokens}
 
 
 def display_name(claims: dict[str, Any], profile: str) -> str:
@@ -359,7 +367,12 @@ async def session_info(request: Request) -> Response:
 
 
 async def logout(request: Request) -> Response:
+    """End the session here, then at the identity provider where it offers
+    RP-initiated logout (FranceConnect+ does): the browser goes to its
+    ``end_session_endpoint`` with the id_token as ``id_token_hint`` and comes back to
+    ``/auth/logged-out``."""
     session = _session(request)
+    provider_logout: str | None = None
     if session is not None:
         form = await request.form()
         store = services_of(request).sessions
@@ -367,9 +380,27 @@ async def logout(request: Request) -> Response:
             raise BadRequest("csrf token mismatch")
         audit("logout", profile=session.profile, provider=session.provider)
         store.delete(session)
-    response = HTMLResponse(logged_out_page(), headers={"Cache-Control": "no-store"})
+        provider = services_of(request).providers.get(session.provider or "")
+        id_token = session.tokens.get("id_token")
+        if provider is not None and isinstance(id_token, str):
+            back = str(request.url.replace(path="/auth/logged-out", query="", fragment=""))
+            provider_logout = await provider.end_session_url(id_token, back)
+    response: Response
+    if provider_logout is not None:
+        response = RedirectResponse(provider_logout, 303, headers={"Cache-Control": "no-store"})
+    else:
+        response = _logged_out_page()
     response.delete_cookie(services_of(request).sessions.cookie_name, path="/")
     return response
+
+
+async def logged_out(request: Request) -> Response:
+    """Where the provider's logout sends the browser back."""
+    return _logged_out_page()
+
+
+def _logged_out_page() -> Response:
+    return HTMLResponse(logged_out_page(), headers={"Cache-Control": "no-store"})
 
 
 async def jwks(request: Request) -> Response:
@@ -383,6 +414,7 @@ def source_routes() -> list[BaseRoute]:
         Route("/auth/login", login, methods=["POST"]),
         Route("/auth/callback", callback),
         Route("/auth/logout", logout, methods=["POST"]),
+        Route("/auth/logged-out", logged_out),
         Route("/auth/jwks", jwks),
         Route("/api/session", session_info),
         *(Route(f"/{mode}", viewer) for mode in OHIF_MODES),

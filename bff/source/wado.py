@@ -8,10 +8,17 @@ spec Tableau 2 / DB.VI-CO.27 for the statuses the Consumer maps).
 Headers: ``Authorization: Bearer <PSC access token>``, ``KOS-SOPInstanceUID``, and an
 Accept of ``multipart/related; type="application/dicom"; transfer-syntax=..; q=..`` ranges.
 
+Every answer and refusal is audited with who asked (:func:`caller`): the professional's
+PSC subject (and RPPS when the introspection gives it), the Consumer's client id, the
+peer address and, when the server puts it in the ASGI scope (the ``tls`` extension), the
+subject DN of the peer certificate. uvicorn does not: its scope carries no TLS details.
+
 Checks, in this order, all before any response header is sent (STYLE.md point 6):
 
 0. the request came through the mutual-TLS listener (``source_api_port``), else 404;
-1. the bearer token is active at ProSantéConnect (:mod:`bff.auth.introspect`), else 403;
+1. the bearer token is active at ProSantéConnect (:mod:`bff.auth.introspect`), issued by
+   the PSC issuer to a Consumer client of ``DRIMBOX_SOURCE_API_CLIENTS``, with
+   ``scope_all`` and an acr of eidas1 or above, else 403 S403 (nothing else said);
 2. the KOS is in the archive for this location, names this study, series (and instance),
    else 404; it is published, else 410;
 3. the PACS's PatientID for the study is the archive's INS or IPP, else 406 (+ audit);
@@ -46,7 +53,14 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
-from bff.access.source_api import check_kos, check_kos_uid, check_patient_id, pacs_error
+from bff.access.source_api import (
+    PscToken,
+    check_kos,
+    check_kos_uid,
+    check_patient_id,
+    check_psc_token,
+    pacs_error,
+)
 from bff.archive.store import ArchivedKos
 from bff.audit import audit
 from bff.dicomweb.multipart import Part, closing_delimiter, encode_part, new_boundary
@@ -81,14 +95,32 @@ def check_listener(request: Request) -> None:
         raise NotFound("source API asked outside the mutual-TLS listener")
 
 
-async def check_token(request: Request) -> None:
+async def introspected_token(request: Request) -> PscToken:
+    """What PSC says of the bearer token (S403 when there is none or it is not active)."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise SourceTokenInvalid("no bearer token")
-    if not await services_of(request).psc_introspector.is_active(token):
+    info = await services_of(request).psc_introspector.introspect(token)
+    if info is None:
         raise SourceTokenInvalid("token not active at ProSantéConnect")
+    return info
+
+
+def caller(request: Request, token: PscToken | None) -> dict[str, Any]:
+    """Who asked, for the audit trail: never the token, only what identifies the caller."""
+    client = request.scope.get("client") or (None, None)
+    tls = (request.scope.get("extensions") or {}).get("tls") or {}
+    fields: dict[str, Any] = {
+        "peer_address": client[0],
+        # ASGI TLS extension; absent under uvicorn, which does not expose the peer
+        # certificate to the application.
+        "peer_certificate_dn": tls.get("client_cert_name"),
+    }
+    if token is not None:
+        fields.update(professional=token.subject, rpps=token.rpps, client_id=token.client_id)
+    return fields
 
 
 # -- the stream --------------------------------------------------------------------------
@@ -189,13 +221,31 @@ class _ClosingStreamingResponse(StreamingResponse):
 
 async def _checked(
     request: Request, sop_uid: str | None = None
-) -> tuple[DicomwebUpstream, ArchivedKos, str]:
+) -> tuple[DicomwebUpstream, ArchivedKos, str, dict[str, Any]]:
     check_listener(request)
-    await check_token(request)
+    services = services_of(request)
+    token: PscToken | None = None
+    try:
+        token = await introspected_token(request)
+        check_psc_token(
+            token,
+            issuer=services.settings.psc_issuer,
+            allowed_clients=services.settings.source_api_client_ids(),
+        )
+    except SourceTokenInvalid as exc:
+        audit(
+            "source_retrieve_refused",
+            study_uid=request.path_params["study_uid"],
+            series_uid=request.path_params["series_uid"],
+            code=exc.code,
+            reason=exc.detail,
+            **caller(request, token),
+        )
+        raise
+    who = caller(request, token)
     study_uid = request.path_params["study_uid"]
     series_uid = request.path_params["series_uid"]
     location = "?"
-    services = services_of(request)
     try:
         kos_uid = check_kos_uid(request.headers.get(KOS_HEADER, ""))
         archived = await run_in_threadpool(services.archive.get, kos_uid)
@@ -211,14 +261,15 @@ async def _checked(
             study_uid=study_uid,
             series_uid=series_uid,
             code=exc.code,
+            **who,
         )
         raise
-    return upstream, kos, location
+    return upstream, kos, location, who
 
 
 async def retrieve(request: Request) -> Response:
     sop_uid: str | None = request.path_params.get("sop_uid")
-    upstream, kos, location = await _checked(request, sop_uid)
+    upstream, kos, location, who = await _checked(request, sop_uid)
     record = kos.record
     series_uid = request.path_params["series_uid"]
     path = f"/studies/{record.study_uid}/series/{series_uid}"
@@ -244,6 +295,7 @@ async def retrieve(request: Request) -> Response:
         series_uid=series_uid,
         sop_uid=sop_uid,
         kos_sop_uid=record.sop_uid,
+        **who,
     )
     content_type = f'multipart/related; type="application/dicom"; boundary={boundary}'
     if only is not None:
@@ -257,7 +309,7 @@ async def retrieve(request: Request) -> Response:
 async def series_metadata(request: Request) -> Response:
     """The series' DICOM JSON metadata from the PACS, after the same checks."""
     started = time.monotonic()
-    upstream, kos, _ = await _checked(request)
+    upstream, kos, location, who = await _checked(request)
     checked = time.monotonic()
     series_uid = request.path_params["series_uid"]
     path = f"/studies/{kos.record.study_uid}/series/{series_uid}/metadata"
@@ -266,6 +318,14 @@ async def series_metadata(request: Request) -> Response:
     except ViewerError as exc:
         raise pacs_error(exc, f"GET {path}") from exc
     fetched = time.monotonic()
+    audit(
+        "source_metadata",
+        location=location,
+        study_uid=kos.record.study_uid,
+        series_uid=series_uid,
+        kos_sop_uid=kos.record.sop_uid,
+        **who,
+    )
     series = next(s for s in kos.record.series if s.series_uid == series_uid)
     referenced = frozenset(uid for _, uid in series.instances)
     # 7.8 MB of JSON for a 1300-slice CT: parsed, filtered and compressed in a thread,

@@ -11,10 +11,12 @@ import html
 import re
 import time
 from collections.abc import Iterator
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
 
+from bff.demo.stack import CLIENT_ID
 from bff.dicomweb.retrieve import Retriever
 from bff.origins.local import OHIF_SERIES_SEARCH
 from bff.services import services_of
@@ -456,15 +458,62 @@ def test_invalid_links_get_a_french_400_without_echo(
     assert unknown_host.status_code == 400 and unknown_host.headers["x-error-code"] == "E415"
 
 
-def test_logout_ends_the_session(source: SourceStack, browser: ScriptedBrowser) -> None:
+def test_logout_ends_the_session_here_and_at_the_provider(
+    source: SourceStack, browser: ScriptedBrowser
+) -> None:
+    """POST /auth/logout ends the session, then sends the browser to the provider's
+    end_session_endpoint with the id_token as id_token_hint (OIDC RP-Initiated Logout);
+    the provider ends its session (its tokens die) and sends the browser back."""
     assert browser.sign_in(source.link(), "psc", "dr.radiologue").status_code == 303
     csrf = browser.get(bff(source, "/api/session")).json()["csrf"]
+    live = services_of(source.app).sessions._sessions.values()
+    (session,) = [s for s in live if s.csrf_token == csrf]
+    access_token, id_token = session.tokens["access_token"], session.tokens["id_token"]
+    # The id_token stays server side until the logout: not in the page data, not a cookie.
+    assert id_token not in browser.get(bff(source, "/api/session")).text
+    assert all(id_token not in (c or "") for c in browser.client.cookies.values())
+    assert introspect(source, access_token)["active"] is True
+
     out = browser.client.post(bff(source, "/auth/logout"), data={"csrf": csrf})
-    assert out.status_code == 200 and "déconnecté" in out.text
+    assert out.status_code == 303
+    target = urlsplit(out.headers["location"])
+    assert f"{target.scheme}://{target.netloc}{target.path}" == (
+        f"{source.stack.issuer_base}/psc/logout"
+    )
+    query = parse_qs(target.query)
+    assert query["id_token_hint"] == [id_token]
+    assert query["post_logout_redirect_uri"] == [bff(source, "/auth/logged-out")]
     assert (
         browser.get(bff(source, f"/dicomweb/studies/{source.study.study_uid}/series")).status_code
         == 404
     )
+    at_provider = browser.get(out.headers["location"])
+    assert at_provider.status_code in (302, 303)
+    assert at_provider.headers["location"].startswith(bff(source, "/auth/logged-out"))
+    assert introspect(source, access_token)["active"] is False  # the provider session ended
+    back = browser.get(at_provider.headers["location"])
+    assert back.status_code == 200 and "déconnecté" in back.text
+
+
+def introspect(source: SourceStack, token: str) -> dict[str, object]:
+    answer = httpx.post(
+        f"{source.stack.issuer_base}/psc/introspect",
+        data={"token": token},
+        auth=(CLIENT_ID, source.stack.client_secret),
+    )
+    assert answer.status_code == 200
+    body: dict[str, object] = answer.json()
+    return body
+
+
+def test_logout_without_a_provider_session_shows_the_page(
+    source: SourceStack, browser: ScriptedBrowser
+) -> None:
+    page = browser.open_link(source.link())
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert csrf is not None
+    out = browser.client.post(bff(source, "/auth/logout"), data={"csrf": csrf.group(1)})
+    assert out.status_code == 200 and "déconnecté" in out.text
 
 
 def test_franceconnect_with_two_factors_is_offered_as_an_option(

@@ -25,10 +25,18 @@ from bff.app import create_app
 from bff.archive.kos import read_kos
 from bff.archive.store import ArchiveStore
 from bff.demo.dataset import DemoStudy
-from bff.demo.stack import DEMO_CDA_ID, DEMO_USERS_FILE, Stack, new_stack, publish_demo_kos
+from bff.demo.stack import (
+    CLIENT_ID,
+    DEMO_CDA_ID,
+    DEMO_USERS_FILE,
+    Stack,
+    new_stack,
+    publish_demo_kos,
+)
 from bff.dicomweb.multipart import MultipartParser, Part, parse_content_type
 from bff.idp.app import create_idp_app
 from bff.idp.users import load_users
+from bff.services import services_of
 from bff.settings import Settings
 from bff.source.wado import consumer_api_routes
 from tests.access import LoopbackTransport, psc_access_token
@@ -42,6 +50,7 @@ DEAD_LOCATION = "dead.localhost"
 JPEG_LS = "1.2.840.10008.1.2.4.80"
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
 WRONG_PATIENT_KOS = "1.2.826.0.1.3680043.8.498.424242"
+DR_RADIOLOGUE_RPPS = "810001234567"
 #: The DRIM-M accepted list as a Consumer sends it: q values, quoted and unquoted.
 DRIM_ACCEPT = ", ".join(
     [
@@ -208,6 +217,15 @@ def test_series_streams_the_stored_jpegls_instances_byte_for_byte(
     assert {sop_uid(p) for p in parts} == set(expected)
     entry = [e for e in read_audit(wado) if e["event"] == "source_retrieve"][-1]
     assert entry["series_uid"] == series_uid and entry["kos_sop_uid"] == wado.study.kos_sop_uid
+    # Who asked (issue 13 item 5): the professional's PSC subject, the Consumer's client,
+    # the peer; uvicorn gives the application no peer certificate (no ASGI tls extension).
+    assert entry["professional"].startswith("f:") and entry["professional"].endswith(
+        ":" + DR_RADIOLOGUE_RPPS
+    )
+    assert entry["client_id"] == CLIENT_ID
+    assert entry["peer_address"] == "127.0.0.1"
+    assert entry["peer_certificate_dn"] is None
+    assert token not in json.dumps(read_audit(wado))
 
 
 def test_instance_form_answers_one_part(wado: WadoStack, client: httpx.Client, token: str) -> None:
@@ -297,6 +315,39 @@ def test_missing_invalid_or_expired_token_is_403(
         assert_error(client.get(url, headers=headers(fresh, kos)), 403, "S403")
     finally:
         wado.clock.offset = 0.0
+
+
+def assert_refused_token(wado: WadoStack, response: httpx.Response, reason: str) -> None:
+    """403 S403 and nothing else: the body says neither which check failed nor who."""
+    assert_error(response, 403, "S403")
+    assert response.json() == {"code": "S403", "message": "Jeton d'accès invalide ou expiré."}
+    entry = [e for e in read_audit(wado) if e["event"] == "source_retrieve_refused"][-1]
+    assert entry["code"] == "S403" and reason in entry["reason"]
+    assert entry["client_id"] == CLIENT_ID and entry["professional"].startswith("f:")
+
+
+def test_a_token_without_scope_all_is_403(wado: WadoStack, client: httpx.Client) -> None:
+    narrow = psc_access_token(wado.stack, scope="openid")
+    response = client.get(wado.url(wado.series_path()), headers=headers(narrow, "1.2.3"))
+    assert_refused_token(wado, response, "scope_all")
+
+
+def test_a_token_issued_to_a_client_outside_the_allow_list_is_403(
+    wado: WadoStack, client: httpx.Client, token: str
+) -> None:
+    services = services_of(wado.app)
+    others = dataclasses.replace(services.settings, source_api_clients="another-consumer")
+    wado.app.state.services = dataclasses.replace(services, settings=others)
+    try:
+        url = wado.url(wado.series_path())
+        response = client.get(url, headers=headers(token, wado.study.kos_sop_uid))
+        assert_refused_token(wado, response, "DRIMBOX_SOURCE_API_CLIENTS")
+        metadata = client.get(url + "/metadata", headers=headers(token, wado.study.kos_sop_uid))
+        assert_refused_token(wado, metadata, "DRIMBOX_SOURCE_API_CLIENTS")
+    finally:
+        wado.app.state.services = services
+    allowed = client.get(wado.url(wado.series_path()), headers=headers(token, "1.2.3"))
+    assert_error(allowed, 404, "S404")  # the same token, allowed again: on to the KOS check
 
 
 def test_unknown_or_inconsistent_kos_is_404(

@@ -4,17 +4,20 @@ and the stream closing the PACS answer when the Consumer goes away."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
+from bff.access.source_api import PscToken, check_psc_token
 from bff.auth.introspect import PscIntrospector
 from bff.demo.dataset import write_demo_study
 from bff.dicomweb.multipart import Part
-from bff.errors import SourceIntrospectionUnavailable
+from bff.errors import SourceIntrospectionUnavailable, SourceTokenInvalid
 from bff.source.accept import EXPLICIT_VR_LE, parse_accept
 from bff.source.wado import _body, _Encoder, _Upstream
 
@@ -92,7 +95,18 @@ class FakePsc:
         self.tokens_seen.append(request.content.decode())
         if not self.active:
             return httpx.Response(200, json={"active": False})
-        return httpx.Response(200, json={"active": True, "exp": self.now + self.exp_in})
+        return httpx.Response(
+            200,
+            json={
+                "active": True,
+                "exp": self.now + self.exp_in,
+                "iss": "https://psc",
+                "client_id": "client",
+                "scope": "openid scope_all",
+                "acr": "eidas1",
+                "sub": "f:uuid:899700218896",
+            },
+        )
 
     def introspector(self) -> PscIntrospector:
         return PscIntrospector(
@@ -174,3 +188,76 @@ async def test_consumer_going_away_closes_the_pacs_stream(tmp_path: Path) -> Non
     assert not closed
     await stream.aclose()  # what the response does when the client is gone
     assert closed == [True]
+
+
+# -- what the token must be (issue 13 item 5) ----------------------------------------------
+
+PSC_ISSUER = "https://psc.test/auth/realms/esante-wallet"
+GOOD_TOKEN = PscToken(
+    issuer=PSC_ISSUER,
+    client_id="consumer-editor",
+    scopes=frozenset({"openid", "scope_all"}),
+    acr="eidas1",
+    subject="f:uuid:899700218896",
+    rpps="899700218896",
+)
+
+
+def test_an_acceptable_psc_token_passes() -> None:
+    check_psc_token(GOOD_TOKEN, issuer=PSC_ISSUER + "/", allowed_clients={"consumer-editor"})
+    strong = dataclasses.replace(GOOD_TOKEN, acr="eidas3")
+    check_psc_token(strong, issuer=PSC_ISSUER, allowed_clients={"consumer-editor"})
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"issuer": "https://elsewhere.test/realm"}, "issuer"),
+        ({"issuer": None}, "issuer"),
+        ({"client_id": "unknown-client"}, "client"),
+        ({"client_id": None}, "client"),
+        ({"scopes": frozenset({"openid"})}, "scope_all"),
+        ({"acr": None}, "acr"),
+        ({"acr": "eidas0"}, "acr"),
+        ({"acr": "substantial"}, "acr"),
+    ],
+)
+def test_each_unacceptable_psc_token_is_s403(change: dict[str, Any], reason: str) -> None:
+    token = dataclasses.replace(GOOD_TOKEN, **change)
+    with pytest.raises(SourceTokenInvalid) as caught:
+        check_psc_token(token, issuer=PSC_ISSUER, allowed_clients={"consumer-editor"})
+    assert caught.value.status == 403 and caught.value.code == "S403"
+    assert reason in caught.value.detail
+    assert caught.value.message == "Jeton d'accès invalide ou expiré."  # nothing else said
+
+
+def test_an_empty_allow_list_refuses_every_client() -> None:
+    with pytest.raises(SourceTokenInvalid):
+        check_psc_token(GOOD_TOKEN, issuer=PSC_ISSUER, allowed_clients=frozenset())
+
+
+def test_introspection_fields_read_and_kept_with_the_cached_answer() -> None:
+    token = PscToken.from_introspection(
+        {
+            "active": True,
+            "iss": PSC_ISSUER,
+            "azp": "consumer-editor",  # Keycloak names the client azp
+            "scope": "openid scope_all",
+            "acr": "eidas1",
+            "sub": "f:uuid:899700218896",
+            "SubjectNameID": "899700218896",
+        }
+    )
+    assert token == GOOD_TOKEN
+    bare = PscToken.from_introspection({"active": True, "scope": 7, "client_id": ""})
+    assert bare.scopes == frozenset() and bare.client_id is None and bare.rpps is None
+
+
+@pytest.mark.anyio
+async def test_introspection_answer_is_what_psc_said_and_cached() -> None:
+    psc = FakePsc(exp_in=120)
+    introspector = psc.introspector()
+    first = await introspector.introspect("tok")
+    assert first is not None and first.issuer == "https://psc" and first.acr == "eidas1"
+    assert await introspector.introspect("tok") == first
+    assert psc.introspections == 1
