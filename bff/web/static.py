@@ -77,6 +77,7 @@ _MEDIA_TYPES = {
 PANEL_FILES = frozenset(
     {
         "api.js",
+        "backoff.js",
         "codes.js",
         "dom.js",
         "download.js",

@@ -35,7 +35,10 @@ function showSession(info) {
     offerSeriesChoice(identity);
   }
   updateMention(medicalDevice, []);
-  startProgress({ onSeries: (series) => updateMention(medicalDevice, series) });
+  startProgress({
+    identityDismissed: identity ? identity.dismissed : Promise.resolve(),
+    onSeries: (series) => updateMention(medicalDevice, series),
+  });
 }
 
 /**
