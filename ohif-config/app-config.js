@@ -30,11 +30,13 @@
     }
   }
 
-  // What the BFF shows around OHIF (identity from the KOS on opening, DB.VI-CS.29):
-  // a separate script, loaded after the page, never touching OHIF's own code.
+  // What the BFF shows around OHIF (identity from the KOS on opening, DB.VI-CS.29...):
+  // ES modules of our own (ohif-config/panel/, served at /drimbox/panel/), never touching
+  // OHIF's own code. The entry module imports the others and waits for the page's body;
+  // everything comes from 'self' (no inline script, no eval).
   var panel = document.createElement('script');
-  panel.src = '/drimbox/panel.js';
-  panel.defer = true;
+  panel.type = 'module';
+  panel.src = '/drimbox/panel/main.js';
   document.head.appendChild(panel);
 
   // Re-skinning for editors (issue 6, item 9): product name, logo and accent colour of the

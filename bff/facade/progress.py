@@ -1,7 +1,7 @@
 """``GET /api/progress``: how far each series of the session's studies has come
 (DB.VI-CS.18), and the errors to show in the viewer itself (DB.VI-CO.27).
 
-The page around OHIF polls it while images load (ohif-config/drimbox-panel.js).
+The page around OHIF polls it while images load (ohif-config/panel/).
 """
 
 from __future__ import annotations

@@ -263,7 +263,7 @@ async def key_image_list(request: Request) -> Response:
 
 
 # -- the series chosen first (issue 6: DB.VI-SO.189) ----------------------------------------
-# The page around OHIF (ohif-config/drimbox-panel.js) offers, at opening, the study's series;
+# The page around OHIF (ohif-config/panel/) offers, at opening, the study's series;
 # the one the user picks is displayed first (OHIF's initialSeriesInstanceUID) and its
 # retrieval goes first here (note 2). Same access decision as every facade route: a study
 # outside the grant is a 404 and nothing is started.

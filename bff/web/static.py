@@ -8,8 +8,9 @@ Caching (file names as shipped by ``@ohif/app`` 3.13.2, see scripts/fetch-ohif):
 
 * content-hashed names (``app.bundle.0f6159c501addfe9.js``, ``89.bundle.<16 hex>.js``,
   ``<16 hex>.wasm``, ``<16 hex>.woff2``) never change: one year, ``immutable``;
-* ``index.html`` and ``/app-config.js``: ``no-cache`` (revalidated on every load, so a
-  new OHIF build or a new configuration is picked up at once);
+* ``index.html``, ``/app-config.js`` and the page around OHIF (``/drimbox/panel/*``):
+  ``no-cache`` (revalidated on every load, so a new OHIF build or a new configuration is
+  picked up at once);
 * anything else (``1602.css``, ``ort/*.wasm``, icons...): a short ``max-age`` plus ETag.
 
 Pre-compressed siblings (``<file>.br`` / ``<file>.gz``, written by scripts/fetch-ohif) are
@@ -76,6 +77,30 @@ _MEDIA_TYPES = {
     ".xml": "application/xml",
 }
 
+#: The page around OHIF (ohif-config/panel/): ES modules and their stylesheet, served at
+#: ``/drimbox/panel/<name>`` with ``no-cache`` like ``/app-config.js``. A fixed list: nothing
+#: else of ohif-config/ (package.json, node_modules/, tests/) is ever served, and a name is
+#: never a path. ``main.js`` is the entry module app-config.js loads; it imports the others.
+PANEL_FILES = frozenset(
+    {
+        "api.js",
+        "backoff.js",
+        "codes.js",
+        "dom.js",
+        "download.js",
+        "format.js",
+        "identity.js",
+        "main.js",
+        "mention.js",
+        "panel.css",
+        "progress.js",
+        "series-choice.js",
+        "tools.js",
+        "unsupported.js",
+    }
+)
+PANEL_PREFIX = "/drimbox/panel/"
+
 # Pre-compressed siblings, best first.
 _PRECOMPRESSED = (("br", ".br"), ("gzip", ".gz"))
 
@@ -129,8 +154,13 @@ class OhifSite:
             return _file_response(request, app_config, CACHE_NO_CACHE, ".js")
 
         async def serve_panel(request: Request) -> Response:
-            # Our own scripts around OHIF, from ohif-config/ (a fixed list: nothing else leaks).
-            return _file_response(request, self.config / "drimbox-panel.js", CACHE_NO_CACHE, ".js")
+            # Our own modules around OHIF, from ohif-config/panel/ (a fixed list: nothing
+            # else leaks; JavaScript as text/javascript, which module scripts require).
+            name: str = request.path_params["name"]
+            if name not in PANEL_FILES:
+                return _not_found(request)
+            path = self.config / "panel" / name
+            return _file_response(request, path, CACHE_NO_CACHE, path.suffix)
 
         async def serve_dist(request: Request) -> Response:
             return _serve_dist(request, self, request.path_params["path"])
@@ -150,7 +180,7 @@ class OhifSite:
 
         return [
             Route("/app-config.js", serve_app_config, methods=["GET", "HEAD"]),
-            Route("/drimbox/panel.js", serve_panel, methods=["GET", "HEAD"]),
+            Route(PANEL_PREFIX + "{name}", serve_panel, methods=["GET", "HEAD"]),
             Route(SERVICE_WORKER_PATH, serve_boot_worker, methods=["GET", "HEAD"]),
             Route(REGISTER_PATH, serve_boot_register, methods=["GET", "HEAD"]),
             Route("/{path:path}", serve_dist, methods=["GET", "HEAD"]),

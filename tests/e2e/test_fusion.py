@@ -1,6 +1,6 @@
 """PET-CT fusion (DB.VI-CS.24) with SUV values (DB.VI-CS.117) in Chromium: a synthetic
 PET-CT study (tests/e2e/volumes.py, SUV-computable PET in the CT's frame of reference)
-opened in the viewer offers "Fusion TEP-TDM" (ohif-config/drimbox-panel.js), one click
+opened in the viewer offers "Fusion TEP-TDM" (ohif-config/panel/), one click
 to OHIF's /tmtv mode through the BFF; the fused view renders and a region on the PET
 reads in SUV. The BFF guards /tmtv like /viewer (bff/source/routes.py OHIF_MODES).
 """

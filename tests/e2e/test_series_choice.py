@@ -1,6 +1,6 @@
 """The series to display first, chosen at opening (issue 6: DB.VI-SO.189; docs/series.md).
 
-The identity dialog shown at opening (ohif-config/drimbox-panel.js) lists the exam's
+The identity dialog shown at opening (ohif-config/panel/) lists the exam's
 series when it has several; the user picks one, the BFF retrieves it first (POST
 /api/priority/<study>/<series>, behind the facade's access check) and the viewer reopens
 on it (OHIF's initialSeriesInstanceUID). Chromium, a session granted one 3-series study

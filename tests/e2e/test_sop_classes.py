@@ -57,7 +57,7 @@ OVERLAY_BOTTOM_RIGHT = """() => Array.from(document.querySelectorAll(
 
 IMAGES = [s for s in SOP_CLASSES + BIR_VARIANTS if s.kind == "image"]
 
-#: The panel (ohif-config/drimbox-panel.js) looks at OHIF's display sets: it has
+#: The panel (ohif-config/panel/) looks at OHIF's display sets: it has
 #: subscribed to their events, and it looked at those already there when it did (in the
 #: same task). Once this holds and the object is on screen, the notice is decided. (Found
 #: by the panel's callback among OHIF's listeners: the page gives no other signal.)

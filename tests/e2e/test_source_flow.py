@@ -83,6 +83,8 @@ def test_patient_opens_the_report_link(source: SourceStack, page: Any) -> None:
         "Centre de radiologie Ambroise",
     ):
         assert expected in text
+    # The progress stays up while the dialog does, even for an exam already complete.
+    assert progress.is_visible()
     page.get_by_role("button", name="Voir les images").click()
     wait_for_image(page)
     # DB.VI-CS.26: the Source serves lossy images, the mention is always visible.

@@ -2,7 +2,7 @@
 known content (tests/e2e/volumes.py): zoom and pan (DB.VI-CS.20), window width / level by
 dragging and by a CT preset (DB.VI-CS.21), the density in Hounsfield units (DB.VI-CS.118),
 MPR in three orthogonal views (DB.VI-CS.22) and MIP / MinIP on a slab whose thickness the
-user sets (DB.VI-CS.23, ohif-config/drimbox-panel.js).
+user sets (DB.VI-CS.23, ohif-config/panel/).
 
 Scrolling through slices (DB.VI-CS.20) is proven by
 tests/e2e/test_overlays.py::test_overlay_follows_the_slice_shown.
@@ -202,7 +202,7 @@ def test_mpr_shows_three_orthogonal_views(dot_study: str, viewer_url: str, page:
 
 
 def test_mip_and_minip_on_a_slab_the_user_sets(dot_study: str, viewer_url: str, page: Any) -> None:
-    """DB.VI-CS.23: in MPR, the French Projection control (ohif-config/drimbox-panel.js)
+    """DB.VI-CS.23: in MPR, the French Projection control (ohif-config/panel/)
     sets MIP or MinIP and the slab thickness in mm. The axial view sits on the middle
     slice; the bright dot lies 10-14 mm below it, the dark dot 10-14 mm above."""
     open_mpr(page, viewer_url, dot_study)

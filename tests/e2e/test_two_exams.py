@@ -1,6 +1,6 @@
 """Two exams at once (DB.VI-CS.36, .35) in Chromium: a professional opens two report
 links in one browser (Source flow) and sees each exam in its own tab, then both side by
-side in one tab through "Comparer les deux examens" (ohif-config/drimbox-panel.js, OHIF's
+side in one tab through "Comparer les deux examens" (ohif-config/panel/, OHIF's
 hanging protocol @ohif/hpCompare)."""
 
 from __future__ import annotations

@@ -20,11 +20,13 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message=".*install `httpx2`.*")
     from starlette.testclient import TestClient
 
-from bff.settings import Settings
+from bff.settings import PROJECT_ROOT, Settings
 from bff.web.static import (
     CACHE_IMMUTABLE,
     CACHE_NO_CACHE,
     CACHE_SHORT,
+    PANEL_FILES,
+    PANEL_PREFIX,
     compression_middleware,
     static_routes,
 )
@@ -228,6 +230,64 @@ def test_app_config_of_the_dist_is_not_the_one_served(tmp_path: Path) -> None:
     (dist / "app-config.js").write_text("window.config = {stock: true};", encoding="utf-8")
     r = _client(dist, _config(tmp_path)).get("/app-config.js")
     assert b"stock" not in r.content
+
+
+def _panel_config(root: Path) -> Path:
+    """ohif-config/ with two panel files, and files beside them that must never be served."""
+    config = _config(root)
+    panel = config / "panel"
+    panel.mkdir()
+    (panel / "main.js").write_text("import './dom.js';\n", encoding="utf-8")
+    (panel / "panel.css").write_text("#drimbox-progress{right:12px}\n", encoding="utf-8")
+    (panel / "notes.js").write_text("SECRET\n", encoding="utf-8")
+    (config / "package.json").write_text('{"SECRET": 1}\n', encoding="utf-8")
+    (root / "secret.js").write_text("SECRET\n", encoding="utf-8")
+    return config
+
+
+def test_panel_modules_are_served_no_cache_as_javascript(tmp_path: Path) -> None:
+    client = _client(_dist(tmp_path), _panel_config(tmp_path))
+    r = client.get(PANEL_PREFIX + "main.js")
+    assert r.status_code == 200
+    assert r.content == b"import './dom.js';\n"
+    assert r.headers["cache-control"] == CACHE_NO_CACHE
+    # A module script is refused unless served with a JavaScript MIME type.
+    assert r.headers["content-type"].startswith("text/javascript")
+    assert r.headers["x-content-type-options"] == "nosniff"
+    css = client.get(PANEL_PREFIX + "panel.css")
+    assert css.status_code == 200
+    assert css.headers["content-type"].startswith("text/css")
+    assert css.headers["cache-control"] == CACHE_NO_CACHE
+    assert client.head(PANEL_PREFIX + "main.js").status_code == 200
+    # Listed but absent from this ohif-config/: not found.
+    assert client.get(PANEL_PREFIX + "tools.js").status_code == 404
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        PANEL_PREFIX + "notes.js",  # in ohif-config/panel/, not listed
+        PANEL_PREFIX + "package.json",
+        PANEL_PREFIX + "..%2fpackage.json",
+        PANEL_PREFIX + "%2e%2e/package.json",
+        PANEL_PREFIX + "../../secret.js",
+        PANEL_PREFIX + "..%2f..%2fsecret.js",
+        "/drimbox/package.json",
+        "/drimbox/panel/../../secret.js",
+    ],
+)
+def test_only_listed_panel_files_are_served(tmp_path: Path, path: str) -> None:
+    client = _client(_dist(tmp_path), _panel_config(tmp_path))
+    r = client.get(path)
+    assert r.status_code == 404, path
+    assert b"SECRET" not in r.content
+
+
+def test_the_panel_list_is_the_panel_directory() -> None:
+    """Every module and stylesheet of ohif-config/panel/ is served, and only those."""
+    panel = PROJECT_ROOT / "ohif-config" / "panel"
+    present = {p.name for p in panel.iterdir() if p.suffix in (".js", ".css")}
+    assert present == PANEL_FILES
 
 
 def test_js_is_gzipped(client: TestClient) -> None:

@@ -1,0 +1,140 @@
+// @ts-check
+// What the page around OHIF asks the BFF (same origin, HttpOnly session cookie: no token
+// is ever exposed to this code), and the exams named in the page's URL.
+
+/**
+ * One exam of the session, with the identity its KOS gives (GET /api/session).
+ * @typedef {object} Study
+ * @property {string} study_uid
+ * @property {string} [birth_name]
+ * @property {string[]} [given_names]
+ * @property {string} [sex]
+ * @property {string} [birth_date] DICOM DA, YYYYMMDD
+ * @property {string} [birthplace] INSEE code
+ * @property {string} [ins]
+ * @property {string} [ins_oid]
+ * @property {string} [institution]
+ * @property {string} [accession_number]
+ */
+
+/**
+ * GET /api/session: what the page shows around OHIF.
+ * @typedef {object} SessionInfo
+ * @property {boolean} [medical_device] DB.VI-CS.26
+ * @property {string} [profile]
+ * @property {string} [user]
+ * @property {string} [csrf]
+ * @property {Study[]} [studies]
+ */
+
+/**
+ * One series of GET /api/progress (DB.VI-CS.18, DB.VI-CO.27).
+ * @typedef {object} SeriesProgress
+ * @property {string} [study_uid]
+ * @property {string} series_uid
+ * @property {string} [description]
+ * @property {number} received
+ * @property {number | null} [total]
+ * @property {boolean} complete
+ * @property {boolean} [lossy]
+ * @property {{code: string, message: string} | null} [error]
+ */
+
+/**
+ * An answer of GET /api/progress: `ok` false for an HTTP error or no answer at all
+ * (`status` 0).
+ * @typedef {{ok: boolean, status: number, series: SeriesProgress[]}} ProgressAnswer
+ */
+
+/** A DICOM JSON dataset (QIDO-RS row). */
+/** @typedef {Record<string, {vr?: string, Value?: unknown[]} | undefined>} DicomJson */
+
+const JSON_HEADERS = Object.freeze({ Accept: 'application/json' });
+const DICOM_JSON_HEADERS = Object.freeze({ Accept: 'application/dicom+json' });
+
+/**
+ * The exams this page shows: the StudyInstanceUIDs of its URL, in order.
+ * @param {string} [search] a URL's query string (default: the page's)
+ * @returns {string[]}
+ */
+export function studiesInUrl(search = window.location.search) {
+  const value = new URLSearchParams(search).get('StudyInstanceUIDs') || '';
+  return value.split(',').filter((uid) => uid);
+}
+
+/** @returns {Promise<SessionInfo | null>} null without a session */
+export async function getSession() {
+  const r = await fetch('/api/session', { credentials: 'same-origin', headers: JSON_HEADERS });
+  return r.ok ? /** @type {Promise<SessionInfo>} */ (r.json()) : null;
+}
+
+/** @returns {Promise<ProgressAnswer>} never rejects */
+export async function getProgress() {
+  try {
+    const r = await fetch('/api/progress', { credentials: 'same-origin', headers: JSON_HEADERS });
+    if (!r.ok) return { ok: false, status: r.status, series: [] };
+    const data = /** @type {{series?: SeriesProgress[]}} */ (await r.json());
+    return { ok: true, status: r.status, series: (data && data.series) || [] };
+  } catch {
+    return { ok: false, status: 0, series: [] };
+  }
+}
+
+/** @type {Map<string, Promise<DicomJson[]>>} */
+const seriesSearches = new Map();
+
+/**
+ * The series of an exam (the facade's QIDO-RS series search), asked once per page for
+ * every part that needs them; [] when the BFF refuses.
+ * @param {string} studyUid
+ * @returns {Promise<DicomJson[]>}
+ */
+export function seriesOf(studyUid) {
+  let search = seriesSearches.get(studyUid);
+  if (!search) {
+    search = fetch('/dicomweb/studies/' + encodeURIComponent(studyUid) + '/series', {
+      credentials: 'same-origin',
+      headers: DICOM_JSON_HEADERS,
+    }).then((r) => (r.ok ? /** @type {Promise<DicomJson[] | null>} */ (r.json()) : []))
+      .then((rows) => rows || []);
+    search.catch(() => seriesSearches.delete(studyUid)); // asked again next time
+    seriesSearches.set(studyUid, search);
+  }
+  return search;
+}
+
+/**
+ * The study download's URL (DB.VI-SO.176).
+ * @param {string} studyUid
+ * @returns {string}
+ */
+export function downloadUrl(studyUid) {
+  return '/api/download/' + encodeURIComponent(studyUid);
+}
+
+/**
+ * Whether the BFF offers this exam's download here (a HEAD request: nothing retrieved).
+ * @param {string} studyUid
+ * @returns {Promise<boolean>}
+ */
+export async function canDownload(studyUid) {
+  const r = await fetch(downloadUrl(studyUid), { method: 'HEAD', credentials: 'same-origin' });
+  return r.ok;
+}
+
+/**
+ * Asks the BFF to retrieve this series first (DB.VI-SO.189).
+ * @param {string} studyUid
+ * @param {string} seriesUid
+ * @param {string} csrf the session's CSRF token
+ * @returns {Promise<Response>}
+ */
+export function preferSeries(studyUid, seriesUid, csrf) {
+  const url = '/api/priority/' + encodeURIComponent(studyUid) + '/' + encodeURIComponent(seriesUid);
+  return fetch(url, {
+    method: 'POST',
+    credentials: 'same-origin',
+    keepalive: true,
+    headers: { 'X-CSRF-Token': csrf },
+  });
+}
