@@ -339,11 +339,16 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+#: KOS the admin API said changed state (Admin.changed: live grants re-checked at once).
+CHANGED: list[str] = []
+
+
 def admin_app(tmp_path: Path, secret: str) -> Starlette:
     archive = ArchiveStore(f"sqlite:///{tmp_path / 'admin.db'}")
     archive.create_schema()
+    CHANGED.clear()
     app = Starlette(
-        routes=admin_routes(Admin(secret, archive)),
+        routes=admin_routes(Admin(secret, archive, CHANGED.append)),
         exception_handlers={ViewerError: viewer_error},
     )
     app.state.archive = archive  # for the test's own checks
@@ -454,6 +459,7 @@ async def test_admin_api_publish_list_delete(
         assert response.status_code == 200
         assert response.json() == {"sop_uid": sop_uid, "state": "unpublished"}
         assert archive.get(sop_uid).state == "unpublished"  # type: ignore[union-attr]
+        assert [sop_uid] == CHANGED  # the grants' check asks the archive again (issue 13)
         assert (await client.delete("/api/admin/kos/9.9.9", headers=auth)).status_code == 404
         listing = await client.get("/api/admin/kos?state=unpublished", headers=auth)
         assert [i["sop_uid"] for i in listing.json()] == [sop_uid]

@@ -197,20 +197,25 @@ def _record() -> KosRecord:
     )
 
 
+def idle_retriever() -> Retriever:
+    """A Retriever without a transcoding pool: for tests in which nothing is transcoded."""
+    return Retriever(
+        FrameCache(1 << 20),
+        None,  # type: ignore[arg-type]
+        EncodeParams(),
+        frame_timeout=1.0,
+        max_part_bytes=1 << 20,
+        workers=1,
+    )
+
+
 class Facade:
     def __init__(
         self, tmp_path: Path, *, refusal: ViewerError | None = None, frame_waits: int = 8
     ) -> None:
         self.kos_state = "published"
         settings = Settings.from_env({}, mode="demo", open_access=False)
-        retriever = Retriever(
-            FrameCache(1 << 20),
-            None,  # type: ignore[arg-type]
-            EncodeParams(),
-            frame_timeout=1.0,
-            max_part_bytes=1 << 20,
-            workers=1,
-        )
+        retriever = idle_retriever()
         self.origin = FakeOrigin(retriever, refusal)
         self.factory = FakeFactory(self.origin, retriever)
         archive = ArchiveStore(f"sqlite:///{tmp_path / 'archive.db'}")

@@ -16,15 +16,13 @@ from starlette.testclient import TestClient
 from bff.access.limits import InFlight, RateLimit
 from bff.access.published import TTL_S, PublishedKos
 from bff.auth.sessions import COOKIE_NAME, HOST_COOKIE_NAME, OpenedStudy, SessionStore
-from bff.dicomweb.cache import FrameCache
 from bff.dicomweb.key_images import KeyImageIndex
-from bff.dicomweb.retrieve import Retriever
 from bff.dicomweb.upstream import DicomwebUpstream
 from bff.errors import NotFound, ServiceBusy, TooManyRequests
 from bff.origins.local import LocalPacsOrigin
-from bff.transcode import EncodeParams
 from bff.web.cookies import with_session_cookie
 from bff.web.headers import SecurityHeaders, content_security_policy, inline_script_hashes
+from tests.unit.test_facade_routes import idle_retriever
 
 
 class Clock:
@@ -203,14 +201,7 @@ async def test_a_series_the_kos_does_not_reference_starts_nothing() -> None:
             raise AssertionError("nothing may be asked")
 
     upstream = Recording("http://127.0.0.1:9/dicom-web", origin="pacs")
-    retriever = Retriever(
-        FrameCache(1 << 20),
-        None,  # type: ignore[arg-type]
-        EncodeParams(),
-        frame_timeout=1.0,
-        max_part_bytes=1 << 20,
-        workers=1,
-    )
+    retriever = idle_retriever()
     origin = LocalPacsOrigin(
         upstream,
         "1.2.3",
