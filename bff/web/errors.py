@@ -25,6 +25,7 @@ TITLES = {
     404: "Introuvable",
     406: "Format non disponible",
     413: "Demande trop volumineuse",
+    415: "Format non accepté",
     502: "Serveur d'images indisponible",
     503: "Service indisponible",
     504: "Délai dépassé",

@@ -11,7 +11,7 @@ with an unbounded ``request.body()``:
   with :func:`read_body`, then parsed off the event loop by the project's own multipart
   parser (:mod:`bff.dicomweb.multipart`: headers of a part at most 4 KiB, a few parts);
 - :func:`read_kos_upload`: a KOS parsed in a worker thread, its failures translated
-  once (E400).
+  once: a deflated KOS is E441 (never inflated), any other unusable KOS E400.
 """
 
 from __future__ import annotations
@@ -23,14 +23,14 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.requests import Request
 
-from bff.archive.kos import KosError, KosRecord, read_kos
+from bff.archive.kos import DeflatedKos, KosError, KosRecord, read_kos
 from bff.dicomweb.multipart import (
     MultipartError,
     MultipartParser,
     parse_content_type,
     parse_disposition,
 )
-from bff.errors import BadRequest, PayloadTooLarge
+from bff.errors import BadRequest, PayloadTooLarge, UnsupportedTransferSyntax
 
 #: Fields of a form, file parts included: our forms have at most four.
 MAX_FORM_FIELDS = 8
@@ -148,5 +148,7 @@ async def read_kos_upload(body: bytes) -> KosRecord:
         raise BadRequest("empty KOS")
     try:
         return await run_in_threadpool(read_kos, body)
+    except DeflatedKos as exc:
+        raise UnsupportedTransferSyntax(f"KOS refused: {exc}") from exc
     except KosError as exc:
         raise BadRequest(f"not a usable KOS: {exc}") from exc

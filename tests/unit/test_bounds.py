@@ -1,17 +1,23 @@
 """Issue 13, item 3 (unbounded input), in process against the real application
 (``create_app``, its lifespan run once for the module): every request body is bounded
-by its route's cap before it is read whole, uploads are read with a cap, and KOS and
-upload forms are parsed off the event loop. Facts are counted (bytes the application
-pulled, threads), never timed."""
+by its route's cap before it is read whole, uploads are read with a cap, a deflated KOS
+is refused before anything is inflated, and KOS and upload forms are parsed off the
+event loop. Facts are counted (bytes the application pulled, memory allocated,
+threads), never timed."""
 
 from __future__ import annotations
 
+import io
 import threading
+import tracemalloc
 import warnings
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import pydicom
 import pytest
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -20,8 +26,9 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from bff.app import create_app
-from bff.archive.kos import KosRecord, read_kos
+from bff.archive.kos import DeflatedKos, KosRecord, read_kos
 from bff.auth.sessions import Session
+from bff.dicomweb.retrieve import peek_header
 from bff.errors import ViewerError
 from bff.services import services_of
 from bff.web import uploads
@@ -41,6 +48,7 @@ KOS_CAP = 16 * 1024**2
 CHUNK = 64 * 1024
 ADMIN_SECRET = "an-admin-secret-of-32-characters"
 HANDOVER_SECRET = "a-handover-secret"
+DEFLATED = "1.2.840.10008.1.2.1.99"
 
 
 @dataclass
@@ -161,6 +169,15 @@ def zeros(total: int) -> Iterator[bytes]:
 
 
 URLENCODED = {"content-type": "application/x-www-form-urlencoded"}
+#: The routes that take a KOS as the body: the hand-over, the admin API's publication.
+KOS_ROUTES = [
+    (
+        "/api/consumer/kos",
+        {"authorization": f"Bearer {HANDOVER_SECRET}", "x-psc-access-token": "t"},
+        "",
+    ),
+    ("/api/admin/kos", {"authorization": f"Bearer {ADMIN_SECRET}"}, f"cda_id={CDA_ID}"),
+]
 
 
 # -- one request-size policy for every request --------------------------------------------
@@ -322,17 +339,7 @@ def test_an_upload_is_read_with_its_own_cap_even_without_the_middleware() -> Non
     assert within.body == str(4 * FORM_CAP).encode()
 
 
-@pytest.mark.parametrize(
-    ("path", "headers", "query"),
-    [
-        (
-            "/api/consumer/kos",
-            {"authorization": f"Bearer {HANDOVER_SECRET}", "x-psc-access-token": "t"},
-            "",
-        ),
-        ("/api/admin/kos", {"authorization": f"Bearer {ADMIN_SECRET}"}, f"cda_id={CDA_ID}"),
-    ],
-)
+@pytest.mark.parametrize(("path", "headers", "query"), KOS_ROUTES)
 def test_kos_bodies_are_capped(bff: Bff, path: str, headers: dict[str, str], query: str) -> None:
     headers = {**headers, "content-type": "application/dicom"}
     answer = bff.post(path, zeros(64 * 1024**2), headers=headers, query=query)
@@ -363,6 +370,97 @@ def test_a_malformed_upload_form_is_a_plain_400(bff: Bff) -> None:
     ):
         answer = bff.post("/consumer/open", [body], headers=headers, session=session)
         assert answer.status == 400 and answer.headers["x-error-code"] == "E400", body
+
+
+# -- a deflated KOS is refused before anything is inflated ---------------------------------
+
+
+def deflated(*, padding: int = 0) -> bytes:
+    """A Part-10 KOS in Deflated Explicit VR Little Endian (written by pydicom) whose data
+    set inflates to its own size plus ``padding`` bytes of Data Set Trailing Padding
+    (FFFC,FFFC), deflated a megabyte at a time."""
+    kos = make_kos()
+    kos.file_meta.TransferSyntaxUID = DEFLATED
+    written = to_bytes(kos)
+    start = 144 + int.from_bytes(written[140:144], "little")  # after the file meta group
+    if not padding:
+        return written
+    data_set = zlib.decompress(written[start:], -zlib.MAX_WBITS)
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    out = [written[:start], deflate.compress(data_set)]
+    out.append(deflate.compress(b"\xfc\xff\xfc\xffOB\x00\x00" + padding.to_bytes(4, "little")))
+    block = bytes(1024**2)
+    for offset in range(0, padding, len(block)):
+        out.append(deflate.compress(block[: min(len(block), padding - offset)]))
+    out.append(deflate.flush())
+    return b"".join(out)
+
+
+def test_the_test_deflated_kos_is_what_pydicom_reads() -> None:
+    """The helper above makes a genuine deflated KOS (pydicom inflates and reads it)."""
+    ds = pydicom.dcmread(io.BytesIO(deflated(padding=1000)))
+    assert str(ds.file_meta.TransferSyntaxUID) == DEFLATED
+    assert str(ds.SOPInstanceUID) == make_kos().SOPInstanceUID
+    assert len(ds.DataSetTrailingPadding) == 1000
+
+
+def test_a_deflated_kos_bomb_is_refused_without_inflating() -> None:
+    """The issue's case: 0.5 MiB inflating to 512 MiB grew the demo's RSS by 513 MiB.
+    Here 64 MiB of padding: refused from the file meta, and less than 4 MiB allocated."""
+    bomb = deflated(padding=64 * 1024**2)
+    assert len(bomb) < 1024**2
+    tracemalloc.start()
+    try:
+        with pytest.raises(DeflatedKos, match="deflated"):
+            read_kos(bomb)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * 1024**2
+
+
+def test_a_deflated_kos_file_is_refused_by_the_cli_reader(tmp_path: Path) -> None:
+    path = tmp_path / "kos.dcm"
+    path.write_bytes(deflated())
+    with pytest.raises(DeflatedKos):
+        read_kos(path)
+
+
+def test_a_deflated_instance_from_a_source_is_not_inflated() -> None:
+    """The Consumer's intake of a remote Source's instances: the header of a deflated one
+    is its file meta only; the Consumer's policy then refuses it (E302)."""
+    bomb = deflated(padding=64 * 1024**2)
+    tracemalloc.start()
+    try:
+        header = peek_header(bomb)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * 1024**2
+    assert str(header.file_meta.TransferSyntaxUID) == DEFLATED
+    assert str(header.SOPInstanceUID) == make_kos().SOPInstanceUID
+
+
+@pytest.mark.parametrize(("path", "headers", "query"), KOS_ROUTES)
+def test_every_kos_intake_refuses_a_deflated_kos(
+    bff: Bff, path: str, headers: dict[str, str], query: str
+) -> None:
+    headers = {**headers, "content-type": "application/dicom"}
+    answer = bff.post(path, [deflated(padding=1024**2)], headers=headers, query=query)
+    assert answer.status == 415 and answer.headers["x-error-code"] == "E441"
+    assert "Deflated" in answer.body.decode()
+
+
+def test_the_opening_form_refuses_a_deflated_kos(bff: Bff) -> None:
+    session = bff.session(psc=True)
+    answer = bff.post(
+        "/consumer/open",
+        form_data("b0undary", {"csrf": session.csrf_token}, deflated()),
+        headers=multipart("b0undary"),
+        session=session,
+    )
+    assert answer.status == 415 and answer.headers["x-error-code"] == "E441"
+    assert session.studies == []
 
 
 # -- KOS and upload forms parsed off the event loop -----------------------------------------
