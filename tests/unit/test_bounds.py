@@ -361,6 +361,23 @@ def test_a_kos_opened_by_hand_is_read_and_granted(bff: Bff) -> None:
     assert [s.study_uid for s in session.studies] == [read_kos(kos).study_uid]
 
 
+def test_the_opening_pages_urlencoded_form_is_read_too(
+    bff: Bff, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The demo button posts the opening form urlencoded (no file): read within the
+    small cap (no demo KOS outside demo mode: no KOS file, 400); larger, 413."""
+    session = bff.session(psc=True)
+    form = f"csrf={session.csrf_token}&demo=1".encode()
+    caplog.set_level("INFO", logger="bff.web.errors")
+    answer = bff.post("/consumer/open", [form], headers=URLENCODED, session=session)
+    assert answer.status == 400 and answer.headers["x-error-code"] == "E400"
+    assert caplog.records[-1].getMessage().endswith("no KOS file")  # past the CSRF check
+    wrong = bff.post("/consumer/open", [b"csrf=nope&demo=1"], headers=URLENCODED, session=session)
+    assert wrong.status == 400
+    large = bff.post("/consumer/open", zeros(FORM_CAP + 1), headers=URLENCODED, session=session)
+    assert large.status == 413 and large.pulled <= FORM_CAP + CHUNK
+
+
 def test_a_malformed_upload_form_is_a_plain_400(bff: Bff) -> None:
     session = bff.session(psc=True)
     for body, headers in (
