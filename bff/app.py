@@ -39,6 +39,7 @@ from bff.auth.oidc import (
     public_jwks,
 )
 from bff.auth.sessions import SessionStore
+from bff.consumer.routes import UPLOAD_PATHS as CONSUMER_UPLOAD_PATHS
 from bff.consumer.routes import consumer_routes
 from bff.dicomweb.cache import FrameCache
 from bff.dicomweb.disk_cache import DiskFrameCache
@@ -53,6 +54,7 @@ from bff.origins.remote import source_client
 from bff.origins.whitelist import load_whitelist
 from bff.services import Services
 from bff.settings import Settings
+from bff.source.admin import UPLOAD_PATHS as ADMIN_UPLOAD_PATHS
 from bff.source.admin import Admin, admin_routes
 from bff.source.routes import source_routes
 from bff.source.wado import consumer_api_routes
@@ -64,6 +66,7 @@ from bff.web.headers import (
     inline_script_hashes,
     origin_of,
 )
+from bff.web.limits import BodyCaps, BodyLimits
 from bff.web.static import OhifSite, compression_middleware
 
 log = logging.getLogger(__name__)
@@ -159,6 +162,14 @@ def _csp(settings: Settings, site: OhifSite, *, worker: bool = False) -> str:
 def _sessions(scope: Scope) -> SessionStore | None:
     services = getattr(scope["app"].state, "services", None)
     return services.sessions if isinstance(services, Services) else None
+
+
+def body_caps(settings: Settings) -> BodyCaps:
+    """The request-size policy (issue 13): a small cap everywhere, a KOS and its form on
+    the routes that take one."""
+    upload = settings.max_kos_bytes + settings.max_form_bytes
+    paths = (*CONSUMER_UPLOAD_PATHS, *ADMIN_UPLOAD_PATHS)
+    return BodyCaps(settings.max_form_bytes, dict.fromkeys(paths, upload))
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -265,7 +276,9 @@ def create_app(settings: Settings) -> Starlette:
             *consumer_routes(),
             *progress_routes(),
             *export_routes(),
-            *admin_routes(Admin(settings.admin_secret, archive, published.forget)),
+            *admin_routes(
+                Admin(settings.admin_secret, archive, published.forget, settings.max_kos_bytes)
+            ),
             *dicomweb_routes(),
             *site.routes(),
         ],
@@ -276,6 +289,7 @@ def create_app(settings: Settings) -> Starlette:
                 worker_csp=_csp(settings, site, worker=True),
                 hsts=settings.secure_cookie,
             ),
+            Middleware(BodyLimits, caps=body_caps(settings)),
             Middleware(SessionMiddleware, store_of=_sessions),
             compression_middleware(),
         ],

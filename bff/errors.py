@@ -10,6 +10,8 @@
     ├── Forbidden                    403 E403  admin API without the right secret
     ├── NotFound                     404 E404  unknown, or outside the session's grant
     ├── NotAcceptable                406 E406
+    ├── PayloadTooLarge              413 E440  a request body over its route's cap
+    ├── UnsupportedTransferSyntax    415 E441  a Deflated DICOM file (never inflated)
     ├── TooManyRequests              429 E429  a per-session / per-client bound reached
     ├── ServiceBusy                  503 E507  too many sessions at once
     └── UpstreamError                502 E502  the PACS / Source failed
@@ -138,6 +140,28 @@ class NotAcceptable(ViewerError):
     status = 406
     code = "E406"
     message = "Le format demandé n'est pas disponible."
+
+
+class PayloadTooLarge(ViewerError):
+    """A request body over the cap of its route (issue 13, :mod:`bff.web.limits`):
+    refused before it is read whole. (E413 is the link's idCDA code, hence E440.)"""
+
+    status = 413
+    code = "E440"
+    message = "La demande est trop volumineuse (fichier ou formulaire trop grand)."
+
+
+class UnsupportedTransferSyntax(ViewerError):
+    """A DICOM file in Deflated Explicit VR Little Endian (1.2.840.10008.1.2.1.99): refused
+    from its file meta, before anything is inflated (a few hundred kilobytes may inflate
+    to gigabytes; issue 13). DRIM-M exchanges KOS uncompressed."""
+
+    status = 415
+    code = "E441"
+    message = (
+        "Ce fichier DICOM est compressé (syntaxe de transfert « Deflated ») : il n'est pas "
+        "accepté. Veuillez l'envoyer non compressé."
+    )
 
 
 class UpstreamError(ViewerError):

@@ -176,6 +176,19 @@ SETTINGS: tuple[Setting, ...] = (
         "Refused link checks per signed-in person in 10 minutes (429 E429 beyond).",
     ),
     _s(
+        "MAX_FORM_BYTES",
+        str(64 * 1024),
+        "Largest request body, in bytes, of every route but the KOS uploads (forms, "
+        "logins, logout, JSON): a larger one is refused (413 E440) before it is read.",
+    ),
+    _s(
+        "MAX_KOS_BYTES",
+        str(16 * 1024**2),
+        "Largest KOS file, in bytes, taken by the routes that receive one (the Consumer's "
+        "hand-over and opening form, the admin API's publication); their request body may "
+        "be this plus DRIMBOX_MAX_FORM_BYTES (the form around the file), 413 E440 beyond.",
+    ),
+    _s(
         "PSC_ISSUER",
         "http://localhost:9000/psc",
         "ProSantéConnect issuer (or the editor's Proxy e-Santé in front of it), whose "
@@ -362,6 +375,8 @@ class Settings:
     frame_waits_per_session: int
     link_attempts_per_client: int
     failed_checks_per_subject: int
+    max_form_bytes: int
+    max_kos_bytes: int
     psc_issuer: str
     psc_client_id: str
     psc_client_secret: str = field(repr=False)
@@ -430,6 +445,8 @@ class Settings:
             self.cache_max_bytes <= 0
             or self.max_part_bytes <= 0
             or self.frame_disk_cache_bytes <= 0
+            or self.max_form_bytes <= 0
+            or self.max_kos_bytes <= 0
         ):
             raise ValueError("byte limits must be positive")
         if self.oidc_max_auth_age <= 0 or self.oidc_max_token_age <= 0:

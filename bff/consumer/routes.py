@@ -20,7 +20,6 @@ from __future__ import annotations
 import hmac
 from pathlib import Path
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -28,15 +27,17 @@ from starlette.routing import BaseRoute, Route
 from bff.access.handover import HANDOVER_TTL_S
 from bff.access.link import opening_display
 from bff.access.policy import RemoteOpening
-from bff.archive.kos import KosError, KosRecord, read_kos
+from bff.archive.kos import KosRecord
 from bff.audit import audit
 from bff.auth.sessions import OpenedStudy, Session
 from bff.errors import AuthenticationRequired, BadRequest, Forbidden, NotFound
 from bff.services import location_of, services_of, with_cookie
 from bff.web.boot import before_viewer_head
 from bff.web.pages import escape, layout
+from bff.web.uploads import read_body, read_kos_upload, read_upload_form
 
-MAX_KOS_BYTES = 16 * 1024**2
+#: The routes that take a KOS file: their body cap is DRIMBOX_MAX_KOS_BYTES (bff/web/limits.py).
+UPLOAD_PATHS = ("/api/consumer/kos", "/consumer/open")
 
 
 def _session(request: Request) -> Session | None:
@@ -47,15 +48,6 @@ def _session(request: Request) -> Session | None:
 def _enabled(request: Request) -> None:
     if not services_of(request).settings.consumer_enabled:
         raise NotFound("consumer viewer disabled")
-
-
-async def _read_kos(body: bytes) -> KosRecord:
-    if not body or len(body) > MAX_KOS_BYTES:
-        raise BadRequest("empty or oversized KOS")
-    try:
-        return await run_in_threadpool(read_kos, body)
-    except KosError as exc:
-        raise BadRequest(f"not a usable KOS: {exc}") from exc
 
 
 def grant_remote(request: Request, session: Session, opening: RemoteOpening, token: str) -> None:
@@ -101,8 +93,8 @@ async def handover(request: Request) -> Response:
     token = request.headers.get("x-psc-access-token", "")
     if not token:
         raise BadRequest("missing X-PSC-Access-Token")
-    body = await request.body()
-    record = await _read_kos(body)
+    body = await read_body(request, services.settings.max_kos_bytes)
+    record = await read_kos_upload(body)
     series_uid = request.query_params.get("series")
     if series_uid and series_uid not in {s.series_uid for s in record.series}:
         raise BadRequest("series not in the KOS")
@@ -201,19 +193,21 @@ async def open_by_hand(request: Request) -> Response:
     session = _session(request)
     if session is None or not session.authenticated or session.provider != "psc":
         raise AuthenticationRequired("consumer opening without a PSC session")
-    form = await request.form()
-    if not services_of(request).sessions.check_csrf(session, str(form.get("csrf", ""))):
+    settings = services_of(request).settings
+    form = await read_upload_form(
+        request, max_file_bytes=settings.max_kos_bytes, max_form_bytes=settings.max_form_bytes
+    )
+    if not services_of(request).sessions.check_csrf(session, form.fields.get("csrf", "")):
         raise BadRequest("csrf token mismatch")
-    demo = _demo_kos(request) if form.get("demo") else None
-    upload = form.get("kos")
+    demo = _demo_kos(request) if form.fields.get("demo") else None
     if demo is not None:
         body = demo.read_bytes()
-    elif upload is None or isinstance(upload, str):
-        raise BadRequest("no KOS file")
+    elif "kos" in form.files:
+        body = form.files["kos"]
     else:
-        body = await upload.read()
-    record = await _read_kos(body)
-    series_uid = str(form.get("series", "") or "").strip() or None
+        raise BadRequest("no KOS file")
+    record = await read_kos_upload(body)
+    series_uid = form.fields.get("series", "").strip() or None
     if series_uid and series_uid not in {s.series_uid for s in record.series}:
         raise BadRequest("series not in the KOS")
     token = str(session.tokens.get("access_token", ""))

@@ -38,6 +38,7 @@ __all__ = [
     "encode_part",
     "new_boundary",
     "parse_content_type",
+    "parse_disposition",
 ]
 
 _CRLF = b"\r\n"
@@ -69,8 +70,23 @@ def parse_content_type(value: str) -> tuple[str, dict[str, str]]:
     main, slash, sub = media_type.partition("/")
     if not slash or not _TOKEN.fullmatch(main) or not _TOKEN.fullmatch(sub):
         raise MultipartError("invalid media type in Content-Type")
+    return media_type, _parameters(value, len(value) if semicolon < 0 else semicolon)
+
+
+def parse_disposition(value: str) -> tuple[str, dict[str, str]]:
+    """Split a part's Content-Disposition (RFC 7578: a form's part) like
+    :func:`parse_content_type`: ``'form-data; name="kos"; filename="a.dcm"'`` gives
+    ``("form-data", {"name": "kos", "filename": "a.dcm"})``."""
+    semicolon = value.find(";")
+    kind = (value if semicolon < 0 else value[:semicolon]).strip().lower()
+    if not _TOKEN.fullmatch(kind):
+        raise MultipartError("invalid Content-Disposition")
+    return kind, _parameters(value, len(value) if semicolon < 0 else semicolon)
+
+
+def _parameters(value: str, pos: int) -> dict[str, str]:
+    """The ``*(; name=value)`` parameters of a header value, from ``value[pos]``."""
     params: dict[str, str] = {}
-    pos = len(value) if semicolon < 0 else semicolon
     end = len(value)
     while pos < end:
         # Here value[pos] is ";" (possibly one of several, or a trailing one).
@@ -81,11 +97,11 @@ def parse_content_type(value: str) -> tuple[str, dict[str, str]]:
             continue
         match = _TOKEN.match(value, pos)
         if match is None:
-            raise MultipartError("invalid parameter name in Content-Type")
+            raise MultipartError("invalid header parameter name")
         name = match.group().lower()
         pos = _skip_spaces(value, match.end())
         if pos >= end or value[pos] != "=":
-            raise MultipartError("parameter without '=' in Content-Type")
+            raise MultipartError("header parameter without '='")
         pos = _skip_spaces(value, pos + 1)
         if pos < end and value[pos] == '"':
             param_value, pos = _read_quoted(value, pos)
@@ -94,15 +110,15 @@ def parse_content_type(value: str) -> tuple[str, dict[str, str]]:
             stop = end if stop < 0 else stop
             param_value = value[pos:stop].strip()
             if not param_value or any(c in param_value for c in ' \t"\\'):
-                raise MultipartError("invalid unquoted parameter value in Content-Type")
+                raise MultipartError("invalid unquoted header parameter value")
             pos = stop
         pos = _skip_spaces(value, pos)
         if pos < end and value[pos] != ";":
-            raise MultipartError("unexpected characters after a Content-Type parameter")
+            raise MultipartError("unexpected characters after a header parameter")
         if name in params:
-            raise MultipartError("duplicate parameter in Content-Type")
+            raise MultipartError("duplicate header parameter")
         params[name] = param_value
-    return media_type, params
+    return params
 
 
 def _skip_spaces(value: str, pos: int) -> int:

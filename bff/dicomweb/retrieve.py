@@ -31,6 +31,7 @@ from bff.dicomweb.cache import CachedFrame, FrameCache, FrameKey
 from bff.dicomweb.disk_cache import DiskFrameCache, entry_key
 from bff.dicomweb.metadata_ahead import MetadataAhead
 from bff.dicomweb.multipart import Part
+from bff.dicomweb.part10 import DEFLATED_SYNTAXES, file_meta, transfer_syntax
 from bff.dicomweb.series_metadata import PreparedMetadata, RewriteContext, SeriesFacts, prepare
 from bff.dicomweb.series_stream import series_parts, series_path
 from bff.dicomweb.upstream import DicomwebUpstream
@@ -106,9 +107,22 @@ def _is_instance(sop_uid: str, key: FrameKey) -> bool:
 
 
 def peek_header(data: bytes) -> pydicom.Dataset:
-    """The header of a Part-10 instance (file meta included), without its pixel data."""
+    """The header of a Part-10 instance (file meta included), without its pixel data.
+
+    A deflated instance is not inflated here (issue 13: pydicom would inflate the whole
+    data set, unbounded, on the event loop): its header is the file meta and the
+    SOP Instance and Class UIDs the file meta gives. A remote Source's policy refuses it
+    (E302, not a DRIM-M syntax); a PACS's goes to the transcoding worker as before."""
     try:
-        ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
+        source = io.BytesIO(data)
+        meta = file_meta(source)
+        if transfer_syntax(meta) in DEFLATED_SYNTAXES:
+            ds = pydicom.Dataset()
+            ds.file_meta = meta
+            ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+            ds.SOPClassUID = meta.MediaStorageSOPClassUID
+        else:
+            ds = pydicom.dcmread(source, stop_before_pixels=True)
         str(ds.SOPInstanceUID)
     except Exception as exc:  # pydicom raises many types on garbage
         raise UpstreamProtocolError(f"unreadable DICOM part: {exc}") from exc

@@ -1,6 +1,7 @@
 """Admin HTTP API of the KOS archive: the DRIMbox's own publication step (DB.SO.22).
 
-    POST   /api/admin/kos?cda_id=OID[&location=HOST]   body: application/dicom (KOS, <= 16 MiB)
+    POST   /api/admin/kos?cda_id=OID[&location=HOST]   body: application/dicom (KOS,
+           <= DRIMBOX_MAX_KOS_BYTES: 413 E440 beyond; a deflated one 415 E441)
            -> 201 {"sop_uid", "study_uid", "state"}
     DELETE /api/admin/kos/{sop_uid}                    -> 200 {"sop_uid", "state"} | 404
     GET    /api/admin/kos[?state=published|unpublished&limit=N]
@@ -27,12 +28,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
-from bff.archive.kos import KosError, KosRecord, read_kos
 from bff.archive.store import DEFAULT_LOCATION, STATES, ArchivedKos, ArchiveStore
-from bff.errors import BadRequest, Forbidden, NotFound
+from bff.errors import BadRequest, Forbidden, NotFound, ViewerError
+from bff.web.uploads import read_body, read_kos_upload
 
-MAX_KOS_BYTES = 16 * 1024**2
 PREFIX = "/api/admin/kos"
+#: The route that takes a KOS file: its body cap is DRIMBOX_MAX_KOS_BYTES (bff/web/limits.py).
+UPLOAD_PATHS = (PREFIX,)
 
 audit = logging.getLogger("bff.audit")
 
@@ -45,6 +47,8 @@ class Admin:
     archive: ArchiveStore
     #: told of every KOS whose state changes (the grants' check asks the archive again)
     changed: Callable[[str], None] = lambda sop_uid: None
+    #: the largest KOS accepted (DRIMBOX_MAX_KOS_BYTES)
+    max_kos_bytes: int = 16 * 1024**2
 
 
 def admin_routes(admin: Admin) -> list[BaseRoute]:
@@ -75,24 +79,6 @@ def _authorize(admin: Admin, request: Request, action: str) -> None:
         raise Forbidden(f"admin {action}: missing or wrong bearer secret")
 
 
-async def _read_body(request: Request) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > MAX_KOS_BYTES):
-        raise BadRequest(f"KOS body too large or bad Content-Length: {declared[:20]}")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_KOS_BYTES:
-            raise BadRequest("KOS body larger than 16 MiB")
-    return bytes(body)
-
-
-def _publish(store: ArchiveStore, data: bytes, cda_id: str, location: str) -> KosRecord:
-    record = read_kos(data)
-    store.publish(record, cda_id=cda_id, location=location)
-    return record
-
-
 async def publish_kos(admin: Admin, request: Request) -> JSONResponse:
     _authorize(admin, request, "kos.publish")
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -100,12 +86,16 @@ async def publish_kos(admin: Admin, request: Request) -> JSONResponse:
         raise BadRequest(f"KOS body must be application/dicom, not {media_type[:40]!r}")
     cda_id = request.query_params.get("cda_id", "")
     location = request.query_params.get("location", DEFAULT_LOCATION)
-    body = await _read_body(request)
     try:
-        record = await run_in_threadpool(_publish, admin.archive, body, cda_id, location)
-    except (KosError, ValueError) as exc:  # KosError, or a bad cda_id / location
-        _audit(request, "kos.publish.rejected", logging.WARNING, reason=str(exc)[:200])
-        raise BadRequest(f"KOS refused: {exc}") from exc
+        body = await read_body(request, admin.max_kos_bytes)
+        record = await read_kos_upload(body)
+        try:
+            await run_in_threadpool(admin.archive.publish, record, cda_id=cda_id, location=location)
+        except ValueError as exc:  # a bad cda_id / location
+            raise BadRequest(f"KOS refused: {exc}") from exc
+    except ViewerError as exc:
+        _audit(request, "kos.publish.rejected", logging.WARNING, reason=exc.detail[:200])
+        raise
     _audit(
         request,
         "kos.publish",

@@ -54,6 +54,7 @@ from bff.services import (
 )
 from bff.web.boot import before_viewer_head
 from bff.web.pages import logged_out_page, profile_page
+from bff.web.uploads import small_form
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +124,7 @@ async def login(request: Request) -> Response:
     if session is None or (session.pending_link is None and not session.pending_consumer):
         raise AuthenticationRequired("login without a pending link")
     services_of(request).link_attempts.hit(client_key(request))
-    form = await request.form()
+    form = await small_form(request)
     store = services_of(request).sessions
     if not store.check_csrf(session, str(form.get("csrf", ""))):
         raise BadRequest("csrf token mismatch")
@@ -374,7 +375,7 @@ async def logout(request: Request) -> Response:
     session = _session(request)
     provider_logout: str | None = None
     if session is not None:
-        form = await request.form()
+        form = await small_form(request)
         store = services_of(request).sessions
         if not store.check_csrf(session, str(form.get("csrf", ""))):
             raise BadRequest("csrf token mismatch")

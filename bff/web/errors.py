@@ -24,6 +24,8 @@ TITLES = {
     403: "Accès refusé",
     404: "Introuvable",
     406: "Format non disponible",
+    413: "Demande trop volumineuse",
+    415: "Format non accepté",
     502: "Serveur d'images indisponible",
     503: "Service indisponible",
     504: "Délai dépassé",
@@ -49,6 +51,12 @@ def render_error(request: Request, status: int, code: str, message: str) -> Resp
 
 async def viewer_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ViewerError)
+    return error_response(request, exc)
+
+
+def error_response(request: Request, exc: ViewerError) -> Response:
+    """The response of one of our errors, logged (also for the middleware that answers
+    before the routes, :mod:`bff.web.limits`)."""
     level = logging.WARNING if exc.status >= 500 else logging.INFO
     log.log(
         level,

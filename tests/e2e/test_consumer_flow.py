@@ -157,3 +157,21 @@ def test_consumer_shows_the_key_images_first_each_marked(
     overlay = shown(page, "Images clés")
     assert "Coupe : 1/2" in overlay["bottomRight"], overlay
     assert "Image clé" in overlay["topRight"], overlay
+
+
+def test_a_kos_file_opened_by_hand_in_chromium(drimm: DrimmStack, page: Any, tmp_path: Any) -> None:
+    """The opening form as Chromium sends it (multipart/form-data, a non-ASCII file
+    name) is read by our own bounded parser, off the event loop (issue 13), and opens
+    the exam (DB.VI-CS.05)."""
+    drimm.fake.mode = "ok"
+    kos = tmp_path / "KOS de l'examen é.dcm"
+    kos.write_bytes(drimm.kos_for(drimm.source_api))
+    page.goto(drimm.consumer_url + "/consumer")
+    page.click("button[data-provider=psc]")
+    page.fill("input[name=username]", "dr.radiologue")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("input[name=kos]", timeout=30_000)
+    page.set_input_files("input[name=kos]", str(kos))
+    page.locator("form[enctype='multipart/form-data'] button[type=submit]").click()
+    page.wait_for_url("**/viewer?StudyInstanceUIDs=*", timeout=30_000)
+    wait_for_image(page)

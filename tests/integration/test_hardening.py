@@ -6,6 +6,7 @@ to its own token."""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 
 import httpx
@@ -128,6 +129,28 @@ def test_every_page_carries_the_browser_side_headers(
         assert "frame-ancestors 'none'" in policy and "default-src 'self'" in policy
         assert answer.headers["x-frame-options"] == "DENY"
         assert answer.headers["referrer-policy"] == "no-referrer"
+
+
+def test_a_huge_form_is_refused_on_its_headers_alone(source: SourceStack) -> None:
+    """Item 3: uvicorn in front, a 20 MB form declared to /auth/logout is answered 413
+    E440 before one byte of its body is sent, and the connection is closed (the rest is
+    never drained)."""
+    port = source.stack.bff_port
+    head = (
+        "POST /auth/logout HTTP/1.1\r\n"
+        f"Host: {LOCATION}:{port}\r\n"
+        "Content-Type: application/x-www-form-urlencoded\r\n"
+        f"Content-Length: {20 * 10**6}\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(head.encode("ascii"))  # and no body at all
+        answer = b""
+        while chunk := sock.recv(65536):  # until the server closes
+            answer += chunk
+    status_line, _, rest = answer.partition(b"\r\n")
+    assert status_line == b"HTTP/1.1 413 Request Entity Too Large"
+    headers = rest.partition(b"\r\n\r\n")[0].lower()
+    assert b"x-error-code: e440" in headers and b"connection: close" in headers
 
 
 # -- Consumer: cached frames only for a token the Source accepted (item 10) ---------------

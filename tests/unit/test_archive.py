@@ -453,7 +453,7 @@ async def test_admin_api_publish_list_delete(
             content=b"x" * (16 * 1024**2 + 1),
             headers={**auth, "content-type": "application/dicom"},
         )
-        assert response.status_code == 400
+        assert response.status_code == 413 and response.json()["code"] == "E440"
 
         response = await client.delete(f"/api/admin/kos/{sop_uid}", headers=auth)
         assert response.status_code == 200
