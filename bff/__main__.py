@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import ssl
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ import uvicorn
 
 from bff.app import create_app
 from bff.settings import PROJECT_ROOT, Settings
+from bff.source.listener import source_api_options
 
 log = logging.getLogger("bff")
 
@@ -28,35 +28,33 @@ def _configure_logging(level: str) -> None:
 
 
 def _server(app: Any, host: str, port: int, level: str, **extra: Any) -> uvicorn.Server:
+    options: dict[str, Any] = {"proxy_headers": True, **extra}
     config = uvicorn.Config(
         app,
         host=host,
         port=port,
         log_level=level.lower(),
-        proxy_headers=True,
         timeout_graceful_shutdown=5,
         access_log=False,  # OIDC codes travel in URLs; the audit trail says what matters
-        **extra,
+        **options,
     )
     return uvicorn.Server(config)
 
 
 def _servers(app: Any, settings: Settings) -> list[uvicorn.Server]:
     """The BFF's listener, plus (Source role) the mutual-TLS listener for Consumers:
-    same app, same event loop, client certificates required (DRIM-M transport)."""
+    same event loop, the Source API only, client certificates required
+    (bff/source/listener.py)."""
     servers = [_server(app, settings.host, settings.port, settings.log_level)]
     if settings.source_api_port:
+        options = source_api_options(app, settings)
         servers.append(
             _server(
-                app,
+                options.pop("app"),
                 settings.host,
-                settings.source_api_port,
+                options.pop("port"),
                 settings.log_level,
-                lifespan="off",
-                ssl_certfile=settings.tls_cert,
-                ssl_keyfile=settings.tls_key,
-                ssl_ca_certs=settings.tls_client_ca,
-                ssl_cert_reqs=ssl.CERT_REQUIRED,
+                **options,
             )
         )
     return servers

@@ -247,6 +247,7 @@ def create_app(settings: Settings) -> Starlette:
             failed_checks=RateLimit(settings.failed_checks_per_subject, LIMIT_WINDOW_S),
             site=site,
             background=background,
+            whitelist=whitelist,
         )
         purge = asyncio.create_task(_purge_sessions(app.state.services.sessions))
         try:

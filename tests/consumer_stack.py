@@ -28,6 +28,7 @@ from bff.demo.whitelist import write_test_whitelist
 from bff.dicomweb.multipart import closing_delimiter, encode_part
 from bff.idp.app import create_idp_app
 from bff.idp.users import load_users
+from bff.source.listener import source_api_options
 from tests.conftest import Pacs, make_settings
 from tests.servers import free_port, live_server
 
@@ -245,7 +246,7 @@ def drimm(pacs: Pacs, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Drim
         live_server(
             source_app,
             port=bff_port,
-            also=[{"port": api_port, **mtls(pki["server"], client_ca)}],
+            also=[source_api_options(source_app, source_settings)],
         ),
         live_server(
             fake_source_app(pacs.study, fake),

@@ -329,6 +329,21 @@ def test_source_with_another_operator_certificate_never_gets_the_token(
     assert refused[-1]["expected_dn"] == "CN=localhost,O=DRIMbox viewer tests,C=FR"
 
 
+def test_the_source_audit_names_the_consumer_certificate(
+    drimm: DrimmStack, browser: ConsumerBrowser
+) -> None:
+    """Issue 13 item 7: the Source API checked the Consumer's client certificate against
+    the whitelist, and its audit trail records the certificate's subject."""
+    browser.open(drimm.kos_for(drimm.source_api))
+    assert metadata(browser, drimm.study.study_uid, axial(drimm)).status_code == 200
+    entries = [
+        e for e in read_audit(drimm.work / "source-audit.jsonl") if e["event"] == "source_metadata"
+    ]
+    assert entries
+    assert entries[-1]["peer_certificate_dn"] == "CN=consumer.localhost,O=DRIMbox viewer tests,C=FR"
+    assert entries[-1]["whitelist_id"] == "DRIMBOX-TEST-002"
+
+
 def read_audit(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
