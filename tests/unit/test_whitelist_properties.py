@@ -1,7 +1,11 @@
 """Property tests of the whitelist reader (issue 13): whatever the bytes, the parser and the
 signature check raise nothing but the project's own WhitelistError, within a bounded
 amount of memory, and no change to a signed list yields other entries than the signed
-ones. Examples are derived from a fixed seed (derandomize): the same run every time."""
+ones. Examples are derived from a fixed seed (derandomize): the same run every time.
+
+The memory bound is what tracemalloc sees: Python's allocations (the trees built, the
+strings), not libxml2's or expat's own; DTDs and entities are refused before either
+parser could expand one (test_whitelist.py)."""
 
 from __future__ import annotations
 
