@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     from playwright.sync_api import sync_playwright
 
     from bff.demo.orthanc import OrthancProcess
-    from bff.demo.pki import make_test_pki
+    from bff.demo.pki import make_test_pki, make_whitelist_signer
     from bff.demo.stack import DEMO_CDA_ID, DEMO_USERS_FILE, new_stack, publish_demo_kos
     from bff.idp.app import create_idp_app
     from bff.idp.users import load_users
@@ -137,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
             load_users(DEMO_USERS_FILE), stack.idp_clients(), issuer_base=stack.issuer_base
         )
         pki = make_test_pki(work / "pki", server_names=("localhost",))
+        pki["whitelist_signer"] = make_whitelist_signer(work / "pki")
         with thread_server(idp, idp_port), sync_playwright() as playwright:
             from bench.browser import CHROMIUM_ARGS
 

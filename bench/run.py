@@ -22,11 +22,11 @@ from bench.stacks import (
     free_port,
     settings_env,
 )
-from bff.origins.whitelist import write_test_whitelist
 from bff.demo.dataset import DemoStudy
 from bff.demo.kos import retarget_kos
 from bff.demo.pki import TlsFiles
 from bff.demo.stack import Stack
+from bff.demo.whitelist import write_test_whitelist
 from tests.access import LoopbackTransport, ScriptedBrowser, psc_access_token
 
 PATIENT = "dominique.pat-trois"
@@ -56,10 +56,21 @@ class World:
         return len(self.study.instance_files)
 
 
+def _whitelist(world: World) -> dict[str, object]:
+    """The signed test whitelist both roles load (the Source, 'localhost', and the
+    Consumer's client certificate), and the pinned signer."""
+    signer = world.pki["whitelist_signer"]
+    path = world.work / "whitelist.xml"
+    if not path.exists():
+        write_test_whitelist(path, ["localhost", "consumer.localhost"], signer)
+    return {"whitelist_file": path, "whitelist_signer_cert": signer.cert}
+
+
 def _source_server(
     world: World, api_port: int, tag: str, frames_dir: str | None = None
 ) -> ServerProcess:
     values: dict[str, object] = {
+        **_whitelist(world),
         **world.stack.bff_overrides(),
         "upstream_url": world.pacs_dicomweb,
         "open_access": False,
@@ -219,8 +230,6 @@ def run_consumer(world: World, throttled: bool, lossy: bool = False) -> dict[str
     tag = f"consumer-{secrets.token_hex(3)}"
     api_port, co_port = free_port(), world.consumer_port
     consumer_url = f"http://{CONSUMER_HOST}:{co_port}"
-    whitelist = world.work / "whitelist.xml"
-    write_test_whitelist(whitelist, ["localhost"])
     secret = "handover-" + world.stack.client_secret
     unused = "http://127.0.0.1:9/unused"
     values: dict[str, object] = {
@@ -239,7 +248,8 @@ def run_consumer(world: World, throttled: bool, lossy: bool = False) -> dict[str
         "source_client_cert": world.pki["client"].cert,
         "source_client_key": world.pki["client"].key,
         "source_ca_bundle": world.pki["server"].ca_cert,
-        "whitelist_file": whitelist,
+        **_whitelist(world),
+        "source_ports": str(api_port),
         "log_level": "warning",
     }
     consumer = ServerProcess(["bff"], co_port, settings_env(values), world.work / f"{tag}.log")

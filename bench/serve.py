@@ -18,7 +18,6 @@ import cProfile
 import logging
 import os
 import signal
-import ssl
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -32,6 +31,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from bff.settings import Settings
+from bff.source.listener import source_api_options
 
 #: Response headers of the PACS passed on by the baseline proxy.
 PASSED_HEADERS = ("content-type", "content-length", "content-encoding")
@@ -65,18 +65,8 @@ def run_bff() -> None:
     app = create_app(settings)
     configs = [_config(app, settings.host, settings.port)]
     if settings.source_api_port:
-        configs.append(
-            _config(
-                app,
-                settings.host,
-                settings.source_api_port,
-                lifespan="off",
-                ssl_certfile=settings.tls_cert,
-                ssl_keyfile=settings.tls_key,
-                ssl_ca_certs=settings.tls_client_ca,
-                ssl_cert_reqs=ssl.CERT_REQUIRED,
-            )
-        )
+        options = source_api_options(app, settings)  # the same listener as the BFF's
+        configs.append(_config(options.pop("app"), settings.host, options.pop("port"), **options))
     asyncio.run(_serve_all(configs))
 
 

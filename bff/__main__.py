@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import ssl
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ import uvicorn
 
 from bff.app import create_app
 from bff.settings import PROJECT_ROOT, Settings
+from bff.source.listener import source_api_options
 
 log = logging.getLogger("bff")
 
@@ -28,35 +28,33 @@ def _configure_logging(level: str) -> None:
 
 
 def _server(app: Any, host: str, port: int, level: str, **extra: Any) -> uvicorn.Server:
+    options: dict[str, Any] = {"proxy_headers": True, **extra}
     config = uvicorn.Config(
         app,
         host=host,
         port=port,
         log_level=level.lower(),
-        proxy_headers=True,
         timeout_graceful_shutdown=5,
         access_log=False,  # OIDC codes travel in URLs; the audit trail says what matters
-        **extra,
+        **options,
     )
     return uvicorn.Server(config)
 
 
 def _servers(app: Any, settings: Settings) -> list[uvicorn.Server]:
     """The BFF's listener, plus (Source role) the mutual-TLS listener for Consumers:
-    same app, same event loop, client certificates required (DRIM-M transport)."""
+    same event loop, the Source API only, client certificates required
+    (bff/source/listener.py)."""
     servers = [_server(app, settings.host, settings.port, settings.log_level)]
     if settings.source_api_port:
+        options = source_api_options(app, settings)
         servers.append(
             _server(
-                app,
+                options.pop("app"),
                 settings.host,
-                settings.source_api_port,
+                options.pop("port"),
                 settings.log_level,
-                lifespan="off",
-                ssl_certfile=settings.tls_cert,
-                ssl_keyfile=settings.tls_key,
-                ssl_ca_certs=settings.tls_client_ca,
-                ssl_cert_reqs=ssl.CERT_REQUIRED,
+                **options,
             )
         )
     return servers
@@ -92,11 +90,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from bff.demo.dataset import write_demo_study
     from bff.demo.kos import retarget_kos
     from bff.demo.orthanc import OrthancProcess
-    from bff.demo.pki import make_test_pki
+    from bff.demo.pki import make_test_pki, make_whitelist_signer
     from bff.demo.stack import DEMO_CDA_ID, DEMO_USERS, DEMO_USERS_FILE, new_stack, publish_demo_kos
+    from bff.demo.whitelist import write_test_whitelist
     from bff.idp.app import create_idp_app
     from bff.idp.users import load_users
-    from bff.origins.whitelist import write_test_whitelist
 
     _configure_logging("INFO")
     var = Path(args.var)
@@ -107,10 +105,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     consumer_origin = f"http://{args.consumer_location}:{args.consumer_port}"
     stack = new_stack(args.port, args.idp_port, (host,), extra_origins=(consumer_origin,))
     archive_url = f"sqlite:///{var / 'demo-archive.db'}"
-    # Throw-away PKI and whitelist for the DRIMbox-to-DRIMbox link (never committed).
+    # Throw-away PKI and whitelist for the DRIMbox-to-DRIMbox link (never committed): the
+    # list names the Source ('localhost', its server certificate) and the Consumer (its
+    # client certificate), signed by a throw-away key both pin in place of ANS's.
     pki = make_test_pki(var / "pki", server_names=("localhost",))
+    signer = make_whitelist_signer(var / "pki")
     whitelist = var / "demo-whitelist.xml"
-    write_test_whitelist(whitelist, ["localhost"])
+    write_test_whitelist(whitelist, ["localhost", "consumer.localhost"], signer)
+    trust = {"whitelist_file": str(whitelist), "whitelist_signer_cert": str(signer.cert)}
     consumer_kos = var / "demo-kos-for-consumer.dcm"
     source_api = f"https://localhost:{args.source_api_port}/api/source"
     consumer_kos.write_bytes(retarget_kos(study.kos_path.read_bytes(), source_api))
@@ -128,6 +130,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             tls_cert=str(pki["server"].cert),
             tls_key=str(pki["server"].key),
             tls_client_ca=str(pki["client"].ca_cert),
+            **trust,
         )
         consumer = Settings.from_env(
             None,
@@ -140,7 +143,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
             source_client_cert=str(pki["client"].cert),
             source_client_key=str(pki["client"].key),
             source_ca_bundle=str(pki["server"].ca_cert),
-            whitelist_file=str(whitelist),
+            **trust,
+            source_ports=str(args.source_api_port),
             consumer_demo_kos=str(consumer_kos),
         )
         idp = create_idp_app(

@@ -51,7 +51,7 @@ from bff.facade.progress import progress_routes
 from bff.facade.routes import dicomweb_routes
 from bff.origins.factory import OriginFactory
 from bff.origins.remote import source_client
-from bff.origins.whitelist import load_whitelist
+from bff.origins.whitelist_file import load_whitelist
 from bff.services import Services
 from bff.settings import Settings
 from bff.source.admin import UPLOAD_PATHS as ADMIN_UPLOAD_PATHS
@@ -179,6 +179,13 @@ def create_app(settings: Settings) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # The ANS whitelist, both roles, verified first: an unsigned or tampered list
+        # stops the start before anything else is built (issue 13 item 6).
+        whitelist = None
+        if settings.whitelist_file:
+            whitelist = load_whitelist(
+                Path(settings.whitelist_file), Path(settings.whitelist_signer_cert)
+            )
         pool = TranscodePool(settings.workers)
         pool.warm_up()
         locations = {
@@ -193,12 +200,9 @@ def create_app(settings: Settings) -> Starlette:
         }
         archive.create_schema()
         audit_handler = configure_audit(settings.audit_log)
-        # Consumer role: one client towards every Source (mutual TLS, connection pool),
-        # and the ANS whitelist.
-        client = source_client(settings) if settings.consumer_enabled else None
-        whitelist = None
-        if settings.consumer_enabled and settings.whitelist_file:
-            whitelist = load_whitelist(Path(settings.whitelist_file))
+        # Consumer role: one client towards every Source (mutual TLS, connection pool,
+        # whitelisted Sources only).
+        client = source_client(settings, whitelist) if settings.consumer_enabled else None
         disk = None
         if settings.frame_disk_cache_dir:
             disk = DiskFrameCache(
@@ -235,6 +239,7 @@ def create_app(settings: Settings) -> Starlette:
                 frame_timeout=settings.frame_wait_timeout,
                 consumer_images=lambda: settings.consumer_images,
                 whitelist=whitelist,
+                source_ports=settings.source_port_set(),
                 source_client=client,
             ),
             providers=providers,
@@ -253,6 +258,7 @@ def create_app(settings: Settings) -> Starlette:
             failed_checks=RateLimit(settings.failed_checks_per_subject, LIMIT_WINDOW_S),
             site=site,
             background=background,
+            whitelist=whitelist,
         )
         purge = asyncio.create_task(_purge_sessions(app.state.services.sessions))
         try:

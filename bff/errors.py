@@ -30,6 +30,8 @@ status is the contract; the ``S`` codes name the Source-side cause in our logs, 
 trail and the JSON body ``{"code", "message"}``::
 
     ViewerError
+    ├── SourcePeerRefused           403 S403L client certificate not a whitelisted
+    │                                         operator certificate (DNCertificatOperateur)
     ├── SourceTokenInvalid          403 S403  bearer token missing, inactive, expired -> E204
     ├── SourceKosNotFound           404 S404  KOS unknown or inconsistent             -> E205
     ├── SourceGone                  410 S410  KOS unpublished, exam / series gone     -> E206
@@ -192,6 +194,17 @@ class IncompleteSeries(UpstreamError):
 
 
 # -- the Source WADO-RS API (DRIMbox to DRIMbox) ----------------------------------------
+
+
+class SourcePeerRefused(ViewerError):
+    """The Consumer's client certificate (mutual TLS) is not the operator certificate of
+    any entry of the ANS whitelist (issue 13 item 7); checked before anything else."""
+
+    status = 403
+    code = "S403L"
+    message = (
+        "Le certificat de la DRIMbox consommatrice ne figure pas dans la liste blanche de l'ANS."
+    )
 
 
 class SourceTokenInvalid(ViewerError):

@@ -27,6 +27,7 @@ from bff.dicomweb.retrieve import Retriever
 from bff.errors import BadRequest
 from bff.origins.base import StudyOrigin
 from bff.origins.factory import OriginFactory
+from bff.origins.whitelist import Whitelist
 from bff.settings import Settings
 from bff.web.cookies import with_session_cookie
 from bff.web.static import OhifSite
@@ -58,6 +59,8 @@ class Services:
     site: OhifSite
     #: tasks started in the background (kept referenced until done)
     background: set[asyncio.Task[Any]]
+    #: the ANS whitelist, verified (both roles); None: every Source and Consumer refused
+    whitelist: Whitelist | None = None
 
     @property
     def open_access(self) -> bool:

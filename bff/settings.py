@@ -298,8 +298,25 @@ SETTINGS: tuple[Setting, ...] = (
     _s(
         "WHITELIST_FILE",
         "",
-        "Consumer role: the ANS whitelist XML (ListeBlancheDRIM-M); a Source host missing "
-        "from it is refused (E203). Empty: every Source is refused.",
+        "The ANS whitelist XML (ListeBlancheDRIM-M), XAdES-signed by ANS; checked at start "
+        "against DRIMBOX_WHITELIST_SIGNER_CERT (an unsigned or tampered list: no start). "
+        "Consumer role: a Source not listed is refused (E203). Source role: a Consumer whose "
+        "client certificate is not a listed operator certificate is refused (403 S403L). "
+        "Empty: every Source and every Consumer is refused; required in production mode.",
+    ),
+    _s(
+        "WHITELIST_SIGNER_CERT",
+        "",
+        "The ANS signing certificate(s) (PEM) the whitelist signature must verify with; "
+        "pinned, not a CA (IGC-Santé certifies every health organisation). Several may be "
+        "listed (the next one before a rollover). Required with DRIMBOX_WHITELIST_FILE.",
+    ),
+    _s(
+        "SOURCE_PORTS",
+        "443",
+        "Consumer role: the ports a whitelisted Source may be reached on (comma-separated). "
+        "The whitelist names hosts only and DRIMboxes answer on 443; other ports are for "
+        "test and demo set-ups (the demo's Source listens on 8443). Only 443 in production.",
     ),
     _s(
         "MEDICAL_DEVICE",
@@ -404,6 +421,8 @@ class Settings:
     source_client_key: str
     source_ca_bundle: str
     whitelist_file: str
+    whitelist_signer_cert: str
+    source_ports: str
     medical_device: bool
     consumer_demo_kos: str
     consumer_images: str
@@ -453,6 +472,10 @@ class Settings:
             raise ValueError("DRIMBOX_OIDC_MAX_AUTH_AGE and _MAX_TOKEN_AGE must be positive")
         if self.admin_secret and len(self.admin_secret) < 16:
             raise ValueError("DRIMBOX_ADMIN_SECRET must be empty or at least 16 characters")
+        if self.whitelist_file and not self.whitelist_signer_cert:
+            # Issue 13 item 6: no unsigned whitelist in any mode (the demo signs its own).
+            raise ValueError("DRIMBOX_WHITELIST_SIGNER_CERT is required with a whitelist")
+        self.source_port_set()  # raises on a malformed DRIMBOX_SOURCE_PORTS
 
     def _validate_production(self) -> None:
         if self.open_access:
@@ -463,6 +486,10 @@ class Settings:
             raise ValueError("DRIMBOX_SESSION_SECRET is required in production mode")
         if self.fcp_client_secret and not self.fcp_encryption_key:
             raise ValueError("DRIMBOX_FCP_ENCRYPTION_KEY is required in production mode")
+        if (self.consumer_enabled or self.source_api_port) and not self.whitelist_file:
+            raise ValueError("DRIMBOX_WHITELIST_FILE is required in production mode")
+        if self.source_port_set() != {443}:
+            raise ValueError("DRIMBOX_SOURCE_PORTS other than 443 is refused in production mode")
         issuers = [self.psc_issuer, self.fcp_issuer, *([self.fc_issuer] if self.fc_enabled else [])]
         for issuer in issuers:
             host = (urlsplit(issuer).hostname or "").lower()
@@ -486,6 +513,16 @@ class Settings:
                 raise ValueError(f"DRIMBOX_LOCATIONS: malformed entry {item.strip()!r}")
             mapping[host] = url.strip()
         return mapping
+
+    def source_port_set(self) -> frozenset[int]:
+        """The ports a whitelisted Source may be reached on (DRIMBOX_SOURCE_PORTS)."""
+        try:
+            ports = frozenset(int(p) for p in self.source_ports.split(",") if p.strip())
+        except ValueError:
+            raise ValueError("DRIMBOX_SOURCE_PORTS: comma-separated port numbers") from None
+        if not ports or not all(0 < p < 65536 for p in ports):
+            raise ValueError("DRIMBOX_SOURCE_PORTS: comma-separated port numbers")
+        return ports
 
     def source_api_client_ids(self) -> frozenset[str]:
         """The PSC client ids whose tokens the Source API accepts."""

@@ -7,6 +7,7 @@ import base64
 import hashlib
 import re
 import secrets
+import ssl
 from urllib.parse import parse_qs, urljoin, urlsplit
 
 import httpx
@@ -18,10 +19,11 @@ HIDDEN = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)"')
 
 class LoopbackTransport(httpx.BaseTransport):
     """Connects ``localhost`` and ``*.localhost`` to 127.0.0.1, keeping the Host header
-    (Python does not resolve ``*.localhost``; Chromium does)."""
+    (Python does not resolve ``*.localhost``; Chromium does). ``verify``: the TLS
+    context (a client certificate for the Source API's mutual TLS)."""
 
-    def __init__(self) -> None:
-        self._inner = httpx.HTTPTransport()
+    def __init__(self, verify: ssl.SSLContext | bool = True) -> None:
+        self._inner = httpx.HTTPTransport(verify=verify)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         host = request.url.host

@@ -22,12 +22,13 @@ from starlette.routing import Route
 from bff.app import create_app
 from bff.demo.dataset import DemoStudy
 from bff.demo.kos import retarget_kos
-from bff.demo.pki import TlsFiles, make_test_pki
+from bff.demo.pki import TlsFiles, issue, make_test_pki, make_whitelist_signer
 from bff.demo.stack import DEMO_CDA_ID, DEMO_USERS_FILE, Stack, new_stack, publish_demo_kos
+from bff.demo.whitelist import write_test_whitelist
 from bff.dicomweb.multipart import closing_delimiter, encode_part
 from bff.idp.app import create_idp_app
 from bff.idp.users import load_users
-from bff.origins.whitelist import write_test_whitelist
+from bff.source.listener import source_api_options
 from tests.conftest import Pacs, make_settings
 from tests.servers import free_port, live_server
 
@@ -37,13 +38,40 @@ BOUNDARY = "drimbox-fake-source"
 
 
 def mtls(files: TlsFiles, client_ca: Path) -> dict[str, Any]:
-    """uvicorn options of a listener that requires a client certificate."""
+    """uvicorn options of a plain listener that requires a client certificate (the
+    misbehaving Source double; this project's Source uses its own listener)."""
     return {
         "ssl_certfile": str(files.cert),
         "ssl_keyfile": str(files.key),
         "ssl_ca_certs": str(client_ca),
         "ssl_cert_reqs": ssl.CERT_REQUIRED,
     }
+
+
+def from_test_ca(
+    pki: dict[str, TlsFiles], directory: Path, common_name: str, **usage: Any
+) -> TlsFiles:
+    """Another certificate from the test CA, for ``common_name`` (loopback too): valid for
+    TLS, but not one the test whitelist lists (``organization`` or name differ)."""
+    ca = (pki["server"].ca_cert, pki["server"].ca_cert.with_suffix(".key"))
+    return issue(
+        directory,
+        ca,
+        common_name=common_name,
+        dns_names=(common_name,),
+        ip_addresses=("127.0.0.1",),
+        name=f"{common_name}-{usage.get('organization', 'test')}",
+        **usage,
+    )
+
+
+def whitelisted(work: Path, hosts: list[str]) -> dict[str, Any]:
+    """A test whitelist listing ``hosts`` (their test certificate DNs), signed by a
+    throw-away key: the settings that load it."""
+    signer = make_whitelist_signer(work / "signer")
+    path = work / "whitelist.xml"
+    write_test_whitelist(path, hosts, signer)
+    return {"whitelist_file": str(path), "whitelist_signer_cert": str(signer.cert)}
 
 
 @dataclass
@@ -143,6 +171,9 @@ class DrimmStack:
     source_api: str  # https://localhost:PORT/api/source (the real Source, this project)
     fake_port: int  # the misbehaving double
     fake: FakeSourceMode
+    #: Ports the Consumer may reach Sources on (DRIMBOX_SOURCE_PORTS) that nothing listens
+    #: on at first: for tests that start a Source of their own, or none.
+    spare_ports: tuple[int, ...]
     consumer_url: str  # http://co.localhost:PORT
     consumer_app: Starlette
     handover_secret: str
@@ -162,6 +193,10 @@ def drimm(pacs: Pacs, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Drim
     work = tmp_path_factory.mktemp("drimm")
     pki = make_test_pki(work / "pki", server_names=("localhost",))
     bff_port, api_port, idp_port, co_port, fake_port = (free_port() for _ in range(5))
+    spare_ports = (free_port(), free_port(), free_port())
+    # The whitelist names the Source ('localhost': its server certificate) and the
+    # Consumer (its client certificate), both roles load it.
+    trust = whitelisted(work, ["localhost", "consumer.localhost"])
     consumer_url = f"http://{CONSUMER_HOST}:{co_port}"
     stack = new_stack(bff_port, idp_port, (SOURCE_LOCATION,), extra_origins=(consumer_url,))
     archive_url = f"sqlite:///{work / 'source-archive.db'}"
@@ -177,9 +212,11 @@ def drimm(pacs: Pacs, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Drim
         archive_url=archive_url,
         audit_log=work / "source-audit.jsonl",
         source_api_port=api_port,
+        tls_cert=str(pki["server"].cert),
+        tls_key=str(pki["server"].key),
+        tls_client_ca=str(client_ca),
+        **trust,
     )
-    whitelist = work / "whitelist.xml"
-    write_test_whitelist(whitelist, ["localhost"])
     secret = "handover-" + stack.client_secret
     # The Consumer runs beside a PACS that holds the very study (issue 12: a KOS-opened
     # study must never be answered from it).
@@ -195,7 +232,8 @@ def drimm(pacs: Pacs, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Drim
         source_client_cert=str(pki["client"].cert),
         source_client_key=str(pki["client"].key),
         source_ca_bundle=str(pki["server"].ca_cert),
-        whitelist_file=str(whitelist),
+        **trust,
+        source_ports=",".join(map(str, (api_port, fake_port, *spare_ports))),
         source_timeout=3.0,
         frame_wait_timeout=8.0,
     )
@@ -208,7 +246,7 @@ def drimm(pacs: Pacs, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Drim
         live_server(
             source_app,
             port=bff_port,
-            also=[{"port": api_port, **mtls(pki["server"], client_ca)}],
+            also=[source_api_options(source_app, source_settings)],
         ),
         live_server(
             fake_source_app(pacs.study, fake),
@@ -224,6 +262,7 @@ def drimm(pacs: Pacs, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Drim
             source_api=f"https://localhost:{api_port}/api/source",
             fake_port=fake_port,
             fake=fake,
+            spare_ports=spare_ports,
             consumer_url=consumer_url,
             consumer_app=consumer_app,
             handover_secret=secret,

@@ -38,7 +38,8 @@ def live_server(
 ) -> Iterator[str]:
     """Serve ``app`` on loopback; yields its base URL. ``tls``: uvicorn's ssl_* options
     (e.g. a mutual-TLS listener: ssl_certfile, ssl_keyfile, ssl_ca_certs, ssl_cert_reqs).
-    ``also``: more listeners of the same app in the same event loop (port + ssl_*)."""
+    ``also``: more listeners in the same event loop (uvicorn.Config arguments: port, ssl_*,
+    and ``app`` when not ``app``, e.g. :func:`bff.source.listener.source_api_options`)."""
     port = port or free_port()
     config = uvicorn.Config(
         app,
@@ -53,12 +54,14 @@ def live_server(
     others = [
         uvicorn.Server(
             uvicorn.Config(
-                app,
-                host="127.0.0.1",
-                log_level="warning",
-                lifespan="off",
-                timeout_graceful_shutdown=2,
-                **extra,
+                **{
+                    "app": app,
+                    "host": "127.0.0.1",
+                    "log_level": "warning",
+                    "lifespan": "off",
+                    "timeout_graceful_shutdown": 2,
+                    **extra,
+                }
             )
         )
         for extra in also or []

@@ -1,6 +1,8 @@
 """The checks of the Source WADO-RS API (this DRIMbox answering Consumer DRIMboxes),
-over the introspected PSC token, the KOS archive and the PACS's patient id, before any
-response header is sent: the token is a ProSantéConnect token issued to an allowed
+over the Consumer's client certificate, the introspected PSC token, the KOS archive and
+the PACS's patient id, before any response header is sent: the certificate is the
+operator certificate of an ANS whitelist entry (403 S403L, :func:`check_peer_certificate`);
+the token is a ProSantéConnect token issued to an allowed
 Consumer client, with the expected scope and assurance level (403, :func:`check_psc_token`);
 the KOS named by ``KOS-SOPInstanceUID`` references what is asked and is published
 (404 / 410), and the PACS's PatientID is the archive's INS or IPP (406, DB.SO.47).
@@ -10,9 +12,11 @@ PACS failures become the statuses of Tableau 2 (:func:`pacs_error`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from cryptography import x509
 
 from bff.archive.store import ArchivedKos
 from bff.audit import audit
@@ -24,11 +28,13 @@ from bff.errors import (
     SourcePacsTimeout,
     SourcePacsUnavailable,
     SourcePatientMismatch,
+    SourcePeerRefused,
     SourceTokenInvalid,
     UpstreamError,
     UpstreamTimeout,
     ViewerError,
 )
+from bff.origins.whitelist import Whitelist, WhitelistEntry
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +74,27 @@ class PscToken:
             subject=text("sub"),
             rpps=text("SubjectNameID"),
         )
+
+
+def check_peer_certificate(
+    chain: Sequence[str], whitelist: Whitelist | None
+) -> tuple[WhitelistEntry, x509.Name]:
+    """Issue 13 item 7: the Consumer's client certificate (``chain``: PEM, the leaf first,
+    as the ASGI ``tls`` extension gives it) is the operator certificate of an entry of the
+    ANS whitelist (its subject is the entry's ``DNCertificatOperateur``), else S403L.
+    Chaining to the configured CA was checked in the handshake; this says which DRIMbox."""
+    if whitelist is None:
+        raise SourcePeerRefused("no ANS whitelist: every Consumer is refused")
+    if not chain:
+        raise SourcePeerRefused("no client certificate (not the mutual-TLS listener?)")
+    try:
+        subject = x509.load_pem_x509_certificate(chain[0].encode("ascii")).subject
+    except ValueError:
+        raise SourcePeerRefused("unreadable client certificate") from None
+    entry = whitelist.entry_for_peer(subject)
+    if entry is None:
+        raise SourcePeerRefused("the client certificate is not a whitelisted operator certificate")
+    return entry, subject
 
 
 def check_psc_token(token: PscToken, *, issuer: str, allowed_clients: Collection[str]) -> None:

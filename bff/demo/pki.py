@@ -32,6 +32,8 @@ CA_BACKDATE = dt.timedelta(days=2)
 #: Validity of a leaf; backdated a little against clock skew between processes.
 LEAF_VALIDITY = dt.timedelta(days=7)
 LEAF_BACKDATE = dt.timedelta(hours=1)
+#: The organisation named in every test certificate's subject.
+TEST_ORGANIZATION = "DRIMbox viewer tests"
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,18 @@ def _slug(name: str) -> str:
     if not slug:
         raise ValueError(f"unusable file name: {name!r}")
     return slug
+
+
+def subject(common_name: str, organization: str = TEST_ORGANIZATION) -> x509.Name:
+    """The subject DN of a test certificate (what a test whitelist lists as the operator
+    certificate DN, ``DNCertificatOperateur``)."""
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.COUNTRY_NAME, "FR"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        ]
+    )
 
 
 def _now() -> dt.datetime:
@@ -79,6 +93,50 @@ def _write_cert(path: Path, cert: x509.Certificate) -> None:
     path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
 
+def _key_usage(
+    *, cert_sign: bool = False, commitment: bool = False, agreement: bool = False
+) -> x509.KeyUsage:
+    """digitalSignature always; certificate and CRL signing for a CA; nonRepudiation for a
+    document signer; keyAgreement for a TLS leaf (ECDHE)."""
+    return x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=commitment,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=agreement,
+        key_cert_sign=cert_sign,
+        crl_sign=cert_sign,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+def _save(
+    directory: Path, name: str, key: ec.EllipticCurvePrivateKey, cert: x509.Certificate
+) -> tuple[Path, Path]:
+    """``<slug of name>.crt`` and ``.key`` (private) in ``directory``."""
+    slug = _slug(name)
+    cert_path, key_path = directory / f"{slug}.crt", directory / f"{slug}.key"
+    _write_key(key_path, key)
+    _write_cert(cert_path, cert)
+    return cert_path, key_path
+
+
+def _self_signed(
+    name: str, key: ec.EllipticCurvePrivateKey, not_before: dt.datetime, validity: dt.timedelta
+) -> x509.CertificateBuilder:
+    """A self-signed certificate's builder: subject = issuer = ``subject(name)``."""
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject(name))
+        .issuer_name(subject(name))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_before + validity)
+    )
+
+
 def _load_ca(ca: tuple[Path, Path]) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     cert = x509.load_pem_x509_certificate(ca[0].read_bytes())
     key = serialization.load_pem_private_key(ca[1].read_bytes(), password=None)
@@ -95,49 +153,18 @@ def make_ca(directory: Path, name: str = "DRIMbox Test CA") -> tuple[Path, Path]
     """
     directory.mkdir(parents=True, exist_ok=True)
     key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name(
-        [
-            x509.NameAttribute(NameOID.COUNTRY_NAME, "FR"),
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "DRIMbox viewer tests"),
-            x509.NameAttribute(NameOID.COMMON_NAME, name),
-        ]
-    )
-    not_before = _now() - CA_BACKDATE
     ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
     cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(not_before + CA_VALIDITY)
+        _self_signed(name, key, _now() - CA_BACKDATE, CA_VALIDITY)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
+        .add_extension(_key_usage(cert_sign=True), critical=True)
         .add_extension(ski, critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False
         )
         .sign(key, hashes.SHA256())
     )
-    slug = _slug(name)
-    cert_path, key_path = directory / f"{slug}.crt", directory / f"{slug}.key"
-    _write_key(key_path, key)
-    _write_cert(cert_path, cert)
-    return cert_path, key_path
+    return _save(directory, name, key, cert)
 
 
 def issue(
@@ -150,6 +177,7 @@ def issue(
     client: bool = False,
     server: bool = False,
     expired: bool = False,
+    organization: str = TEST_ORGANIZATION,
     name: str,
 ) -> TlsFiles:
     """Issue a leaf certificate signed by ``ca`` = ``(ca_cert, ca_key)``.
@@ -158,7 +186,8 @@ def issue(
     ``dns_names``/``ip_addresses`` go to the subjectAltName (omitted when both are empty;
     TLS clients match host names against the SAN only, never the CN).
     ``expired=True`` gives a certificate whose validity ended yesterday (negative tests).
-    Files are ``<slug of name>.crt`` and ``.key``.
+    ``organization``: the O of the subject (another one: a certificate the test whitelist
+    does not list). Files are ``<slug of name>.crt`` and ``.key``.
     """
     if not (client or server):
         raise ValueError("a leaf certificate needs client=True and/or server=True")
@@ -184,35 +213,14 @@ def issue(
 
     builder = (
         x509.CertificateBuilder()
-        .subject_name(
-            x509.Name(
-                [
-                    x509.NameAttribute(NameOID.COUNTRY_NAME, "FR"),
-                    x509.NameAttribute(NameOID.ORGANIZATION_NAME, "DRIMbox viewer tests"),
-                    x509.NameAttribute(NameOID.COMMON_NAME, common_name),
-                ]
-            )
-        )
+        .subject_name(subject(common_name, organization))
         .issuer_name(ca_cert.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(not_before)
         .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=True,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
+        .add_extension(_key_usage(agreement=True), critical=True)
         .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .add_extension(
@@ -223,11 +231,7 @@ def issue(
     if alt_names:
         builder = builder.add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
     cert = builder.sign(ca_key, hashes.SHA256())
-
-    slug = _slug(name)
-    cert_path, key_path = directory / f"{slug}.crt", directory / f"{slug}.key"
-    _write_key(key_path, key)
-    _write_cert(cert_path, cert)
+    cert_path, key_path = _save(directory, name, key, cert)
     return TlsFiles(ca_cert=ca[0], cert=cert_path, key=key_path)
 
 
@@ -283,3 +287,20 @@ def make_test_pki(
         "untrusted_client": client(other_ca, "untrusted-client"),
         "expired_server": server(ca, "expired-server", expired=True),
     }
+
+
+def make_whitelist_signer(directory: Path, name: str = "ANS liste blanche de test") -> TlsFiles:
+    """A self-signed signing certificate standing for the ANS one that signs the
+    whitelist (EC P-256, digitalSignature + nonRepudiation, no TLS usage). The application
+    pins it (DRIMBOX_WHITELIST_SIGNER_CERT); ``ca_cert`` is the certificate itself."""
+    directory.mkdir(parents=True, exist_ok=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        _self_signed(name, key, _now() - LEAF_BACKDATE, LEAF_VALIDITY)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(_key_usage(commitment=True), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = _save(directory, name, key, cert)
+    return TlsFiles(ca_cert=cert_path, cert=cert_path, key=key_path)

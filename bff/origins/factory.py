@@ -40,6 +40,7 @@ class OriginFactory:
         frame_timeout: float,
         consumer_images: Callable[[], str] = lambda: "lossless",
         whitelist: Whitelist | None = None,
+        source_ports: frozenset[int] = frozenset({443}),
         source_client: httpx.AsyncClient | None = None,
     ) -> None:
         self.locations = locations
@@ -50,6 +51,7 @@ class OriginFactory:
         self._frame_timeout = frame_timeout
         self._consumer_images = consumer_images
         self._whitelist = whitelist
+        self._source_ports = source_ports
         self._client = source_client
         self._remote: OrderedDict[tuple[str, str, str, str], RemoteSourceOrigin] = OrderedDict()
 
@@ -106,6 +108,7 @@ class OriginFactory:
             access_token=access_token,
             serve=serve,
             whitelist=self._whitelist,
+            ports=self._source_ports,
             client=self._client,
         )
         origin = RemoteSourceOrigin(

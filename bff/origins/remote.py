@@ -4,10 +4,12 @@ Source(s) its RetrieveURLs point to (spec 4.2.1, 4.3.1; DB.VI-CS.17, DB.VI-CO.27
 For each series of the KOS, one upstream: the series-level WADO-RS URL of the KOS, asked
 with the DRIM-M transfer syntaxes and q-values, ``Authorization: Bearer <the user's PSC
 access token>``, ``KOS-SOPInstanceUID``, over mutual TLS (our client certificate, the
-configured CA bundle). A Source host missing from the ANS whitelist, or a RetrieveURL
-that is not a DRIMbox series URL, refuses the whole study (E203 / E205) on every route,
-before any connection (:attr:`RemoteSourceOrigin.refusal`, checked by the access
-decision).
+configured CA bundle). A RetrieveURL the ANS whitelist does not cover (host, scheme, port,
+user info, query, fragment: :meth:`Whitelist.source_for`), or that is not a DRIMbox series
+URL, refuses the whole study (E203 / E205) on every route, before any connection
+(:attr:`RemoteSourceOrigin.refusal`, checked by the access decision). A Source whose TLS
+certificate is not its whitelisted operator certificate is refused (E203) before the
+request is sent (:mod:`bff.origins.pinning`).
 
 A Source offers series-level WADO-RS and series metadata, not QIDO nor rendered images:
 the searches OHIF makes are answered from the KOS and from the series metadata (asked
@@ -28,11 +30,11 @@ import ssl
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
 from bff.archive.kos import KosRecord
+from bff.audit import audit
 from bff.dicomweb import key_images
 from bff.dicomweb.retrieve import Retriever, SeriesRetrieval, retrieval_error
 from bff.dicomweb.series_stream import series_path
@@ -41,7 +43,9 @@ from bff.errors import NotFound, UpstreamProtocolError, UpstreamTimeout, ViewerE
 from bff.origins.base import ExportPlan, Row, SeriesProgress, StudyOrigin, first_value
 from bff.origins.conformance import ConsumerErrorPolicy, accept_header
 from bff.origins.errors import SourceError
-from bff.origins.whitelist import Whitelist
+from bff.origins.pinning import PinnedSourceTransport
+from bff.origins.tls import harden
+from bff.origins.whitelist import NotWhitelisted, Whitelist
 from bff.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -74,30 +78,55 @@ class RefusedSource(DicomwebUpstream):
         yield  # pragma: no cover
 
 
-def source_client(settings: Settings) -> httpx.AsyncClient:
-    """The Consumer's client towards Sources: mutual TLS, CA bundle, Source timeout."""
+def source_client(settings: Settings, whitelist: Whitelist | None) -> httpx.AsyncClient:
+    """The Consumer's client towards Sources: mutual TLS, CA bundle, Source timeout, and
+    only towards whitelisted Sources holding their operator certificate
+    (:class:`PinnedSourceTransport`)."""
+    transport = PinnedSourceTransport(
+        httpx.AsyncHTTPTransport(
+            verify=client_tls_context(settings),
+            limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
+        ),
+        whitelist,
+        settings.source_port_set(),
+    )
     return httpx.AsyncClient(
-        verify=client_tls_context(settings),
+        transport=transport,
         timeout=httpx.Timeout(settings.source_timeout, connect=min(settings.source_timeout, 10)),
-        limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
+        trust_env=False,
     )
 
 
 def client_tls_context(settings: Settings) -> ssl.SSLContext:
-    """Mutual TLS towards Sources: the configured CA bundle and our client certificate."""
-    context = ssl.create_default_context(cafile=str(settings.source_ca_bundle) or None)
+    """Mutual TLS towards Sources: the configured CA bundle and our client certificate,
+    TLS 1.2+ with the DRIMbox cipher list (:mod:`bff.origins.tls`)."""
+    context = harden(ssl.create_default_context(cafile=str(settings.source_ca_bundle) or None))
     if str(settings.source_client_cert):
         context.load_cert_chain(str(settings.source_client_cert), str(settings.source_client_key))
     return context
 
 
-def split_retrieve_url(url: str, study_uid: str, series_uid: str) -> str:
-    """The Source's WADO-RS base from a series RetrieveURL (``<base>/studies/S/series/SE``)."""
+def source_base(
+    url: str,
+    study_uid: str,
+    series_uid: str,
+    whitelist: Whitelist | None,
+    ports: frozenset[int],
+) -> str:
+    """The Source's WADO-RS base from a series RetrieveURL (``<base>/studies/S/series/SE``),
+    rebuilt from the parts the whitelist check accepted: E203 for an address the whitelist
+    does not cover (:meth:`Whitelist.source_for`), E205 for another URL shape."""
+    if whitelist is None:
+        raise SourceError("E203", "no ANS whitelist configured")
+    try:
+        address, path = whitelist.source_for(url, ports)
+    except NotWhitelisted as exc:
+        raise SourceError("E203", str(exc)) from None
     suffix = f"/studies/{study_uid}/series/{series_uid}"
-    clean = url.rstrip("/")
-    if not clean.endswith(suffix) or not clean.startswith("https://"):
-        raise SourceError("E205", f"unexpected RetrieveURL {url!r}")
-    return clean[: -len(suffix)]
+    clean = path.rstrip("/")
+    if not clean.endswith(suffix):
+        raise SourceError("E205", "the RetrieveURL is not a DRIMbox series URL")
+    return address.origin + clean[: -len(suffix)]
 
 
 def source_upstreams(
@@ -106,6 +135,7 @@ def source_upstreams(
     access_token: str,
     serve: str,
     whitelist: Whitelist | None,
+    ports: frozenset[int],
     client: httpx.AsyncClient,
 ) -> dict[str, DicomwebUpstream]:
     """One upstream per series of the KOS; a refused one for a Source we must not contact.
@@ -121,18 +151,21 @@ def source_upstreams(
     for series in record.series:
         origin = f"{series.retrieve_url}#kos={record.sop_uid}&serve={serve}&grant={grant}"
         try:
-            base = split_retrieve_url(
-                series.retrieve_url or "", record.study_uid, series.series_uid
+            base = source_base(
+                series.retrieve_url or "", record.study_uid, series.series_uid, whitelist, ports
             )
         except SourceError as exc:
+            if exc.code == "E203":
+                audit(
+                    "consumer_source_refused",
+                    code=exc.code,
+                    reason=exc.detail,
+                    kos_sop_uid=record.sop_uid,
+                    series_uid=series.series_uid,
+                )
             upstreams[series.series_uid] = RefusedSource(
                 "https://invalid", origin=origin, error=exc
             )
-            continue
-        host = (urlsplit(base).hostname or "").lower()
-        if whitelist is None or whitelist.allows_host(host) is None:
-            error = SourceError("E203", f"{host} is not in the ANS whitelist")
-            upstreams[series.series_uid] = RefusedSource(base, origin=origin, error=error)
             continue
         upstreams[series.series_uid] = DicomwebUpstream(
             base,

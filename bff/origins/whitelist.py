@@ -1,8 +1,11 @@
-"""The ANS whitelist of Source DRIMboxes (liste blanche DRIM-M, FACTS.md 1; spec E203).
+"""The ANS whitelist of DRIMboxes (liste blanche DRIM-M, FACTS.md 1; spec E203): what it
+says and how a Source address or a peer certificate is matched against it.
 
 A Consumer DRIMbox may only retrieve images (WADO-RS ``GET {RetrieveURL}``, mutual TLS with
-IGC-Santé certificates) from a Source DRIMbox listed here. The file, published and signed
-by ANS (enveloped XAdES), looks like::
+IGC-Santé certificates) from a Source DRIMbox listed here; a Source only answers a
+Consumer whose client certificate is an operator certificate listed here. The file,
+published and signed by ANS (enveloped XAdES), is read and verified by
+:mod:`bff.origins.whitelist_file`; this module is the model, over plain data::
 
     <ListeBlancheDRIM-M versionFormat="1.0.0">
       <DateDeGeneration>2024-05-02T10:00:00</DateDeGeneration>
@@ -20,68 +23,66 @@ by ANS (enveloped XAdES), looks like::
       <ds:Signature>...</ds:Signature>
     </ListeBlancheDRIM-M>
 
-Host matching (:meth:`Whitelist.allows_host`) uses ``db`` only: the Consumer talks to the
-Source *DRIMbox* (the host of the KOS RetrieveURL), never to its viewer; ``vi`` is the
-Source's patient/professional viewer location and plays no part in Consumer -> Source
-retrieval, so a ``vi`` name must not open the image channel.
+Matching a Source (:meth:`Whitelist.source_for`, issue 13 item 6): the RetrieveURL of a
+KOS must be ``https``, name exactly the ``db`` host of an entry (the Source *DRIMbox*, never
+its viewer ``vi``: a ``vi`` name must not open the image channel), on an allowed port (443:
+the format has no port; other ports only by DRIMBOX_SOURCE_PORTS, for tests and the demo),
+and carry no user info, query or fragment. Anything else is refused before any connection
+(E203), so neither the user's PSC token nor our client certificate goes anywhere else.
 
-Parsing is defensive (the file comes from the network): size cap, UTF-8/ASCII only,
-no DOCTYPE or ENTITY declaration (XXE, billion laughs), refused both by a text scan up
-front and by the expat handlers. Element namespaces are tolerated (matched by local name).
-A malformed ``Domaine`` (missing/duplicated ``Identifiant`` or ``db``, ``db`` not a plain
-host name, wildcard) is dropped with a warning, so it can never match; a structural error
-(root, version, missing ``DateDeGeneration``/``ListeDomaines``) rejects the whole file.
-
-Not done here (later steps): the XAdES signature check (see :func:`verify_signature`),
-and checking that the certificate presented by the Source in the TLS handshake matches the
-entry's ``DNCertificatOperateur``.
+Matching a certificate (:func:`dn_matches`): the entry's ``DNCertificatOperateur`` is
+compared with the subject of the certificate the peer presented in the TLS handshake, as
+distinguished names (RFC 4514 parsed by ``cryptography``, attribute values compared
+case- and space-insensitively as LDAP's distinguishedNameMatch does), never as raw text.
+The DN may be written most-specific first (RFC 4514, ``CN=..,O=..,C=FR``) or in OpenSSL's
+order (``C=FR,O=..,CN=..``): both name the same certificate subject.
 """
 
 from __future__ import annotations
 
-import functools
-import logging
 import re
-import xml.etree.ElementTree as ET
-from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from xml.parsers import expat
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from cryptography import x509
+from cryptography.x509.oid import NameOID
 
-log = logging.getLogger(__name__)
+#: The port of a DRIMbox Source (the whitelist names hosts only).
+HTTPS_PORT = 443
 
-ROOT_TAG = "ListeBlancheDRIM-M"
-VERSION_FORMAT = "1.0.0"
-#: Far above a national list (a few hundred Domaine of ~600 bytes each).
-MAX_WHITELIST_BYTES = 10 * 1024 * 1024
-DSIG_NS = "http://www.w3.org/2000/09/xmldsig#"
-XADES_NS = "http://uri.etsi.org/01903/v1.3.2#"
-ENVELOPED_TRANSFORM = "http://www.w3.org/2000/09/xmldsig#enveloped-signature"
-
-_FIELDS = {
-    "Identifiant": "identifiant",
-    "db": "db",
-    "vi": "vi",
-    "Denomination": "denomination",
-    "DNCertificatOperateur": "dn_certificat_operateur",
-    "SupportContact": "support_contact",
-    "DateMAJ": "date_maj",
-}
-_REQUIRED = ("Identifiant", "db")
 _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
-_FORBIDDEN_MARKUP = re.compile(r"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
-_XML_DECL_ENCODING = re.compile(r"""^<\?xml[^>]*\bencoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
-_ALLOWED_ENCODINGS = {"utf-8", "utf8", "us-ascii", "ascii"}
+#: What a RetrieveURL path may hold (RFC 3986 pchar and '/', no backslash, no space).
+_PATH = re.compile(r"/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*")
+#: Attribute type names a DNCertificatOperateur may use (RFC 4514 and common spellings).
+_DN_ATTRIBUTES = {
+    "CN": NameOID.COMMON_NAME,
+    "C": NameOID.COUNTRY_NAME,
+    "L": NameOID.LOCALITY_NAME,
+    "ST": NameOID.STATE_OR_PROVINCE_NAME,
+    "O": NameOID.ORGANIZATION_NAME,
+    "OU": NameOID.ORGANIZATIONAL_UNIT_NAME,
+    "STREET": NameOID.STREET_ADDRESS,
+    "DC": NameOID.DOMAIN_COMPONENT,
+    "UID": NameOID.USER_ID,
+    "serialNumber": NameOID.SERIAL_NUMBER,
+    "emailAddress": NameOID.EMAIL_ADDRESS,
+    "E": NameOID.EMAIL_ADDRESS,
+    "organizationIdentifier": NameOID.ORGANIZATION_IDENTIFIER,
+    "SN": NameOID.SURNAME,
+    "GN": NameOID.GIVEN_NAME,
+    "givenName": NameOID.GIVEN_NAME,
+    "title": NameOID.TITLE,
+}
+_DN_NAME_OVERRIDES = {
+    spelling: oid
+    for name, oid in _DN_ATTRIBUTES.items()
+    for spelling in (name, name.upper(), name.lower())
+}
 
 
-class WhitelistError(ValueError):
-    """The whitelist file is unusable (unsafe, malformed, wrong version, bad signature)."""
-
-
-class WhitelistSignatureError(WhitelistError):
-    """The signature is missing, malformed or could not be verified."""
+class NotWhitelisted(Exception):
+    """A Source address the whitelist does not cover (E203); ``str()`` says why, for the
+    log and the audit trail only."""
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,22 @@ class WhitelistEntry:
     dn_certificat_operateur: str
     support_contact: str
     date_maj: str
+    #: ``dn_certificat_operateur`` parsed (an entry whose DN does not parse is dropped).
+    operator_dn: x509.Name = field(repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class SourceAddress:
+    """Where a whitelisted Source is reached: scheme https, the entry's host, a port."""
+
+    entry: WhitelistEntry
+    port: int
+
+    @property
+    def origin(self) -> str:
+        """``https://host`` (``:port`` unless 443), built from checked parts only."""
+        port = "" if self.port == HTTPS_PORT else f":{self.port}"
+        return f"https://{self.entry.db}{port}"
 
 
 @dataclass(frozen=True)
@@ -102,14 +119,49 @@ class Whitelist:
 
     def allows_host(self, host: str) -> WhitelistEntry | None:
         """The entry whose ``db`` is exactly ``host`` (case-insensitive, one trailing dot
-        ignored), else None. No wildcard, no suffix match, ``vi`` is not considered (see
-        the module docstring). ``host`` is a bare host name: ``host:port``, an IP literal
-        or a URL never match. None means: refuse the retrieval with E203."""
+        ignored), else None. No wildcard, no suffix match, ``vi`` is not considered.
+        ``host`` is a bare host name: ``host:port``, an IP literal or a URL never match."""
         wanted = normalize_host(host)
         if wanted is None:
             return None
         for entry in self.entries:
             if entry.db == wanted:
+                return entry
+        return None
+
+    def source_for(self, url: str, ports: frozenset[int]) -> tuple[SourceAddress, str]:
+        """The whitelisted Source a RetrieveURL names, and the URL's path; raises
+        :class:`NotWhitelisted` unless the URL is exactly ``https://<db>[:port]/path`` with
+        ``db`` listed and ``port`` in ``ports`` (443 when absent). Callers build the URL
+        they connect to from the result (:attr:`SourceAddress.origin` + path), never from
+        ``url``: what was checked is what is used."""
+        if not url.isascii() or not url.isprintable() or any(c in url for c in " \\"):
+            raise NotWhitelisted("not a plain ASCII URL")
+        if "?" in url or "#" in url:
+            raise NotWhitelisted("a query or a fragment")
+        parts = urlsplit(url)
+        if parts.scheme.lower() != "https":
+            raise NotWhitelisted(f"scheme {parts.scheme!r} is not https")
+        if "@" in parts.netloc:
+            raise NotWhitelisted("user info in the authority")
+        try:
+            port = HTTPS_PORT if parts.port is None else parts.port
+        except ValueError:
+            raise NotWhitelisted("an invalid port") from None
+        entry = self.allows_host(parts.hostname or "")
+        if entry is None:
+            raise NotWhitelisted(f"host {parts.hostname!r} is not in the ANS whitelist")
+        if port not in ports:
+            raise NotWhitelisted(f"port {port} of {entry.db} is not allowed")
+        path = parts.path
+        if not _PATH.fullmatch(path) or any(s in {".", ".."} for s in path.split("/")):
+            raise NotWhitelisted("an unusual path")
+        return SourceAddress(entry, port), path
+
+    def entry_for_peer(self, subject: x509.Name) -> WhitelistEntry | None:
+        """The entry whose operator certificate DN is ``subject``, else None."""
+        for entry in self.entries:
+            if dn_matches(entry.operator_dn, subject):
                 return entry
         return None
 
@@ -130,295 +182,62 @@ def normalize_host(host: str) -> str | None:
     return name
 
 
-# --- safe XML -------------------------------------------------------------------------
+# --- distinguished names -----------------------------------------------------------------
 
 
-def _refuse(what: str) -> None:
-    raise WhitelistError(f"{what} declarations are refused in the whitelist")
+def _without_separator_spaces(text: str) -> str:
+    """``CN=a, O=b`` -> ``CN=a,O=b``: spaces around unescaped RDN separators, which
+    RFC 1779/2253 writers (Java's X500Principal, OpenSSL's output) put there, go; an
+    escaped space (``\\ ``) stays."""
+    pieces: list[str] = []
+    separators: list[str] = []
+    current: list[str] = []
+    escaped = False
+    for char in text:
+        if not escaped and char in ",+":
+            pieces.append("".join(current))
+            separators.append(char)
+            current = []
+            continue
+        current.append(char)
+        escaped = not escaped and char == "\\"
+    pieces.append("".join(current))
+
+    def tidy(piece: str) -> str:
+        piece = piece.lstrip(" ")
+        while piece.endswith(" ") and not piece.endswith("\\ "):
+            piece = piece[:-1]
+        return piece
+
+    out = tidy(pieces[0])
+    for separator, piece in zip(separators, pieces[1:], strict=True):
+        out += separator + tidy(piece)
+    return out
 
 
-def _check_text(data: bytes) -> None:
-    if len(data) > MAX_WHITELIST_BYTES:
-        raise WhitelistError(f"whitelist larger than {MAX_WHITELIST_BYTES} bytes")
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise WhitelistError("UTF-16/32 whitelists are not accepted (UTF-8 only)")
-    body = data.removeprefix(b"\xef\xbb\xbf")
+def parse_dn(text: str) -> x509.Name | None:
+    """An RFC 4514 DN as written in ``DNCertificatOperateur`` (spaces after separators
+    tolerated); None if it does not parse or is empty."""
     try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise WhitelistError("whitelist is not valid UTF-8") from exc
-    declared = _XML_DECL_ENCODING.match(text)
-    if declared and declared.group(1).lower() not in _ALLOWED_ENCODINGS:
-        raise WhitelistError(f"whitelist encoding {declared.group(1)!r} not accepted")
-    if _FORBIDDEN_MARKUP.search(text):
-        raise WhitelistError("DOCTYPE/ENTITY declarations are refused in the whitelist")
-
-
-def _parse_xml(data: bytes) -> ET.Element:
-    """Parse with expat directly so that DTD-related handlers refuse instead of expanding.
-    Element and attribute names come out as ``{namespace}local`` like ElementTree's."""
-    _check_text(data)
-    builder = ET.TreeBuilder()
-    parser = expat.ParserCreate(namespace_separator="}")
-
-    def qualify(name: str) -> str:
-        return "{" + name if "}" in name else name
-
-    def start(name: str, attrs: dict[str, str]) -> None:
-        builder.start(qualify(name), {qualify(k): v for k, v in attrs.items()})
-
-    def end(name: str) -> None:
-        builder.end(qualify(name))
-
-    def doctype(*_: object) -> None:
-        _refuse("DOCTYPE")
-
-    def entity(*_: object) -> None:
-        _refuse("ENTITY")
-
-    def external(*_: object) -> int:
-        _refuse("external entity")
-        return 0
-
-    parser.StartElementHandler = start
-    parser.EndElementHandler = end
-    parser.CharacterDataHandler = builder.data
-    parser.StartDoctypeDeclHandler = doctype
-    parser.EntityDeclHandler = entity
-    parser.UnparsedEntityDeclHandler = entity
-    parser.ExternalEntityRefHandler = external
-    parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
-    try:
-        parser.Parse(data, True)
-    except expat.ExpatError as exc:
-        raise WhitelistError(f"whitelist is not well-formed XML: {exc}") from exc
-    return builder.close()
-
-
-def _local(tag: str) -> str:
-    return tag.rsplit("}", 1)[-1]
-
-
-def _children(element: ET.Element, local_name: str) -> list[ET.Element]:
-    return [child for child in element if _local(child.tag) == local_name]
-
-
-def _text(element: ET.Element) -> str:
-    return "".join(element.itertext()).strip()
-
-
-def _single(parent: ET.Element, local_name: str) -> ET.Element:
-    found = _children(parent, local_name)
-    if len(found) != 1:
-        raise WhitelistError(f"expected exactly one <{local_name}>, found {len(found)}")
-    return found[0]
-
-
-# --- parsing --------------------------------------------------------------------------
-
-
-def _entry(domaine: ET.Element, position: int) -> WhitelistEntry | None:
-    values: dict[str, str] = {}
-    for xml_name, attribute in _FIELDS.items():
-        found = _children(domaine, xml_name)
-        if len(found) > 1:
-            log.warning("whitelist Domaine #%d: repeated <%s>, entry dropped", position, xml_name)
-            return None
-        values[attribute] = _text(found[0]) if found else ""
-    for xml_name in _REQUIRED:
-        if not values[_FIELDS[xml_name]]:
-            log.warning("whitelist Domaine #%d: no <%s>, entry dropped", position, xml_name)
-            return None
-    db = normalize_host(values["db"])
-    if db is None:
-        log.warning(
-            "whitelist Domaine #%d (%s): <db> %r is not a host name, entry dropped",
-            position,
-            values["identifiant"],
-            values["db"],
+        name = x509.Name.from_rfc4514_string(
+            _without_separator_spaces(text.strip()), _DN_NAME_OVERRIDES
         )
+    except ValueError:
         return None
-    values["db"] = db
-    return WhitelistEntry(**values)
+    return name if len(name) else None
 
 
-def parse_whitelist(data: bytes) -> Whitelist:
-    """Parse (but do not authenticate: see :func:`verify_signature`) an ANS whitelist."""
-    root = _parse_xml(data)
-    if _local(root.tag) != ROOT_TAG:
-        raise WhitelistError(f"root element is <{_local(root.tag)}>, expected <{ROOT_TAG}>")
-    version = root.get("versionFormat")
-    if version != VERSION_FORMAT:
-        raise WhitelistError(f"versionFormat {version!r} not supported ({VERSION_FORMAT})")
-    generated_at = _text(_single(root, "DateDeGeneration"))
-    if not generated_at:
-        raise WhitelistError("empty <DateDeGeneration>")
-    domaines = _children(_single(root, "ListeDomaines"), "Domaine")
-    entries: list[WhitelistEntry] = []
-    seen: set[str] = set()
-    for position, domaine in enumerate(domaines, start=1):
-        entry = _entry(domaine, position)
-        if entry is None:
-            continue
-        if entry.db in seen:
-            log.warning("whitelist: %s listed twice, first entry kept", entry.db)
-            continue
-        seen.add(entry.db)
-        entries.append(entry)
-    return Whitelist(generated_at=generated_at, entries=tuple(entries))
+def _fold(value: str | bytes) -> str | bytes:
+    """LDAP caseIgnoreMatch, roughly (RFC 4518): case and runs of spaces do not count."""
+    return " ".join(value.split()).casefold() if isinstance(value, str) else value
 
 
-# --- signature ------------------------------------------------------------------------
+def _rdns(name: x509.Name) -> list[frozenset[tuple[str, str | bytes]]]:
+    return [frozenset((a.oid.dotted_string, _fold(a.value)) for a in rdn) for rdn in name.rdns]
 
 
-@dataclass(frozen=True)
-class SignatureTrust:
-    """What an ANS whitelist signature must chain to.
-
-    ``anchors``: the CA certificates the ANS signing certificate must chain to (IGC-Santé
-    roots/intermediates as published by ANS). ``signer_subject``: optionally, the RFC 4514
-    DN the signing certificate must carry (pins the ANS signing identity).
-    """
-
-    anchors: tuple[x509.Certificate, ...]
-    signer_subject: str | None = None
-
-    @classmethod
-    def from_pem_file(cls, path: Path, *, signer_subject: str | None = None) -> SignatureTrust:
-        anchors = tuple(x509.load_pem_x509_certificates(path.read_bytes()))
-        if not anchors:
-            raise ValueError(f"{path}: no certificate")
-        return cls(anchors=anchors, signer_subject=signer_subject)
-
-
-@functools.cache
-def _warn_unverified_once() -> None:
-    # functools.cache makes this log once per process (tests may cache_clear()).
-    log.warning(
-        "ANS whitelist signature NOT verified: XAdES verification is not implemented yet; "
-        "the whitelist file is trusted as deployed"
-    )
-
-
-def _check_signature_structure(root: ET.Element) -> None:
-    """The enveloped XAdES shape: one ds:Signature child of the root, whose single
-    Reference (URI="") uses the enveloped-signature transform, with a signing certificate
-    in KeyInfo and XAdES QualifyingProperties/SignedProperties in ds:Object."""
-    signatures = [child for child in root if child.tag == f"{{{DSIG_NS}}}Signature"]
-    if len(signatures) != 1:
-        raise WhitelistSignatureError(
-            f"expected one enveloped ds:Signature under the root, found {len(signatures)}"
-        )
-    signature = signatures[0]
-    ds = {"ds": DSIG_NS, "xades": XADES_NS}
-    references = signature.findall("ds:SignedInfo/ds:Reference", ds)
-    whole_document = [ref for ref in references if ref.get("URI") == ""]
-    if len(whole_document) != 1:
-        raise WhitelistSignatureError('no single ds:Reference URI="" (whole document)')
-    transforms = {
-        t.get("Algorithm") for t in whole_document[0].findall("ds:Transforms/ds:Transform", ds)
-    }
-    if ENVELOPED_TRANSFORM not in transforms:
-        raise WhitelistSignatureError("the document reference lacks the enveloped transform")
-    if signature.find("ds:SignatureValue", ds) is None:
-        raise WhitelistSignatureError("no ds:SignatureValue")
-    if signature.find("ds:KeyInfo/ds:X509Data/ds:X509Certificate", ds) is None:
-        raise WhitelistSignatureError("no signing certificate in ds:KeyInfo")
-    if signature.find("ds:Object/xades:QualifyingProperties/xades:SignedProperties", ds) is None:
-        raise WhitelistSignatureError("no XAdES SignedProperties (not a XAdES signature)")
-
-
-def verify_signature(data: bytes, *, trust: SignatureTrust | None) -> None:
-    """THE place where the ANS XAdES enveloped signature of the whitelist is checked.
-
-    ``trust=None`` means "not verified yet": nothing is checked and a warning is logged
-    once per process. This is the current deployment mode, where the whitelist file is
-    provisioned by the operator out of band.
-
-    With a ``trust``, the signature's shape is checked (:func:`_check_signature_structure`)
-    and then the function FAILS CLOSED with :class:`WhitelistSignatureError`, because the
-    cryptographic part is not implemented. What remains to do there:
-
-    1. XML-DSig core validation: canonicalize ``ds:SignedInfo`` with its
-       CanonicalizationMethod (C14N 1.0 / exclusive C14N), verify ``ds:SignatureValue``
-       with the KeyInfo certificate's key and SignatureMethod (RSA-SHA256 expected; refuse
-       SHA-1); for each ``ds:Reference`` recompute the digest: ``URI=""`` = the whole
-       document minus the ds:Signature (enveloped transform) then C14N; and the reference
-       to ``xades:SignedProperties`` (``Type=".../v1.3.2#SignedProperties"``, by Id).
-       Every reference must be covered; refuse extra/unknown references, XPath/XSLT
-       transforms and external URIs (signature wrapping: the verified root must be the
-       root that is then parsed, hence verify and parse the same bytes).
-    2. XAdES-BES checks: ``SigningCertificate(V2)`` digest equals the KeyInfo certificate,
-       ``SigningTime`` present and plausible (not in the future; not older than the
-       previous accepted list: anti-rollback together with ``DateDeGeneration``).
-    3. Certificate: chain the signing certificate to ``trust.anchors`` (IGC-Santé, via
-       ``cryptography.x509.verification`` or OpenSSL), digitalSignature/nonRepudiation
-       key usage, validity at SigningTime, revocation (CRL of the IGC-Santé CA), and
-       ``trust.signer_subject`` when given.
-
-    ``signxml`` (not installed) covers step 1 for plain XML-DSig (and could be used with
-    a custom SignedProperties reference) but does not do XAdES-BES (step 2) nor IGC-Santé
-    path validation (step 3); ``lxml`` would be needed for exact C14N of the namespace
-    context (ElementTree's canonicalize() is C14N 2.0 only).
-    """
-    if trust is None:
-        _warn_unverified_once()
-        return
-    _check_signature_structure(_parse_xml(data))
-    raise WhitelistSignatureError(
-        "XAdES signature verification is not implemented: refusing a whitelist that "
-        "was required to be verified"
-    )
-
-
-# --- files ----------------------------------------------------------------------------
-
-
-def load_whitelist(path: Path, *, trust: SignatureTrust | None = None) -> Whitelist:
-    """Read (size-capped), verify the signature (see :func:`verify_signature`), parse."""
-    with path.open("rb") as handle:
-        data = handle.read(MAX_WHITELIST_BYTES + 1)
-    if len(data) > MAX_WHITELIST_BYTES:
-        raise WhitelistError(f"{path}: larger than {MAX_WHITELIST_BYTES} bytes")
-    verify_signature(data, trust=trust)
-    return parse_whitelist(data)
-
-
-def _viewer_name(db: str) -> str:
-    first, _, rest = db.partition(".")
-    first = "vi" + first[2:] if first.startswith("db") else "vi-" + first
-    return f"{first}.{rest}" if rest else first
-
-
-def write_test_whitelist(path: Path, hosts: Sequence[str]) -> None:
-    """Write an UNSIGNED whitelist in the ANS layout, one Domaine per host (demo/tests).
-
-    ``vi`` is derived from ``db`` (``db1.x`` -> ``vi1.x``). A comment marks it unsigned.
-    """
-    root = ET.Element(ROOT_TAG, {"versionFormat": VERSION_FORMAT})
-    ET.SubElement(root, "DateDeGeneration").text = "2025-01-15T09:30:00+01:00"
-    domaines = ET.SubElement(root, "ListeDomaines")
-    for index, host in enumerate(hosts, start=1):
-        db = normalize_host(host)
-        if db is None:
-            raise ValueError(f"not a host name: {host!r}")
-        domaine = ET.SubElement(domaines, "Domaine")
-        values = {
-            "Identifiant": f"DRIMBOX-TEST-{index:03d}",
-            "db": db,
-            "vi": _viewer_name(db),
-            "Denomination": f"DRIMbox de test n°{index}",
-            "DNCertificatOperateur": f"CN={db},O=DRIMbox viewer tests,C=FR",
-            "SupportContact": "support-drimbox@example.invalid",
-            "DateMAJ": "2025-01-15",
-        }
-        for name, value in values.items():
-            ET.SubElement(domaine, name).text = value
-    ET.indent(root)
-    body = ET.tostring(root, encoding="unicode")
-    path.write_text(
-        '<?xml version="1.0" encoding="UTF-8"?>\n'
-        "<!-- Liste blanche de TEST, NON SIGNÉE : ne pas utiliser en production. -->\n"
-        f"{body}\n",
-        encoding="utf-8",
-    )
+def dn_matches(listed: x509.Name, presented: x509.Name) -> bool:
+    """Whether a certificate subject ``presented`` is the DN ``listed`` (same attribute
+    types and values, RDN by RDN, in the listed order or its reverse)."""
+    want, have = _rdns(listed), _rdns(presented)
+    return bool(want) and (have == want or have == want[::-1])

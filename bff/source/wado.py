@@ -10,12 +10,14 @@ Accept of ``multipart/related; type="application/dicom"; transfer-syntax=..; q=.
 
 Every answer and refusal is audited with who asked (:func:`caller`): the professional's
 PSC subject (and RPPS when the introspection gives it), the Consumer's client id, the
-peer address and, when the server puts it in the ASGI scope (the ``tls`` extension), the
-subject DN of the peer certificate. uvicorn does not: its scope carries no TLS details.
+peer address and the subject DN of its client certificate, which the mutual-TLS listener
+puts in the ASGI scope (the ``tls`` extension, :mod:`bff.source.listener`).
 
 Checks, in this order, all before any response header is sent (STYLE.md point 6):
 
 0. the request came through the mutual-TLS listener (``source_api_port``), else 404;
+   its client certificate is the operator certificate of an entry of the ANS whitelist
+   (``DNCertificatOperateur``), else 403 S403L (issue 13 item 7);
 1. the bearer token is active at ProSantéConnect (:mod:`bff.auth.introspect`), issued by
    the PSC issuer to a Consumer client of ``DRIMBOX_SOURCE_API_CLIENTS``, with
    ``scope_all`` and an acr of eidas1 or above, else 403 S403 (nothing else said);
@@ -58,6 +60,7 @@ from bff.access.source_api import (
     check_kos,
     check_kos_uid,
     check_patient_id,
+    check_peer_certificate,
     check_psc_token,
     pacs_error,
 )
@@ -69,6 +72,7 @@ from bff.dicomweb.upstream import SERIES_ACCEPT, DicomwebUpstream
 from bff.errors import (
     NotFound,
     SourceGone,
+    SourcePeerRefused,
     SourceTokenInvalid,
     UpstreamError,
     UpstreamProtocolError,
@@ -108,15 +112,42 @@ async def introspected_token(request: Request) -> PscToken:
     return info
 
 
+def _tls(request: Request) -> dict[str, Any]:
+    tls: dict[str, Any] = (request.scope.get("extensions") or {}).get("tls") or {}
+    return tls
+
+
+def check_peer(request: Request) -> dict[str, Any]:
+    """The client certificate is a whitelisted operator certificate (S403L, audited);
+    the audit fields naming the whitelist entry."""
+    try:
+        entry, _ = check_peer_certificate(
+            _tls(request).get("client_cert_chain") or (), services_of(request).whitelist
+        )
+    except SourcePeerRefused as exc:
+        _audit_refusal(request, exc, **caller(request, None))
+        raise
+    return {"whitelist_id": entry.identifiant}
+
+
+def _audit_refusal(request: Request, exc: ViewerError, **who: Any) -> None:
+    audit(
+        "source_retrieve_refused",
+        study_uid=request.path_params["study_uid"],
+        series_uid=request.path_params["series_uid"],
+        code=exc.code,
+        reason=exc.detail,
+        **who,
+    )
+
+
 def caller(request: Request, token: PscToken | None) -> dict[str, Any]:
     """Who asked, for the audit trail: never the token, only what identifies the caller."""
     client = request.scope.get("client") or (None, None)
-    tls = (request.scope.get("extensions") or {}).get("tls") or {}
     fields: dict[str, Any] = {
         "peer_address": client[0],
-        # ASGI TLS extension; absent under uvicorn, which does not expose the peer
-        # certificate to the application.
-        "peer_certificate_dn": tls.get("client_cert_name"),
+        # ASGI TLS extension, set by the mutual-TLS listener (bff/source/listener.py).
+        "peer_certificate_dn": _tls(request).get("client_cert_name"),
     }
     if token is not None:
         fields.update(professional=token.subject, rpps=token.rpps, client_id=token.client_id)
@@ -223,6 +254,7 @@ async def _checked(
     request: Request, sop_uid: str | None = None
 ) -> tuple[DicomwebUpstream, ArchivedKos, str, dict[str, Any]]:
     check_listener(request)
+    peer = check_peer(request)
     services = services_of(request)
     token: PscToken | None = None
     try:
@@ -233,16 +265,9 @@ async def _checked(
             allowed_clients=services.settings.source_api_client_ids(),
         )
     except SourceTokenInvalid as exc:
-        audit(
-            "source_retrieve_refused",
-            study_uid=request.path_params["study_uid"],
-            series_uid=request.path_params["series_uid"],
-            code=exc.code,
-            reason=exc.detail,
-            **caller(request, token),
-        )
+        _audit_refusal(request, exc, **caller(request, token), **peer)
         raise
-    who = caller(request, token)
+    who = {**caller(request, token), **peer}
     study_uid = request.path_params["study_uid"]
     series_uid = request.path_params["series_uid"]
     location = "?"

@@ -7,7 +7,11 @@ misbehaving Source speaking HTTPS."""
 from __future__ import annotations
 
 import concurrent.futures
+import io
+import json
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,9 +23,15 @@ from pydicom.encaps import generate_frames
 
 from bff.services import services_of
 from tests.access import LoopbackTransport, psc_access_token
-from tests.consumer_stack import DrimmStack
+from tests.consumer_stack import (
+    DrimmStack,
+    FakeSourceMode,
+    fake_source_app,
+    from_test_ca,
+    mtls,
+)
 from tests.integration.test_facade import FRAME_ACCEPT, read_frame
-from tests.servers import free_port
+from tests.servers import free_port, live_server
 from tests.waiting import poll
 
 pytestmark = pytest.mark.integration
@@ -204,7 +214,7 @@ def test_source_answers_map_to_tableau_2(
 
 
 def test_refused_connection_is_e201(drimm: DrimmStack, browser: ConsumerBrowser) -> None:
-    browser.open(drimm.kos_for(f"https://localhost:{free_port()}/api/source"))
+    browser.open(drimm.kos_for(f"https://localhost:{drimm.spare_ports[0]}/api/source"))
     expect_error(browser, drimm, "E201")
 
 
@@ -218,7 +228,7 @@ def test_untrusted_source_certificate_is_e202(
     from tests.consumer_stack import fake_source_app, mtls
     from tests.servers import live_server
 
-    port = free_port()
+    port = drimm.spare_ports[1]
     files = drimm.pki["untrusted_server"]
     options = mtls(files, drimm.pki["client"].ca_cert)
     options["ssl_cert_reqs"] = ssl_module.CERT_NONE
@@ -238,6 +248,104 @@ def test_source_outside_the_whitelist_is_e203_and_never_contacted(
     browser.open(drimm.kos_for(base))
     expect_error(browser, drimm, "E203")
     assert len(drimm.fake.requests) == before
+
+
+def _with_retrieve_urls(kos: bytes, change: Callable[[str], str]) -> bytes:
+    ds = pydicom.dcmread(io.BytesIO(kos))
+    for study in ds.CurrentRequestedProcedureEvidenceSequence:
+        for series in study.ReferencedSeriesSequence:
+            series.RetrieveURL = change(series.RetrieveURL)
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    "variant", ["unlisted port", "user info", "query", "fragment", "http", "viewer host"]
+)
+def test_retrieve_urls_the_whitelist_does_not_cover_are_e203_and_never_contacted(
+    drimm: DrimmStack, browser: ConsumerBrowser, variant: str
+) -> None:
+    """Issue 13 item 6: scheme, host and port must be exactly a whitelisted Source's (443,
+    or DRIMBOX_SOURCE_PORTS here), with no user info, query or fragment; otherwise E203
+    and nothing leaves: the stand-in Source, which would answer, is never asked."""
+    drimm.fake.mode = "ok"
+    stand_in = FakeSourceMode()
+    port = free_port()  # not in DRIMBOX_SOURCE_PORTS
+    options = mtls(drimm.pki["server"], drimm.pki["client"].ca_cert)
+    base = drimm.fake_api()
+    before = len(drimm.fake.requests)
+    with live_server(fake_source_app(drimm.study, stand_in), port=port, lifespan="off", **options):
+        kos = drimm.kos_for(base)
+        if variant == "unlisted port":
+            kos = drimm.kos_for(base.replace(f":{drimm.fake_port}/", f":{port}/"))
+        elif variant == "user info":
+            kos = drimm.kos_for(base.replace("https://", "https://consumer:secret@"))
+        elif variant == "query":
+            kos = _with_retrieve_urls(kos, lambda url: url + "?x=1")
+        elif variant == "fragment":
+            kos = _with_retrieve_urls(kos, lambda url: url + "#x")
+        elif variant == "http":
+            kos = drimm.kos_for(base.replace("https://", "http://"))
+        else:
+            kos = drimm.kos_for(base.replace("https://localhost:", "https://vi-localhost:"))
+        browser.open(kos)
+        expect_error(browser, drimm, "E203")
+        assert stand_in.requests == []
+    assert len(drimm.fake.requests) == before
+    refused = [
+        e
+        for e in read_audit(drimm.work / "consumer-audit.jsonl")
+        if e["event"] == "consumer_source_refused"
+    ]
+    assert refused and refused[-1]["code"] == "E203"
+
+
+def test_source_with_another_operator_certificate_never_gets_the_token(
+    drimm: DrimmStack, browser: ConsumerBrowser
+) -> None:
+    """Issue 13 item 6: a Source on a whitelisted host and port, whose certificate chains
+    to the trusted CA and is valid for the host, but whose subject is not the entry's
+    DNCertificatOperateur: refused (E203) after the handshake, before the request is
+    written. The stand-in, which would answer, never receives a request (hence never the
+    Authorization header)."""
+    impostor = from_test_ca(
+        drimm.pki, drimm.work / "pki", "localhost", server=True, organization="Imposteur"
+    )
+    stand_in = FakeSourceMode()
+    port = drimm.spare_ports[2]
+    options = mtls(impostor, drimm.pki["client"].ca_cert)
+    with live_server(fake_source_app(drimm.study, stand_in), port=port, lifespan="off", **options):
+        browser.open(drimm.kos_for(f"https://localhost:{port}/t/api/source"))
+        expect_error(browser, drimm, "E203")
+        assert stand_in.requests == []
+    refused = [
+        e
+        for e in read_audit(drimm.work / "consumer-audit.jsonl")
+        if e["event"] == "consumer_source_refused" and e.get("port") == port
+    ]
+    assert refused, "no audit entry"
+    assert refused[-1]["peer_certificate_dn"] == "CN=localhost,O=Imposteur,C=FR"
+    assert refused[-1]["expected_dn"] == "CN=localhost,O=DRIMbox viewer tests,C=FR"
+
+
+def test_the_source_audit_names_the_consumer_certificate(
+    drimm: DrimmStack, browser: ConsumerBrowser
+) -> None:
+    """Issue 13 item 7: the Source API checked the Consumer's client certificate against
+    the whitelist, and its audit trail records the certificate's subject."""
+    browser.open(drimm.kos_for(drimm.source_api))
+    assert metadata(browser, drimm.study.study_uid, axial(drimm)).status_code == 200
+    entries = [
+        e for e in read_audit(drimm.work / "source-audit.jsonl") if e["event"] == "source_metadata"
+    ]
+    assert entries
+    assert entries[-1]["peer_certificate_dn"] == "CN=consumer.localhost,O=DRIMbox viewer tests,C=FR"
+    assert entries[-1]["whitelist_id"] == "DRIMBOX-TEST-002"
+
+
+def read_audit(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
 def test_truncated_stream_keeps_the_delivered_images(

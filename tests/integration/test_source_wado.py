@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import ssl
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from bff.app import create_app
 from bff.archive.kos import read_kos
 from bff.archive.store import ArchiveStore
 from bff.demo.dataset import DemoStudy
+from bff.demo.pki import TlsFiles, make_test_pki
 from bff.demo.stack import (
     CLIENT_ID,
     DEMO_CDA_ID,
@@ -38,9 +40,10 @@ from bff.idp.app import create_idp_app
 from bff.idp.users import load_users
 from bff.services import services_of
 from bff.settings import Settings
-from bff.source.wado import consumer_api_routes
+from bff.source.listener import source_api_options
 from tests.access import LoopbackTransport, psc_access_token
 from tests.conftest import Pacs, make_settings
+from tests.consumer_stack import from_test_ca, whitelisted
 from tests.servers import free_port, live_server
 from tests.source_stack import LOCATION, OTHER_CDA_ID, set_state
 
@@ -94,9 +97,11 @@ class WadoStack:
     archive_url: str
     audit_log: Path
     clock: MovableClock
+    pki: dict[str, TlsFiles]
 
     def url(self, path: str, host: str = LOCATION) -> str:
-        return f"{self.stack.bff_url(host)}/api/source{path}"
+        """On the mutual-TLS listener, as a Consumer DRIMbox asks."""
+        return f"https://{host}:{self.settings.source_api_port}/api/source{path}"
 
     def series_path(self, study: DemoStudy | None = None, index: int = 1) -> str:
         study = study or self.study
@@ -108,7 +113,8 @@ def wado(
     pacs: Pacs, other_study: DemoStudy, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[WadoStack]:
     work = tmp_path_factory.mktemp("source-wado")
-    bff_port, idp_port = free_port(), free_port()
+    bff_port, idp_port, api_port = free_port(), free_port(), free_port()
+    pki = make_test_pki(work / "pki", server_names=("localhost", LOCATION, DEAD_LOCATION))
     stack = new_stack(bff_port, idp_port, (LOCATION, DEAD_LOCATION))
     archive_url = f"sqlite:///{work / 'archive.db'}"
     publish_demo_kos(archive_url, pacs.study.kos_path, location=LOCATION, cda_id=DEMO_CDA_ID)
@@ -135,19 +141,42 @@ def wado(
         locations=f"{LOCATION}={pacs.dicomweb_url},{DEAD_LOCATION}={dead_pacs}",
         archive_url=archive_url,
         audit_log=work / "audit.jsonl",
-        source_api_port=bff_port,  # the API answers on this listener only
+        source_api_port=api_port,  # the API answers on this listener only
+        tls_cert=str(pki["server"].cert),
+        tls_key=str(pki["server"].key),
+        tls_client_ca=str(pki["client"].ca_cert),
+        # The Consumer's client certificate is a whitelisted operator certificate.
+        **whitelisted(work, ["consumer.localhost"]),
     )
     app = create_app(settings)
-    app.router.routes[0:0] = consumer_api_routes()
-    with live_server(idp, port=idp_port), live_server(app, port=bff_port):
+    with (
+        live_server(idp, port=idp_port),
+        live_server(app, port=bff_port, also=[source_api_options(app, settings)]),
+    ):
         yield WadoStack(
-            stack, pacs.study, other_study, app, settings, archive_url, work / "audit.jsonl", clock
+            stack,
+            pacs.study,
+            other_study,
+            app,
+            settings,
+            archive_url,
+            work / "audit.jsonl",
+            clock,
+            pki,
         )
 
 
+def consumer_tls(pki: dict[str, TlsFiles], client: str = "client") -> ssl.SSLContext:
+    """A Consumer DRIMbox's TLS: our test CA for the Source, a client certificate."""
+    context = ssl.create_default_context(cafile=str(pki["server"].ca_cert))
+    context.load_cert_chain(pki[client].cert, pki[client].key)
+    return context
+
+
 @pytest.fixture(scope="module")
-def client() -> Iterator[httpx.Client]:
-    with httpx.Client(transport=LoopbackTransport(), timeout=60) as c:
+def client(wado: WadoStack) -> Iterator[httpx.Client]:
+    transport = LoopbackTransport(verify=consumer_tls(wado.pki))
+    with httpx.Client(transport=transport, timeout=60) as c:
         yield c
 
 
@@ -217,14 +246,16 @@ def test_series_streams_the_stored_jpegls_instances_byte_for_byte(
     assert {sop_uid(p) for p in parts} == set(expected)
     entry = [e for e in read_audit(wado) if e["event"] == "source_retrieve"][-1]
     assert entry["series_uid"] == series_uid and entry["kos_sop_uid"] == wado.study.kos_sop_uid
-    # Who asked (issue 13 item 5): the professional's PSC subject, the Consumer's client,
-    # the peer; uvicorn gives the application no peer certificate (no ASGI tls extension).
+    # Who asked (issue 13 items 5 and 7): the professional's PSC subject, the Consumer's
+    # client, the peer and its certificate (the listener's ASGI tls extension), which
+    # the whitelist lists.
     assert entry["professional"].startswith("f:") and entry["professional"].endswith(
         ":" + DR_RADIOLOGUE_RPPS
     )
     assert entry["client_id"] == CLIENT_ID
     assert entry["peer_address"] == "127.0.0.1"
-    assert entry["peer_certificate_dn"] is None
+    assert entry["peer_certificate_dn"] == "CN=consumer.localhost,O=DRIMbox viewer tests,C=FR"
+    assert entry["whitelist_id"] == "DRIMBOX-TEST-001"
     assert token not in json.dumps(read_audit(wado))
 
 
@@ -411,18 +442,38 @@ def test_the_kos_location_decides_the_pacs_whatever_the_host(
     assert response.status_code == 200
 
 
-def test_only_the_mutual_tls_listener_answers(
-    wado: WadoStack, client: httpx.Client, token: str
+def test_only_the_mutual_tls_listener_answers(wado: WadoStack, token: str) -> None:
+    """The Source API asked on the BFF's own listener (no client certificate): 404."""
+    url = f"{wado.stack.bff_url(LOCATION)}/api/source{wado.series_path()}"
+    with httpx.Client(transport=LoopbackTransport(), timeout=60) as plain:
+        response = plain.get(url, headers=headers(token, wado.study.kos_sop_uid))
+    assert_error(response, 404, "E404")
+
+
+def test_a_client_certificate_the_whitelist_does_not_list_is_403(
+    wado: WadoStack, token: str, tmp_path: Path
 ) -> None:
-    # Settings are frozen: the test moves the port as another listener would see it.
-    object.__setattr__(wado.settings, "source_api_port", free_port())
-    try:
-        response = client.get(
+    """Issue 13 item 7: a certificate from the trusted CA (the handshake succeeds) whose
+    subject is no whitelisted operator certificate: 403 S403L before anything else (not
+    even the token is introspected), no image byte, audited with the certificate."""
+    intruder = from_test_ca(wado.pki, tmp_path, "intrus.localhost", client=True)
+    pki = {**wado.pki, "intruder": intruder}
+    transport = LoopbackTransport(verify=consumer_tls(pki, "intruder"))
+    with httpx.Client(transport=transport, timeout=60) as other:
+        response = other.get(
             wado.url(wado.series_path()), headers=headers(token, wado.study.kos_sop_uid)
         )
-        assert_error(response, 404, "E404")
-    finally:
-        object.__setattr__(wado.settings, "source_api_port", wado.stack.bff_port)
+        metadata = other.get(
+            wado.url(wado.series_path() + "/metadata"),
+            headers=headers(token, wado.study.kos_sop_uid),
+        )
+    assert_error(response, 403, "S403L")
+    assert_error(metadata, 403, "S403L")
+    assert b"DICM" not in response.content
+    entry = [e for e in read_audit(wado) if e["event"] == "source_retrieve_refused"][-1]
+    assert entry["code"] == "S403L"
+    assert entry["peer_certificate_dn"] == "CN=intrus.localhost,O=DRIMbox viewer tests,C=FR"
+    assert "professional" not in entry  # refused before the token was looked at
 
 
 def read_audit(wado: WadoStack) -> list[dict[str, object]]:

@@ -43,3 +43,44 @@ def test_every_setting_is_a_field_and_documented() -> None:
     assert markdown_table() in doc, (
         "run: python -c 'from bff.settings import markdown_table; print(markdown_table())'"
     )
+
+
+# -- the ANS whitelist and Sources' ports (issue 13 item 6) ------------------------------
+
+
+def production(**overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "mode": "production",
+        "session_secret": "s" * 40,
+        "psc_issuer": "https://psc.example.fr/auth/realms/esante-wallet",
+        "fcp_issuer": "https://fcp.example.fr",
+        "whitelist_file": "/etc/drimbox/liste-blanche.xml",
+        "whitelist_signer_cert": "/etc/drimbox/ans-signature.pem",
+        **overrides,
+    }
+    return Settings.from_env({}, **values)
+
+
+def test_a_whitelist_needs_its_signer_in_every_mode() -> None:
+    with pytest.raises(ValueError, match="WHITELIST_SIGNER_CERT"):
+        Settings.from_env({}, whitelist_file="/tmp/liste.xml")
+    with pytest.raises(ValueError, match="WHITELIST_SIGNER_CERT"):
+        production(whitelist_signer_cert="")
+
+
+def test_production_needs_the_whitelist_for_either_role() -> None:
+    assert production(consumer_enabled=True, source_api_port=8443).whitelist_file
+    for role in ({"consumer_enabled": True}, {"source_api_port": 8443}):
+        with pytest.raises(ValueError, match="WHITELIST_FILE"):
+            production(whitelist_file="", whitelist_signer_cert="", **role)
+
+
+def test_source_ports() -> None:
+    assert Settings.from_env({}).source_port_set() == {443}
+    assert Settings.from_env({}, source_ports="443, 8443").source_port_set() == {443, 8443}
+    for bad in ("", "x", "0", "65536", "443;8443"):
+        with pytest.raises(ValueError, match="SOURCE_PORTS"):
+            Settings.from_env({}, source_ports=bad)
+    assert production(source_ports="443").source_port_set() == {443}
+    with pytest.raises(ValueError, match="SOURCE_PORTS"):
+        production(source_ports="443,8443")
