@@ -64,6 +64,7 @@ from bff.web.headers import (
     inline_script_hashes,
     origin_of,
 )
+from bff.web.hosts import TrustedHosts
 from bff.web.static import OhifSite, compression_middleware
 
 log = logging.getLogger(__name__)
@@ -276,6 +277,8 @@ def create_app(settings: Settings) -> Starlette:
                 worker_csp=_csp(settings, site, worker=True),
                 hsts=settings.secure_cookie,
             ),
+            # Before anything reads the session or builds a URL from the Host header.
+            Middleware(TrustedHosts, hosts=settings.host_names()),
             Middleware(SessionMiddleware, store_of=_sessions),
             compression_middleware(),
         ],

@@ -7,6 +7,7 @@ to its own token."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -22,8 +23,8 @@ from tests.source_stack import LOCATION, OTHER_CDA_ID, SourceStack, set_state
 pytestmark = pytest.mark.integration
 
 
-def bff(source: SourceStack, path: str) -> str:
-    return source.stack.bff_url(LOCATION) + path
+def bff(source: SourceStack, path: str, host: str = LOCATION) -> str:
+    return source.stack.bff_url(host) + path
 
 
 @pytest.fixture
@@ -128,6 +129,37 @@ def test_every_page_carries_the_browser_side_headers(
         assert "frame-ancestors 'none'" in policy and "default-src 'self'" in policy
         assert answer.headers["x-frame-options"] == "DENY"
         assert answer.headers["referrer-policy"] == "no-referrer"
+
+
+def test_an_unknown_host_is_refused_before_anything_runs(
+    source: SourceStack, browser: ScriptedBrowser
+) -> None:
+    """Issue 13, item 8: the Host header builds the OIDC redirect URI and the DICOMweb
+    roots, so a host that is not a configured location (nor a trusted name) is refused
+    before any route runs: no session, no audit entry, no URL built from it."""
+    sessions = services_of(source.app).sessions
+    before, audited = len(sessions), len(source.audit())
+    evil = "evil.localhost"
+    page = browser.open_link(source.link().replace(LOCATION, evil))
+    assert page.status_code == 400 and page.headers["x-error-code"] == "E416"
+    assert "compte rendu d&#x27;imagerie" in page.text and evil not in page.text
+    assert "set-cookie" not in page.headers
+    login = browser.client.post(
+        bff(source, "/auth/login", evil), data={"profile": "patient", "provider": "fcp"}
+    )
+    assert login.status_code == 400 and login.headers["x-error-code"] == "E416"
+    assert "location" not in login.headers
+    study = f"/dicomweb/studies?StudyInstanceUID={source.study.study_uid}"
+    assert browser.get(bff(source, study, evil)).json()["code"] == "E416"
+    assert len(sessions) == before and len(source.audit()) == audited
+    # A configured host works; X-Forwarded-Host is never believed (only the Host header,
+    # checked above, names the site: a proxy passes the browser's Host on).
+    browser.client.headers["X-Forwarded-Host"] = evil
+    authorize = browser.choose(browser.open_link(source.link()), "fcp")
+    assert authorize.status_code == 303
+    redirect_uri = f"redirect_uri={quote(bff(source, '/auth/callback'), safe='')}"
+    assert redirect_uri in authorize.headers["location"]
+    assert evil not in authorize.headers["location"]
 
 
 # -- Consumer: cached frames only for a token the Source accepted (item 10) ---------------

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from starlette.applications import Starlette
+from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
@@ -20,8 +21,10 @@ from bff.dicomweb.key_images import KeyImageIndex
 from bff.dicomweb.upstream import DicomwebUpstream
 from bff.errors import NotFound, ServiceBusy, TooManyRequests
 from bff.origins.local import LocalPacsOrigin
+from bff.settings import Settings
 from bff.web.cookies import with_session_cookie
 from bff.web.headers import SecurityHeaders, content_security_policy, inline_script_hashes
+from bff.web.hosts import TrustedHosts
 from tests.unit.test_facade_routes import idle_retriever
 
 
@@ -228,3 +231,59 @@ async def test_a_series_the_kos_does_not_reference_starts_nothing() -> None:
     assert asked == [] and retriever.find("pacs", "1.2.3", "1.2.3.7") is None
     await asyncio.sleep(0)
     await upstream.aclose()
+
+
+# -- trusted hosts ---------------------------------------------------------------------------
+
+
+def test_an_unknown_host_is_refused_before_any_route_runs() -> None:
+    ran: list[str] = []
+
+    async def route(request: Request) -> PlainTextResponse:
+        ran.append(request.url.path)
+        return PlainTextResponse("ok")
+
+    app = Starlette(routes=[Route("/{path:path}", route)])
+    client = TestClient(TrustedHosts(app, hosts=frozenset({"vi1.localhost", "::1"})))
+    for host in ("vi1.localhost", "VI1.localhost:8080", "[::1]:8080"):
+        assert client.get("/IHEInvokeImageDisplay", headers={"Host": host}).text == "ok", host
+    assert len(ran) == 3
+    for host in ("evil.localhost", "vi1.localhost.evil", "vi1.localhost@evil", "", "[::2]"):
+        page = client.get("/IHEInvokeImageDisplay", headers={"Host": host})
+        assert page.status_code == 400 and page.headers["x-error-code"] == "E416", host
+        assert "compte rendu d&#x27;imagerie" in page.text and "evil" not in page.text
+        assert page.headers["content-type"].startswith("text/html")
+        assert page.headers["cache-control"] == "no-store"
+        api = client.get("/dicomweb/studies", headers={"Host": host})
+        assert api.status_code == 400 and api.json()["code"] == "E416", host
+    assert len(ran) == 3  # no route ran for a refused host
+    anyone = TestClient(TrustedHosts(app, hosts=None))  # one '*' location: demo and tests
+    assert anyone.get("/", headers={"Host": "evil.localhost"}).text == "ok"
+
+
+def test_the_trusted_hosts_are_the_locations_and_the_configured_names() -> None:
+    settings = Settings.from_env(
+        {},
+        locations="vi1.localhost=http://pacs1/dicom-web,VI2.localhost=http://pacs2/dicom-web",
+        trusted_hosts=" api.localhost , 127.0.0.1,::1",
+    )
+    assert settings.host_names() == {
+        "vi1.localhost",
+        "vi2.localhost",
+        "api.localhost",
+        "127.0.0.1",
+        "::1",
+    }
+    assert Settings.from_env({}).host_names() is None  # any host: demo and tests only
+    assert Settings.from_env({}, trusted_hosts="vi1.localhost").host_names() == {"vi1.localhost"}
+    with pytest.raises(ValueError, match="TRUSTED_HOSTS"):
+        Settings.from_env({}, trusted_hosts="vi1.localhost:8080")
+    production = {
+        "mode": "production",
+        "session_secret": "s" * 32,
+        "psc_issuer": "https://psc.example",
+        "fcp_issuer": "https://fcp.example",
+    }
+    with pytest.raises(ValueError, match="DRIMBOX_LOCATIONS or DRIMBOX_TRUSTED_HOSTS"):
+        Settings.from_env({}, **production)
+    Settings.from_env({}, **production, locations="vi1.example=https://pacs/dicom-web")
