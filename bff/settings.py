@@ -166,8 +166,9 @@ SETTINGS: tuple[Setting, ...] = (
     _s(
         "MAX_SESSIONS",
         "20000",
-        "Sessions kept at once; beyond, new visitors get a French 'try again later' (503) "
-        "until expired sessions are purged (every minute).",
+        "Sessions kept at once, and as many login round trips under way (an anonymous "
+        "view writes neither); beyond, a new sign-in gets a French 'try again later' (503 "
+        "E507) until expired ones are purged (every minute).",
     ),
     _s(
         "FRAME_WAITS_PER_SESSION",

@@ -25,6 +25,7 @@ from bff.archive.kos import InsTraits, KosRecord
 from bff.archive.store import ArchiveStore
 from bff.auth.introspect import PscIntrospector
 from bff.auth.middleware import SessionMiddleware
+from bff.auth.pending import PendingCookies, PendingLogins
 from bff.auth.sessions import COOKIE_NAME, OpenedStudy, SessionStore
 from bff.dicomweb import key_images
 from bff.dicomweb.cache import CachedFrame, FrameCache
@@ -224,6 +225,8 @@ class Facade:
         self.services = Services(
             settings=settings,
             sessions=self.sessions,
+            pending=PendingCookies("s" * 32),
+            logins=PendingLogins(max_entries=10),
             archive=archive,
             retriever=retriever,
             origins=self.factory,
