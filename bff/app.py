@@ -38,6 +38,7 @@ from bff.auth.oidc import (
     load_encryption_key,
     public_jwks,
 )
+from bff.auth.pending import PendingCookies, PendingLogins
 from bff.auth.sessions import SessionStore
 from bff.consumer.routes import UPLOAD_PATHS as CONSUMER_UPLOAD_PATHS
 from bff.consumer.routes import consumer_routes
@@ -66,6 +67,7 @@ from bff.web.headers import (
     inline_script_hashes,
     origin_of,
 )
+from bff.web.hosts import TrustedHosts
 from bff.web.limits import BodyCaps, BodyLimits
 from bff.web.static import OhifSite, compression_middleware
 
@@ -139,10 +141,11 @@ LIMIT_WINDOW_S = 600.0
 SESSION_PURGE_S = 60.0
 
 
-async def _purge_sessions(sessions: SessionStore) -> None:
+async def _purge_sessions(sessions: SessionStore, logins: PendingLogins) -> None:
     while True:
         await asyncio.sleep(SESSION_PURGE_S)
         sessions.purge()
+        logins.purge()
 
 
 async def _kos_state(archive: ArchiveStore, kos_sop_uid: str) -> str | None:
@@ -220,15 +223,18 @@ def create_app(settings: Settings) -> Starlette:
         )
         background: set[asyncio.Task[Any]] = set()
         providers, jwks = build_providers(settings)
+        secret = settings.session_secret or secrets.token_urlsafe(32)
         app.state.services = Services(
             settings=settings,
             sessions=SessionStore(
-                settings.session_secret or secrets.token_urlsafe(32),
+                secret,
                 idle_timeout=settings.session_idle_timeout,
                 max_age=settings.session_max_age,
                 secure=settings.secure_cookie,
                 max_sessions=settings.max_sessions,
             ),
+            pending=PendingCookies(secret, secure=settings.secure_cookie),
+            logins=PendingLogins(max_entries=settings.max_sessions),
             archive=archive,
             retriever=retriever,
             origins=OriginFactory(
@@ -260,7 +266,8 @@ def create_app(settings: Settings) -> Starlette:
             background=background,
             whitelist=whitelist,
         )
-        purge = asyncio.create_task(_purge_sessions(app.state.services.sessions))
+        services = app.state.services
+        purge = asyncio.create_task(_purge_sessions(services.sessions, services.logins))
         try:
             yield
         finally:
@@ -295,6 +302,8 @@ def create_app(settings: Settings) -> Starlette:
                 worker_csp=_csp(settings, site, worker=True),
                 hsts=settings.secure_cookie,
             ),
+            # Before anything reads the session or builds a URL from the Host header.
+            Middleware(TrustedHosts, hosts=settings.host_names()),
             Middleware(BodyLimits, caps=body_caps(settings)),
             Middleware(SessionMiddleware, store_of=_sessions),
             compression_middleware(),

@@ -2,7 +2,8 @@
 
     ViewerError                      500 E500  generic (details only in the log)
     ├── BadRequest                   400 E400
-    │   └── InvalidLink              400 E410-E415  IHEInvokeImageDisplay parameters
+    │   ├── InvalidLink              400 E410-E415  IHEInvokeImageDisplay parameters
+    │   └── UnknownHost              400 E416  Host header not a configured host name
     ├── AuthenticationRequired       401 E401  no (or an expired) session
     ├── LoginFailed                  401 E430-E434  OIDC round trip refused
     ├── AccessRefused                403 E420  DB.VI-SO.28: checks against the KOS archive
@@ -80,6 +81,18 @@ class InvalidLink(BadRequest):
     def __init__(self, detail: str = "", *, code: str = "E410") -> None:
         super().__init__(detail)
         self.code = code
+
+
+class UnknownHost(BadRequest):
+    """The Host header names none of the host names this deployment answers on (its
+    locations, DRIMBOX_TRUSTED_HOSTS): refused before any route runs (issue 13), since
+    the host builds the OIDC redirect URI and the DICOMweb roots."""
+
+    code = "E416"
+    message = (
+        "Cette adresse n'est pas celle du service de visualisation des examens. Veuillez "
+        "utiliser le lien figurant dans votre compte rendu d'imagerie."
+    )
 
 
 class AuthenticationRequired(ViewerError):

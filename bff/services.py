@@ -21,7 +21,9 @@ from bff.access.limits import InFlight, RateLimit
 from bff.access.published import PublishedKos
 from bff.archive.store import ArchiveStore
 from bff.auth.introspect import PscIntrospector
+from bff.auth.middleware import read_cookie
 from bff.auth.oidc import OidcProvider
+from bff.auth.pending import Pending, PendingCookies, PendingLogins
 from bff.auth.sessions import Session, SessionStore
 from bff.dicomweb.retrieve import Retriever
 from bff.errors import BadRequest
@@ -29,7 +31,7 @@ from bff.origins.base import StudyOrigin
 from bff.origins.factory import OriginFactory
 from bff.origins.whitelist import Whitelist
 from bff.settings import Settings
-from bff.web.cookies import with_session_cookie
+from bff.web.cookies import with_pending_cookie, with_session_cookie
 from bff.web.static import OhifSite
 
 
@@ -37,6 +39,9 @@ from bff.web.static import OhifSite
 class Services:
     settings: Settings
     sessions: SessionStore
+    #: what waits for a login: a signed cookie, and the round trips under way
+    pending: PendingCookies
+    logins: PendingLogins
     archive: ArchiveStore
     retriever: Retriever
     #: every study's origin (the location PACS, remote Sources) and the locations
@@ -113,3 +118,15 @@ def client_key(connection: HTTPConnection) -> str:
 def with_cookie(connection: HTTPConnection, response: Response, session: Session) -> Response:
     """``response`` carrying ``session``'s cookie (bff/web/cookies.py)."""
     return with_session_cookie(response, services_of(connection).sessions, session)
+
+
+def pending_of(connection: HTTPConnection) -> Pending | None:
+    """The report link (or Consumer sign-in) this browser's signed cookie says awaits a
+    login; None when absent, forged or too old (bff/auth/pending.py)."""
+    cookies = services_of(connection).pending
+    return cookies.loads(read_cookie(connection.scope, cookies.cookie_name))
+
+
+def with_pending(connection: HTTPConnection, response: Response, pending: Pending) -> Response:
+    """``response`` carrying the pending cookie (bff/web/cookies.py)."""
+    return with_pending_cookie(response, services_of(connection).pending, pending)

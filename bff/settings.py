@@ -9,6 +9,7 @@ names a file whose content is used instead (for secrets).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -134,6 +135,15 @@ SETTINGS: tuple[Setting, ...] = (
         "answering on any host name, the PACS of DRIMBOX_UPSTREAM_URL (archive location '*').",
     ),
     _s(
+        "TRUSTED_HOSTS",
+        "",
+        "Host names accepted in the Host header besides the locations' (DRIMBOX_LOCATIONS), "
+        "comma-separated: e.g. the name Consumers reach the Source API by, when it is not "
+        "a location. Any other host is refused (400 E416) before any route runs: the host "
+        "builds the OIDC redirect URI and the DICOMweb roots. With DRIMBOX_LOCATIONS and "
+        "this both empty every host is accepted (refused in production mode).",
+    ),
+    _s(
         "OPEN_ACCESS",
         "false",
         "'true' lets a request without a session see every study (the DICOMweb facade's "
@@ -156,8 +166,9 @@ SETTINGS: tuple[Setting, ...] = (
     _s(
         "MAX_SESSIONS",
         "20000",
-        "Sessions kept at once; beyond, new visitors get a French 'try again later' (503) "
-        "until expired sessions are purged (every minute).",
+        "Sessions kept at once, and as many login round trips under way (an anonymous "
+        "view writes neither); beyond, a new sign-in gets a French 'try again later' (503 "
+        "E507) until expired ones are purged (every minute).",
     ),
     _s(
         "FRAME_WAITS_PER_SESSION",
@@ -353,6 +364,8 @@ SETTINGS: tuple[Setting, ...] = (
 
 _BY_NAME = {s.name: s for s in SETTINGS}
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+#: A host name or IP address as DRIMBOX_TRUSTED_HOSTS lists it (no port, IPv6 unbracketed).
+HOST_NAME = re.compile(r"[a-z0-9.-]+|[0-9a-f:.]*:[0-9a-f:.]*")
 
 
 def _read(env: Mapping[str, str], name: str) -> str:
@@ -383,6 +396,7 @@ class Settings:
     archive_url: str = field(repr=False)
     admin_secret: str = field(repr=False)
     locations: str
+    trusted_hosts: str
     open_access: bool
     session_secret: str = field(repr=False)
     cookie_secure: str
@@ -452,6 +466,7 @@ class Settings:
         if self.fcp_acr_values not in {"eidas2", "eidas3"}:
             raise ValueError("DRIMBOX_FCP_ACR_VALUES must be 'eidas2' or 'eidas3'")
         self.location_map()  # raises on a malformed DRIMBOX_LOCATIONS
+        self.host_names()  # raises on a malformed DRIMBOX_TRUSTED_HOSTS
         if self.mode == "production":
             self._validate_production()
         if self.lossy_codec not in {"htj2k", "jpegls"}:
@@ -484,6 +499,11 @@ class Settings:
             raise ValueError("DRIMBOX_COOKIE_SECURE=false is refused in production mode")
         if not self.session_secret:
             raise ValueError("DRIMBOX_SESSION_SECRET is required in production mode")
+        if self.host_names() is None:
+            raise ValueError(
+                "DRIMBOX_LOCATIONS or DRIMBOX_TRUSTED_HOSTS is required in production mode "
+                "(the host names the viewer answers on)"
+            )
         if self.fcp_client_secret and not self.fcp_encryption_key:
             raise ValueError("DRIMBOX_FCP_ENCRYPTION_KEY is required in production mode")
         if (self.consumer_enabled or self.source_api_port) and not self.whitelist_file:
@@ -523,6 +543,20 @@ class Settings:
         if not ports or not all(0 < p < 65536 for p in ports):
             raise ValueError("DRIMBOX_SOURCE_PORTS: comma-separated port numbers")
         return ports
+
+    def host_names(self) -> frozenset[str] | None:
+        """The host names a request may name in its Host header: the locations' and
+        DRIMBOX_TRUSTED_HOSTS; None (any) when both are empty (one location answering on
+        any host name: the demo's and the tests' default)."""
+        names = {h for h in self.location_map() if h != "*"}
+        for item in self.trusted_hosts.split(","):
+            name = item.strip().lower()
+            if not name:
+                continue
+            if not HOST_NAME.fullmatch(name):
+                raise ValueError(f"DRIMBOX_TRUSTED_HOSTS: malformed host name {name!r}")
+            names.add(name)
+        return frozenset(names) if names else None
 
     def source_api_client_ids(self) -> frozenset[str]:
         """The PSC client ids whose tokens the Source API accepts."""

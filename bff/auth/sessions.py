@@ -1,5 +1,9 @@
 """Server-side sessions behind a signed cookie (tokens never reach the browser).
 
+A session is created at a successful sign-in (or a Consumer hand-over), never for an
+anonymous view: what waits for a login travels in a signed cookie meanwhile
+(:mod:`bff.auth.pending`).
+
 The cookie holds only a random session id signed with itsdangerous (HttpOnly, SameSite=Lax,
 Secure unless the deployment explicitly relaxes it for a loopback demo). Everything else,
 OIDC tokens included, stays in the :class:`SessionStore`. Sessions expire after an idle
@@ -20,7 +24,6 @@ from typing import Any
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from bff.access.params import ViewerLink
 from bff.access.policy import Grant, RemoteOpening, StudyRef
 from bff.errors import ServiceBusy
 
@@ -31,18 +34,6 @@ COOKIE_NAME = "drimbox_session"
 HOST_COOKIE_NAME = "__Host-drimbox_session"
 #: Signed cookies remembered as checked (a few per live session).
 VERIFIED_COOKIES = 4096
-
-
-@dataclass
-class PendingLogin:
-    """What the OIDC round trip must find again on the callback (single use)."""
-
-    state: str
-    nonce: str
-    code_verifier: str
-    provider: str  # 'psc' | 'fcp' | 'fc'
-    redirect_uri: str
-    created_at: float
 
 
 @dataclass
@@ -71,10 +62,6 @@ class Session:
     subject: str | None = None
     user_display: str | None = None
     tokens: dict[str, Any] = field(default_factory=dict, repr=False)
-    pending_link: ViewerLink | None = None  # awaiting login
-    pending_location: str | None = None
-    pending_login: PendingLogin | None = field(default=None, repr=False)
-    pending_consumer: bool = False  # signing in to the Consumer viewer (no exam link)
     studies: list[OpenedStudy] = field(default_factory=list)
     #: A new report link opened in a signed-in browser: what the earlier session had
     #: granted, and to whom. Kept only if the same person signs in again (a shared
@@ -176,8 +163,9 @@ class SessionStore:
 
     def renew(self, session: Session) -> Session:
         """The same session under a new id and CSRF token; the old id is dead at once.
-        Called at every successful sign-in and hand-over, so that a cookie known before
-        (planted, or read on a shared computer) never carries what the login grants."""
+        Called at every hand-over (a sign-in creates a new session), so that a cookie
+        known before (planted, or read on a shared computer) never carries what the
+        hand-over grants."""
         self._sessions.pop(session.id, None)
         session.id = secrets.token_urlsafe(32)
         session.csrf_token = secrets.token_urlsafe(24)

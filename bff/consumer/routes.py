@@ -31,7 +31,7 @@ from bff.archive.kos import KosRecord
 from bff.audit import audit
 from bff.auth.sessions import OpenedStudy, Session
 from bff.errors import AuthenticationRequired, BadRequest, Forbidden, NotFound
-from bff.services import location_of, services_of, with_cookie
+from bff.services import location_of, pending_of, services_of, with_cookie, with_pending
 from bff.web.boot import before_viewer_head
 from bff.web.pages import escape, layout
 from bff.web.uploads import read_body, read_kos_upload, read_upload_form
@@ -159,12 +159,12 @@ def _open_page(session: Session, *, demo_kos: bool, head: str) -> str:
     return layout("Ouvrir un examen du DMP", body, head=head)
 
 
-def _login_page(session: Session, *, head: str) -> str:
+def _login_page(csrf_token: str, *, head: str) -> str:
     body = (
         "<p>La visionneuse de la DRIMbox Consommatrice est réservée aux professionnels de "
         "santé.</p>"
         '<div class="choices"><form method="post" action="/auth/login">'
-        f'<input type="hidden" name="csrf" value="{escape(session.csrf_token)}">'
+        f'<input type="hidden" name="csrf" value="{escape(csrf_token)}">'
         '<input type="hidden" name="profile" value="professional">'
         '<input type="hidden" name="provider" value="psc">'
         '<button type="submit" data-provider="psc">Se connecter avec Pro Santé Connect'
@@ -176,16 +176,16 @@ def _login_page(session: Session, *, head: str) -> str:
 async def consumer_home(request: Request) -> Response:
     _enabled(request)
     session = _session(request)
-    if session is None:
-        session = services_of(request).sessions.create()
     # The Consumer's own pages fetch OHIF's boot files meanwhile (bff/web/boot.py): the
     # spec's test opens the exam from a browser already on them (4.6.2, DB.VI-CO.39).
     head = before_viewer_head(services_of(request).site.boot_files)
-    if session.authenticated and session.provider == "psc":
+    if session is not None and session.authenticated and session.provider == "psc":
         page = _open_page(session, demo_kos=_demo_kos(request) is not None, head=head)
         return with_cookie(request, HTMLResponse(page), session)
-    session.pending_consumer = True
-    return with_cookie(request, HTMLResponse(_login_page(session, head=head)), session)
+    # Not signed in: no session until the login succeeds; the sign-in form's CSRF token
+    # waits in the signed pending cookie (bff/auth/pending.py), with no exam link.
+    pending = services_of(request).pending.new(earlier=pending_of(request))
+    return with_pending(request, HTMLResponse(_login_page(pending.csrf, head=head)), pending)
 
 
 async def open_by_hand(request: Request) -> Response:

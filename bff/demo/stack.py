@@ -75,6 +75,9 @@ class Stack:
             "fcp_client_secret": self.client_secret,
             "fc_client_secret": self.client_secret,
             "fc_enabled": True,
+            # Besides the locations: the provider fetches our JWKS at 127.0.0.1, Consumers
+            # reach the Source API at localhost (the test PKI's server name).
+            "trusted_hosts": "localhost,127.0.0.1",
         }
 
     def viewer_link(self, study: DemoStudy, host: str, *, cda_id: str = DEMO_CDA_ID) -> str:

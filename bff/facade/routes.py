@@ -36,12 +36,11 @@ STUDY_UID_TAG = "0020000D"
 MODALITY = "00080060"
 MODALITIES_IN_STUDY = "00080061"
 PIXEL_DATA = "7fe00010"
-#: Metadata, searches and API answers: never in a browser's disk cache (issue 13).
+#: Every answer carrying patient data (metadata, searches, frames, thumbnails, bulk data,
+#: API answers): never in a browser's cache, so the next user of a shared computer finds
+#: nothing of it on disk (issue 13). OHIF needs no HTTP cache: cornerstone keeps what it
+#: loaded in memory, and a frame asked again is answered from the BFF's frame cache.
 NO_STORE = "no-store"
-#: Frames, thumbnails, bulk data: private (never in a shared cache). Not no-store yet:
-#: measured, with no-store on these, stock OHIF stopped loading a chosen series' stack
-#: (tests/e2e/test_series_rules.py); left as it was until that is understood (issue 13).
-PIXELS_CACHE = "private, max-age=3600"
 
 
 def dicomweb_root(request: Request) -> str:
@@ -202,7 +201,7 @@ async def _frames_response(
         f'multipart/related; type="application/octet-stream"; '
         f"transfer-syntax={syntax}; boundary={boundary}"
     )
-    return Response(body, headers={"Content-Type": media_type, "Cache-Control": PIXELS_CACHE})
+    return Response(body, headers={"Content-Type": media_type, "Cache-Control": NO_STORE})
 
 
 async def frames(request: Request) -> Response:
@@ -232,7 +231,7 @@ async def bulk(request: Request) -> Response:
         )
     accept = request.headers.get("accept", "*/*") or "*/*"
     content_type, body = await origin.bulk(real_uid, sop_uid, tag_path, accept)
-    return Response(body, media_type=content_type, headers={"Cache-Control": PIXELS_CACHE})
+    return Response(body, media_type=content_type, headers={"Cache-Control": NO_STORE})
 
 
 async def thumbnail(request: Request) -> Response:
@@ -245,7 +244,7 @@ async def thumbnail(request: Request) -> Response:
     if sop_uid is not None:
         series_uid = await virtual.real_series(origin, series_uid, sop_uid)
     content_type, body = await origin.thumbnail(series_uid, sop_uid)
-    return Response(body, media_type=content_type, headers={"Cache-Control": PIXELS_CACHE})
+    return Response(body, media_type=content_type, headers={"Cache-Control": NO_STORE})
 
 
 async def key_image_list(request: Request) -> Response:

@@ -2,10 +2,13 @@
 .152, .28; DB.VI-CS.03).
 
     GET  /IHEInvokeImageDisplay?requestType=STUDY&studyUID=..&accessionNumber=..&idCDA=..
-         -> validate the link, keep it in a new session, show the profile choice page
+         -> validate the link, keep it in a signed short-lived cookie (no session for an
+            anonymous view: bff/auth/pending.py), show the profile choice page
     POST /auth/login      profile + provider -> redirect to ProSantéConnect / FranceConnect+
+                          (the round trip kept server side by its state, the state in
+                          the cookie)
     GET  /auth/callback   code + state -> tokens -> checks against the KOS archive
-                          -> the session is granted that one study -> /viewer
+                          -> a new session, granted that one study -> /viewer
     GET  /viewer          OHIF, only for a session granted the studies it names
     GET  /api/session     what the viewer shows on opening (identity from the KOS)
     POST /auth/logout     ends the session here, then at the provider (RP-initiated logout)
@@ -18,9 +21,9 @@ French message of DB.VI-SO.28 with a stable code, and an audit entry.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hmac
 import logging
-import time
 from collections.abc import Coroutine
 from typing import Any
 from urllib.parse import quote
@@ -34,7 +37,8 @@ from bff.access.params import ViewerLink, parse_link
 from bff.archive.kos import KosRecord
 from bff.archive.store import ArchivedKos
 from bff.audit import audit
-from bff.auth.sessions import OpenedStudy, PendingLogin, Session
+from bff.auth.pending import Pending, PendingLogin
+from bff.auth.sessions import OpenedStudy, Session
 from bff.errors import (
     AccessRefused,
     AuthenticationRequired,
@@ -48,18 +52,19 @@ from bff.services import (
     Services,
     client_key,
     location_of,
+    pending_of,
     services_of,
     study_origin,
     with_cookie,
+    with_pending,
 )
 from bff.web.boot import before_viewer_head
+from bff.web.cookies import without_pending_cookie
 from bff.web.pages import logged_out_page, profile_page
 from bff.web.uploads import small_form
 
 log = logging.getLogger(__name__)
 
-#: A login round trip (profile choice -> provider -> callback) must end within this.
-LOGIN_TTL_S = 600.0
 OHIF_MODES = ("viewer", "segmentation", "tmtv", "microscopy", "dynamic-volume")
 PROVIDERS_BY_PROFILE = {"patient": ("fcp", "fc"), "professional": ("psc",)}
 
@@ -84,125 +89,151 @@ def _viewer_url(study_uids: list[str]) -> str:
 
 
 async def invoke_image_display(request: Request) -> Response:
-    """The link of the radiology report (DB.VI-SO.07): validate, then ask the profile."""
-    services_of(request).link_attempts.hit(client_key(request))  # slows down guessing
+    """The link of the radiology report (DB.VI-SO.07): validate, then ask the profile.
+    Nothing is written server side for it (issue 13): the link waits for the login in a
+    signed short-lived cookie (bff/auth/pending.py)."""
+    services = services_of(request)
+    services.link_attempts.hit(client_key(request))  # slows down guessing
     link = parse_link(request.query_params.multi_items())
     location = location_of(request)
     session = _session(request)
     grant = session.grant if session is not None else None
     ref = grant.find(location, link.study_uid) if grant is not None else None
-    published = services_of(request).published
-    if ref is not None and not ref.remote and await published.published(ref.kos_sop_uid):
+    if ref is not None and not ref.remote and await services.published.published(ref.kos_sop_uid):
         return RedirectResponse(_viewer_url([link.study_uid]), 303)
-    store = services_of(request).sessions
-    if session is None or session.authenticated:
-        # A new exam link always goes through the checks, in a new session. What the
-        # earlier one granted is carried, and kept only if the same person signs in
-        # (Session.signed_in): on a shared computer, another person inherits nothing.
-        previous = session
-        session = store.create()
-        if previous is not None:
-            session.carried = list(previous.studies)
-            session.carried_subject = previous.subject
-            store.delete(previous)
-    session.pending_link = link
-    session.pending_location = location
+    # A new exam link always goes through the checks, and a successful login makes a new
+    # session (callback): what a session in this browser had granted is kept only if the
+    # same person signs in (Session.signed_in); on a shared computer, another person
+    # inherits nothing.
+    pending = services.pending.new(link, location, earlier=pending_of(request))
     audit("link_opened", location=location, study_uid=link.study_uid)
     _warm_while_signing_in(request, link, location)
     page = profile_page(
-        csrf_token=session.csrf_token,
-        fc_enabled="fc" in services_of(request).providers,
+        csrf_token=pending.csrf,
+        fc_enabled="fc" in services.providers,
         # While the user chooses and signs in, the browser fetches OHIF (bff/web/boot.py).
-        head=before_viewer_head(services_of(request).site.boot_files),
+        head=before_viewer_head(services.site.boot_files),
     )
-    return with_cookie(request, HTMLResponse(page), session)
+    return with_pending(request, HTMLResponse(page), pending)
 
 
 async def login(request: Request) -> Response:
-    """The profile was chosen (DB.VI-SO.08): go to its identity provider."""
-    session = _session(request)
-    if session is None or (session.pending_link is None and not session.pending_consumer):
+    """The profile was chosen (DB.VI-SO.08): go to its identity provider. The round trip
+    is kept server side by its state from now on; the cookie names that state."""
+    services = services_of(request)
+    pending = pending_of(request)
+    if pending is None:  # none, tampered with, or too old: reopen the report link
         raise AuthenticationRequired("login without a pending link")
-    services_of(request).link_attempts.hit(client_key(request))
+    services.link_attempts.hit(client_key(request))
     form = await small_form(request)
-    store = services_of(request).sessions
-    if not store.check_csrf(session, str(form.get("csrf", ""))):
+    if not services.pending.check_csrf(pending, str(form.get("csrf", ""))):
         raise BadRequest("csrf token mismatch")
     profile, provider_name = str(form.get("profile", "")), str(form.get("provider", ""))
-    providers = services_of(request).providers
+    providers = services.providers
     if provider_name not in PROVIDERS_BY_PROFILE.get(profile, ()) or provider_name not in providers:
         raise BadRequest("unknown profile or provider")
+    if pending.link is None and provider_name != "psc":  # the Consumer: professionals only
+        raise BadRequest("the Consumer viewer is for ProSantéConnect only")
     redirect_uri = _redirect_uri(request)
     started = await providers[provider_name].start(redirect_uri)
-    session.profile = profile
-    session.pending_login = PendingLogin(
-        state=started.state,
-        nonce=started.nonce,
-        code_verifier=started.code_verifier,
-        provider=provider_name,
-        redirect_uri=redirect_uri,
-        created_at=time.time(),
+    services.logins.add(
+        PendingLogin(
+            state=started.state,
+            nonce=started.nonce,
+            code_verifier=started.code_verifier,
+            provider=provider_name,
+            redirect_uri=redirect_uri,
+            profile=profile,
+        )
     )
-    return with_cookie(request, RedirectResponse(started.url, 303), session)
+    response = RedirectResponse(started.url, 303)
+    return with_pending(request, response, dataclasses.replace(pending, state=started.state))
 
 
 # -- callback and checks -------------------------------------------------------------------
 
 
-async def callback(request: Request) -> Response:
-    session = _session(request)
-    pending = session.pending_login if session else None
-    if session is None or pending is None:
-        raise LoginFailed("callback without a pending login (missing or replayed state)")
-    session.pending_login = None  # single use: a replayed callback finds nothing
+def _pending_login(request: Request) -> tuple[Pending, PendingLogin]:
+    """The round trip this callback ends: its state must be the one this browser's
+    pending cookie names (bound to the browser that started it), and is used once."""
     state = request.query_params.get("state", "")
-    if not hmac.compare_digest(state.encode(), pending.state.encode()):
-        raise LoginFailed("state mismatch")
-    if time.time() - pending.created_at > LOGIN_TTL_S:
-        raise LoginFailed("login round trip too old")
+    pending = pending_of(request)
+    if (
+        pending is None
+        or not state
+        or not hmac.compare_digest(state.encode(), pending.state.encode())
+    ):
+        raise LoginFailed("callback without a pending login (missing or foreign state)")
+    started = services_of(request).logins.take(state)
+    if started is None:
+        raise LoginFailed("callback for an unknown, used or expired state (replay)")
+    return pending, started
+
+
+def _new_session(request: Request) -> Session:
+    """The session a successful login makes: a new id (a cookie known before the login,
+    planted or read on a shared computer, never carries what the login grants). What
+    this browser's earlier session had granted is carried, and kept only if the same
+    person signed in (Session.signed_in); the earlier session ends."""
+    store = services_of(request).sessions
+    session = store.create()
+    previous = _session(request)
+    if previous is not None:
+        session.carried = list(previous.studies)
+        session.carried_subject = previous.subject
+        store.delete(previous)
+    return session
+
+
+def _signed_in(request: Request, response: Response, session: Session) -> Response:
+    response = with_cookie(request, response, session)
+    return without_pending_cookie(response, services_of(request).pending)
+
+
+async def callback(request: Request) -> Response:
+    pending, started = _pending_login(request)
     if "error" in request.query_params or "code" not in request.query_params:
         raise LoginFailed("provider answered an error", code="E431")
-    provider = services_of(request).providers[pending.provider]
+    services = services_of(request)
+    provider = services.providers[started.provider]
     result = await provider.finish(
         code=request.query_params["code"],
-        redirect_uri=pending.redirect_uri,
-        nonce=pending.nonce,
-        code_verifier=pending.code_verifier,
+        redirect_uri=started.redirect_uri,
+        nonce=started.nonce,
+        code_verifier=started.code_verifier,
         response_issuer=request.query_params.get("iss"),
     )
     claims = {**result.id_claims, **result.userinfo}
-    if session.pending_link is None:
+    if pending.link is None:
         # A professional signing in to the Consumer viewer (DB.VI-CS.03): no exam link.
-        if not session.pending_consumer or pending.provider != "psc":
+        if started.provider != "psc":
             raise LoginFailed("callback without a pending link")
-        _sign_in(session, pending.provider, claims, result.tokens)
-        session.pending_consumer = False
-        session = services_of(request).sessions.renew(session)  # no fixation
+        session = _new_session(request)
+        _sign_in(session, started, claims, result.tokens)
         audit("consumer_sign_in", provider="psc")
-        return with_cookie(request, RedirectResponse("/consumer", 303), session)
-    link: ViewerLink = session.pending_link
-    location = session.pending_location or "*"
-    services = services_of(request)
-    subject_key = f"sub:{pending.provider}:{claims.get('sub')}"
+        return _signed_in(request, RedirectResponse("/consumer", 303), session)
+    link, location = pending.link, pending.location
+    subject_key = f"sub:{started.provider}:{claims.get('sub')}"
     if services.failed_checks.exceeded(subject_key):  # no oracle once over the bound
         raise TooManyRequests("too many refused link checks for this person")
     try:
         kos = await check_link(services.archive, link, location)
-        if session.profile == "patient":
+        if started.profile == "patient":
             check_patient(kos, claims)
     except AccessRefused as exc:
         audit(
             "access_refused",
             location=location,
             study_uid=link.study_uid,
-            profile=session.profile,
-            provider=pending.provider,
+            profile=started.profile,
+            provider=started.provider,
             code=exc.reason,
             reason=exc.detail,
         )
         services.failed_checks.hit(subject_key)
         raise
-    _sign_in(session, pending.provider, claims, result.tokens)
+    session = _new_session(request)
+    _sign_in(session, started, claims, result.tokens)
     session.open_study(
         OpenedStudy(
             location,
@@ -212,22 +243,17 @@ async def callback(request: Request) -> Response:
             series_uids=tuple(s.series_uid for s in kos.record.series),
         )
     )
-    session.pending_link = None
-    # A new session id at every successful login (the old cookie is dead): a cookie
-    # known before the login (planted by a sibling host, read on a shared computer)
-    # never carries what the login grants (issue 13).
-    session = services_of(request).sessions.renew(session)
     audit(
         "access_granted",
         location=location,
         study_uid=link.study_uid,
         kos_sop_uid=kos.record.sop_uid,
         profile=session.profile,
-        provider=pending.provider,
+        provider=started.provider,
     )
     _check_patient_ids_later(request, kos, location)
     start_retrievals(request, kos.record, location)
-    return with_cookie(request, RedirectResponse(_viewer_url([link.study_uid]), 303), session)
+    return _signed_in(request, RedirectResponse(_viewer_url([link.study_uid]), 303), session)
 
 
 def _warm_while_signing_in(request: Request, link: ViewerLink, location: str) -> None:
@@ -274,11 +300,12 @@ def start_retrievals(request: Request, record: KosRecord, location: str) -> None
 
 
 def _sign_in(
-    session: Session, provider: str, claims: dict[str, Any], tokens: dict[str, Any]
+    session: Session, started: PendingLogin, claims: dict[str, Any], tokens: dict[str, Any]
 ) -> None:
-    session.provider = provider
+    session.profile = started.profile
+    session.provider = started.provider
     session.signed_in(str(claims.get("sub")))
-    session.user_display = display_name(claims, session.profile or "")
+    session.user_display = display_name(claims, started.profile)
     session.tokens = kept_tokens(tokens)
 
 
@@ -392,7 +419,7 @@ async def logout(request: Request) -> Response:
     else:
         response = _logged_out_page()
     response.delete_cookie(services_of(request).sessions.cookie_name, path="/")
-    return response
+    return without_pending_cookie(response, services_of(request).pending)
 
 
 async def logged_out(request: Request) -> Response:

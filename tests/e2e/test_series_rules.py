@@ -20,6 +20,7 @@ from tests.e2e.conftest import record_fetches, wait_answered
 from tests.e2e.test_overlays import read_overlays
 from tests.e2e.test_viewer import wait_for_image
 from tests.series_data import MANIFEST, OF_INTEREST, Study, add_kos, add_series
+from tests.waiting import poll
 
 pytestmark = pytest.mark.e2e
 
@@ -160,21 +161,44 @@ def test_key_images_are_marked_in_their_series(
 
 
 def frame_times(page: Any, study: Study) -> dict[int, list[int]]:
-    """Series number -> the rank (1st, 2nd ... frame request of the study to finish) of
-    each of its frame requests: an order of events, not a clock."""
+    """Series number -> the rank (1st, 2nd ... frame answer of the study to arrive) of
+    each of its frame answers: an order of events, not a clock.
+
+    Counted when the answer arrives (the BFF sends a frame's answer whole, once the frame
+    is ready), not when Chromium calls the request finished: cornerstone reads the shown
+    stack's frames as a stream and stops at Content-Length, never reading the stream's
+    end, so Chromium reports those requests aborted (net::ERR_ABORTED) although every
+    byte arrived and the image is shown. A cacheable answer hid this (the HTTP cache reads
+    each answer to its end to store it); frames are ``no-store`` (issue 13)."""
     series_of = {s.series_uid: s.number for s in study.series}
     done: dict[int, list[int]] = {s.number: [] for s in study.series}
     rank = itertools.count(1)
 
-    def finished(request: Any) -> None:
-        url = request.url
-        if "/frames/" in url:
+    def arrived(response: Any) -> None:
+        url = response.url
+        if "/frames/" in url and response.status == 200:
             series_uid = url.split("/series/")[1].split("/")[0]
             if series_uid in series_of:
                 done[series_of[series_uid]].append(next(rank))
 
-    page.on("requestfinished", finished)
+    page.on("response", arrived)
     return done
+
+
+#: How many images of the single viewport's stack cornerstone holds at full resolution:
+#: the stack is loaded, not only asked for.
+STACK_LOADED = """() => {
+  const cs = window.cornerstone;
+  const full = cs.Enums.ImageQualityStatus.FULL_RESOLUTION;
+  const [element] = cs.getEnabledElements();
+  return element.viewport.getImageIds()
+    .filter((id) => (cs.cache.getImage(id) || {}).imageQualityStatus === full).length;
+}"""
+
+
+def wait_stack_loaded(page: Any) -> None:
+    loaded = poll(lambda: page.evaluate(STACK_LOADED) == LOAD_SLICES, timeout=60)
+    assert loaded, page.evaluate(STACK_LOADED)
 
 
 def wait_complete(page: Any, done: dict[int, list[int]], number: int) -> int:
@@ -200,6 +224,7 @@ def test_the_series_named_in_the_link_loads_first(
     )
     shown(page, "Série 3")
     chosen_done = wait_complete(page, done, 3)
+    wait_stack_loaded(page)
     counts = {n: len([t for t in ts if t <= chosen_done]) for n, ts in done.items()}
     assert counts[1] < LOAD_SLICES and counts[2] < LOAD_SLICES, counts
 
@@ -217,3 +242,4 @@ def test_a_thumbnail_picked_right_away_is_shown_and_loaded(
     last.dblclick()
     shown(page, "Série 3")
     wait_complete(page, done, 3)
+    wait_stack_loaded(page)

@@ -7,11 +7,15 @@ to its own token."""
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Iterator
+from urllib.parse import quote
 
 import httpx
 import pytest
+from itsdangerous import URLSafeSerializer
 
+from bff.auth.pending import PENDING_TTL_S
 from bff.demo.stack import DEMO_CDA_ID
 from bff.services import services_of
 from tests.access import LoopbackTransport, ScriptedBrowser
@@ -23,8 +27,8 @@ from tests.source_stack import LOCATION, OTHER_CDA_ID, SourceStack, set_state
 pytestmark = pytest.mark.integration
 
 
-def bff(source: SourceStack, path: str) -> str:
-    return source.stack.bff_url(LOCATION) + path
+def bff(source: SourceStack, path: str, host: str = LOCATION) -> str:
+    return source.stack.bff_url(host) + path
 
 
 @pytest.fixture
@@ -44,23 +48,28 @@ def cookie_of(browser: ScriptedBrowser, source: SourceStack) -> str:
 def test_the_cookie_held_before_signing_in_carries_nothing_after(
     source: SourceStack, browser: ScriptedBrowser
 ) -> None:
-    """Session fixation: the cookie a browser holds before the login (planted by a
-    sibling host, or read on a shared computer) is dead once the login succeeds."""
-    page = browser.open_link(source.link())
-    assert page.status_code == 200
-    before = cookie_of(browser, source)
-    done = browser.login(browser.choose(page, "fcp"), "dominique.pat-trois")
-    assert done.status_code == 303
-    after = cookie_of(browser, source)
-    assert after != before
+    """Session fixation: a session cookie the browser holds before the login (here an
+    attacker's own, planted by a sibling host or read on a shared computer) never carries
+    what the login grants: the login makes a new session, and the planted one ends."""
+    attacker = ScriptedBrowser()
+    other = source.stack.viewer_link(source.other_study, LOCATION, cda_id=OTHER_CDA_ID)
+    assert attacker.sign_in(other, "psc", "dr.radiologue").status_code == 303
+    planted = cookie_of(attacker, source)
     name = services_of(source.app).sessions.cookie_name
+    browser.client.cookies.set(name, planted, domain=LOCATION)
+    done = browser.sign_in(source.link(), "fcp", "dominique.pat-trois")
+    assert done.status_code == 303
+    assert cookie_of(browser, source) != planted
     study = f"/dicomweb/studies?StudyInstanceUID={source.study.study_uid}"
-    with httpx.Client(transport=LoopbackTransport(), cookies={name: before}) as attacker:
-        assert attacker.get(bff(source, "/api/session")).status_code == 401
-        assert attacker.get(bff(source, study)).json() == []
+    with httpx.Client(transport=LoopbackTransport(), cookies={name: planted}) as again:
+        assert again.get(bff(source, "/api/session")).status_code == 401
+        assert again.get(bff(source, study)).json() == []
     assert browser.get(bff(source, study)).json()[0]["0020000D"]["Value"] == [
         source.study.study_uid
     ]
+    info = browser.get(bff(source, "/api/session")).json()  # the other person's exam: no
+    assert [s["study_uid"] for s in info["studies"]] == [source.study.study_uid]
+    attacker.close()
 
 
 def test_the_next_person_on_a_shared_computer_inherits_nothing(
@@ -151,6 +160,133 @@ def test_a_huge_form_is_refused_on_its_headers_alone(source: SourceStack) -> Non
     assert status_line == b"HTTP/1.1 413 Request Entity Too Large"
     headers = rest.partition(b"\r\n\r\n")[0].lower()
     assert b"x-error-code: e440" in headers and b"connection: close" in headers
+
+
+def test_an_unknown_host_is_refused_before_anything_runs(
+    source: SourceStack, browser: ScriptedBrowser
+) -> None:
+    """Issue 13, item 8: the Host header builds the OIDC redirect URI and the DICOMweb
+    roots, so a host that is not a configured location (nor a trusted name) is refused
+    before any route runs: no session, no audit entry, no URL built from it."""
+    sessions = services_of(source.app).sessions
+    before, audited = len(sessions), len(source.audit())
+    evil = "evil.localhost"
+    page = browser.open_link(source.link().replace(LOCATION, evil))
+    assert page.status_code == 400 and page.headers["x-error-code"] == "E416"
+    assert "compte rendu d&#x27;imagerie" in page.text and evil not in page.text
+    assert "set-cookie" not in page.headers
+    login = browser.client.post(
+        bff(source, "/auth/login", evil), data={"profile": "patient", "provider": "fcp"}
+    )
+    assert login.status_code == 400 and login.headers["x-error-code"] == "E416"
+    assert "location" not in login.headers
+    study = f"/dicomweb/studies?StudyInstanceUID={source.study.study_uid}"
+    assert browser.get(bff(source, study, evil)).json()["code"] == "E416"
+    assert len(sessions) == before and len(source.audit()) == audited
+    # A configured host works; X-Forwarded-Host is never believed (only the Host header,
+    # checked above, names the site: a proxy passes the browser's Host on).
+    browser.client.headers["X-Forwarded-Host"] = evil
+    authorize = browser.choose(browser.open_link(source.link()), "fcp")
+    assert authorize.status_code == 303
+    redirect_uri = f"redirect_uri={quote(bff(source, '/auth/callback'), safe='')}"
+    assert redirect_uri in authorize.headers["location"]
+    assert evil not in authorize.headers["location"]
+
+
+# -- no session for an anonymous view (item 4) -----------------------------------------------
+
+
+def test_anonymous_link_views_write_no_session(
+    source: SourceStack, browser: ScriptedBrowser
+) -> None:
+    """Opening a report link writes nothing server side: the link waits for the login in
+    a signed short-lived cookie. Choosing a profile starts a login round trip (kept by its
+    state); the session is made at the successful login only."""
+    services = services_of(source.app)
+    sessions = len(services.sessions)
+    cookies = []
+    for _ in range(5):
+        anonymous = ScriptedBrowser()
+        page = anonymous.open_link(source.link())
+        assert page.status_code == 200 and "Je suis le patient" in page.text
+        cookies += page.headers.get_list("set-cookie")
+        anonymous.close()
+    assert len(services.sessions) == sessions
+    assert len(cookies) == 5
+    for cookie in cookies:
+        assert cookie.startswith(f"{services.pending.cookie_name}=")
+        assert "HttpOnly" in cookie and "SameSite=lax" in cookie and "Max-Age=600" in cookie
+    logins = len(services.logins)
+    authorize = browser.choose(browser.open_link(source.link()), "fcp")
+    assert authorize.status_code == 303
+    assert len(services.sessions) == sessions and len(services.logins) == logins + 1
+    assert browser.login(authorize, "dominique.pat-trois").status_code == 303
+    assert len(services.sessions) == sessions + 1 and len(services.logins) == logins
+    assert services.pending.cookie_name not in browser.client.cookies  # used up
+
+
+def test_a_tampered_or_expired_pending_link_asks_to_reopen_the_link(
+    source: SourceStack, browser: ScriptedBrowser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pending cookie tampered with, signed with another key or too old: the French
+    page asking to reopen the report link (401 E401), never an error 500; reopening the
+    link shows the profile choice again and signing in works."""
+    pending = services_of(source.app).pending
+    page = browser.open_link(source.link())
+    good = browser.client.cookies[pending.cookie_name]
+    foreign = URLSafeSerializer("another-secret", salt="drimbox-pending").dumps({"csrf": "x"})
+    tampered = good[:-3] + ("AAA" if not good.endswith("AAA") else "BBB")
+    for bad in (tampered, foreign, "garbage"):
+        browser.client.cookies.set(pending.cookie_name, bad, domain=LOCATION)
+        assert_asked_to_reopen_the_link(browser.choose(page, "fcp"))
+    # Signed PENDING_TTL_S and a second ago (the BFF's clock, moved back while it signs).
+    signed_at = time.time() - PENDING_TTL_S - 1
+    monkeypatch.setattr(pending, "_clock", lambda: signed_at)
+    old = browser.open_link(source.link())
+    monkeypatch.undo()
+    assert_asked_to_reopen_the_link(browser.choose(old, "fcp"))
+    again = browser.open_link(source.link())
+    assert again.status_code == 200 and "Je suis le patient" in again.text
+    assert browser.login(browser.choose(again, "fcp"), "dominique.pat-trois").status_code == 303
+
+
+def test_a_profile_form_shown_before_another_link_still_signs_in(
+    source: SourceStack, browser: ScriptedBrowser
+) -> None:
+    """Two report links opened before signing in (two tabs): one browser waits for one
+    login, that of the latest link, whichever tab's form is used (as when the pending
+    link was kept in a session)."""
+    first = browser.open_link(source.link())
+    other = source.stack.viewer_link(source.other_study, LOCATION, cda_id=OTHER_CDA_ID)
+    assert browser.open_link(other).status_code == 200
+    done = browser.login(browser.choose(first, "psc"), "dr.radiologue")
+    assert done.status_code == 303
+    assert done.headers["location"].endswith(source.other_study.study_uid)
+
+
+def assert_asked_to_reopen_the_link(answer: httpx.Response) -> None:
+    assert answer.status_code == 401 and answer.headers["x-error-code"] == "E401"
+    assert answer.headers["content-type"].startswith("text/html")
+    assert "Veuillez rouvrir le lien de l&#x27;examen" in answer.text
+
+
+def test_the_consumer_sign_in_page_writes_no_session(drimm: DrimmStack) -> None:
+    """The Consumer's page for a professional not signed in: no session either, until
+    ProSantéConnect answered; then the page to open a KOS."""
+    sessions = services_of(drimm.consumer_app).sessions
+    before = len(sessions)
+    browser = ScriptedBrowser()
+    try:
+        page = browser.get(drimm.consumer_url + "/consumer")
+        assert page.status_code == 200 and "Se connecter avec Pro Santé Connect" in page.text
+        assert len(sessions) == before
+        done = browser.login(browser.choose(page, "psc"), "dr.radiologue")
+        assert done.status_code == 303 and done.headers["location"] == "/consumer"
+        assert len(sessions) == before + 1
+        home = browser.get(drimm.consumer_url + "/consumer")
+        assert "Ouvrir un examen du DMP" in home.text and "Connecté : Dr" in home.text
+    finally:
+        browser.close()
 
 
 # -- Consumer: cached frames only for a token the Source accepted (item 10) ---------------

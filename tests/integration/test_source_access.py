@@ -455,7 +455,11 @@ def test_invalid_links_get_a_french_400_without_echo(
     assert response.status_code == 400 and response.headers["x-error-code"] == "E410"
     assert "<script>" not in response.text and "lien" in response.text
     unknown_host = browser.open_link(source.link().replace(LOCATION, "vi9.localhost"))
-    assert unknown_host.status_code == 400 and unknown_host.headers["x-error-code"] == "E415"
+    assert unknown_host.status_code == 400 and unknown_host.headers["x-error-code"] == "E416"
+    # A trusted name that is not a location (here the Source API's) has no exams.
+    not_a_location = browser.open_link(source.link().replace(LOCATION, "localhost"))
+    assert not_a_location.status_code == 400
+    assert not_a_location.headers["x-error-code"] == "E415"
 
 
 def test_logout_ends_the_session_here_and_at_the_provider(

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from starlette.applications import Starlette
+from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from bff.access.handover import HandoverStore
@@ -24,6 +25,7 @@ from bff.archive.kos import InsTraits, KosRecord
 from bff.archive.store import ArchiveStore
 from bff.auth.introspect import PscIntrospector
 from bff.auth.middleware import SessionMiddleware
+from bff.auth.pending import PendingCookies, PendingLogins
 from bff.auth.sessions import COOKIE_NAME, OpenedStudy, SessionStore
 from bff.dicomweb import key_images
 from bff.dicomweb.cache import CachedFrame, FrameCache
@@ -223,6 +225,8 @@ class Facade:
         self.services = Services(
             settings=settings,
             sessions=self.sessions,
+            pending=PendingCookies("s" * 32),
+            logins=PendingLogins(max_entries=10),
             archive=archive,
             retriever=retriever,
             origins=self.factory,
@@ -370,18 +374,26 @@ def test_frames_negotiate_the_served_syntax_and_check_parameters(facade: Facade)
     assert facade.client.get(f"/dicomweb/studies/{STUDY}/series/x.y/metadata").status_code == 400
 
 
-def test_metadata_is_never_stored_by_the_browser_and_no_pacs_url_leaks(
+def test_no_answer_carrying_patient_data_is_stored_and_no_pacs_url_leaks(
     facade: Facade,
 ) -> None:
-    """Issue 13: metadata and searches are no-store, pixels private (never in a shared
-    cache); QIDO rows lose the upstream's Retrieve URL (OHIF builds its own)."""
+    """Issue 13, item 8: every answer carrying patient data is ``no-store``, frames,
+    thumbnails and bulk data included (the next user of a shared computer finds none of
+    it in the browser's cache); every GET route of the facade is asked here, so a new one
+    cannot escape. QIDO rows lose the upstream's Retrieve URL (OHIF builds its own)."""
     facade.grant()
-    for path in ROUTES:
+    paths = [*ROUTES, "/api/progress", f"/api/download/{STUDY}"]
+    for route in [*dicomweb_routes(), *progress_routes(), *export_routes()]:
+        assert isinstance(route, Route)
+        if "GET" in (route.methods or ()):
+            assert any(route.path_regex.match(p.partition("?")[0]) for p in paths), route.path
+    for path in paths:
         answer = facade.client.get(path)
-        pixels = any(p in path for p in ("/frames/", "/bulk/", "/thumbnail"))
-        expected = "private, max-age=3600" if pixels else "no-store"
-        assert answer.headers["cache-control"] == expected, path
+        assert answer.status_code == 200, (path, answer.text)
+        assert answer.headers["cache-control"] == "no-store", path
         assert b"8042" not in answer.content and b"RetrieveURL" not in answer.content
+    chosen = facade.client.post(f"/api/priority/{STUDY}/{SERIES}")
+    assert chosen.status_code == 202 and chosen.headers["cache-control"] == "no-store"
     rows = facade.client.get(f"/dicomweb/studies/{STUDY}/series").json()
     assert all("00081190" not in row for row in rows)
 

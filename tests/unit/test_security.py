@@ -5,23 +5,31 @@ the browser-side headers, and a grant limited to the KOS's series."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from starlette.applications import Starlette
+from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from bff.access.limits import InFlight, RateLimit
+from bff.access.params import AccessionNumber, ViewerLink
 from bff.access.published import TTL_S, PublishedKos
+from bff.auth.pending import HOST_COOKIE_NAME as PENDING_HOST_COOKIE
+from bff.auth.pending import PENDING_TTL_S, PendingCookies, PendingLogin, PendingLogins
 from bff.auth.sessions import COOKIE_NAME, HOST_COOKIE_NAME, OpenedStudy, SessionStore
 from bff.dicomweb.key_images import KeyImageIndex
 from bff.dicomweb.upstream import DicomwebUpstream
 from bff.errors import NotFound, ServiceBusy, TooManyRequests
 from bff.origins.local import LocalPacsOrigin
+from bff.settings import Settings
 from bff.web.cookies import with_session_cookie
 from bff.web.headers import SecurityHeaders, content_security_policy, inline_script_hashes
+from bff.web.hosts import TrustedHosts
+from tests.clock import ManualClock
 from tests.unit.test_facade_routes import idle_retriever
 
 
@@ -228,3 +236,110 @@ async def test_a_series_the_kos_does_not_reference_starts_nothing() -> None:
     assert asked == [] and retriever.find("pacs", "1.2.3", "1.2.3.7") is None
     await asyncio.sleep(0)
     await upstream.aclose()
+
+
+# -- trusted hosts ---------------------------------------------------------------------------
+
+
+def test_an_unknown_host_is_refused_before_any_route_runs() -> None:
+    ran: list[str] = []
+
+    async def route(request: Request) -> PlainTextResponse:
+        ran.append(request.url.path)
+        return PlainTextResponse("ok")
+
+    app = Starlette(routes=[Route("/{path:path}", route)])
+    client = TestClient(TrustedHosts(app, hosts=frozenset({"vi1.localhost", "::1"})))
+    for host in ("vi1.localhost", "VI1.localhost:8080", "[::1]:8080"):
+        assert client.get("/IHEInvokeImageDisplay", headers={"Host": host}).text == "ok", host
+    assert len(ran) == 3
+    for host in ("evil.localhost", "vi1.localhost.evil", "vi1.localhost@evil", "", "[::2]"):
+        page = client.get("/IHEInvokeImageDisplay", headers={"Host": host})
+        assert page.status_code == 400 and page.headers["x-error-code"] == "E416", host
+        assert "compte rendu d&#x27;imagerie" in page.text and "evil" not in page.text
+        assert page.headers["content-type"].startswith("text/html")
+        assert page.headers["cache-control"] == "no-store"
+        api = client.get("/dicomweb/studies", headers={"Host": host})
+        assert api.status_code == 400 and api.json()["code"] == "E416", host
+    assert len(ran) == 3  # no route ran for a refused host
+    anyone = TestClient(TrustedHosts(app, hosts=None))  # one '*' location: demo and tests
+    assert anyone.get("/", headers={"Host": "evil.localhost"}).text == "ok"
+
+
+def test_the_trusted_hosts_are_the_locations_and_the_configured_names() -> None:
+    settings = Settings.from_env(
+        {},
+        locations="vi1.localhost=http://pacs1/dicom-web,VI2.localhost=http://pacs2/dicom-web",
+        trusted_hosts=" api.localhost , 127.0.0.1,::1",
+    )
+    assert settings.host_names() == {
+        "vi1.localhost",
+        "vi2.localhost",
+        "api.localhost",
+        "127.0.0.1",
+        "::1",
+    }
+    assert Settings.from_env({}).host_names() is None  # any host: demo and tests only
+    assert Settings.from_env({}, trusted_hosts="vi1.localhost").host_names() == {"vi1.localhost"}
+    with pytest.raises(ValueError, match="TRUSTED_HOSTS"):
+        Settings.from_env({}, trusted_hosts="vi1.localhost:8080")
+    production = {
+        "mode": "production",
+        "session_secret": "s" * 32,
+        "psc_issuer": "https://psc.example",
+        "fcp_issuer": "https://fcp.example",
+    }
+    with pytest.raises(ValueError, match="DRIMBOX_LOCATIONS or DRIMBOX_TRUSTED_HOSTS"):
+        Settings.from_env({}, **production)
+    Settings.from_env({}, **production, locations="vi1.example=https://pacs/dicom-web")
+
+
+# -- what waits for a login (no session for an anonymous view) -------------------------------
+
+LINK = ViewerLink("1.2.3", AccessionNumber("A1", "1.2.250.1.999"), "1.2.250.1.999.1.1.101")
+
+
+def test_a_pending_link_travels_signed_and_short_lived() -> None:
+    clock = ManualClock()
+    cookies = PendingCookies("s" * 32, clock=clock)
+    pending = cookies.new(LINK, "vi1.localhost")
+    cookie = cookies.dumps(replace(pending, state="the-state"))
+    assert cookies.loads(cookie) == replace(pending, state="the-state")
+    assert cookies.loads(cookies.dumps(cookies.new())) is not None  # Consumer: no link
+    tampered = cookie[:-3] + ("AAA" if not cookie.endswith("AAA") else "BBB")
+    foreign = PendingCookies("t" * 32, clock=clock).dumps(pending)
+    sessions = store()  # same secret, another salt: a session cookie is no pending link
+    session_cookie = sessions.cookie_value(sessions.create())
+    for bad in (tampered, foreign, session_cookie, "garbage", "", None):
+        assert cookies.loads(bad) is None, bad
+    clock.advance(PENDING_TTL_S)
+    assert cookies.loads(cookie) is not None
+    clock.advance(1)
+    assert cookies.loads(cookie) is None  # too old: the user reopens the report link
+    assert PendingCookies("s" * 32, secure=True).cookie_name == PENDING_HOST_COOKIE
+
+
+def test_login_round_trips_are_single_use_short_lived_and_bounded() -> None:
+    clock = ManualClock()
+    logins = PendingLogins(max_entries=2, clock=clock)
+
+    def started(state: str) -> PendingLogin:
+        return PendingLogin(state, "nonce", "verifier", "fcp", "http://vi1/cb", "patient")
+
+    logins.add(started("a"))
+    assert logins.take("a") == started("a")
+    assert logins.take("a") is None  # replayed
+    logins.add(started("b"))
+    clock.advance(1)
+    logins.add(started("c"))
+    with pytest.raises(ServiceBusy):
+        logins.add(started("d"))
+    clock.advance(PENDING_TTL_S)  # "b" is too old now, "c" not yet
+    logins.add(started("d"))  # room made by dropping "b"
+    assert logins.take("b") is None and logins.take("c") == started("c")
+    clock.advance(1)
+    assert logins.take("d") == started("d")
+    logins.add(started("e"))
+    clock.advance(PENDING_TTL_S + 1)
+    assert logins.take("e") is None  # too old to finish
+    assert len(logins) == 0
