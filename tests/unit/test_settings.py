@@ -56,6 +56,7 @@ def production(**overrides: object) -> Settings:
         "fcp_issuer": "https://fcp.example.fr",
         "whitelist_file": "/etc/drimbox/liste-blanche.xml",
         "whitelist_signer_cert": "/etc/drimbox/ans-signature.pem",
+        "locations": "vi1.example.fr=https://pacs.example.fr/dicom-web",
         **overrides,
     }
     return Settings.from_env({}, **values)

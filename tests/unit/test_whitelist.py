@@ -487,6 +487,7 @@ def test_an_unsigned_or_foreign_list_stops_the_start(
             session_secret="s" * 40,
             psc_issuer="https://psc.example.fr",
             fcp_issuer="https://fcp.example.fr",
+            trusted_hosts="db1.example.fr",
         )
     for path in (unsigned, foreign):
         settings = Settings.from_env({}, whitelist_file=str(path), **values)
