@@ -120,8 +120,15 @@ class FaultyPacs:
         self._run(down())
 
     def close(self) -> None:
+        async def settle() -> None:  # relays still running when a test failed early
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self._server.wait_closed()
+
         self.go_down()
-        self._run(self._server.wait_closed())
+        self._run(settle())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
         self._loop.close()
