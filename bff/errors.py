@@ -8,8 +8,11 @@
     ├── LoginFailed                  401 E430-E434  OIDC round trip refused
     ├── AccessRefused                403 E420  DB.VI-SO.28: checks against the KOS archive
     │                                          (reasons E420-E424 in the audit only)
+    ├── PatientIdMismatch            409 E425  the images' patient id is not the archive's
+    │                                          (INS/IPP; DB.SO.47), checked before the grant
     ├── Forbidden                    403 E403  admin API without the right secret
     ├── NotFound                     404 E404  unknown, or outside the session's grant
+    │   └── ExamNotInPacs            404 E426  a published exam the PACS does not hold
     ├── NotAcceptable                406 E406
     ├── PayloadTooLarge              413 E440  a request body over its route's cap
     ├── UnsupportedTransferSyntax    415 E441  a Deflated DICOM file (never inflated)
@@ -24,6 +27,14 @@
 Errors are raised anywhere and rendered in exactly one place (:mod:`bff.web.errors`):
 JSON ``{"code", "message"}`` for DICOMweb/machines, a French HTML page for people.
 Messages are fixed French sentences; raw input never goes into them.
+
+DB.VI-SO.28: a failure that only the site that produced the exam can mend (its PACS down,
+slow or answering badly, images missing, patient ids inconsistent) says so: its class has
+``contact_site`` (the page adds :data:`CONTACT_SITE`, the JSON says ``"contact_site":
+true`` and the viewer names the site from the KOS), or its message asks it already.
+``site``, when the raiser knows it (the KOS's Institution Name, after the checks), names
+the site on the page. An outage is never an access refusal: the PACS's failures keep
+their E50x codes wherever they are met.
 
 Errors of the Source WADO-RS API (this DRIMbox answering Consumer DRIMboxes). The
 Consumer maps our HTTP status to its own codes (spec Tableau 2, DB.VI-CO.27), so the
@@ -47,11 +58,19 @@ negotiation here (see :mod:`bff.source.accept`).
 
 from __future__ import annotations
 
+#: DB.VI-SO.28: what the user is asked when the site that produced the exam must act.
+CONTACT_SITE = (
+    "Veuillez réessayer plus tard. Si le problème persiste, prenez contact avec le site qui "
+    "a réalisé l'examen (centre ou service d'imagerie)."
+)
+
 
 class ViewerError(Exception):
     status: int = 500
     code: str = "E500"
     message: str = "Une erreur inattendue est survenue. Veuillez réessayer plus tard."
+    #: DB.VI-SO.28: only the producing site can mend it; the user is asked to contact it.
+    contact_site: bool = False
 
     def __init__(self, detail: str = "", *, message: str | None = None) -> None:
         # ``detail`` is for the log only; it never reaches a response body.
@@ -59,6 +78,9 @@ class ViewerError(Exception):
         self.detail = detail
         if message is not None:
             self.message = message
+        #: The producing site's name (KOS Institution Name), when the raiser knows it
+        #: and the user may see it (after the link and identity checks).
+        self.site = ""
 
 
 class BadRequest(ViewerError):
@@ -139,6 +161,21 @@ class AccessRefused(ViewerError):
         self.reason = code
 
 
+class PatientIdMismatch(ViewerError):
+    """The patient id of the images in the PACS is neither the INS nor the IPP the KOS
+    archive holds for the exam (spec note after DB.VI-SO.33, DB.SO.134): refused before
+    the grant, nothing of the images served, traced for the administrator (DB.SO.47).
+    The Source API refuses the same case with 406 (Consumer E209)."""
+
+    status = 409
+    code = "E425"
+    message = (
+        "Les images de cet examen ne peuvent pas être affichées : l'identifiant du patient "
+        "enregistré avec les images ne correspond pas à celui de l'examen publié. Veuillez "
+        "prendre contact avec le site qui a réalisé l'examen (centre ou service d'imagerie)."
+    )
+
+
 class Forbidden(ViewerError):
     status = 403
     code = "E403"
@@ -149,6 +186,18 @@ class NotFound(ViewerError):
     status = 404
     code = "E404"
     message = "L'élément demandé est introuvable."
+
+
+class ExamNotInPacs(NotFound):
+    """A published exam (its KOS passed the checks) that the location's PACS does not
+    hold (any more): found by the patient id check before the grant."""
+
+    code = "E426"
+    message = (
+        "Les images de cet examen ne sont pas disponibles sur le serveur d'images du site "
+        "qui l'a réalisé."
+    )
+    contact_site = True
 
 
 class NotAcceptable(ViewerError):
@@ -183,6 +232,7 @@ class UpstreamError(ViewerError):
     status = 502
     code = "E502"
     message = "Le serveur d'images a renvoyé une erreur."
+    contact_site = True
 
 
 class UpstreamUnavailable(UpstreamError):

@@ -26,7 +26,7 @@ from bff.auth.oidc import OidcProvider
 from bff.auth.pending import Pending, PendingCookies, PendingLogins
 from bff.auth.sessions import Session, SessionStore
 from bff.dicomweb.retrieve import Retriever
-from bff.errors import BadRequest
+from bff.errors import AuthenticationRequired, BadRequest
 from bff.origins.base import StudyOrigin
 from bff.origins.factory import OriginFactory
 from bff.origins.whitelist import Whitelist
@@ -96,10 +96,24 @@ def uid_param(request: HTTPConnection, name: str) -> str:
     return value
 
 
+def signed_in_session(request: HTTPConnection) -> Session | None:
+    """The request's signed-in session; without one (none, expired, revoked, or a login
+    not finished), :class:`~bff.errors.AuthenticationRequired` (401 E401: the viewer
+    says the session ended, issue 14), unless the deployment is in open access (the
+    facade's own tests: None)."""
+    session: Session | None = request.scope.get("session")
+    if session is not None and session.authenticated:
+        return session
+    if services_of(request).open_access:
+        return None
+    raise AuthenticationRequired("no signed-in session")
+
+
 async def study_origin(request: HTTPConnection, study_uid: str) -> StudyOrigin:
-    """The one access decision for this request's study (404 / E203 before any fetch)."""
+    """The one access decision for this request's study (401 without a signed-in
+    session; 404 / E203 before any fetch)."""
     services = services_of(request)
-    session = request.scope.get("session")
+    session = signed_in_session(request)
     return await origin_for(
         services.origins,
         session.grant if session is not None else None,

@@ -39,6 +39,20 @@
   panel.src = '/drimbox/panel/main.js';
   document.head.appendChild(panel);
 
+  // OHIF's HTTP errors (see httpErrorHandler below) go to the page around OHIF: queued
+  // here until panel/http-errors.js starts, which then puts its handler in their place.
+  var HTTP_ERROR_SINK = 'DRIMBOX_HTTP_ERRORS';
+  var MAX_QUEUED_ERRORS = 50;
+  window[HTTP_ERROR_SINK] = [];
+  function httpErrorHandler(error) {
+    var sink = window[HTTP_ERROR_SINK];
+    if (typeof sink === 'function') {
+      sink(error);
+    } else if (Array.isArray(sink) && sink.length < MAX_QUEUED_ERRORS) {
+      sink.push(error);
+    }
+  }
+
   // Re-skinning for editors (issue 6, item 9): product name, logo and accent colour of the
   // header and of the BFF's panels around OHIF. logoUrl: any same-origin or data: URL,
   // e.g. '/drimbox/logo.svg' placed in ohif-config/ (served by the BFF) or a data: URI.
@@ -394,7 +408,10 @@
       maxNumPrefetchRequests: 10,
       order: 'closest', // 'closest' | 'downward' | 'upward'
     },
-    showErrorDetails: 'production',
+    // OHIF's own error box (its ErrorBoundary) offers an English "Show Details" button
+    // with a stack trace when 'production': kept for development builds only. What
+    // failed is said in French with its code by the page around OHIF (DB.VI-SO.28).
+    showErrorDetails: 'dev',
 
     defaultDataSourceName: 'dicomweb',
     dataSources: [
@@ -423,8 +440,15 @@
       },
     ],
 
-    // --- Error hook (a later issue maps HTTP statuses to French messages) --------------
-    // httpErrorHandler: function (error) { ... error.status ... },
+    // --- HTTP errors, said in French by the page around OHIF (DB.VI-SO.28, issue 14) ------
+    // Checked in the shipped 3.13.2 dist: appInit (app.bundle.*.js) makes
+    // errorHandler.getHTTPErrorHandler() return this function; its DICOMweb client
+    // (searches, metadata: 89.bundle.*.js qidoConfig/wadoConfig errorInterceptor) calls it
+    // with an Error carrying status, request (the XHR) and response; the cornerstone
+    // extension calls it with the error of every IMAGE_LOAD_FAILED / IMAGE_LOAD_ERROR event
+    // (frames: the XHR itself, or an Error naming the status). Without it that listener
+    // throws. Nothing is decided here: the error goes to panel/http-errors.js.
+    httpErrorHandler: httpErrorHandler,
     // -------------------------------------------------------------------------------------
   };
 })();

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,7 +84,22 @@ def other_study(pacs: Pacs, tmp_path_factory: pytest.TempPathFactory) -> DemoStu
 def source(
     pacs: Pacs, other_study: DemoStudy, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[SourceStack]:
-    work = tmp_path_factory.mktemp("source")
+    with running_source(pacs, other_study, tmp_path_factory.mktemp("source")) as stack:
+        yield stack
+
+
+@contextmanager
+def running_source(
+    pacs: Pacs,
+    other_study: DemoStudy,
+    work: Path,
+    *,
+    pacs_url: str | None = None,
+    **overrides: object,
+) -> Iterator[SourceStack]:
+    """The stack in ``work``; ``pacs_url``: what the first location's PACS is (a server
+    in front of the real Orthanc, for faults; default the Orthanc itself);
+    ``overrides``: more settings (timeouts)."""
     bff_port, idp_port = free_port(), free_port()
     stack = new_stack(bff_port, idp_port, (LOCATION, OTHER_LOCATION))
     archive_url = f"sqlite:///{work / 'archive.db'}"
@@ -97,13 +113,17 @@ def source(
     users_file = work / "users.json"
     users_file.write_text(json.dumps(users), encoding="utf-8")
     idp = create_idp_app(load_users(users_file), stack.idp_clients(), issuer_base=stack.issuer_base)
+    first = pacs_url or pacs.dicomweb_url
     settings = make_settings(
         pacs.dicomweb_url,
-        **stack.bff_overrides(),
-        open_access=False,
-        locations=f"{LOCATION}={pacs.dicomweb_url},{OTHER_LOCATION}={pacs.dicomweb_url}",
-        archive_url=archive_url,
-        audit_log=work / "audit.jsonl",
+        **{
+            **stack.bff_overrides(),
+            "open_access": False,
+            "locations": f"{LOCATION}={first},{OTHER_LOCATION}={pacs.dicomweb_url}",
+            "archive_url": archive_url,
+            "audit_log": work / "audit.jsonl",
+            **overrides,
+        },
     )
     app = create_app(settings)
     with live_server(idp, port=idp_port), live_server(app, port=bff_port):

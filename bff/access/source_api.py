@@ -18,8 +18,8 @@ from typing import Any
 
 from cryptography import x509
 
+from bff.access.patient_id import images_patient_agrees
 from bff.archive.store import ArchivedKos
-from bff.audit import audit
 from bff.dicomweb.upstream import DicomwebUpstream
 from bff.errors import (
     NotFound,
@@ -38,7 +38,6 @@ from bff.origins.whitelist import Whitelist, WhitelistEntry
 
 log = logging.getLogger(__name__)
 
-PATIENT_ID = "00100020"
 MAX_UID_LENGTH = 64
 #: The PSC scope a Consumer asks for the professional (DB.VI-CS.03: openid scope_all).
 PSC_SOURCE_SCOPE = "scope_all"
@@ -159,33 +158,13 @@ def pacs_error(exc: ViewerError, what: str) -> ViewerError:
 
 
 async def check_patient_id(upstream: DicomwebUpstream, kos: ArchivedKos, location: str) -> None:
-    """Tableau 2 E209: the PACS's PatientID must be the archive's INS or IPP."""
-    record = kos.record
+    """Tableau 2 E209: the PACS's PatientID must be the archive's INS or IPP
+    (:mod:`bff.access.patient_id`, the rule the Source viewer applies too)."""
     try:
-        rows = await upstream.get_json(
-            "/studies", {"StudyInstanceUID": record.study_uid, "includefield": PATIENT_ID}
+        agrees = await images_patient_agrees(
+            upstream, kos, location, event="source_patient_id_mismatch"
         )
-    except ViewerError as exc:
+    except ViewerError as exc:  # not in the PACS: SourceGone
         raise pacs_error(exc, "patient id check") from exc
-    if not isinstance(rows, list) or not rows:
-        raise SourceGone(f"study {record.study_uid} not in the PACS")
-    expected = {i for i in (record.ins, record.local_patient_id) if i}
-    found = {_patient_id(row) for row in rows}
-    if not expected:
-        log.warning("KOS %s has no patient id: check skipped", record.sop_uid)
-        return
-    if not found & expected:
-        audit(
-            "source_patient_id_mismatch",
-            location=location,
-            study_uid=record.study_uid,
-            kos_sop_uid=record.sop_uid,
-        )
-        raise SourcePatientMismatch(f"patient id in the PACS differs for {record.study_uid}")
-
-
-def _patient_id(row: Any) -> str:
-    try:
-        return str((row.get(PATIENT_ID, {}).get("Value") or [""])[0])
-    except (AttributeError, IndexError, TypeError):
-        return ""
+    if not agrees:
+        raise SourcePatientMismatch(f"patient id in the PACS differs for {kos.record.study_uid}")

@@ -1,7 +1,9 @@
 """Pure ASGI middleware: find the request's session from its cookie.
 
 Puts the :class:`~bff.auth.sessions.Session` (or None) in ``scope["session"]``; the
-access decision reads its grant (``Session.grant``).
+access decision reads its grant (``Session.grant``). Every request counts as activity
+(the idle timeout starts again), except the viewer's look at whether its session still
+lives (:data:`UNTOUCHED_PATHS`, issue 14), which must not keep an idle session alive.
 """
 
 from __future__ import annotations
@@ -12,6 +14,10 @@ from http.cookies import SimpleCookie
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bff.auth.sessions import SessionStore
+
+#: Requests that do not count as the user's activity.
+SESSION_STATE_PATH = "/api/session/state"
+UNTOUCHED_PATHS = frozenset({SESSION_STATE_PATH})
 
 
 def read_cookie(scope: Scope, name: str) -> str | None:
@@ -37,5 +43,9 @@ class SessionMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             store = self.store_of(scope)
-            scope["session"] = store.load(read_cookie(scope, store.cookie_name)) if store else None
+            scope["session"] = None
+            if store is not None:
+                cookie = read_cookie(scope, store.cookie_name)
+                touch = scope.get("path") not in UNTOUCHED_PATHS
+                scope["session"] = store.load(cookie, touch=touch)
         await self.app(scope, receive, send)

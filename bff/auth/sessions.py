@@ -9,6 +9,11 @@ Secure unless the deployment explicitly relaxes it for a loopback demo). Everyth
 OIDC tokens included, stays in the :class:`SessionStore`. Sessions expire after an idle
 period and after an absolute lifetime, whichever comes first.
 
+Of a session that expired, the store keeps for the rest of its cookie's life only what
+the logout at the identity provider needs (:class:`EndedSession`): the viewer that says
+"your session has ended" (issue 14) can still end it at FranceConnect+ / ProSantéConnect
+(RP-initiated logout, ``POST /auth/logout``). A session ended by logout keeps nothing.
+
 The store is in memory (one BFF process); the class is the seam for a shared store.
 """
 
@@ -34,6 +39,8 @@ COOKIE_NAME = "drimbox_session"
 HOST_COOKIE_NAME = "__Host-drimbox_session"
 #: Signed cookies remembered as checked (a few per live session).
 VERIFIED_COOKIES = 4096
+#: Expired sessions remembered for the logout at their provider (the oldest forgotten).
+ENDED_SESSIONS = 4096
 
 
 @dataclass
@@ -49,6 +56,18 @@ class OpenedStudy:
     #: The series the KOS references: nothing else of the study is retrieved (issue 13).
     #: Empty: not restricted (studies granted before series were recorded, tests).
     series_uids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class EndedSession:
+    """What the logout of a session needs: its identity provider and id_token (the
+    ``id_token_hint``), its CSRF token (the logout form's check). An expired session
+    leaves this in the store until its cookie's end (``until``)."""
+
+    provider: str | None
+    id_token: str | None = field(repr=False)
+    csrf_token: str = field(repr=False)
+    until: float
 
 
 @dataclass
@@ -142,6 +161,7 @@ class SessionStore:
         # Only ever consulted for sessions still in the store (the expiry checks below
         # still run on every load).
         self._verified: OrderedDict[str, str] = OrderedDict()
+        self._ended: OrderedDict[str, EndedSession] = OrderedDict()
 
     def create(self) -> Session:
         """A new session; when the store is full and purging frees nothing, ServiceBusy
@@ -176,8 +196,8 @@ class SessionStore:
     def cookie_value(self, session: Session) -> str:
         return self._serializer.dumps(session.id)
 
-    def load(self, cookie: str | None) -> Session | None:
-        """The live session a cookie names; None when absent, forged, foreign or expired."""
+    def _session_id(self, cookie: str | None) -> str | None:
+        """The session id a cookie names, if its signature holds."""
         if not cookie:
             return None
         session_id = self._verified.get(cookie)
@@ -189,15 +209,63 @@ class SessionStore:
             self._verified[cookie] = session_id
             while len(self._verified) > VERIFIED_COOKIES:
                 self._verified.popitem(last=False)
-        session = self._sessions.get(session_id)
+        return session_id
+
+    def load(self, cookie: str | None, *, touch: bool = True) -> Session | None:
+        """The live session a cookie names; None when absent, forged, foreign or expired.
+        ``touch``: the request counts as activity (the idle timeout starts again); the
+        viewer's look at whether its session still lives does not (issue 14)."""
+        session_id = self._session_id(cookie)
+        session = self._sessions.get(session_id) if session_id is not None else None
         if session is None:
             return None
         now = self._clock()
-        if now - session.last_seen > self._idle_timeout or now - session.created_at > self.max_age:
-            self._sessions.pop(session.id, None)
+        if self._expired(session, now):
+            self._end(session)
             return None
-        session.last_seen = now
+        if touch:
+            session.last_seen = now
         return session
+
+    def to_end(self, session: Session | None, cookie: str | None) -> EndedSession | None:
+        """What the logout needs of ``session``, or of the expired session ``cookie``
+        names (None: nothing to end)."""
+        if session is not None:
+            return self._leftover(session)
+        session_id = self._session_id(cookie)
+        ended = self._ended.get(session_id) if session_id is not None else None
+        return ended if ended is not None and ended.until >= self._clock() else None
+
+    def end(self, session: Session | None, cookie: str | None) -> None:
+        """Logout: ``session`` is gone, and so is what an expired one left."""
+        if session is not None:
+            self.delete(session)
+        session_id = self._session_id(cookie)
+        if session_id is not None:
+            self._ended.pop(session_id, None)
+
+    def _leftover(self, session: Session) -> EndedSession:
+        id_token = session.tokens.get("id_token")
+        return EndedSession(
+            session.provider,
+            id_token if isinstance(id_token, str) else None,
+            session.csrf_token,
+            session.created_at + self.max_age,
+        )
+
+    def _expired(self, session: Session, now: float) -> bool:
+        return (
+            now - session.last_seen > self._idle_timeout or now - session.created_at > self.max_age
+        )
+
+    def _end(self, session: Session) -> None:
+        """Drop an expired session, keeping what its logout at the provider needs."""
+        self._sessions.pop(session.id, None)
+        leftover = self._leftover(session)
+        if leftover.provider and leftover.id_token:
+            self._ended[session.id] = leftover
+            while len(self._ended) > ENDED_SESSIONS:
+                self._ended.popitem(last=False)
 
     def delete(self, session: Session) -> None:
         self._sessions.pop(session.id, None)
@@ -213,12 +281,11 @@ class SessionStore:
 
     def _purge(self) -> None:
         now = self._clock()
-        for key, session in list(self._sessions.items()):
-            if (
-                now - session.last_seen > self._idle_timeout
-                or now - session.created_at > self.max_age
-            ):
-                del self._sessions[key]
+        for session in list(self._sessions.values()):
+            if self._expired(session, now):
+                self._end(session)
+        for key in [k for k, e in self._ended.items() if e.until < now]:
+            del self._ended[key]
 
     def __len__(self) -> int:
         return len(self._sessions)

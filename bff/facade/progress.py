@@ -19,8 +19,15 @@ from bff.origins.base import SeriesProgress
 from bff.services import location_of, services_of
 
 
-def _error(error: ViewerError | None) -> dict[str, str] | None:
-    return {"code": error.code, "message": error.message} if error is not None else None
+def _error(error: ViewerError | None) -> dict[str, str | bool] | None:
+    """The error as the viewer shows it: code, French message, and whether only the
+    producing site can mend it (DB.VI-SO.28: the viewer then names it, from the KOS)."""
+    if error is None:
+        return None
+    shown: dict[str, str | bool] = {"code": error.code, "message": error.message}
+    if error.contact_site:
+        shown["contact_site"] = True
+    return shown
 
 
 def _entry(series: SeriesProgress) -> dict[str, Any]:
@@ -53,10 +60,11 @@ def _entry(series: SeriesProgress) -> dict[str, Any]:
 
 
 async def progress(request: Request) -> Response:
+    """401 E401 once the session has ended (the page around OHIF then says so)."""
     session = request.scope.get("session")
-    grant = session.grant if session is not None else None
-    if grant is None:
-        raise AuthenticationRequired("no session")
+    if session is None or not session.authenticated:
+        raise AuthenticationRequired("no signed-in session")
+    grant = session.grant
     origins = granted_origins(services_of(request).origins, grant, location_of(request))
     series = [
         {"study_uid": origin.study_uid, **_entry(entry)}

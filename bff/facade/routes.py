@@ -25,7 +25,7 @@ from bff.dicomweb.series_metadata import PreparedMetadata
 from bff.errors import BadRequest, NotAcceptable, NotFound
 from bff.facade import virtual
 from bff.origins.base import StudyOrigin, first_value
-from bff.services import location_of, services_of, study_origin, uid_param
+from bff.services import location_of, services_of, signed_in_session, study_origin, uid_param
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ async def search_studies(request: Request) -> Response:
     studies are ever asked about (one query each, the caller's other filters kept), so a
     search cannot enumerate anything else."""
     services = services_of(request)
-    session = request.scope.get("session")
+    session = signed_in_session(request)
     grant = session.grant if session is not None else None
     location = location_of(request)
     query = _query(request)

@@ -53,7 +53,10 @@ STATUS_CODES = {
 
 
 class SourceError(UpstreamError):
-    """A Tableau 2 case. ``code`` is E201-E209 or E301-E302."""
+    """A Tableau 2 case. ``code`` is E201-E209 or E301-E302. The spec gives each its
+    message; none adds the Source viewer's "contact the producing site" (DB.VI-SO.28)."""
+
+    contact_site = False
 
     def __init__(self, code: str, detail: str = "") -> None:
         super().__init__(detail or code, message=MESSAGES[code])

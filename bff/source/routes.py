@@ -11,7 +11,9 @@
                           -> a new session, granted that one study -> /viewer
     GET  /viewer          OHIF, only for a session granted the studies it names
     GET  /api/session     what the viewer shows on opening (identity from the KOS)
-    POST /auth/logout     ends the session here, then at the provider (RP-initiated logout)
+    GET  /api/session/state  whether the session still lives (not counted as activity)
+    POST /auth/logout     ends the session here, then at the provider (RP-initiated logout),
+                          also for a session that expired meanwhile
     GET  /auth/logged-out where the provider sends the browser back after its logout
 
 Every check is made against the KOS archive, never the images. Every refusal is the
@@ -34,9 +36,10 @@ from starlette.routing import BaseRoute, Route
 
 from bff.access.link import check_link, check_patient, opening_display
 from bff.access.params import ViewerLink, parse_link
+from bff.access.patient_id import check_images_patient
 from bff.archive.kos import KosRecord
-from bff.archive.store import ArchivedKos
 from bff.audit import audit
+from bff.auth.middleware import SESSION_STATE_PATH, read_cookie
 from bff.auth.pending import Pending, PendingLogin
 from bff.auth.sessions import OpenedStudy, Session
 from bff.errors import (
@@ -46,7 +49,6 @@ from bff.errors import (
     LoginFailed,
     NotFound,
     TooManyRequests,
-    ViewerError,
 )
 from bff.services import (
     Services,
@@ -232,6 +234,10 @@ async def callback(request: Request) -> Response:
         )
         services.failed_checks.hit(subject_key)
         raise
+    # The images' patient id against the archive (DB.SO.134, .47), before the grant: a
+    # mismatch (E425) or an exam the PACS lacks (E426) is refused, nothing of the images
+    # served; the PACS failing is its own error (E50x), never a refusal (DB.VI-SO.28).
+    await check_images_patient(services.origins.pacs(location), kos, location)
     session = _new_session(request)
     _sign_in(session, started, claims, result.tokens)
     session.open_study(
@@ -251,7 +257,6 @@ async def callback(request: Request) -> Response:
         profile=session.profile,
         provider=started.provider,
     )
-    _check_patient_ids_later(request, kos, location)
     start_retrievals(request, kos.record, location)
     return _signed_in(request, RedirectResponse(_viewer_url([link.study_uid]), 303), session)
 
@@ -323,35 +328,6 @@ def display_name(claims: dict[str, Any], profile: str) -> str:
     return f"Dr {name}" if profile == "professional" and name else name
 
 
-def _check_patient_ids_later(request: Request, kos: ArchivedKos, location: str) -> None:
-    """Trace for the administrator any mismatch between the patient id in the images and
-    the archive (INS, else IPP; spec note after DB.VI-SO.33, DB.SO.47)."""
-    services = services_of(request)
-    upstream = services.origins.pacs(location)
-    record = kos.record
-
-    async def check() -> None:
-        try:
-            rows = await upstream.get_json(
-                "/studies", {"StudyInstanceUID": record.study_uid, "includefield": "00100020"}
-            )
-        except ViewerError as exc:
-            log.warning("patient id check skipped for %s: %s", record.study_uid, exc.code)
-            return
-        expected = {i for i in (record.ins, record.local_patient_id) if i}
-        found = {str((r.get("00100020", {}).get("Value") or [""])[0]) for r in rows}
-        if expected and not found & expected:
-            log.warning("patient id in images differs from the KOS archive: %s", record.study_uid)
-            audit(
-                "patient_id_mismatch",
-                location=location,
-                study_uid=record.study_uid,
-                kos_sop_uid=record.sop_uid,
-            )
-
-    _background(services, check(), f"patient id check {record.study_uid}")
-
-
 # -- the viewer and its session ------------------------------------------------------------
 
 
@@ -380,9 +356,8 @@ async def session_info(request: Request) -> Response:
     if session is None or not session.authenticated:
         raise AuthenticationRequired("no session")
     location = location_of(request)
-    studies = [
-        {"study_uid": s.study_uid, **s.display} for s in session.studies if s.location == location
-    ]
+    opened_here = [s for s in session.studies if s.location == location]
+    studies = [{"study_uid": s.study_uid, **s.display} for s in opened_here]
     payload = {
         # DB.VI-CS.26: whether this deployment is referenced as a medical device.
         "medical_device": services_of(request).settings.medical_device,
@@ -390,29 +365,44 @@ async def session_info(request: Request) -> Response:
         "user": session.user_display,
         "csrf": session.csrf_token,
         "studies": studies,
+        # Issue 14: how the exam is opened again once the session ends: from the
+        # Consumer DRIMbox's page, or from the report link.
+        "reopen": "consumer" if any(s.remote for s in opened_here) else "report",
     }
     return JSONResponse(payload, headers={"Cache-Control": "no-store"})
+
+
+async def session_state(request: Request) -> Response:
+    """Whether the session still lives, for the viewer's watch (issue 14): 401 E401 once
+    it has expired or was ended elsewhere. Not counted as activity (bff/auth/middleware)."""
+    session = _session(request)
+    if session is None or not session.authenticated:
+        raise AuthenticationRequired("session ended")
+    return JSONResponse({"active": True}, headers={"Cache-Control": "no-store"})
 
 
 async def logout(request: Request) -> Response:
     """End the session here, then at the identity provider where it offers
     RP-initiated logout (FranceConnect+ does): the browser goes to its
     ``end_session_endpoint`` with the id_token as ``id_token_hint`` and comes back to
-    ``/auth/logged-out``."""
+    ``/auth/logged-out``. A session that expired meanwhile (the viewer says so, issue 14)
+    is still ended at its provider, from what the store kept of it."""
     session = _session(request)
+    store = services_of(request).sessions
+    cookie = read_cookie(request.scope, store.cookie_name)
+    ending = store.to_end(session, cookie)
     provider_logout: str | None = None
-    if session is not None:
+    if ending is not None:
         form = await small_form(request)
-        store = services_of(request).sessions
-        if not store.check_csrf(session, str(form.get("csrf", ""))):
+        if not hmac.compare_digest(ending.csrf_token.encode(), str(form.get("csrf", "")).encode()):
             raise BadRequest("csrf token mismatch")
-        audit("logout", profile=session.profile, provider=session.provider)
-        store.delete(session)
-        provider = services_of(request).providers.get(session.provider or "")
-        id_token = session.tokens.get("id_token")
-        if provider is not None and isinstance(id_token, str):
+        profile = session.profile if session is not None else None
+        audit("logout", profile=profile, provider=ending.provider, expired=session is None)
+        store.end(session, cookie)
+        provider = services_of(request).providers.get(ending.provider or "")
+        if provider is not None and ending.id_token is not None:
             back = str(request.url.replace(path="/auth/logged-out", query="", fragment=""))
-            provider_logout = await provider.end_session_url(id_token, back)
+            provider_logout = await provider.end_session_url(ending.id_token, back)
     response: Response
     if provider_logout is not None:
         response = RedirectResponse(provider_logout, 303, headers={"Cache-Control": "no-store"})
@@ -445,5 +435,6 @@ def source_routes() -> list[BaseRoute]:
         Route("/auth/logged-out", logged_out),
         Route("/auth/jwks", jwks),
         Route("/api/session", session_info),
+        Route(SESSION_STATE_PATH, session_state),
         *(Route(f"/{mode}", viewer) for mode in OHIF_MODES),
     ]

@@ -2,7 +2,10 @@
 
 JSON ``{"code", "message"}`` for DICOMweb and API callers (OHIF, machines), a French HTML
 page for people. The message is one of our fixed French sentences; raw input and
-exception details never reach the body (details go to the log).
+exception details never reach the body (details go to the log). A failure only the
+producing site can mend (DB.VI-SO.28, :attr:`~bff.errors.ViewerError.contact_site`) adds
+``"contact_site": true`` to the JSON (the viewer names the site, from the KOS) and the
+invitation to contact it to the page, with the site's name when the error carries it.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
-from bff.errors import ViewerError
+from bff.errors import CONTACT_SITE, ViewerError
 from bff.web.pages import error_page
 
 log = logging.getLogger(__name__)
@@ -24,6 +27,7 @@ TITLES = {
     403: "Accès refusé",
     404: "Introuvable",
     406: "Format non disponible",
+    409: "Identifiant patient incohérent",
     413: "Demande trop volumineuse",
     415: "Format non accepté",
     502: "Serveur d'images indisponible",
@@ -40,13 +44,29 @@ def wants_json(request: Request) -> bool:
     return "json" in accept and "text/html" not in accept
 
 
-def render_error(request: Request, status: int, code: str, message: str) -> Response:
+def render_error(
+    request: Request,
+    status: int,
+    code: str,
+    message: str,
+    *,
+    contact_site: bool = False,
+    site: str = "",
+) -> Response:
     headers = {"Cache-Control": "no-store", "X-Error-Code": code}
     if wants_json(request):
-        return JSONResponse({"code": code, "message": message}, status, headers=headers)
-    return HTMLResponse(
-        error_page(TITLES.get(status, "Erreur"), message, code), status, headers=headers
+        body: dict[str, str | bool] = {"code": code, "message": message}
+        if contact_site:
+            body["contact_site"] = True
+        return JSONResponse(body, status, headers=headers)
+    page = error_page(
+        TITLES.get(status, "Erreur"),
+        message,
+        code,
+        contact=CONTACT_SITE if contact_site else "",
+        site=site,
     )
+    return HTMLResponse(page, status, headers=headers)
 
 
 async def viewer_error(request: Request, exc: Exception) -> Response:
@@ -67,7 +87,9 @@ def error_response(request: Request, exc: ViewerError) -> Response:
         exc.code,
         exc.detail,
     )
-    return render_error(request, exc.status, exc.code, exc.message)
+    return render_error(
+        request, exc.status, exc.code, exc.message, contact_site=exc.contact_site, site=exc.site
+    )
 
 
 async def unexpected_error(request: Request, exc: Exception) -> Response:

@@ -45,8 +45,15 @@ def escape(value: str) -> str:
     return html.escape(value, quote=True)
 
 
-def error_page(title: str, message: str, code: str) -> str:
-    body = f'<p>{escape(message)}</p>\n<p class="code">Code d\'erreur : {escape(code)}</p>'
+def error_page(title: str, message: str, code: str, *, contact: str = "", site: str = "") -> str:
+    """``contact``: the invitation to contact the producing site (DB.VI-SO.28); ``site``:
+    its name (the KOS's Institution Name), shown when known."""
+    body = f"<p>{escape(message)}</p>\n"
+    if contact:
+        body += f"<p>{escape(contact)}</p>\n"
+    if site:
+        body += f"<p>Site qui a réalisé l'examen : <strong>{escape(site)}</strong></p>\n"
+    body += f'<p class="code">Code d\'erreur : {escape(code)}</p>'
     return layout(title, body, role="alert")
 
 

@@ -25,6 +25,8 @@
  * @property {string} [user]
  * @property {string} [csrf]
  * @property {Study[]} [studies]
+ * @property {string} [reopen] how the exam is opened again once the session ends:
+ *   'report' (the report link) or 'consumer' (the Consumer DRIMbox's page)
  */
 
 /**
@@ -37,7 +39,7 @@
  * @property {number | null} [total]
  * @property {boolean} complete
  * @property {boolean} [lossy]
- * @property {{code: string, message: string} | null} [error]
+ * @property {{code: string, message: string, contact_site?: boolean} | null} [error]
  */
 
 /**
@@ -66,6 +68,20 @@ export function studiesInUrl(search = window.location.search) {
 export async function getSession() {
   const r = await fetch('/api/session', { credentials: 'same-origin', headers: JSON_HEADERS });
   return r.ok ? /** @type {Promise<SessionInfo>} */ (r.json()) : null;
+}
+
+/**
+ * Whether the session still lives (GET /api/session/state, which the BFF does not count
+ * as activity): its HTTP status, 200 or 401; 0 without an answer. Never rejects.
+ * @returns {Promise<number>}
+ */
+export async function getSessionState() {
+  try {
+    const r = await fetch('/api/session/state', { credentials: 'same-origin', headers: JSON_HEADERS });
+    return r.status;
+  } catch {
+    return 0;
+  }
 }
 
 /** @returns {Promise<ProgressAnswer>} never rejects */

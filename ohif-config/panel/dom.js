@@ -35,18 +35,21 @@ export function el(tag, attrs = {}, children = []) {
 }
 
 /**
- * A box of the page that says how things stand (role status, read out politely), with a
- * "Fermer" button that hides it. Made on first use; each call fills it anew (the
- * user's closing is kept: the caller decides when it shows again).
+ * A box of the page that says how things stand (role status, read out politely; role
+ * alert for a failure, read out at once), with a "Fermer" button that hides it. Made on
+ * first use; each call fills it anew (the user's closing is kept: the caller decides
+ * when it shows again).
  * @param {string} id
+ * @param {'status' | 'alert'} [role]
  * @returns {(title: string, children: ReadonlyArray<Node>) => HTMLElement}
  */
-export function statusBox(id) {
+export function statusBox(id, role = 'status') {
   /** @type {HTMLElement | null} */
   let box = null;
+  const live = role === 'alert' ? 'assertive' : 'polite';
   return (title, children) => {
     if (!box) {
-      box = el('section', { id, class: 'drimbox-box', role: 'status', 'aria-live': 'polite' });
+      box = el('section', { id, class: 'drimbox-box', role, 'aria-live': live });
       document.body.appendChild(box);
     }
     const shown = box;

@@ -149,3 +149,84 @@ export function bySeriesNumber(a, b) {
   const nb = key(b);
   return na === nb ? 0 : na - nb;
 }
+
+/** DB.VI-SO.28: what the user is asked when only the producing site can mend a failure. */
+const RETRY = 'Veuillez réessayer plus tard.';
+
+/**
+ * The invitation to contact the site that produced the exam, named from its KOS
+ * (DB.VI-SO.28): 'Veuillez réessayer plus tard. Si le problème persiste, prenez contact
+ * avec le site qui a réalisé l'examen : Centre de radiologie Ambroise.'
+ * @param {string | undefined} site the KOS's Institution Name ('' when unknown)
+ * @returns {string}
+ */
+export function contactSiteText(site) {
+  const whom = site ? ' : ' + site : " (centre ou service d'imagerie)";
+  return RETRY + " Si le problème persiste, prenez contact avec le site qui a réalisé l'examen" + whom + '.';
+}
+
+/** Our messages by HTTP status, for an answer that did not carry one (a streamed frame). */
+const STATUS_MESSAGES = Object.freeze({
+  502: "Le serveur d'images a renvoyé une erreur.",
+  503: 'Le service est momentanément indisponible.',
+  504: "Le serveur d'images n'a pas répondu à temps.",
+});
+
+/**
+ * One failure's line: 'E503 : Le serveur d'images est injoignable.'
+ * @param {{status: number, code: string, message: string}} failure
+ * @returns {string}
+ */
+export function failureLine(failure) {
+  const known = /** @type {Record<number, string>} */ (STATUS_MESSAGES)[failure.status];
+  const message = failure.message || known || 'La demande a échoué (erreur HTTP ' + failure.status + ').';
+  return (failure.code || 'HTTP ' + failure.status) + ' : ' + message;
+}
+
+/**
+ * What the viewer says once the session has ended (issue 14), and how to open the exam
+ * again: from the report link (a patient, or a professional who came by it), or from the
+ * Consumer DRIMbox's page.
+ * @param {string | undefined} profile 'patient' | 'professional'
+ * @param {string | undefined} reopen 'report' | 'consumer'
+ * @returns {{title: string, lines: string[], link: {href: string, text: string} | null}}
+ */
+export function sessionEndTexts(profile, reopen) {
+  const why =
+    'Pour protéger les données de santé, la session se ferme après une période ' +
+    "d'inactivité, ou quand vous vous déconnectez (dans un autre onglet, par exemple). " +
+    "Les images ne sont plus affichées et plus aucune n'est demandée.";
+  if (reopen === 'consumer') {
+    return {
+      title: 'Votre session a pris fin',
+      lines: [
+        why,
+        "Pour revoir l'examen, revenez à la page de la DRIMbox Consommatrice et ouvrez-le " +
+          'à nouveau depuis votre logiciel ou le DMP.',
+      ],
+      link: { href: '/consumer', text: 'Revenir à la DRIMbox Consommatrice' },
+    };
+  }
+  const again =
+    profile === 'patient'
+      ? 'Pour revoir vos images, rouvrez le lien figurant dans votre compte rendu ' +
+        "d'imagerie, puis identifiez-vous à nouveau avec FranceConnect+."
+      : "Pour revoir l'examen, rouvrez le lien du compte rendu d'imagerie, puis " +
+        'identifiez-vous à nouveau avec Pro Santé Connect.';
+  return { title: 'Votre session a pris fin', lines: [why, again], link: null };
+}
+
+/**
+ * Beside the logout offered once the session has ended (issue 14): the identity
+ * provider's session may still be open (the logout ends it there too).
+ * @param {string | undefined} profile 'patient' | 'professional'
+ * @returns {string}
+ */
+export function logoutHint(profile) {
+  const accounts = /** @type {Record<string, string>} */ ({
+    patient: 'FranceConnect',
+    professional: 'Pro Santé Connect',
+  });
+  const account = accounts[profile || ''] || 'FranceConnect ou Pro Santé Connect';
+  return 'Sur un ordinateur partagé, déconnectez-vous aussi de votre compte ' + account + ' :';
+}

@@ -1,8 +1,10 @@
 // @ts-check
 // Download progress (DB.VI-CS.18) and retrieval errors (DB.VI-CO.27): one line per series,
 // images received out of the total; errors stay, in French with their code, until the
-// user closes the box. Driven by ONE polling loop of /api/progress with backoff
-// (backoff.js), which stops once every series is complete or failed.
+// user closes the box, and a failure only the producing site can mend asks to contact
+// it, by name (DB.VI-SO.28). Driven by ONE polling loop of /api/progress with backoff
+// (backoff.js), which stops once every series is complete or failed, or when the
+// session has ended (401: the caller says so, issue 14).
 //
 // When the box shows and goes does not depend on timing: it appears with the first
 // answer that lists the exam's series (the BFF lists them from the grant, before OHIF
@@ -12,7 +14,7 @@
 import { getProgress } from './api.js';
 import { PROGRESS_BACKOFF, pollWithBackoff } from './backoff.js';
 import { el, statusBox } from './dom.js';
-import { progressLine } from './format.js';
+import { contactSiteText, progressLine } from './format.js';
 
 /** @typedef {import('./api.js').SeriesProgress} SeriesProgress */
 /** @typedef {import('./api.js').ProgressAnswer} ProgressAnswer */
@@ -53,12 +55,28 @@ export function judgeAnswer(previous, answer) {
   return { result: key === previous ? 'same' : 'changed', key };
 }
 
+/**
+ * The sites to contact for the failed series only they can mend (DB.VI-SO.28), named
+ * from their exams' KOS: null when no such failure, [] when the names are unknown.
+ * @param {ReadonlyArray<SeriesProgress>} series
+ * @param {(studyUid: string) => string} siteOf
+ * @returns {string[] | null}
+ */
+export function sitesToContact(series, siteOf) {
+  const failed = series.filter((s) => s.error && s.error.contact_site);
+  if (!failed.length) return null;
+  return [...new Set(failed.map((s) => siteOf(s.study_uid || '')).filter((name) => name))];
+}
+
 const fillBox = statusBox('drimbox-progress');
 /** @type {HTMLElement | null} */
 let box = null;
 
-/** @param {ReadonlyArray<SeriesProgress>} series */
-function render(series) {
+/**
+ * @param {ReadonlyArray<SeriesProgress>} series
+ * @param {(studyUid: string) => string} siteOf
+ */
+function render(series, siteOf) {
   const lines = series.map((s, index) => {
     const line = progressLine(s, index);
     if (line.error) return el('div', { class: 'drimbox-error', role: 'alert', text: line.text });
@@ -69,6 +87,8 @@ function render(series) {
       el('div', { class: 'drimbox-bar' }, [bar]),
     ]);
   });
+  const sites = sitesToContact(series, siteOf);
+  if (sites) lines.push(el('div', { class: 'drimbox-contact', text: contactSiteText(sites.join(', ')) }));
   box = fillBox('Téléchargement des images', lines);
 }
 
@@ -78,9 +98,11 @@ function render(series) {
  * @param {Promise<void>} options.identityDismissed resolves once the identity dialog has
  *   been closed (at once when there is none)
  * @param {(series: SeriesProgress[]) => void} options.onSeries called with each answer's series
+ * @param {(studyUid: string) => string} options.siteOf the producing site of an exam
+ * @param {() => void} options.onSessionEnd called when the BFF says the session has ended
  * @returns {Promise<void>} resolves when the loop has stopped
  */
-export function startProgress({ identityDismissed, onSeries }) {
+export function startProgress({ identityDismissed, onSeries, siteOf, onSessionEnd }) {
   let key = /** @type {string | null} */ (null);
   let complete = false;
   let seen = false;
@@ -100,8 +122,9 @@ export function startProgress({ identityDismissed, onSeries }) {
   const loop = pollWithBackoff(async () => {
     const answer = await getProgress();
     if (answer.ok) onSeries(answer.series);
+    if (answer.status === 401) onSessionEnd();
     const judged = judgeAnswer(key, answer);
-    if (judged.key !== key && answer.series.length) render(answer.series);
+    if (judged.key !== key && answer.series.length) render(answer.series, siteOf);
     key = judged.key;
     complete = answer.ok && progressState(answer.series).complete;
     hideWhenDone();

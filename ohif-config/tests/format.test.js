@@ -7,6 +7,8 @@ import { describe, it } from 'node:test';
 import {
   DOWNLOAD_HINT,
   bySeriesNumber,
+  contactSiteText,
+  failureLine,
   downloadLabel,
   examHeading,
   frenchDate,
@@ -149,5 +151,29 @@ describe('series rows', () => {
       rows.sort(bySeriesNumber).map((r) => tagValue(r, '00200011')),
       [1, 2, 3, undefined, 'x']
     );
+  });
+});
+
+describe('contactSiteText (DB.VI-SO.28)', () => {
+  it('asks to contact the site that produced the exam, by its name from the KOS', () => {
+    assert.equal(
+      contactSiteText('Centre de radiologie Ambroise'),
+      'Veuillez réessayer plus tard. Si le problème persiste, prenez contact avec le site ' +
+        "qui a réalisé l'examen : Centre de radiologie Ambroise."
+    );
+  });
+  it('says which kind of site when the KOS names none', () => {
+    assert.match(contactSiteText(''), /le site qui a réalisé l'examen \(centre ou service d'imagerie\)\.$/);
+  });
+});
+
+describe('failureLine', () => {
+  it("shows our code and French message as the BFF sent them", () => {
+    const line = failureLine({ status: 502, code: 'E503', message: "Le serveur d'images est injoignable." });
+    assert.equal(line, "E503 : Le serveur d'images est injoignable.");
+  });
+  it('says something French even when the answer carried nothing of ours', () => {
+    assert.equal(failureLine({ status: 504, code: '', message: '' }), "HTTP 504 : Le serveur d'images n'a pas répondu à temps.");
+    assert.match(failureLine({ status: 418, code: '', message: '' }), /^HTTP 418 : La demande a échoué/);
   });
 });

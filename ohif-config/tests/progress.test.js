@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
 import { mentionShown } from '../panel/mention.js';
-import { judgeAnswer, progressState } from '../panel/progress.js';
+import { judgeAnswer, progressState, sitesToContact } from '../panel/progress.js';
 
 /** @typedef {import('../panel/api.js').SeriesProgress} SeriesProgress */
 
@@ -70,5 +70,23 @@ describe('mentionShown (DB.VI-CS.26)', () => {
     assert.equal(mentionShown(true, []), true);
     assert.equal(mentionShown(true, [done, series({ lossy: true })]), true);
     assert.equal(mentionShown(true, [done, series({ lossy: false })]), false);
+  });
+});
+
+describe('sitesToContact (DB.VI-SO.28)', () => {
+  const siteOf = (/** @type {string} */ uid) => ({ '1.1': 'Centre A', '1.2': 'Centre B' })[uid] || '';
+  const pacsDown = { code: 'E503', message: 'Injoignable.', contact_site: true };
+  it("names, once each, the sites of the failed series only they can mend", () => {
+    const list = [
+      series({ study_uid: '1.1', error: pacsDown }),
+      series({ study_uid: '1.1', series_uid: '2', error: pacsDown }),
+      series({ study_uid: '1.2', series_uid: '3', error: pacsDown }),
+      done,
+    ];
+    assert.deepEqual(sitesToContact(list, siteOf), ['Centre A', 'Centre B']);
+  });
+  it('is null without such a failure, [] when the site is not known', () => {
+    assert.equal(sitesToContact([done, loading, failed], siteOf), null);
+    assert.deepEqual(sitesToContact([series({ study_uid: '9.9', error: pacsDown })], siteOf), []);
   });
 });

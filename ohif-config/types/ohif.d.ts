@@ -42,8 +42,15 @@ export interface VolumeViewport extends Viewport {
   setSlabThickness(thickness: number): void;
 }
 
+/** cornerstone's queues of image requests (RequestPoolManager). */
+export interface RequestPool {
+  clearRequestStack?(type: string): void;
+}
+
 export interface Cornerstone {
   getEnabledElements?(): Array<{ viewport?: Viewport }>;
+  imageLoadPoolManager?: RequestPool;
+  imageRetrievalPoolManager?: RequestPool;
   CONSTANTS?: { RENDERING_DEFAULTS?: { MINIMUM_SLAB_THICKNESS?: number } };
   Enums: { BlendModes: Record<string, unknown> };
 }

@@ -17,6 +17,7 @@ from tests.access import LoopbackTransport, psc_access_token
 from tests.consumer_stack import DrimmStack
 from tests.e2e.test_series_rules import shown
 from tests.e2e.test_viewer import wait_for_image
+from tests.e2e.test_viewer_errors import come_back, shot
 from tests.integration import test_consumer_key_images as kin_data
 from tests.integration.test_consumer_key_images import KinExam
 
@@ -175,3 +176,27 @@ def test_a_kos_file_opened_by_hand_in_chromium(drimm: DrimmStack, page: Any, tmp
     page.locator("form[enctype='multipart/form-data'] button[type=submit]").click()
     page.wait_for_url("**/viewer?StudyInstanceUIDs=*", timeout=30_000)
     wait_for_image(page)
+
+
+def test_a_session_end_on_the_consumer_points_back_to_its_page(
+    drimm: DrimmStack, page: Any
+) -> None:
+    """Issue 14: the radiologist's session on the Consumer ends while the viewer is open
+    (here revoked, as a logout elsewhere does): the viewer says so in French over the
+    images, and sends back to the Consumer DRIMbox's page, where the exam is opened."""
+    drimm.fake.mode = "ok"
+    page.goto(handover(drimm, drimm.kos_for(drimm.source_api)))
+    page.wait_for_url("**/viewer?StudyInstanceUIDs=*", timeout=30_000)
+    page.get_by_role("dialog", name="Identité du patient").wait_for(timeout=30_000)
+    csrf = page.evaluate("() => fetch('/api/session').then((r) => r.json()).then((i) => i.csrf)")
+    sessions = services_of(drimm.consumer_app).sessions
+    (session,) = [s for s in sessions._sessions.values() if s.csrf_token == csrf]
+    sessions.delete(session)
+    come_back(page)
+    cover = page.get_by_role("alertdialog", name="Votre session a pris fin")
+    cover.wait_for(timeout=30_000)
+    assert "DRIMbox Consommatrice" in cover.inner_text() and "E401" in cover.inner_text()
+    shot(page, "session-ended-consumer")
+    cover.get_by_role("link", name="Revenir à la DRIMbox Consommatrice").click()
+    page.wait_for_url("**/consumer", timeout=30_000)
+    assert page.get_by_role("button", name="Se connecter avec Pro Santé Connect").is_visible()

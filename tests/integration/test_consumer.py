@@ -103,6 +103,7 @@ def test_study_level_opening_streams_from_the_source_over_mutual_tls(
     assert {s["00080060"]["Value"][0] for s in series} == {"CT"}
     info = browser.get("/api/session").json()
     assert info["studies"][0]["institution"] == "Centre de radiologie Ambroise"
+    assert info["reopen"] == "consumer"  # issue 14: the session's end points back there
 
     meta = metadata(browser, study.study_uid, axial(drimm))
     assert meta.status_code == 200

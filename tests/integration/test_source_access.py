@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+import pydicom
 import pytest
 
 from bff.demo.stack import CLIENT_ID
@@ -65,9 +66,9 @@ def assert_nothing_leaks(source: SourceStack, browser: ScriptedBrowser, study_ui
     assert browser.get(bff(source, f"/viewer?StudyInstanceUIDs={study_uid}")).status_code == 401
     assert browser.get(bff(source, "/api/session")).status_code == 401
     qido = browser.get(bff(source, f"/dicomweb/studies?StudyInstanceUID={study_uid}"))
-    assert qido.status_code == 200 and qido.json() == []
+    assert qido.status_code == 401 and qido.json()["code"] == "E401"
     series = browser.get(bff(source, f"/dicomweb/studies/{study_uid}/series"))
-    assert series.status_code == 404
+    assert series.status_code == 401
     assert source.study.study_uid not in series.text
     # Nothing retrieved upstream because of this test (earlier tests may have opened the
     # study legitimately: retrievals are compared with what existed when the test began).
@@ -404,7 +405,7 @@ def test_tampered_expired_or_foreign_cookies_give_nothing(
     for cookie in (tampered, foreign, "garbage", ""):
         other = ScriptedBrowser()
         other.client.cookies.set("drimbox_session", cookie)
-        assert other.get(bff(source, study_series)).status_code == 404
+        assert other.get(bff(source, study_series)).status_code == 401
         assert other.get(bff(source, "/api/session")).status_code == 401
         other.close()
     # Expired: the idle and absolute limits end the session server side.
@@ -412,7 +413,7 @@ def test_tampered_expired_or_foreign_cookies_give_nothing(
     session = sessions.load(good)
     assert session is not None
     session.last_seen -= 10 * 24 * 3600
-    assert browser.get(bff(source, study_series)).status_code == 404
+    assert browser.get(bff(source, study_series)).status_code == 401
     assert browser.get(bff(source, "/api/session")).status_code == 401
 
 
@@ -442,9 +443,15 @@ def test_granted_session_cannot_reach_another_study(
     )
     new = retrieval_keys(source) - RETRIEVALS_BEFORE[0]
     assert not [k for k in new if getattr(k, "study_uid", None) == other.study_uid]
-    # The granted study through the other location: not granted there.
+    # The granted study through the other location: not granted there, even with the
+    # session's cookie (which a browser would not send to another host anyway).
     granted = f"/dicomweb/studies/{source.study.study_uid}/series"
-    assert browser.get(bff(source, granted, OTHER_LOCATION)).status_code == 404
+    carried = ScriptedBrowser()
+    carried.client.cookies.set("drimbox_session", browser.client.cookies["drimbox_session"])
+    try:
+        assert carried.get(bff(source, granted, OTHER_LOCATION)).status_code == 404
+    finally:
+        carried.close()
 
 
 def test_invalid_links_get_a_french_400_without_echo(
@@ -489,7 +496,7 @@ def test_logout_ends_the_session_here_and_at_the_provider(
     assert query["post_logout_redirect_uri"] == [bff(source, "/auth/logged-out")]
     assert (
         browser.get(bff(source, f"/dicomweb/studies/{source.study.study_uid}/series")).status_code
-        == 404
+        == 401
     )
     at_provider = browser.get(out.headers["location"])
     assert at_provider.status_code in (302, 303)
@@ -531,12 +538,16 @@ def test_franceconnect_with_two_factors_is_offered_as_an_option(
     assert browser.get(bff(source, "/api/session")).json()["profile"] == "patient"
 
 
-def test_patient_id_mismatch_between_images_and_archive_is_traced(
-    source: SourceStack, browser: ScriptedBrowser
+@pytest.mark.parametrize("profile", [("psc", "dr.radiologue"), ("fcp", "dominique.pat-trois")])
+def test_patient_id_mismatch_between_images_and_archive_is_refused_and_traced(
+    source: SourceStack, browser: ScriptedBrowser, profile: tuple[str, str]
 ) -> None:
-    """Spec note after DB.VI-SO.33: INS/IPP of the images against the KOS archive."""
+    """Spec note after DB.VI-SO.33, DB.SO.134 / .47 (issue 14, item 7): the PACS's patient
+    id for the exam is not the archive's INS/IPP. Refused as the Source API refuses it
+    (there 406, Consumer E209): a French page with its code E425, naming the site to
+    contact (DB.VI-SO.28); traced for the administrator; no grant, and not one byte of
+    the images fetched or served."""
     import dataclasses
-    import time
 
     from bff.archive.store import ArchiveStore
 
@@ -548,18 +559,111 @@ def test_patient_id_mismatch_between_images_and_archive_is_traced(
         wrong = dataclasses.replace(archived.record, ins="199999999999999", local_patient_id=None)
         store.publish(wrong, cda_id=OTHER_CDA_ID, location=LOCATION)
         link = source.stack.viewer_link(other, LOCATION, cda_id=OTHER_CDA_ID)
-        assert browser.sign_in(link, "psc", "dr.radiologue").status_code == 303
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            events = [e for e in source.audit() if e["event"] == "patient_id_mismatch"]
-            if events:
-                break
-            time.sleep(0.1)
-        assert events and events[-1]["study_uid"] == other.study_uid
-        assert "199999999999999" not in str(events)
+        answer = browser.sign_in(link, *profile)
     finally:
         store.publish(archived.record, cda_id=OTHER_CDA_ID, location=LOCATION)
         store.close()
+    assert answer.status_code == 409, answer.text
+    assert answer.headers["x-error-code"] == "E425"
+    assert answer.headers["content-type"].startswith("text/html")
+    text = html.unescape(answer.text)
+    assert "ne correspond pas à celui de l'examen publié" in text
+    assert "prendre contact avec le site qui a réalisé l'examen" in text
+    assert "Centre de radiologie Ambroise" in text and "Code d'erreur : E425" in text
+    assert "199999999999999" not in text and "279035121518989" not in text
+    entry = source.audit()[-1]
+    assert entry["event"] == "patient_id_mismatch" and entry["study_uid"] == other.study_uid
+    assert "199999999999999" not in str(entry) and "279035121518989" not in str(entry)
+    # No grant: the viewer, the DICOMweb routes and the frames are refused; nothing of
+    # the exam was retrieved (so no image byte can have been served).
+    assert (
+        browser.get(bff(source, f"/viewer?StudyInstanceUIDs={other.study_uid}")).status_code == 401
+    )
+    image = pydicom.dcmread(other.instance_files[-1], stop_before_pixels=True)
+    path = (
+        f"/dicomweb/studies/{other.study_uid}/series/{image.SeriesInstanceUID}"
+        f"/instances/{image.SOPInstanceUID}/frames/1"
+    )
+    frame = browser.get(bff(source, path), headers={"Accept": FRAME_ACCEPT})
+    assert frame.status_code == 401 and frame.json()["code"] == "E401"
+    new = retrieval_keys(source) - RETRIEVALS_BEFORE[0]
+    assert not [k for k in new if getattr(k, "study_uid", None) == other.study_uid]
+
+
+def test_a_pacs_that_fails_at_the_grant_is_an_outage_not_a_refusal(
+    source: SourceStack, browser: ScriptedBrowser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DB.VI-SO.28: the patient id check meets the PACS down (nothing listens where it
+    should be): the page says what happened (E503, never the refusal E420/E425), asks
+    to contact the site that produced the exam, and names it."""
+    from bff.dicomweb.upstream import DicomwebUpstream
+    from tests.servers import free_port
+
+    locations = services_of(source.app).origins.locations
+    dead = DicomwebUpstream(f"http://127.0.0.1:{free_port()}/dicom-web", origin=LOCATION)
+    monkeypatch.setitem(locations, LOCATION, dead)
+    try:
+        answer = browser.sign_in(source.link(), "psc", "dr.radiologue")
+    finally:
+        monkeypatch.undo()
+    assert answer.status_code == 502, answer.text
+    assert answer.headers["x-error-code"] == "E503"
+    text = html.unescape(answer.text)
+    assert "Le serveur d'images est injoignable." in text
+    assert "prenez contact avec le site qui a réalisé l'examen" in text
+    assert "Centre de radiologie Ambroise" in text and "Code d'erreur : E503" in text
+    assert "E420" not in text and "E425" not in text and "Accès refusé" not in text
+    assert source.audit()[-1]["event"] != "access_granted"
+
+
+def test_the_viewer_watch_sees_the_session_without_keeping_it_alive(
+    source: SourceStack, browser: ScriptedBrowser
+) -> None:
+    """Issue 14: GET /api/session/state says whether the session lives (200, then 401
+    E401 once it ended), and is not activity: the idle limit still ends the session."""
+    assert browser.sign_in(source.link(), "fcp", "dominique.pat-trois").status_code == 303
+    info = browser.get(bff(source, "/api/session")).json()
+    assert info["reopen"] == "report"
+    (session,) = [
+        s
+        for s in services_of(source.app).sessions._sessions.values()
+        if s.csrf_token == info["csrf"]
+    ]
+    seen = session.last_seen
+    session.last_seen = seen - 100  # as if 100 s idle
+    state = browser.get(bff(source, "/api/session/state"))
+    assert state.status_code == 200 and state.json() == {"active": True}
+    assert session.last_seen == seen - 100  # not counted as activity
+    session.last_seen -= 10 * 24 * 3600  # past the idle limit
+    ended = browser.get(bff(source, "/api/session/state"))
+    assert ended.status_code == 401 and ended.json()["code"] == "E401"
+
+
+def test_a_session_that_expired_is_still_logged_out_at_its_provider(
+    source: SourceStack, browser: ScriptedBrowser
+) -> None:
+    """Issue 14: the viewer says the session ended and offers the logout; the BFF still
+    ends it at the provider (RP-initiated logout with the id_token kept server side for
+    that only), once, with the session's CSRF token."""
+    assert browser.sign_in(source.link(), "psc", "dr.radiologue").status_code == 303
+    csrf = browser.get(bff(source, "/api/session")).json()["csrf"]
+    (session,) = [
+        s for s in services_of(source.app).sessions._sessions.values() if s.csrf_token == csrf
+    ]
+    id_token = session.tokens["id_token"]
+    session.last_seen -= 10 * 24 * 3600  # past the idle limit
+    assert browser.get(bff(source, "/api/progress")).status_code == 401
+    forged = browser.client.post(bff(source, "/auth/logout"), data={"csrf": "forged"})
+    assert forged.status_code == 400
+    out = browser.client.post(bff(source, "/auth/logout"), data={"csrf": csrf})
+    assert out.status_code == 303
+    target = urlsplit(out.headers["location"])
+    assert f"{target.scheme}://{target.netloc}{target.path}" == (
+        f"{source.stack.issuer_base}/psc/logout"
+    )
+    assert parse_qs(target.query)["id_token_hint"] == [id_token]
+    again = browser.client.post(bff(source, "/auth/logout"), data={"csrf": csrf})
+    assert again.status_code == 200 and "déconnecté" in again.text
 
 
 def test_two_report_links_in_one_browser_grant_both_exams(

@@ -31,7 +31,7 @@ from bff.dicomweb import key_images
 from bff.dicomweb.cache import CachedFrame, FrameCache
 from bff.dicomweb.retrieve import Retriever
 from bff.dicomweb.series_metadata import PreparedMetadata
-from bff.errors import ViewerError
+from bff.errors import AuthenticationRequired, ViewerError
 from bff.export.routes import export_routes
 from bff.facade.progress import progress_routes
 from bff.facade.routes import dicomweb_routes
@@ -43,6 +43,7 @@ from bff.settings import Settings
 from bff.transcode import EncodeParams
 from bff.web import errors as web_errors
 from bff.web.static import OhifSite
+from tests.clock import ManualClock
 
 STUDY = "1.2.3"
 OTHER = "1.2.9"
@@ -213,7 +214,12 @@ def idle_retriever() -> Retriever:
 
 class Facade:
     def __init__(
-        self, tmp_path: Path, *, refusal: ViewerError | None = None, frame_waits: int = 8
+        self,
+        tmp_path: Path,
+        *,
+        refusal: ViewerError | None = None,
+        frame_waits: int = 8,
+        clock: ManualClock | None = None,
     ) -> None:
         self.kos_state = "published"
         settings = Settings.from_env({}, mode="demo", open_access=False)
@@ -221,7 +227,8 @@ class Facade:
         self.origin = FakeOrigin(retriever, refusal)
         self.factory = FakeFactory(self.origin, retriever)
         archive = ArchiveStore(f"sqlite:///{tmp_path / 'archive.db'}")
-        self.sessions = SessionStore("s" * 32, idle_timeout=600, max_age=3600)
+        self.clock = clock or ManualClock()
+        self.sessions = SessionStore("s" * 32, idle_timeout=600, max_age=3600, clock=self.clock)
         self.services = Services(
             settings=settings,
             sessions=self.sessions,
@@ -297,10 +304,49 @@ def test_every_route_answers_from_the_resolved_origin(facade: Facade, remote: bo
     assert len(facade.factory.resolved) == len(ROUTES)
 
 
-def test_outside_the_grant_nothing_is_resolved_or_called(facade: Facade) -> None:
+#: The viewer's API routes behind the same decision (progress, series first, download).
+API_ROUTES = [
+    ("GET", "/api/progress"),
+    ("POST", f"/api/priority/{STUDY}/{SERIES}"),
+    ("GET", f"/api/download/{STUDY}"),
+]
+
+
+def assert_session_ended(answer: Any, path: str) -> None:
+    """401 E401 in the one JSON shape, fixed French words only: nothing of the exam."""
+    assert answer.status_code == 401, (path, answer.status_code, answer.text)
+    assert answer.headers["x-error-code"] == "E401", path
+    assert answer.json() == {"code": "E401", "message": AuthenticationRequired.message}, path
+    assert answer.headers["cache-control"] == "no-store", path
+
+
+def test_without_a_session_every_route_says_so_and_nothing_is_resolved(facade: Facade) -> None:
+    """Issue 14: no (or no longer a) session is 401 E401 on every DICOMweb and API route,
+    before the access decision: the viewer tells the user, OHIF's requests get a fast
+    answer, and nothing of any study is resolved or fetched."""
     for path in ROUTES:
-        assert facade.client.get(path.replace(STUDY, OTHER, 1)).status_code in (200, 404), path
-    assert facade.client.get(f"/dicomweb/studies?StudyInstanceUID={STUDY}").json() == []
+        assert_session_ended(facade.client.get(path), path)
+        assert_session_ended(facade.client.get(path.replace(STUDY, OTHER, 1)), path)
+    for method, path in API_ROUTES:
+        assert_session_ended(facade.client.request(method, path), path)
+    assert facade.factory.resolved == [] and facade.origin.calls == []
+
+
+def test_a_session_that_expires_while_viewing_gets_401_not_404(facade: Facade) -> None:
+    """Issue 14: after the idle limit the same requests that were answered are 401 E401
+    (it was a 404, read by the viewer as "nothing there"), with no patient data."""
+    facade.grant()
+    assert facade.client.get(ROUTES[1]).status_code == 200
+    calls = len(facade.origin.calls)
+    facade.clock.advance(601)  # past the idle timeout
+    for path in ROUTES:
+        assert_session_ended(facade.client.get(path), path)
+    for method, path in API_ROUTES:
+        assert_session_ended(facade.client.request(method, path), path)
+    assert len(facade.origin.calls) == calls
+
+
+def test_outside_the_grant_nothing_is_resolved_or_called(facade: Facade) -> None:
     facade.grant()
     for path in ROUTES[1:]:
         answer = facade.client.get(path.replace(STUDY, OTHER, 1))

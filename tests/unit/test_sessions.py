@@ -83,3 +83,65 @@ def test_remembered_cookies_are_bounded(
     assert len(store._verified) == 3
     # An evicted cookie is simply checked again.
     assert store.load(cookies[0]) is made[0]
+
+
+def test_a_look_at_the_session_is_not_activity(store: SessionStore, clock: Clock) -> None:
+    """Issue 14: the viewer's watch (touch=False) sees the session live, but does not
+    keep an idle session alive: the idle limit still applies."""
+    session = store.create()
+    cookie = store.cookie_value(session)
+    for _ in range(2):
+        clock.now += 25
+        assert store.load(cookie, touch=False) is session
+    clock.now += 11  # 61 s after the last activity, over the 60 s idle limit
+    assert store.load(cookie, touch=False) is None
+    assert store.load(cookie) is None
+
+
+def _signed_in(store: SessionStore, *, id_token: str | None = "the-id-token") -> str:
+    session = store.create()
+    session.provider, session.subject = "fcp", "sub-1"
+    if id_token is not None:
+        session.tokens = {"access_token": "at", "id_token": id_token}
+    return store.cookie_value(session)
+
+
+def test_an_expired_session_can_still_be_logged_out_at_its_provider(
+    store: SessionStore, clock: Clock
+) -> None:
+    """Issue 14: once expired, a session leaves only what the logout at its provider
+    needs (provider, id_token, CSRF token), until its cookie's end; logout forgets it."""
+    cookie = _signed_in(store)
+    live = store.load(cookie)
+    assert live is not None
+    csrf = live.csrf_token
+    clock.now += 61
+    assert store.load(cookie) is None
+    ended = store.to_end(None, cookie)
+    assert ended is not None
+    assert (ended.provider, ended.id_token, ended.csrf_token) == ("fcp", "the-id-token", csrf)
+    assert "the-id-token" not in repr(ended) and csrf not in repr(ended)
+    store.end(None, cookie)
+    assert store.to_end(None, cookie) is None
+
+    expired_long_ago = _signed_in(store)
+    clock.now += 61
+    store.purge()  # the purge timer ends it the same way
+    assert store.to_end(None, expired_long_ago) is not None
+    clock.now += 600  # past the cookie's life (max_age)
+    assert store.to_end(None, expired_long_ago) is None
+    store.purge()
+    assert store._ended == {}
+
+
+def test_what_expired_sessions_leave_is_bounded_and_only_for_provider_logout(
+    store: SessionStore, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    without_token = _signed_in(store, id_token=None)  # nothing to end at a provider
+    monkeypatch.setattr(sessions_module, "ENDED_SESSIONS", 2)
+    cookies = [_signed_in(store) for _ in range(3)]
+    clock.now += 61
+    store.purge()
+    assert store.to_end(None, without_token) is None
+    assert [store.to_end(None, c) is not None for c in cookies] == [False, True, True]
+    assert store.to_end(None, "forged") is None
