@@ -142,11 +142,11 @@ def test_priority_outside_the_grant_is_not_found_and_starts_nothing(viewer: View
         )
         assert answer.status_code == 404
         assert answer.json()["code"]
-        # No session at all: the same 404.
+        # No session at all: 401 E401 before any decision (issue 14: the session's end).
         anonymous = httpx.post(
             f"{viewer.url}/api/priority/{other.study_uid}/{other.series[0].series_uid}"
         )
-        assert anonymous.status_code == 404
+        assert anonymous.status_code == 401 and anonymous.json()["code"] == "E401"
         # Inside the grant, without the session's CSRF token: refused, nothing started.
         study = viewer.spare
         forged = client.post(f"/api/priority/{study.study_uid}/{study.series[1].series_uid}")
