@@ -78,6 +78,10 @@ def whitelisted(work: Path, hosts: list[str]) -> dict[str, Any]:
 class FakeSourceMode:
     """What the misbehaving Source does next (tests set it)."""
 
+    #: 'ok'; 'status:<n>' (answers that HTTP status); 'sop_class' / 'syntax' (instances
+    #: the Consumer must refuse, E301 / E302); in the middle of a series (before its 4th
+    #: instance): 'truncate' (ends the answer without the closing delimiter), 'drop'
+    #: (closes the connection), 'stall' (stops sending).
     mode: str = "ok"
     requests: list[str] = field(default_factory=list)
     #: Paths of the stalled streams the client closed (it gave up waiting).
@@ -118,6 +122,11 @@ def _spoiled(data: bytes, mode: str) -> bytes:
     return out.getvalue()
 
 
+class SourceDropped(Exception):
+    """Raised by the stand-in mid-stream: uvicorn then closes the connection without the
+    end of the chunked body, as a Source that crashes or loses its network does."""
+
+
 def fake_source_app(study: DemoStudy, state: FakeSourceMode) -> Starlette:
     async def series(request: Request) -> Response:
         state.requests.append(request.url.path)
@@ -131,6 +140,10 @@ def fake_source_app(study: DemoStudy, state: FakeSourceMode) -> Starlette:
                 data = path.read_bytes()
                 if mode in ("sop_class", "syntax"):
                     data = _spoiled(data, mode)
+                if mode == "drop" and index == 3:
+                    part = encode_part(data, "application/dicom", BOUNDARY)
+                    yield part[: len(part) // 2]
+                    raise SourceDropped("the stand-in Source drops the connection mid-series")
                 if mode in ("truncate", "stall") and index == 3:
                     if mode == "stall":
                         try:

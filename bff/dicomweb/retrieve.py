@@ -8,7 +8,10 @@ its own order), then the rest in arrival order. Each transcoded frame goes into 
 shared :class:`~bff.dicomweb.cache.FrameCache`, which wakes the requests waiting for it.
 
 When the stream fails, the instances already received are still transcoded and served;
-only the frames never delivered fail (:class:`~bff.errors.IncompleteSeries`).
+only the frames never delivered fail, with what the upstream's error policy makes of the
+failure (:meth:`~bff.dicomweb.upstream.ErrorPolicy.broken_series`: a PACS's series is
+incomplete, :class:`~bff.errors.IncompleteSeries`; a remote Source's keeps its Tableau 2
+code).
 """
 
 from __future__ import annotations
@@ -36,7 +39,6 @@ from bff.dicomweb.series_metadata import PreparedMetadata, RewriteContext, Serie
 from bff.dicomweb.series_stream import series_parts, series_path
 from bff.dicomweb.upstream import DicomwebUpstream
 from bff.errors import (
-    IncompleteSeries,
     NotFound,
     UpstreamProtocolError,
     UpstreamTimeout,
@@ -400,15 +402,17 @@ class SeriesRetrieval:
         )
         self.first_delivered.set()
 
+    def failure(self) -> ViewerError:
+        """What a frame this retrieval did not deliver fails with, once it finished: the
+        upstream's error policy says (a PACS's series is incomplete, E506; a remote
+        Source keeps its Tableau 2 code, DB.VI-CO.27)."""
+        if self.error is None:
+            return NotFound(f"{self.key}: not in the series")
+        return self._upstream.policy.broken_series(self.error, self.received)
+
     def _finish(self) -> None:
         self.finished_at = time.monotonic()
-        error: ViewerError = (
-            IncompleteSeries(f"{self.key}: {self.error.detail}")
-            if self.error is not None and self.received
-            else self.error
-            if self.error is not None
-            else NotFound(f"{self.key}: not in the series")
-        )
+        error = self.failure()
         delivered = self.delivered
         study_uid, series_uid = self.key.study_uid, self.key.series_uid
         origin = self._upstream.origin
@@ -670,8 +674,4 @@ class Retriever:
 
 
 def retrieval_error(retrieval: SeriesRetrieval) -> ViewerError:
-    if retrieval.error is None:
-        return NotFound(f"{retrieval.key}: instance not in the series")
-    if retrieval.received:
-        return IncompleteSeries(retrieval.error.detail)
-    return retrieval.error
+    return retrieval.failure()

@@ -182,14 +182,20 @@ def expect_error(browser: ConsumerBrowser, drimm: DrimmStack, code: str) -> None
     from bff.origins.errors import MESSAGES
 
     assert body["message"] == MESSAGES[code]
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
+    expect_in_progress(browser, code)
+
+
+def expect_in_progress(browser: ConsumerBrowser, code: str) -> None:
+    """The progress panel around OHIF shows ``code`` and its French message."""
+    from bff.origins.errors import MESSAGES
+
+    def errors() -> list[dict[str, str]]:
         series = browser.get("/api/progress").json()["series"]
-        errors = {s["error"]["code"] for s in series if s["error"]}
-        if code in errors:
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"{code} not in the progress panel: {series}")
+        return [s["error"] for s in series if s["error"]]
+
+    shown = poll(lambda: [e for e in errors() if e["code"] == code], 15, 0.2)
+    assert shown, f"{code} not in the progress panel: {errors()}"
+    assert shown[0]["message"] == MESSAGES[code]
 
 
 @pytest.mark.parametrize(
@@ -348,14 +354,24 @@ def read_audit(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
-def test_truncated_stream_keeps_the_delivered_images(
-    drimm: DrimmStack, browser: ConsumerBrowser
+@pytest.mark.parametrize(("mode", "code"), [("drop", "E201"), ("truncate", "E207")])
+def test_a_source_failing_mid_series_shows_its_tableau_2_code(
+    drimm: DrimmStack, browser: ConsumerBrowser, mode: str, code: str
 ) -> None:
-    drimm.fake.mode = "truncate"
+    """DB.VI-CO.27 (issue 14 item 3): a Source that drops the connection in the middle of
+    a series is E201, one whose answer ends there (without the closing delimiter: how the
+    Source API reports that its PACS failed once streaming began) E207, never E506 (not a
+    Tableau 2 code); the images received before the cut stay viewable."""
+    drimm.fake.mode = mode
     browser.open(drimm.kos_for(drimm.fake_api()))
     meta = metadata(browser, drimm.study.study_uid, axial(drimm))
     # Metadata built from the 3 instances received before the cut.
     assert meta.status_code == 200 and len(meta.json()) == 3
+    sop = meta.json()[0]["00080018"]["Value"][0]
+    series = f"/dicomweb/studies/{drimm.study.study_uid}/series/{axial(drimm)}"
+    frame = browser.get(f"{series}/instances/{sop}/frames/1", headers={"Accept": FRAME_ACCEPT})
+    assert frame.status_code == 200
+    expect_in_progress(browser, code)
 
 
 def test_stalled_source_times_out(drimm: DrimmStack, browser: ConsumerBrowser) -> None:
