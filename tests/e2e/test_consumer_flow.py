@@ -5,6 +5,9 @@ itself (DB.VI-CO.27)."""
 
 from __future__ import annotations
 
+import ssl
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -14,11 +17,12 @@ from bff.origins.errors import MESSAGES
 from bff.services import services_of
 from bff.settings import PROJECT_ROOT
 from tests.access import LoopbackTransport, psc_access_token
-from tests.consumer_stack import DrimmStack
+from tests.consumer_stack import DrimmStack, fake_source_app, mtls
 from tests.e2e.test_series_rules import shown
 from tests.e2e.test_viewer import wait_for_image
 from tests.integration import test_consumer_key_images as kin_data
 from tests.integration.test_consumer_key_images import KinExam
+from tests.servers import live_server
 
 pytestmark = pytest.mark.e2e
 
@@ -78,14 +82,61 @@ def test_consumer_pages_fetch_the_viewer_ahead(drimm: DrimmStack, page: Any) -> 
     assert head.count('rel="prefetch"') >= 40
 
 
-def test_consumer_shows_a_source_error_in_the_viewer(drimm: DrimmStack, page: Any) -> None:
-    drimm.fake.mode = "status:403"
-    page.goto(handover(drimm, drimm.kos_for(drimm.fake_api())))
-    page.wait_for_url("**/viewer?StudyInstanceUIDs=*", timeout=30_000)
-    alert = page.locator("#drimbox-progress .drimbox-error").first
-    alert.wait_for(timeout=30_000)
-    text = alert.text_content() or ""
-    assert "E204" in text and MESSAGES["E204"] in text
+@contextmanager
+def source_failing_with(drimm: DrimmStack, family: str) -> Iterator[str]:
+    """The base URL of a Source (for the KOS's RetrieveURLs) that fails as ``family``
+    says; a real peer each time: the stand-in Source speaking HTTPS, or no whitelisted one."""
+    if family == "TLS":  # a server certificate that does not chain to the CA bundle
+        options = mtls(drimm.pki["untrusted_server"], drimm.pki["client"].ca_cert)
+        options["ssl_cert_reqs"] = ssl.CERT_NONE
+        port = drimm.spare_ports[1]
+        drimm.fake.mode = "ok"
+        with live_server(
+            fake_source_app(drimm.study, drimm.fake), port=port, lifespan="off", **options
+        ):
+            yield f"https://localhost:{port}/api/source"
+        return
+    if family == "whitelist":  # a host no whitelist entry names: nothing is sent
+        yield drimm.fake_api().replace("https://localhost:", "https://127.0.0.1:")
+        return
+    drimm.fake.mode = {
+        "connection, mid-series": "drop",
+        "status": "status:410",
+        "conformance": "sop_class",
+    }[family]
+    yield drimm.fake_api()
+
+
+@pytest.mark.parametrize(
+    ("family", "code"),
+    [
+        ("connection, mid-series", "E201"),
+        ("TLS", "E202"),
+        ("whitelist", "E203"),
+        ("status", "E206"),
+        ("conformance", "E301"),
+    ],
+)
+def test_each_tableau_2_family_shows_its_code_and_message_in_the_viewer(
+    drimm: DrimmStack, page: Any, family: str, code: str
+) -> None:
+    """DB.VI-CO.27 (issue 14 item 3): for each family of Tableau 2, the radiologist sees
+    the code and its French message in the viewer: in the progress box around OHIF, per
+    series (the connection drops in the middle of the axial series: E201, not E506), or,
+    for a Source the whitelist refuses (nothing of the exam can come), on the page
+    opened in the viewer's place."""
+    with source_failing_with(drimm, family) as base:
+        page.goto(handover(drimm, drimm.kos_for(base)))
+        page.wait_for_url("**/viewer?StudyInstanceUIDs=*", timeout=30_000)
+        if family == "whitelist":
+            shown = page.locator("main")
+            shown.get_by_text(f"Code d'erreur : {code}").wait_for(timeout=30_000)
+            assert MESSAGES[code] in (shown.text_content() or "")
+            return
+        alert = page.locator("#drimbox-progress .drimbox-error").first
+        alert.wait_for(timeout=30_000)
+        text = alert.text_content() or ""
+    assert f"{code} : {MESSAGES[code]}" in text, text
 
 
 def test_non_diagnostic_mention_follows_the_device_status_and_the_images(
