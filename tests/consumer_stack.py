@@ -8,10 +8,12 @@ import io
 import secrets
 import ssl
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pydicom
 import pytest
 from starlette.applications import Starlette
@@ -28,6 +30,7 @@ from bff.demo.whitelist import write_test_whitelist
 from bff.dicomweb.multipart import closing_delimiter, encode_part
 from bff.idp.app import create_idp_app
 from bff.idp.users import load_users
+from bff.services import services_of
 from bff.source.listener import source_api_options
 from tests.conftest import Pacs, make_settings
 from tests.servers import free_port, live_server
@@ -282,3 +285,23 @@ def drimm(pacs: Pacs, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Drim
             pki=pki,
             work=work,
         )
+
+
+@contextmanager
+def source_requests(drimm: DrimmStack, token: str) -> Iterator[list[str]]:
+    """The paths the Consumer asks of its Sources with the PSC ``token`` while the block
+    runs, as its client sends them (httpx's request hook): one session's requests only,
+    whatever other tests' retrievals still do."""
+    client = services_of(drimm.consumer_app).origins._client
+    assert client is not None
+    asked: list[str] = []
+
+    async def record(request: httpx.Request) -> None:
+        if request.headers.get("authorization") == f"Bearer {token}":
+            asked.append(request.url.path)
+
+    client.event_hooks["request"].append(record)
+    try:
+        yield asked
+    finally:
+        client.event_hooks["request"].remove(record)

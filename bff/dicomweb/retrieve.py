@@ -181,6 +181,7 @@ class SeriesRetrieval:
         self._changed = asyncio.Condition()
         self._eof = False
         self._task: asyncio.Task[None] | None = None
+        self._scheduled = False  # start_after() was called
         self._cancelled = False
         #: DB.VI-SO.189: the retrieval of the series the user chose to see first in this
         #: study, if any (set by the Retriever); this one yields the pool to it.
@@ -199,12 +200,20 @@ class SeriesRetrieval:
         several times slower while it streams that series (Orthanc: 0.7 s alone, 3-4 s
         while streaming the 1300-slice CT; docs/performance.md), and OHIF's first image
         waits for that metadata. A frame asked meanwhile starts it at once (ensure())."""
+        self._scheduled = True
         metadata.add_done_callback(lambda _: self.start())
         asyncio.get_running_loop().call_later(BULK_DELAY_S, self.start)
 
     @property
     def started(self) -> bool:
         return self._task is not None
+
+    async def first_instance(self) -> None:
+        """Until the first instance is delivered (or the retrieval ends); at once when the
+        stream is neither started nor due to start (start_after): a series pulled only
+        when the user displays it (DB.VI-CS.05) has nothing on its way."""
+        if self.started or self._scheduled:
+            await self.first_delivered.wait()
 
     @property
     def finished(self) -> bool:
@@ -524,7 +533,7 @@ class Retriever:
         task = asyncio.create_task(
             prepare(
                 raw,
-                retrieval.first_delivered,
+                retrieval.first_instance,
                 context,
                 retrieval.facts_snapshot,
                 functools.partial(self._pool.run, urgent=True),
@@ -641,12 +650,24 @@ class Retriever:
         series_uid: str,
         sop_uid: str,
         frame_number: int,
+        *,
+        alone: bool = False,
     ) -> CachedFrame:
-        """The served frame, waiting (bounded) for it to arrive and be transcoded."""
+        """The served frame, waiting (bounded) for it to arrive and be transcoded.
+        ``alone``: unless the series is streaming already, fetch this instance only (a
+        thumbnail of a series not pulled until the user displays it, DB.VI-CS.05)."""
         key = FrameKey(upstream.origin, study_uid, series_uid, sop_uid, frame_number)
         hit = self.cache.get(key)
         if hit is not None:
             return hit
+        series = self.find(upstream.origin, study_uid, series_uid)
+        if alone and (series is None or not series.started):
+            retrieval = self.ensure(upstream, study_uid, series_uid, sop_uid)
+            if sop_uid in retrieval.refused:
+                raise retrieval.refused[sop_uid]
+            if retrieval.finished:  # failed moments ago
+                raise retrieval_error(retrieval)
+            return await self._wait(key)
         retrieval = self.ensure(upstream, study_uid, series_uid)
         if sop_uid in retrieval.refused:
             raise retrieval.refused[sop_uid]
@@ -662,6 +683,9 @@ class Retriever:
                 raise retrieval_error(retrieval)
         else:
             retrieval.prioritize(sop_uid)
+        return await self._wait(key)
+
+    async def _wait(self, key: FrameKey) -> CachedFrame:
         try:
             return await self.cache.wait(key, self._frame_timeout)
         except TimeoutError as exc:

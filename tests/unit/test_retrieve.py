@@ -14,10 +14,12 @@ import pytest
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian
 
+from bff.dicomweb import series_metadata
 from bff.dicomweb.cache import FrameCache, FrameKey
 from bff.dicomweb.metadata_ahead import TTL_S, MetadataAhead
 from bff.dicomweb.multipart import closing_delimiter, encode_part
 from bff.dicomweb.retrieve import Retriever
+from bff.dicomweb.series_metadata import RewriteContext
 from bff.dicomweb.upstream import DicomwebUpstream, ErrorPolicy
 from bff.errors import IncompleteSeries, NotFound, ViewerError
 from bff.origins.conformance import ConsumerErrorPolicy
@@ -284,5 +286,59 @@ async def test_metadata_asked_while_signing_in_is_used_once_by_the_grant() -> No
     assert again is not None and again is not first
     await again
     assert [r.endswith("/metadata") for r in requests[1:]].count(True) == 2
+    await retriever.aclose()
+    await upstream.aclose()
+
+
+@pytest.mark.anyio
+async def test_alone_fetches_one_instance_until_the_series_streams() -> None:
+    """DB.VI-CS.05: a frame asked ``alone`` (the thumbnail of a series pulled only when
+    the user displays it) fetches that instance only; once the series streams, frames
+    come from the series retrieval as usual."""
+    sops = [f"1.2.3.4.{n}" for n in range(1, 6)]
+    upstream, requests = series_upstream(sops)
+    retriever = make_retriever(RecordingPool())
+    series = f"/dicom-web/studies/{STUDY}/series/{SERIES}"
+    thumbnail = await retriever.frame(upstream, STUDY, SERIES, sops[2], 1, alone=True)
+    assert thumbnail.data == f"frame-{sops[2]}".encode()
+    assert requests == [f"{series}/instances/{sops[2]}"]
+    assert retriever.find("pacs-a", STUDY, SERIES) is None
+    # (This stand-in answers every path with the whole series: forget what it sent.)
+    retriever.cache.discard_series("pacs-a", STUDY, SERIES)
+    shown = await retriever.frame(upstream, STUDY, SERIES, sops[0], 1)
+    assert shown.data == f"frame-{sops[0]}".encode()
+    assert requests[1:] == [series]
+    again = await retriever.frame(upstream, STUDY, SERIES, sops[4], 1, alone=True)
+    assert again.data == f"frame-{sops[4]}".encode()
+    assert requests[1:] == [series]  # from the series stream
+    await retriever.aclose()
+    await upstream.aclose()
+
+
+@pytest.mark.anyio
+async def test_metadata_of_a_series_not_pulled_does_not_wait_for_its_images(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """DB.VI-CS.05: the metadata answer of a series not pulled until the user displays
+    it is built at once (no image is on its way to wait for: OHIF's first image waits for
+    every series' metadata); a series due to stream still waits for its first instance
+    (what its files say goes into the answer). The wait is made endless here: only the
+    first instance can end it."""
+    monkeypatch.setattr(series_metadata, "RATIO_WAIT_S", 3600)
+    upstream, requests = series_upstream([f"1.2.3.4.{n}" for n in range(1, 4)])
+    retriever = make_retriever(RecordingPool())
+    context = RewriteContext("http://bff/dicomweb", STUDY, upstream.base_url, "browser", "", "")
+    raw: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+    raw.set_result(b"[]")
+    idle = retriever.ensure(upstream, STUDY, "1.2.3.5", start=False)
+    prepared = await asyncio.wait_for(retriever.prepare_answer(idle, raw, context), 30)
+    assert prepared.rows == 0 and requests == []
+    due = retriever.ensure(upstream, STUDY, SERIES, start=False)
+    metadata: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+    answer = retriever.prepare_answer(due, metadata, context)
+    due.start_after(metadata)
+    metadata.set_result(b"[]")
+    await asyncio.wait_for(answer, 30)
+    assert due.first_delivered.is_set() and due.delivered
     await retriever.aclose()
     await upstream.aclose()
