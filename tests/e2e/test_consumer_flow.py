@@ -9,6 +9,7 @@ import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -17,12 +18,13 @@ from bff.origins.errors import MESSAGES
 from bff.services import services_of
 from bff.settings import PROJECT_ROOT
 from tests.access import LoopbackTransport, psc_access_token
-from tests.consumer_stack import DrimmStack, fake_source_app, mtls
-from tests.e2e.test_series_rules import shown
+from tests.consumer_stack import DrimmStack, fake_source_app, mtls, source_requests
+from tests.e2e.test_series_rules import THUMBNAIL, shown, thumbnails
 from tests.e2e.test_viewer import wait_for_image
 from tests.integration import test_consumer_key_images as kin_data
 from tests.integration.test_consumer_key_images import KinExam
 from tests.servers import live_server
+from tests.waiting import poll
 
 pytestmark = pytest.mark.e2e
 
@@ -36,15 +38,19 @@ def _needs_ohif() -> None:
         pytest.skip("ohif-dist/ is missing: run scripts/fetch-ohif")
 
 
-def handover(drimm: DrimmStack, kos: bytes) -> str:
-    """What the Consumer DRIMbox does server side: hand the KOS over, get the one-time URL."""
+def handover(
+    drimm: DrimmStack, kos: bytes, *, series: str | None = None, token: str | None = None
+) -> str:
+    """What the Consumer DRIMbox does server side: hand the KOS over (at series level with
+    ``series``), get the one-time URL."""
     with httpx.Client(transport=LoopbackTransport(), timeout=30) as client:
         answer = client.post(
             drimm.consumer_url + "/api/consumer/kos",
+            params={"series": series} if series else {},
             content=kos,
             headers={
                 "Authorization": f"Bearer {drimm.handover_secret}",
-                "X-PSC-Access-Token": psc_access_token(drimm.stack),
+                "X-PSC-Access-Token": token or psc_access_token(drimm.stack),
                 "Content-Type": "application/dicom",
             },
         )
@@ -226,3 +232,53 @@ def test_a_kos_file_opened_by_hand_in_chromium(drimm: DrimmStack, page: Any, tmp
     page.locator("form[enctype='multipart/form-data'] button[type=submit]").click()
     page.wait_for_url("**/viewer?StudyInstanceUIDs=*", timeout=30_000)
     wait_for_image(page)
+
+
+#: OHIF 3.13.2's study prefetcher (app bundle, StudyPrefetcherService): once the display
+#: sets on screen are loaded, it would send the requests of the others it chose; null
+#: until then, else how many it still holds or has in flight.
+PREFETCH_LEFT = """() => {
+  const prefetcher = window.services && window.services.studyPrefetcherService;
+  if (!prefetcher || !prefetcher._areActiveDisplaySetsLoaded()) return null;
+  return prefetcher._pendingRequests.length + prefetcher._inflightRequests.size;
+}"""
+
+
+def test_a_series_level_opening_shows_that_series_and_lists_the_others(
+    drimm: DrimmStack, page: Any
+) -> None:
+    """DB.VI-CS.05 (issue 14 item 4), as the radiologist sees it: opened on the axial
+    series (not the one OHIF would show first, the topogram: lowest number), the viewport
+    shows it and the series tree still lists the topogram (.06), which the Consumer does
+    not pull from the Source until the user displays it; double-clicking its thumbnail
+    shows it, and only then is it pulled. Requests counted as the Consumer sends them to
+    the real Source with this session's token."""
+    study = drimm.study
+    topogram, chosen = study.series_uids
+    token = psc_access_token(drimm.stack)
+    source = urlsplit(drimm.source_api).path + f"/studies/{study.study_uid}/series/"
+    with source_requests(drimm, token) as asked:
+        page.goto(handover(drimm, drimm.kos_for(drimm.source_api), series=chosen, token=token))
+        page.wait_for_url(f"**initialSeriesInstanceUID={chosen}", timeout=30_000)
+        page.get_by_role("button", name="Voir les images").click(timeout=30_000)
+        assert "Série : 2" in shown(page, "Thorax-abdomen")["topLeft"]
+        found = thumbnails(page, 2)
+        assert [t["series"] for t in found] == ["1", "2"], found
+        assert "Topogramme" in found[0]["text"] and "Thorax-abdomen" in found[1]["text"]
+        # Once the series on screen is loaded, OHIF prefetches no other series...
+        assert poll(lambda: page.evaluate(PREFETCH_LEFT) is not None, 30)
+        assert page.evaluate(PREFETCH_LEFT) == 0
+        # ... and the Consumer pulled that series only (the topogram's thumbnail: its one
+        # instance, alone).
+        assert source + chosen in asked
+        assert source + topogram not in asked, asked
+        page.wait_for_function(
+            "(text) => (document.querySelector('#drimbox-progress') || {}).textContent"
+            "  && document.querySelector('#drimbox-progress').textContent.includes(text)",
+            arg="Topogramme : téléchargée quand vous affichez la série",
+            timeout=30_000,
+        )
+        # The user displays the topogram: now it is pulled.
+        page.locator(f'{THUMBNAIL}[data-series="1"]').dblclick()
+        assert "Série : 1" in shown(page, "Topogramme")["topLeft"]
+        assert poll(lambda: source + topogram in asked, 30), asked
