@@ -66,6 +66,10 @@
   // Same-origin DICOMweb facade of the BFF (cookies are sent with no extra config).
   var DICOMWEB_ROOT = window.location.origin + '/dicomweb';
 
+  // Does the viewer URL name the series to show first (OHIF's initialSeriesInstanceUID,
+  // read case-insensitively by OHIF)? Read once, before OHIF boots.
+  var NAMES_SERIES = /[?&]initialseriesinstanceuid=[^&]/i.test(window.location.search);
+
   // Frames are asked for as the BFF serves them: JPEG-LS near-lossless (4.81) for grey
   // images, lossy HTJ2K (4.203) for the others, anything else as received. OHIF uses this array
   // verbatim as the Accept header of every /frames/N request (XHR and streaming fetch):
@@ -401,10 +405,15 @@
       prefetch: 25,
     },
     // StudyPrefetcherService configuration (appConfig.studyPrefetcher): fetch the frames
-    // of the displayed series and of the next ones, closest first.
+    // of the displayed series and of the next ones, closest first. When the URL names
+    // the series to show (initialSeriesInstanceUID: a Consumer's series-level opening,
+    // DB.VI-CS.05, or the series chosen first, DB.VI-SO.189), only that one: the others
+    // come when the user displays them (the Consumer then pulls them from the Source).
+    // The service (3.13.2 app bundle) prefetches, once the displayed series is loaded,
+    // the displaySetsCount closest other display sets; 0 leaves it none.
     studyPrefetcher: {
       enabled: true,
-      displaySetsCount: 2,
+      displaySetsCount: NAMES_SERIES ? 0 : 2,
       maxNumPrefetchRequests: 10,
       order: 'closest', // 'closest' | 'downward' | 'upward'
     },

@@ -8,10 +8,12 @@ import io
 import secrets
 import ssl
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pydicom
 import pytest
 from starlette.applications import Starlette
@@ -28,6 +30,7 @@ from bff.demo.whitelist import write_test_whitelist
 from bff.dicomweb.multipart import closing_delimiter, encode_part
 from bff.idp.app import create_idp_app
 from bff.idp.users import load_users
+from bff.services import services_of
 from bff.source.listener import source_api_options
 from tests.conftest import Pacs, make_settings
 from tests.servers import free_port, live_server
@@ -78,6 +81,10 @@ def whitelisted(work: Path, hosts: list[str]) -> dict[str, Any]:
 class FakeSourceMode:
     """What the misbehaving Source does next (tests set it)."""
 
+    #: 'ok'; 'status:<n>' (answers that HTTP status); 'sop_class' / 'syntax' (instances
+    #: the Consumer must refuse, E301 / E302); in the middle of a series (before its 4th
+    #: instance): 'truncate' (ends the answer without the closing delimiter), 'drop'
+    #: (closes the connection), 'stall' (stops sending).
     mode: str = "ok"
     requests: list[str] = field(default_factory=list)
     #: Paths of the stalled streams the client closed (it gave up waiting).
@@ -118,6 +125,11 @@ def _spoiled(data: bytes, mode: str) -> bytes:
     return out.getvalue()
 
 
+class SourceDropped(Exception):
+    """Raised by the stand-in mid-stream: uvicorn then closes the connection without the
+    end of the chunked body, as a Source that crashes or loses its network does."""
+
+
 def fake_source_app(study: DemoStudy, state: FakeSourceMode) -> Starlette:
     async def series(request: Request) -> Response:
         state.requests.append(request.url.path)
@@ -131,6 +143,10 @@ def fake_source_app(study: DemoStudy, state: FakeSourceMode) -> Starlette:
                 data = path.read_bytes()
                 if mode in ("sop_class", "syntax"):
                     data = _spoiled(data, mode)
+                if mode == "drop" and index == 3:
+                    part = encode_part(data, "application/dicom", BOUNDARY)
+                    yield part[: len(part) // 2]
+                    raise SourceDropped("the stand-in Source drops the connection mid-series")
                 if mode in ("truncate", "stall") and index == 3:
                     if mode == "stall":
                         try:
@@ -269,3 +285,23 @@ def drimm(pacs: Pacs, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Drim
             pki=pki,
             work=work,
         )
+
+
+@contextmanager
+def source_requests(drimm: DrimmStack, token: str) -> Iterator[list[str]]:
+    """The paths the Consumer asks of its Sources with the PSC ``token`` while the block
+    runs, as its client sends them (httpx's request hook): one session's requests only,
+    whatever other tests' retrievals still do."""
+    client = services_of(drimm.consumer_app).origins._client
+    assert client is not None
+    asked: list[str] = []
+
+    async def record(request: httpx.Request) -> None:
+        if request.headers.get("authorization") == f"Bearer {token}":
+            asked.append(request.url.path)
+
+    client.event_hooks["request"].append(record)
+    try:
+        yield asked
+    finally:
+        client.event_hooks["request"].remove(record)

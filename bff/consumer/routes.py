@@ -50,11 +50,19 @@ def _enabled(request: Request) -> None:
         raise NotFound("consumer viewer disabled")
 
 
-def grant_remote(request: Request, session: Session, opening: RemoteOpening, token: str) -> None:
+def grant_remote(
+    request: Request,
+    session: Session,
+    opening: RemoteOpening,
+    token: str,
+    series_uid: str | None = None,
+) -> None:
     """Open the KOS's study in this session: its Source(s) asked with the user's token
     (the origin the hand-over made, its metadata already asked for, when it came that
     way), and pulled from now, images and metadata, while the browser loads OHIF
-    (DB.VI-CS.17; issue 5: OHIF's first image waits for the series metadata)."""
+    (DB.VI-CS.17; issue 5: OHIF's first image waits for the series metadata). With
+    ``series_uid`` (series-level opening, DB.VI-CS.05), only that series' images are
+    pulled now; each other series' when the user displays it."""
     services = services_of(request)
     record = opening.record
     location = location_of(request)
@@ -62,20 +70,24 @@ def grant_remote(request: Request, session: Session, opening: RemoteOpening, tok
         OpenedStudy(location, record.study_uid, record.sop_uid, opening_display(record), opening)
     )
     origin = services.origins.remote(location, record, token, opening.kos_bytes)
-    origin.start_at_grant(str(request.base_url).rstrip("/") + "/dicomweb")
+    origin.start_at_grant(str(request.base_url).rstrip("/") + "/dicomweb", series_uid)
     audit(
         "consumer_opened",
         study_uid=record.study_uid,
         kos_sop_uid=record.sop_uid,
         series=len(record.series),
+        series_uid=series_uid,
         refused=origin.refusal.code if origin.refusal else None,
     )
 
 
 def _viewer(record: KosRecord, series_uid: str | None) -> str:
+    """OHIF on the study; at series level (DB.VI-CS.05) showing that series first with
+    ``initialSeriesInstanceUID``, which keeps the other series in the series tree
+    (``SeriesInstanceUIDs`` would filter them out; DB.VI-CS.06)."""
     url = f"/viewer?StudyInstanceUIDs={record.study_uid}"
     if series_uid:
-        url += f"&SeriesInstanceUIDs={series_uid}"
+        url += f"&initialSeriesInstanceUID={series_uid}"
     return url
 
 
@@ -125,7 +137,7 @@ async def open_handover(request: Request) -> Response:
     session.provider = "psc"
     session.subject = session.subject or "consumer-handover"
     session.tokens = {"access_token": item.access_token}
-    grant_remote(request, session, item.opening, item.access_token)
+    grant_remote(request, session, item.opening, item.access_token, item.series_uid)
     return with_cookie(
         request, RedirectResponse(_viewer(item.opening.record, item.series_uid), 303), session
     )
@@ -211,7 +223,7 @@ async def open_by_hand(request: Request) -> Response:
     if series_uid and series_uid not in {s.series_uid for s in record.series}:
         raise BadRequest("series not in the KOS")
     token = str(session.tokens.get("access_token", ""))
-    grant_remote(request, session, RemoteOpening(record, body), token)
+    grant_remote(request, session, RemoteOpening(record, body), token, series_uid)
     return RedirectResponse(_viewer(record, series_uid), 303)
 
 

@@ -8,7 +8,10 @@ its own order), then the rest in arrival order. Each transcoded frame goes into 
 shared :class:`~bff.dicomweb.cache.FrameCache`, which wakes the requests waiting for it.
 
 When the stream fails, the instances already received are still transcoded and served;
-only the frames never delivered fail (:class:`~bff.errors.IncompleteSeries`).
+only the frames never delivered fail, with what the upstream's error policy makes of the
+failure (:meth:`~bff.dicomweb.upstream.ErrorPolicy.broken_series`: a PACS's series is
+incomplete, :class:`~bff.errors.IncompleteSeries`; a remote Source's keeps its Tableau 2
+code).
 """
 
 from __future__ import annotations
@@ -36,7 +39,6 @@ from bff.dicomweb.series_metadata import PreparedMetadata, RewriteContext, Serie
 from bff.dicomweb.series_stream import series_parts, series_path
 from bff.dicomweb.upstream import DicomwebUpstream
 from bff.errors import (
-    IncompleteSeries,
     NotFound,
     UpstreamProtocolError,
     UpstreamTimeout,
@@ -179,6 +181,7 @@ class SeriesRetrieval:
         self._changed = asyncio.Condition()
         self._eof = False
         self._task: asyncio.Task[None] | None = None
+        self._scheduled = False  # start_after() was called
         self._cancelled = False
         #: DB.VI-SO.189: the retrieval of the series the user chose to see first in this
         #: study, if any (set by the Retriever); this one yields the pool to it.
@@ -197,12 +200,20 @@ class SeriesRetrieval:
         several times slower while it streams that series (Orthanc: 0.7 s alone, 3-4 s
         while streaming the 1300-slice CT; docs/performance.md), and OHIF's first image
         waits for that metadata. A frame asked meanwhile starts it at once (ensure())."""
+        self._scheduled = True
         metadata.add_done_callback(lambda _: self.start())
         asyncio.get_running_loop().call_later(BULK_DELAY_S, self.start)
 
     @property
     def started(self) -> bool:
         return self._task is not None
+
+    async def first_instance(self) -> None:
+        """Until the first instance is delivered (or the retrieval ends); at once when the
+        stream is neither started nor due to start (start_after): a series pulled only
+        when the user displays it (DB.VI-CS.05) has nothing on its way."""
+        if self.started or self._scheduled:
+            await self.first_delivered.wait()
 
     @property
     def finished(self) -> bool:
@@ -400,15 +411,17 @@ class SeriesRetrieval:
         )
         self.first_delivered.set()
 
+    def failure(self) -> ViewerError:
+        """What a frame this retrieval did not deliver fails with, once it finished: the
+        upstream's error policy says (a PACS's series is incomplete, E506; a remote
+        Source keeps its Tableau 2 code, DB.VI-CO.27)."""
+        if self.error is None:
+            return NotFound(f"{self.key}: not in the series")
+        return self._upstream.policy.broken_series(self.error, self.received)
+
     def _finish(self) -> None:
         self.finished_at = time.monotonic()
-        error: ViewerError = (
-            IncompleteSeries(f"{self.key}: {self.error.detail}")
-            if self.error is not None and self.received
-            else self.error
-            if self.error is not None
-            else NotFound(f"{self.key}: not in the series")
-        )
+        error = self.failure()
         delivered = self.delivered
         study_uid, series_uid = self.key.study_uid, self.key.series_uid
         origin = self._upstream.origin
@@ -520,7 +533,7 @@ class Retriever:
         task = asyncio.create_task(
             prepare(
                 raw,
-                retrieval.first_delivered,
+                retrieval.first_instance,
                 context,
                 retrieval.facts_snapshot,
                 functools.partial(self._pool.run, urgent=True),
@@ -637,12 +650,24 @@ class Retriever:
         series_uid: str,
         sop_uid: str,
         frame_number: int,
+        *,
+        alone: bool = False,
     ) -> CachedFrame:
-        """The served frame, waiting (bounded) for it to arrive and be transcoded."""
+        """The served frame, waiting (bounded) for it to arrive and be transcoded.
+        ``alone``: unless the series is streaming already, fetch this instance only (a
+        thumbnail of a series not pulled until the user displays it, DB.VI-CS.05)."""
         key = FrameKey(upstream.origin, study_uid, series_uid, sop_uid, frame_number)
         hit = self.cache.get(key)
         if hit is not None:
             return hit
+        series = self.find(upstream.origin, study_uid, series_uid)
+        if alone and (series is None or not series.started):
+            retrieval = self.ensure(upstream, study_uid, series_uid, sop_uid)
+            if sop_uid in retrieval.refused:
+                raise retrieval.refused[sop_uid]
+            if retrieval.finished:  # failed moments ago
+                raise retrieval_error(retrieval)
+            return await self._wait(key)
         retrieval = self.ensure(upstream, study_uid, series_uid)
         if sop_uid in retrieval.refused:
             raise retrieval.refused[sop_uid]
@@ -658,6 +683,9 @@ class Retriever:
                 raise retrieval_error(retrieval)
         else:
             retrieval.prioritize(sop_uid)
+        return await self._wait(key)
+
+    async def _wait(self, key: FrameKey) -> CachedFrame:
         try:
             return await self.cache.wait(key, self._frame_timeout)
         except TimeoutError as exc:
@@ -670,8 +698,4 @@ class Retriever:
 
 
 def retrieval_error(retrieval: SeriesRetrieval) -> ViewerError:
-    if retrieval.error is None:
-        return NotFound(f"{retrieval.key}: instance not in the series")
-    if retrieval.received:
-        return IncompleteSeries(retrieval.error.detail)
-    return retrieval.error
+    return retrieval.failure()

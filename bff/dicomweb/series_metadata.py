@@ -168,13 +168,14 @@ def _build(raw: bytes, context: RewriteContext, facts: SeriesFacts) -> PreparedM
 
 async def prepare(
     raw: asyncio.Future[bytes] | asyncio.Task[bytes],
-    first_delivered: asyncio.Event,
+    first_delivered: Callable[[], Awaitable[None]],
     context: RewriteContext,
     snapshot: Callable[[], SeriesFacts],
     run: Callable[..., Awaitable[PreparedMetadata]],
 ) -> PreparedMetadata:
-    """Await the PACS's answer and (briefly) the first transcoded instance, then build the
-    answer with ``run`` (the transcoding pool's: another process, so the JSON parsing and
+    """Await the PACS's answer and (briefly) the first transcoded instance
+    (``first_delivered()``, asked once the answer is in), then build the answer with
+    ``run`` (the transcoding pool's: another process, so the JSON parsing and
     serializing, which hold the GIL for ~0.1 s each, never stall the event loop).
     ``snapshot()`` returns the series' :class:`SeriesFacts` (called on the event loop,
     just before)."""
@@ -182,7 +183,7 @@ async def prepare(
     body = await raw
     fetched = time.monotonic()
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(first_delivered.wait(), RATIO_WAIT_S)
+        await asyncio.wait_for(first_delivered(), RATIO_WAIT_S)
     waited = time.monotonic()
     prepared = await run(build, body, context, snapshot())
     log.info(

@@ -20,6 +20,7 @@ import httpx
 from pydicom.dataset import Dataset
 
 from bff.errors import (
+    IncompleteSeries,
     NotFound,
     UpstreamError,
     UpstreamProtocolError,
@@ -58,6 +59,12 @@ class ErrorPolicy:
         if status == 404:
             return NotFound(f"{what}: upstream 404")
         return UpstreamError(f"{what}: upstream HTTP {status}")
+
+    def broken_series(self, error: ViewerError, received: int) -> ViewerError:
+        """What the frames a series stream never delivered fail with, once the stream
+        failed with ``error`` after ``received`` instances: for a PACS, the series is
+        incomplete (E506) once instances came, else the error itself."""
+        return IncompleteSeries(error.detail) if received else error
 
 
 def translate(exc: httpx.HTTPError, what: str) -> ViewerError:

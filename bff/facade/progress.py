@@ -1,5 +1,6 @@
 """``GET /api/progress``: how far each series of the session's studies has come
-(DB.VI-CS.18), and the errors to show in the viewer itself (DB.VI-CO.27).
+(DB.VI-CS.18), the series pulled only when the user displays them (DB.VI-CS.05), and
+the errors to show in the viewer itself (DB.VI-CO.27).
 
 The page around OHIF polls it while images load (ohif-config/panel/).
 """
@@ -39,6 +40,7 @@ def _entry(series: SeriesProgress) -> dict[str, Any]:
             "received": 0,
             "total": series.total,
             "complete": False,
+            "on_demand": series.on_demand,
             "error": _error(series.error),
         }
     received = len(retrieval.delivered) + len(retrieval.refused)
@@ -53,6 +55,8 @@ def _entry(series: SeriesProgress) -> dict[str, Any]:
         "received": received,
         "total": retrieval.expected or series.total,
         "complete": retrieval.finished and retrieval.error is None and not retrieval.refused,
+        # DB.VI-CS.05: not pulled until the user displays it (a series-level opening).
+        "on_demand": series.on_demand,
         # DB.VI-CS.26: any image of the series served lossy (then never "diagnostic").
         "lossy": any(f.lossy for f in retrieval.delivered.values()),
         "error": _error(error),

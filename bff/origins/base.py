@@ -12,15 +12,15 @@ interface"). Two implementations:
   ``KOS-SOPInstanceUID``; DB.VI-CO.27). It never reads a local PACS.
 
 What is common (frames through the out-of-order cache, the metadata rewrite, the series
-chosen first, progress, the series stream for the export) is written once here, over
-:meth:`StudyOrigin.upstream_for`.
+chosen first, the series pulled only when the user displays them, progress, the series
+stream for the export) is written once here, over :meth:`StudyOrigin.upstream_for`.
 """
 
 from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
@@ -65,6 +65,8 @@ class SeriesProgress:
     total: int | None
     #: why the series cannot come at all (a refused Source), shown as its error
     error: ViewerError | None = None
+    #: not pulled until the user displays it (a series-level opening, DB.VI-CS.05)
+    on_demand: bool = False
 
 
 class StudyOrigin(ABC):
@@ -85,6 +87,9 @@ class StudyOrigin(ABC):
         self._max_part_bytes = max_part_bytes
         #: Why nothing of this study may be fetched (a refused remote Source), or None.
         self.refusal: ViewerError | None = None
+        #: Series pulled only once the user displays one (a series-level opening,
+        #: DB.VI-CS.05), each with the instances asked of it so far.
+        self._on_demand: dict[str, set[str]] = {}
 
     # -- what differs ------------------------------------------------------------------
 
@@ -157,9 +162,33 @@ class StudyOrigin(ABC):
             institution=self.institution,
         )
 
+    def pull_on_demand(self, series_uids: Iterable[str]) -> None:
+        """A series-level opening (DB.VI-CS.05): these series, the exam's others, are
+        listed, their metadata read, but their images are pulled only when the user
+        displays one (:meth:`frames`). An empty list: every series is pulled as usual."""
+        self._on_demand = {uid: set() for uid in series_uids}
+
+    def waits_for_user(self, series_uid: str) -> bool:
+        """Whether this series is pulled only once the user displays it."""
+        return series_uid in self._on_demand
+
+    def _alone(self, series_uid: str, sop_uid: str) -> bool:
+        """Whether this instance of a series waiting for the user comes alone: the first
+        one asked is its thumbnail's (DB.VI-CS.16: OHIF draws one image per series);
+        another one means the user displays the series, which is then pulled whole."""
+        asked = self._on_demand.get(series_uid)
+        if asked is None:
+            return False
+        asked.add(sop_uid)
+        if len(asked) == 1:
+            return True
+        del self._on_demand[series_uid]
+        return False
+
     def start_series(self, series_uid: str) -> None:
-        """Start retrieving a series now (once), as its first frame request would."""
-        self.retrieval(series_uid)
+        """Start retrieving a series now (once), as its first frame request would; a
+        series waiting for the user is only registered."""
+        self.retrieval(series_uid, start=not self.waits_for_user(series_uid))
 
     def retrieval(self, series_uid: str, *, start: bool = True) -> SeriesRetrieval:
         return self.retriever.ensure(
@@ -170,9 +199,10 @@ class StudyOrigin(ABC):
         """OHIF's series metadata answer; also the first need for the series, whose
         retrieval starts now. Prepared ahead (at grant time on the Source, at the
         opening on the Consumer) when it was built for this root, else built now the
-        same way, in a pool worker."""
+        same way, in a pool worker. (A series waiting for the user is not pulled for
+        its metadata: DB.VI-CS.05.)"""
         upstream = self.upstream_for(series_uid)
-        retrieval = self.retrieval(series_uid)
+        retrieval = self.retrieval(series_uid, start=not self.waits_for_user(series_uid))
         context = self.context(root, series_uid)
         prepared = await self.retriever.prepared_metadata(
             upstream, self.study_uid, series_uid, context.key
@@ -206,12 +236,16 @@ class StudyOrigin(ABC):
     async def frames(
         self, series_uid: str, sop_uid: str, numbers: Sequence[int]
     ) -> list[CachedFrame]:
-        """Served frames, from the out-of-order cache fed by the series retrieval."""
+        """Served frames, from the out-of-order cache fed by the series retrieval (for a
+        series waiting for the user, its thumbnail's instance alone: :meth:`_alone`)."""
         upstream = self.upstream_for(series_uid)
+        alone = self._alone(series_uid, sop_uid)
         return list(
             await asyncio.gather(
                 *(
-                    self.retriever.frame(upstream, self.study_uid, series_uid, sop_uid, n)
+                    self.retriever.frame(
+                        upstream, self.study_uid, series_uid, sop_uid, n, alone=alone
+                    )
                     for n in numbers
                 )
             )
@@ -227,6 +261,7 @@ class StudyOrigin(ABC):
 
     def prefer(self, series_uid: str) -> None:
         """DB.VI-SO.189: the user chose this series to see first; it is retrieved first."""
+        self._on_demand.pop(series_uid, None)
         self.retriever.prefer(self.upstream_for(series_uid), self.study_uid, series_uid)
 
     def stream_series(self, series_uid: str) -> AbstractAsyncContextManager[AsyncIterator[Part]]:

@@ -13,7 +13,7 @@ from pydicom.dataset import Dataset
 
 from bff.dicomweb.key_images import KEY_IMAGE_TITLES, KOS_SOP_CLASS_UID
 from bff.dicomweb.upstream import ErrorPolicy
-from bff.errors import ViewerError
+from bff.errors import UpstreamProtocolError, ViewerError
 from bff.origins.errors import STATUS_CODES, SourceError, is_tls_failure
 
 #: (transfer syntax, q) in the order the Consumer prefers them.
@@ -145,3 +145,14 @@ class ConsumerErrorPolicy(ErrorPolicy):
 
     def check_part(self, header: Dataset) -> None:
         check_instance(header)
+
+    def broken_series(self, error: ViewerError, received: int) -> ViewerError:
+        """A Source failure keeps its Tableau 2 code mid-series too (DB.VI-CO.27; E506 is
+        not one): a dropped connection E201, TLS E202, and so on. An answer that breaks
+        off or stops being multipart is E207: the Source API ends its stream without the
+        closing delimiter when its PACS fails once streaming has begun."""
+        if isinstance(error, SourceError):
+            return error
+        if isinstance(error, UpstreamProtocolError):
+            return SourceError("E207", error.detail)
+        return super().broken_series(error, received)

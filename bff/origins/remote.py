@@ -429,18 +429,26 @@ class RemoteSourceOrigin(StudyOrigin):
             for series in self.record.series:
                 self.ask_metadata(series.series_uid, from_instances=False)
 
-    def start_at_grant(self, root: str) -> None:
+    def start_at_grant(self, root: str, series_uid: str | None = None) -> None:
         """Pull from the Source now, images and metadata, while the browser loads OHIF
         (DB.VI-CS.17). Each series streams once its metadata is in
         (SeriesRetrieval.start_after), and OHIF's answer is built from it as OHIF will ask
-        for it: same host, institution from the KOS."""
+        for it: same host, institution from the KOS.
+
+        ``series_uid``: a series-level opening (DB.VI-CS.05): that series is pulled now;
+        the others only have their metadata read (the series tree lists them), and each
+        is pulled when the user displays it (:meth:`StudyOrigin.pull_on_demand`)."""
+        self.pull_on_demand(
+            s.series_uid for s in self.record.series if series_uid not in (None, s.series_uid)
+        )
         if self.refusal is not None:
             return  # nothing is fetched from a Source we must not contact
         for series in self.record.series:
             uid = series.series_uid
             metadata = self.ask_metadata(uid)
             retrieval = self.retrieval(uid, start=False)
-            retrieval.start_after(metadata)
+            if not self.waits_for_user(uid):
+                retrieval.start_after(metadata)
             prepared = self.retriever.prepare_answer(
                 retrieval, asyncio.shield(metadata), self.context(root, uid)
             )
@@ -451,8 +459,11 @@ class RemoteSourceOrigin(StudyOrigin):
         for series in self.record.series:
             upstream = self.upstreams[series.series_uid]
             found = self.retriever.find(upstream.origin, self.study_uid, series.series_uid)
+            on_demand = self.waits_for_user(series.series_uid) and not (found and found.started)
             out.append(
-                SeriesProgress(series.series_uid, found, len(series.instances), self.refusal)
+                SeriesProgress(
+                    series.series_uid, found, len(series.instances), self.refusal, on_demand
+                )
             )
         return out
 

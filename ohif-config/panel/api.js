@@ -38,6 +38,7 @@
  * @property {number} received
  * @property {number | null} [total]
  * @property {boolean} complete
+ * @property {boolean} [on_demand] not pulled until the user displays it (DB.VI-CS.05)
  * @property {boolean} [lossy]
  * @property {{code: string, message: string, contact_site?: boolean} | null} [error]
  */

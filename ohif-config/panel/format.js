@@ -85,9 +85,12 @@ export function downloadLabel(study, several) {
   return "Télécharger l'examen" + (several && study.accession_number ? ' ' + study.accession_number : '');
 }
 
+/** A series not pulled yet, in the progress box (series-level opening, DB.VI-CS.05). */
+export const ON_DEMAND = 'téléchargée quand vous affichez la série';
+
 /**
  * One line of the progress box (DB.VI-CS.18): images received out of the total, or the
- * series' error with its code (DB.VI-CO.27).
+ * series' error with its code (DB.VI-CO.27), or that it comes once displayed.
  * @param {SeriesProgress} series
  * @param {number} index 0-based, names a series without a description
  * @returns {{error: boolean, text: string, percent: number}}
@@ -98,6 +101,10 @@ export function progressLine(series, index) {
     return { error: true, text: name + ' — ' + series.error.code + ' : ' + series.error.message, percent: 0 };
   }
   const total = series.total || 0;
+  if (series.on_demand) {
+    // A series-level opening (DB.VI-CS.05): this series comes when the user displays it.
+    return { error: false, text: name + ' : ' + ON_DEMAND, percent: 0 };
+  }
   const text =
     name + ' : ' + series.received + (total ? ' / ' + total : '') + ' images' +
     (series.complete ? ' — terminé' : '');

@@ -11,6 +11,11 @@
 // asks for a frame), and it goes away once every series is complete AND the identity
 // dialog has been closed, so that a fast exam does not come and go unseen while the
 // dialog is up.
+//
+// Opened at series level (DB.VI-CS.05), the exam's other series come only when the
+// user displays one ('on_demand'): the box may go once the rest is in, but the loop
+// goes on, so that such a series, once asked, brings the box back with its progress or
+// its error.
 import { getProgress } from './api.js';
 import { PROGRESS_BACKOFF, pollWithBackoff } from './backoff.js';
 import { el, statusBox } from './dom.js';
@@ -28,14 +33,16 @@ const FINAL_STATUSES = new Set([401, 403, 404]);
 /**
  * Where the series stand.
  * @param {ReadonlyArray<SeriesProgress>} series
- * @returns {{finished: boolean, complete: boolean}} finished: no series still loading;
- *   complete: finished without an error
+ * @returns {{finished: boolean, complete: boolean}} finished: no series still loading
+ *   or still to be asked for; complete: none loading, none failed (a series waiting to
+ *   be displayed aside)
  */
 export function progressState(series) {
-  const pending = series.some((s) => !s.complete && !s.error);
+  const pending = series.some((s) => !s.complete && !s.error && !s.on_demand);
+  const waiting = series.some((s) => s.on_demand && !s.error);
   const failed = series.some((s) => s.error);
-  const finished = series.length > 0 && !pending;
-  return { finished, complete: finished && !failed };
+  const settled = series.length > 0 && !pending;
+  return { finished: settled && !waiting, complete: settled && !failed };
 }
 
 /**
@@ -107,13 +114,25 @@ export function startProgress({ identityDismissed, onSeries, siteOf, onSessionEn
   let complete = false;
   let seen = false;
   let hiding = false;
+  /** @type {ReturnType<typeof setTimeout> | undefined} */
+  let timer;
+  let hidden = false; // by this loop, not by the user
   const hideWhenDone = () => {
     if (!complete || !seen || hiding || !box) return;
     hiding = true;
     const done = box;
-    setTimeout(() => {
+    timer = setTimeout(() => {
+      hidden = !done.hidden;
       done.hidden = true;
     }, HIDE_AFTER_MS);
+  };
+  // A series asked after the rest was in (DB.VI-CS.05): the box this loop hid comes back.
+  const showAgain = () => {
+    if (complete || !hiding) return;
+    clearTimeout(timer);
+    hiding = false;
+    if (hidden && box) box.hidden = false;
+    hidden = false;
   };
   identityDismissed.then(() => {
     seen = true;
@@ -127,6 +146,7 @@ export function startProgress({ identityDismissed, onSeries, siteOf, onSessionEn
     if (judged.key !== key && answer.series.length) render(answer.series, siteOf);
     key = judged.key;
     complete = answer.ok && progressState(answer.series).complete;
+    if (answer.ok) showAgain();
     hideWhenDone();
     return judged.result;
   }, PROGRESS_BACKOFF);

@@ -123,6 +123,13 @@ describe('progressLine', () => {
     });
     assert.equal(progressLine({ ...series, received: 41 }, 0).percent, 100);
   });
+  it('says when a series comes only once displayed (series-level opening, DB.VI-CS.05)', () => {
+    assert.deepEqual(progressLine({ ...series, received: 0, on_demand: true }, 0), {
+      error: false,
+      text: 'Thorax-abdomen : téléchargée quand vous affichez la série',
+      percent: 0,
+    });
+  });
   it('shows an error with its code', () => {
     const failed = { ...series, error: { code: 'E204', message: 'Accès refusé par la DRIMbox Source.' } };
     assert.deepEqual(progressLine(failed, 0), {

@@ -17,6 +17,7 @@ const series = (fields) => ({ series_uid: '1', received: 0, total: 10, complete:
 const loading = series({ received: 3 });
 const done = series({ series_uid: '2', received: 10, complete: true });
 const failed = series({ series_uid: '3', error: { code: 'E506', message: 'Flux interrompu.' } });
+const onDemand = series({ series_uid: '4', on_demand: true });
 
 /** @param {SeriesProgress[]} list */
 const ok = (list) => ({ ok: true, status: 200, series: list });
@@ -31,6 +32,11 @@ describe('progressState', () => {
   it('is not finished before the BFF lists any series', () => {
     assert.deepEqual(progressState([]), { finished: false, complete: false });
   });
+  it('is complete, not finished, while a series waits to be displayed (DB.VI-CS.05)', () => {
+    assert.deepEqual(progressState([done, onDemand]), { finished: false, complete: true });
+    assert.deepEqual(progressState([loading, onDemand]), { finished: false, complete: false });
+    assert.deepEqual(progressState([failed, onDemand]), { finished: false, complete: false });
+  });
 });
 
 describe('judgeAnswer', () => {
@@ -44,6 +50,12 @@ describe('judgeAnswer', () => {
     assert.equal(judgeAnswer(null, ok([done])).result, 'stop');
     assert.equal(judgeAnswer(null, ok([done, failed])).result, 'stop');
     assert.equal(judgeAnswer(null, ok([failed, loading])).result, 'changed');
+  });
+  it('goes on while a series waits to be displayed: it may be asked for later', () => {
+    const first = judgeAnswer(null, ok([done, onDemand]));
+    assert.equal(first.result, 'changed');
+    assert.equal(judgeAnswer(first.key, ok([done, onDemand])).result, 'same');
+    assert.equal(judgeAnswer(first.key, ok([done, series({ series_uid: '4', received: 1 })])).result, 'changed');
   });
   it('goes on, backing off, while no series is listed yet', () => {
     const empty = judgeAnswer(null, ok([]));

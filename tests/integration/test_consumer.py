@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import imagecodecs
@@ -29,6 +30,7 @@ from tests.consumer_stack import (
     fake_source_app,
     from_test_ca,
     mtls,
+    source_requests,
 )
 from tests.integration.test_facade import FRAME_ACCEPT, read_frame
 from tests.servers import free_port, live_server
@@ -145,13 +147,58 @@ def test_study_level_opening_streams_from_the_source_over_mutual_tls(
     assert entry["lossy"] is False  # served as received: lossless (DB.VI-CS.26)
 
 
-def test_series_level_opening(drimm: DrimmStack, browser: ConsumerBrowser) -> None:
-    """DB.VI-CS.05: the Consumer may open one series; the others stay reachable (.06)."""
-    viewer = browser.open(drimm.kos_for(drimm.source_api), series=axial(drimm))
-    assert viewer.endswith(f"&SeriesInstanceUIDs={axial(drimm)}")
-    assert browser.get(viewer).status_code == 200
-    topogram = drimm.study.series_uids[0]
-    assert metadata(browser, drimm.study.study_uid, topogram).status_code == 200
+def progress_of(browser: ConsumerBrowser, series_uid: str) -> dict[str, Any]:
+    series = browser.get("/api/progress").json()["series"]
+    return dict(next(s for s in series if s["series_uid"] == series_uid))
+
+
+def test_series_level_opening_pulls_that_series_and_the_others_when_displayed(
+    drimm: DrimmStack, browser: ConsumerBrowser
+) -> None:
+    """DB.VI-CS.05 (issue 14 item 4): opened at series level, the Consumer pulls that
+    series from the Source and no other; the others stay in the series tree (their
+    metadata read, .06), a thumbnail asks its one instance alone, and a series is pulled
+    whole once the user displays it (a second instance asked). Counted on the wire: the
+    requests the Consumer sends the real Source with this session's token."""
+    study = drimm.study
+    topogram, chosen = study.series_uids[0], axial(drimm)
+    token = psc_access_token(drimm.stack)
+    source = urlsplit(drimm.source_api).path + f"/studies/{study.study_uid}/series/"
+    with source_requests(drimm, token) as asked:
+        viewer = browser.open(drimm.kos_for(drimm.source_api), series=chosen, token=token)
+        assert viewer == (
+            f"/viewer?StudyInstanceUIDs={study.study_uid}&initialSeriesInstanceUID={chosen}"
+        )
+        assert browser.get(viewer).status_code == 200
+        assert poll(lambda: progress_of(browser, chosen)["complete"], 30)
+        # The series tree lists every series; OHIF reads each one's metadata.
+        listed = browser.get(f"/dicomweb/studies/{study.study_uid}/series").json()
+        assert {s["0020000E"]["Value"][0] for s in listed} == set(study.series_uids)
+        meta = metadata(browser, study.study_uid, topogram)
+        assert meta.status_code == 200
+        assert source + chosen in asked
+        assert source + topogram not in asked, asked  # metadata only, no image
+        waiting = progress_of(browser, topogram)
+        assert waiting["on_demand"] and waiting["received"] == 0, waiting
+
+        sops = sorted(r["00080018"]["Value"][0] for r in meta.json())
+        assert len(sops) == 2
+
+        def frame(sop_uid: str) -> int:
+            path = f"/dicomweb/studies/{study.study_uid}/series/{topogram}"
+            path += f"/instances/{sop_uid}/frames/1"
+            return browser.get(path, headers={"Accept": FRAME_ACCEPT}).status_code
+
+        # Its thumbnail: that one instance, asked alone.
+        assert frame(sops[1]) == 200
+        assert source + f"{topogram}/instances/{sops[1]}" in asked
+        assert source + topogram not in asked, asked
+        # The user displays it: another instance asked, the series is pulled whole.
+        assert frame(sops[0]) == 200
+        assert source + topogram in asked
+        assert poll(lambda: progress_of(browser, topogram)["complete"], 30)
+        assert progress_of(browser, topogram)["on_demand"] is False
+    assert [p for p in asked if not p.endswith("/metadata")].count(source + chosen) == 1
 
 
 def test_metadata_is_built_from_the_instances_when_the_source_has_no_metadata(
@@ -183,14 +230,20 @@ def expect_error(browser: ConsumerBrowser, drimm: DrimmStack, code: str) -> None
     from bff.origins.errors import MESSAGES
 
     assert body["message"] == MESSAGES[code]
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
+    expect_in_progress(browser, code)
+
+
+def expect_in_progress(browser: ConsumerBrowser, code: str) -> None:
+    """The progress panel around OHIF shows ``code`` and its French message."""
+    from bff.origins.errors import MESSAGES
+
+    def errors() -> list[dict[str, str]]:
         series = browser.get("/api/progress").json()["series"]
-        errors = {s["error"]["code"] for s in series if s["error"]}
-        if code in errors:
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"{code} not in the progress panel: {series}")
+        return [s["error"] for s in series if s["error"]]
+
+    shown = poll(lambda: [e for e in errors() if e["code"] == code], 15, 0.2)
+    assert shown, f"{code} not in the progress panel: {errors()}"
+    assert shown[0]["message"] == MESSAGES[code]
 
 
 @pytest.mark.parametrize(
@@ -349,14 +402,24 @@ def read_audit(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
-def test_truncated_stream_keeps_the_delivered_images(
-    drimm: DrimmStack, browser: ConsumerBrowser
+@pytest.mark.parametrize(("mode", "code"), [("drop", "E201"), ("truncate", "E207")])
+def test_a_source_failing_mid_series_shows_its_tableau_2_code(
+    drimm: DrimmStack, browser: ConsumerBrowser, mode: str, code: str
 ) -> None:
-    drimm.fake.mode = "truncate"
+    """DB.VI-CO.27 (issue 14 item 3): a Source that drops the connection in the middle of
+    a series is E201, one whose answer ends there (without the closing delimiter: how the
+    Source API reports that its PACS failed once streaming began) E207, never E506 (not a
+    Tableau 2 code); the images received before the cut stay viewable."""
+    drimm.fake.mode = mode
     browser.open(drimm.kos_for(drimm.fake_api()))
     meta = metadata(browser, drimm.study.study_uid, axial(drimm))
     # Metadata built from the 3 instances received before the cut.
     assert meta.status_code == 200 and len(meta.json()) == 3
+    sop = meta.json()[0]["00080018"]["Value"][0]
+    series = f"/dicomweb/studies/{drimm.study.study_uid}/series/{axial(drimm)}"
+    frame = browser.get(f"{series}/instances/{sop}/frames/1", headers={"Accept": FRAME_ACCEPT})
+    assert frame.status_code == 200
+    expect_in_progress(browser, code)
 
 
 def test_stalled_source_times_out(drimm: DrimmStack, browser: ConsumerBrowser) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import ssl
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -13,12 +14,16 @@ import pytest
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian
 
+from bff.dicomweb import series_metadata
 from bff.dicomweb.cache import FrameCache, FrameKey
 from bff.dicomweb.metadata_ahead import TTL_S, MetadataAhead
 from bff.dicomweb.multipart import closing_delimiter, encode_part
 from bff.dicomweb.retrieve import Retriever
-from bff.dicomweb.upstream import DicomwebUpstream
-from bff.errors import IncompleteSeries, NotFound
+from bff.dicomweb.series_metadata import RewriteContext
+from bff.dicomweb.upstream import DicomwebUpstream, ErrorPolicy
+from bff.errors import IncompleteSeries, NotFound, ViewerError
+from bff.origins.conformance import ConsumerErrorPolicy
+from bff.origins.errors import MESSAGES
 from bff.transcode import EncodeParams, TranscodedInstance
 from tests.clock import ManualClock
 
@@ -73,14 +78,23 @@ class RecordingPool:
 
 
 def series_upstream(
-    sops: list[str], *, truncate_after: int | None = None
+    sops: list[str],
+    *,
+    truncate_after: int | None = None,
+    fail_after: int | None = None,
+    failure: Exception | None = None,
+    policy: ErrorPolicy | None = None,
 ) -> tuple[DicomwebUpstream, list[str]]:
+    """A series stream; ``truncate_after``: ends cleanly mid-part there (no closing
+    delimiter); ``fail_after``: the transport raises ``failure`` there, mid-part."""
     requests: list[str] = []
 
     async def body() -> AsyncIterator[bytes]:
         for index, sop_uid in enumerate(sops):
-            if truncate_after is not None and index == truncate_after:
+            if index in (truncate_after, fail_after):
                 yield encode_part(instance(sop_uid), "application/dicom", BOUNDARY)[:100]
+                if failure is not None and index == fail_after:
+                    raise failure
                 return
             yield encode_part(instance(sop_uid), "application/dicom", BOUNDARY)
             await asyncio.sleep(0)
@@ -92,7 +106,10 @@ def series_upstream(
         return httpx.Response(200, headers={"Content-Type": content_type}, content=body())
 
     upstream = DicomwebUpstream(
-        "http://pacs/dicom-web", origin="pacs-a", transport=httpx.MockTransport(handler)
+        "http://pacs/dicom-web",
+        origin="pacs-a",
+        transport=httpx.MockTransport(handler),
+        policy=policy,
     )
     return upstream, requests
 
@@ -146,6 +163,51 @@ async def test_truncated_stream_keeps_what_it_delivered() -> None:
     with pytest.raises(IncompleteSeries):
         await retriever.frame(upstream, STUDY, SERIES, sops[8], 1)
     # Delivered frames stay available after the failure.
+    again = await retriever.frame(upstream, STUDY, SERIES, sops[5], 1)
+    assert again.data == f"frame-{sops[5]}".encode()
+    await upstream.aclose()
+
+
+def _tls_failure() -> Exception:
+    failure = httpx.ReadError("record layer failure")
+    failure.__cause__ = ssl.SSLError(1, "[SSL: DECRYPTION_FAILED_OR_BAD_RECORD_MAC]")
+    return failure
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("truncate", "failure", "code"),
+    [
+        (False, httpx.RemoteProtocolError("incomplete chunked read"), "E201"),
+        (False, httpx.ReadTimeout("no byte within the Source timeout"), "E201"),
+        (False, _tls_failure(), "E202"),
+        (True, None, "E207"),
+    ],
+    ids=["connection dropped", "read timeout", "TLS", "answer ends mid-series"],
+)
+async def test_a_source_failing_mid_series_keeps_its_tableau_2_code(
+    truncate: bool, failure: Exception | None, code: str
+) -> None:
+    """DB.VI-CO.27 (issue 14 item 3): a remote Source that fails after some instances came
+    fails the frames it never sent with the Tableau 2 code of the failure, not E506; the
+    instances it sent are still served."""
+    sops = [f"1.2.3.4.{n}" for n in range(1, 11)]
+    upstream, _ = series_upstream(
+        sops,
+        truncate_after=6 if truncate else None,
+        fail_after=None if truncate else 6,
+        failure=failure,
+        policy=ConsumerErrorPolicy(),
+    )
+    retriever = make_retriever(RecordingPool(), workers=2)
+    delivered = await retriever.frame(upstream, STUDY, SERIES, sops[0], 1)
+    assert delivered.data == f"frame-{sops[0]}".encode()
+    with pytest.raises(ViewerError) as raised:
+        await retriever.frame(upstream, STUDY, SERIES, sops[8], 1)
+    assert (raised.value.code, raised.value.message) == (code, MESSAGES[code])
+    retrieval = retriever.find("pacs-a", STUDY, SERIES)
+    assert retrieval is not None and retrieval.received == 6
+    assert retrieval.failure().code == code  # what the progress panel shows
     again = await retriever.frame(upstream, STUDY, SERIES, sops[5], 1)
     assert again.data == f"frame-{sops[5]}".encode()
     await upstream.aclose()
@@ -224,5 +286,59 @@ async def test_metadata_asked_while_signing_in_is_used_once_by_the_grant() -> No
     assert again is not None and again is not first
     await again
     assert [r.endswith("/metadata") for r in requests[1:]].count(True) == 2
+    await retriever.aclose()
+    await upstream.aclose()
+
+
+@pytest.mark.anyio
+async def test_alone_fetches_one_instance_until_the_series_streams() -> None:
+    """DB.VI-CS.05: a frame asked ``alone`` (the thumbnail of a series pulled only when
+    the user displays it) fetches that instance only; once the series streams, frames
+    come from the series retrieval as usual."""
+    sops = [f"1.2.3.4.{n}" for n in range(1, 6)]
+    upstream, requests = series_upstream(sops)
+    retriever = make_retriever(RecordingPool())
+    series = f"/dicom-web/studies/{STUDY}/series/{SERIES}"
+    thumbnail = await retriever.frame(upstream, STUDY, SERIES, sops[2], 1, alone=True)
+    assert thumbnail.data == f"frame-{sops[2]}".encode()
+    assert requests == [f"{series}/instances/{sops[2]}"]
+    assert retriever.find("pacs-a", STUDY, SERIES) is None
+    # (This stand-in answers every path with the whole series: forget what it sent.)
+    retriever.cache.discard_series("pacs-a", STUDY, SERIES)
+    shown = await retriever.frame(upstream, STUDY, SERIES, sops[0], 1)
+    assert shown.data == f"frame-{sops[0]}".encode()
+    assert requests[1:] == [series]
+    again = await retriever.frame(upstream, STUDY, SERIES, sops[4], 1, alone=True)
+    assert again.data == f"frame-{sops[4]}".encode()
+    assert requests[1:] == [series]  # from the series stream
+    await retriever.aclose()
+    await upstream.aclose()
+
+
+@pytest.mark.anyio
+async def test_metadata_of_a_series_not_pulled_does_not_wait_for_its_images(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """DB.VI-CS.05: the metadata answer of a series not pulled until the user displays
+    it is built at once (no image is on its way to wait for: OHIF's first image waits for
+    every series' metadata); a series due to stream still waits for its first instance
+    (what its files say goes into the answer). The wait is made endless here: only the
+    first instance can end it."""
+    monkeypatch.setattr(series_metadata, "RATIO_WAIT_S", 3600)
+    upstream, requests = series_upstream([f"1.2.3.4.{n}" for n in range(1, 4)])
+    retriever = make_retriever(RecordingPool())
+    context = RewriteContext("http://bff/dicomweb", STUDY, upstream.base_url, "browser", "", "")
+    raw: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+    raw.set_result(b"[]")
+    idle = retriever.ensure(upstream, STUDY, "1.2.3.5", start=False)
+    prepared = await asyncio.wait_for(retriever.prepare_answer(idle, raw, context), 30)
+    assert prepared.rows == 0 and requests == []
+    due = retriever.ensure(upstream, STUDY, SERIES, start=False)
+    metadata: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+    answer = retriever.prepare_answer(due, metadata, context)
+    due.start_after(metadata)
+    metadata.set_result(b"[]")
+    await asyncio.wait_for(answer, 30)
+    assert due.first_delivered.is_set() and due.delivered
     await retriever.aclose()
     await upstream.aclose()
