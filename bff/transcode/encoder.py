@@ -88,12 +88,13 @@ def encode_jpegls_near(frame: NDArray[Any], step: float) -> bytes:
     return bytes(imagecodecs.jpegls_encode(frame, level=near))
 
 
-def encode_htj2k_lossless(frame: NDArray[Any]) -> bytes:
-    """Reversible 5/3 HTJ2K without colour transform (for palette indices)."""
+def encode_htj2k_lossless(frame: NDArray[Any], *, rct: bool = False) -> bytes:
+    """Reversible 5/3 HTJ2K; ``rct``: a 3-sample frame with the reversible colour transform
+    (served as YBR_RCT), else no colour transform."""
     import imagecodecs
 
     return bytes(
-        imagecodecs.htj2k_encode(frame, reversible=True, resolutions=DECOMPOSITIONS, rgb=False)
+        imagecodecs.htj2k_encode(frame, reversible=True, resolutions=DECOMPOSITIONS, rgb=rct)
     )
 
 

@@ -27,6 +27,7 @@ from bff.transcode.model import (
     EncodeParams,
     TranscodedInstance,
 )
+from bff.transcode.palette import Palette
 from bff.transcode.pixels import PixelDescription
 from bff.transcode.plan import Action, plan
 
@@ -91,6 +92,11 @@ def transcode_instance(data: bytes, params: EncodeParams) -> TranscodedInstance:
     )
     if decision.action is Action.HTJ2K_LOSSLESS:
         return result(tuple(encoder.encode_htj2k_lossless(a) for a in decoded))
+    if decision.action is Action.PALETTE_RGB:
+        palette = Palette.from_dataset(ds)
+        return result(
+            tuple(encoder.encode_htj2k_lossless(palette.apply(a), rct=True) for a in decoded)
+        )
     if decision.action is Action.NATIVE:
         return result(tuple(_native_bytes(a, desc) for a in decoded))
 
