@@ -68,8 +68,8 @@ def palette_image(
     return out.getvalue()
 
 
-def served_rgb(data: bytes) -> NDArray[Any]:
-    inst = transcode_instance(data, EncodeParams("small"))
+def served_rgb(data: bytes, serve: str = "lossy") -> NDArray[Any]:
+    inst = transcode_instance(data, EncodeParams("small", serve=serve))
     assert inst.transfer_syntax_uid == HTJ2K_LOSSLESS
     assert (inst.lossy, inst.lossy_method) == (False, None)
     return decode_served_frame(inst.frames[0], inst.transfer_syntax_uid)
@@ -125,6 +125,21 @@ def test_segmented_palettes_of_the_corpus_are_expanded(tmp_path: Path) -> None:
         rgb = served_rgb(obj.path.read_bytes())
         assert np.array_equal(rgb, palette_rgb(obj.path)[0]), obj.key
         assert len(np.unique(rgb.reshape(-1, 3), axis=0)) >= 32, obj.key
+
+
+def test_the_consumer_serves_a_palette_as_rgb_too() -> None:
+    """serve='browser' passes lossless syntaxes the browser decodes through, but not a
+    palette: an RLE palette image (which cornerstone would decode, then fail to colour
+    without its descriptors) is looked up as for the Source."""
+    import pydicom
+    from pydicom.uid import RLELossless
+
+    ds = pydicom.dcmread(BytesIO(palette_image(INDICES_8, TABLES_16, syntax=IMPLICIT_LE)))
+    ds.compress(RLELossless, INDICES_8)
+    out = BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    rgb = served_rgb(out.getvalue(), serve="browser")
+    assert np.array_equal(rgb, (TABLES_16.T >> 8)[INDICES_8])
 
 
 def test_a_palette_image_without_its_palette_is_corrupt() -> None:
