@@ -2,9 +2,10 @@
 
 One small object per SOP class of the spec's Tableau 4 (Encapsulated PDF included), one
 per Basic Image Review pixel variant quoted under DB.VI-CS.31 (8/16 bits, MONOCHROME1/2,
-RGB planar 0/1, PALETTE COLOR, YBR_FULL_422 JPEG baseline, signed/unsigned, single and
-multi-frame), and objects the viewer cannot show (a Structured Report, raw data), each in
-its own study so that a failure names one object. Built with pydicom and numpy only.
+RGB planar 0/1, PALETTE COLOR (also implicit VR, and segmented tables), YBR_FULL_422 JPEG
+baseline, signed/unsigned, single and multi-frame), and objects the viewer cannot show (a
+Structured Report, raw data), each in its own study so that a failure names one object.
+Built with pydicom and numpy only.
 
 Images are 64x64 (a few 64x96) with a visible pattern (a ramp, a bright disc that moves
 from frame to frame and a dark square), so a rendered image is clearly not blank. UIDs
@@ -731,6 +732,69 @@ def _palette(seed: int, key: str) -> Dataset:
     return ds
 
 
+def palette_blocks(bits: int) -> npt.NDArray[np.integer]:
+    """Palette indices (1, 64, 64): 8x8 uniform blocks of 8x8 pixels, each its own entry
+    (spread over the table), so a rendered block centre shows exactly one table colour."""
+    block = np.arange(64).reshape(8, 8)
+    step = 4 if bits == 8 else 1024
+    indices = np.kron(block * step + step // 2, np.ones((8, 8), dtype=np.int64))
+    return indices[None].astype(f"u{bits // 8}")
+
+
+def _palette_implicit(seed: int, key: str) -> Dataset:
+    """Written implicit VR (tests/corpus.SYNTAXES): the palette descriptors (0028,1101-1103)
+    are "US or SS" there, and Orthanc 1.10 leaves them out of its metadata (FACTS 6)."""
+    ds = _palette(seed, key)
+    ds.SeriesDescription = "Palette VR implicite"
+    _pixels(ds, palette_blocks(8), photometric="PALETTE COLOR")
+    return ds
+
+
+def _segment(opcode: int, length: int, *values: int) -> list[int]:
+    return [opcode, length, *values]
+
+
+def _palette_segmented(seed: int, key: str) -> Dataset:
+    """16-bit indices over a 65536-entry palette given only as Segmented Palette Color
+    Lookup Table Data (0028,1221-1223), with discrete (0), linear (1) and indirect (2)
+    segments (PS3.3 C.7.9.2), like the real-world ultrasound that stock OHIF cannot show.
+    The indirect segment copies the blue table's first segment (offset 0)."""
+    ds = _base(seed, key, "1.2.840.10008.5.1.4.1.1.6.1", "US", "Palette segmentée")
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "ABDOMINAL"]
+    _pixels(ds, palette_blocks(16), photometric="PALETTE COLOR")
+    segments = {
+        "Red": _segment(0, 1, 0) + _segment(1, 65535, 65535),
+        "Green": _segment(0, 1, 65535) + _segment(1, 32767, 0) + _segment(1, 32768, 65535),
+        "Blue": _segment(0, 4, 0, 20000, 40000, 60000)
+        + _segment(1, 32764, 10000)
+        + _segment(2, 1, 0, 0)
+        + _segment(1, 32764, 65535),
+    }
+    for name, words in segments.items():
+        setattr(ds, f"{name}PaletteColorLookupTableDescriptor", [0, 0, 16])
+        setattr(
+            ds,
+            f"Segmented{name}PaletteColorLookupTableData",
+            np.asarray(words, "<u2").tobytes(),
+        )
+    return ds
+
+
+def palette_rgb(path: Path) -> npt.NDArray[np.uint8]:
+    """The 8-bit RGB frames (frames, rows, cols, 3) a palette object shows: pydicom's
+    ``apply_color_lut``, 16-bit table entries taken to 8 bits as cornerstone does (>> 8)."""
+    import pydicom
+    from pydicom.pixels import apply_color_lut
+
+    ds = pydicom.dcmread(path)
+    rgb = apply_color_lut(ds.pixel_array, ds)
+    if ds.RedPaletteColorLookupTableDescriptor[2] == 16:
+        rgb = rgb >> 8
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    out: npt.NDArray[np.uint8] = rgb.astype(np.uint8).reshape(frames, ds.Rows, ds.Columns, 3)
+    return out
+
+
 def _ybr_jpeg(frames: int) -> Builder:
     def build(seed: int, key: str) -> Dataset:
         multiframe = frames > 1
@@ -925,6 +989,8 @@ BIR_VARIANTS: tuple[Spec, ...] = (
         _bir("RGB par plans multi", lambda: colour(FRAMES), "RGB", planar=1, multiframe=True),
     ),
     Spec("bir-palette", "PALETTE COLOR", "image", _palette),
+    Spec("bir-palette-implicit", "PALETTE COLOR, VR implicite", "image", _palette_implicit),
+    Spec("bir-palette-segmented", "PALETTE COLOR segmentée", "image", _palette_segmented),
     Spec("bir-ybr-jpeg", "YBR_FULL_422 JPEG baseline", "image", _ybr_jpeg(1)),
     Spec(
         "bir-ybr-jpeg-multiframe",
@@ -956,7 +1022,10 @@ UNSUPPORTED: tuple[Spec, ...] = (
 )
 
 #: Transfer syntax of an object when not explicit VR little endian.
-SYNTAXES = {"unserved-syntax": "1.2.840.10008.1.2.4.92"}
+SYNTAXES = {
+    "unserved-syntax": "1.2.840.10008.1.2.4.92",
+    "bir-palette-implicit": "1.2.840.10008.1.2",
+}
 
 ALL: tuple[Spec, ...] = SOP_CLASSES + BIR_VARIANTS + OTHER + UNSUPPORTED
 

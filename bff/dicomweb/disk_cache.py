@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 SUFFIX = ".inst"
 #: Format of an entry; bumped when the layout or the transcoder's output changes.
-VERSION = 1
+VERSION = 2  # 2: palette images served as RGB (issue 14)
 
 
 def entry_key(source: bytes, params: EncodeParams) -> str:

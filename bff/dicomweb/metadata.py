@@ -3,6 +3,7 @@
 - (0002,0010) TransferSyntaxUID: the syntax of the served frames;
 - (0028,2110/2112/2114) LossyImageCompression "01", ratio and method when frames are
   served lossy (spec 4.3.2: lossy streaming; DB.VI-CS.26 relies on it);
+- the pixel module of what is served (a palette image becomes RGB, its palette gone);
 - every BulkDataURI points at the BFF, never at the PACS; no inline pixel data.
 """
 
@@ -52,6 +53,8 @@ def rewrite_instance(
     if decision.action is not Action.NONE:
         instance[TRANSFER_SYNTAX] = {"vr": "UI", "Value": [decision.transfer_syntax_uid]}
         instance.update(decision.overrides)
+        for tag in decision.removed:  # e.g. the palette of an image served as RGB
+            instance.pop(tag, None)
     if decision.lossy and decision.lossy_method:
         instance[LOSSY_FLAG] = {"vr": "CS", "Value": ["01"]}
         methods = list(instance.get(LOSSY_METHOD, {}).get("Value") or [])

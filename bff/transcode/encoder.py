@@ -1,14 +1,11 @@
-"""HTJ2K encoding of decoded frames (imagecodecs / OpenJPH) and decoding of served frames.
+"""HTJ2K and JPEG-LS encoding of decoded frames (imagecodecs) and decoding of served frames.
 
-OpenJPH has no rate control: ``level`` is the irreversible quantization step as a fraction
-of the codestream's full range (2**bits, bits = 8 * itemsize: imagecodecs always writes
-8, 16 or 32-bit components). We turn a step in pixel units into that fraction, so a
-quality means the same error whatever the container: constant quality, variable size.
-
-- CT (HU known through the rescale): the step is a fixed number of HU
-  (:data:`CT_STEP_HU`), calibrated on a noisy CT phantom (docs/transcoding.md).
-- Anything else (MR, CR/DX, US, XA...): the step is a fraction of the frame's value range
-  (:data:`RELATIVE_STEP`), chosen to match the CT steps on a ~3000 HU range.
+How lossy a frame may be is :mod:`bff.transcode.fidelity`'s decision: a step in stored
+pixel values (HTJ2K quantization step; JPEG-LS NEAR, :func:`jpegls_near`). OpenJPH has no
+rate control: ``level`` is the irreversible quantization step as a fraction of the
+codestream's full range (2**bits, bits = 8 * itemsize: imagecodecs always writes 8, 16 or
+32-bit components), so a step means the same error whatever the container: constant
+quality, variable size.
 """
 
 from __future__ import annotations
@@ -33,10 +30,6 @@ from bff.transcode.model import (
     JPEGLS_NEAR_LOSSLESS,
 )
 
-# Quantization step of the lowest band, in HU (calibrated: docs/transcoding.md).
-CT_STEP_HU: dict[str, float] = {"high": 8.0, "balanced": 20.0, "small": 40.0}
-# Same steps for images without HU, as a fraction of the frame's (max - min).
-RELATIVE_STEP: dict[str, float] = {q: step / 3000.0 for q, step in CT_STEP_HU.items()}
 # JPEG-LS NEAR per step: balanced 20 HU (RMSE 9.7 HU, ratio 30 on the benchmark CT; at
 # worst, errors spread uniformly, 11.8 HU), chosen over 15 HU (RMSE 7.5, ratio 20)
 # because the wire shrinks by a third and encoding and browser decoding by a quarter:
@@ -45,14 +38,6 @@ RELATIVE_STEP: dict[str, float] = {q: step / 3000.0 for q, step in CT_STEP_HU.it
 JPEGLS_NEAR_PER_STEP = 1.0
 # Wavelet decompositions (OpenJPH default 5; see docs/transcoding.md for 5 vs fewer).
 DECOMPOSITIONS = 5
-
-
-def quantization_step(quality: str, frame: NDArray[Any], hu_per_unit: float | None) -> float:
-    """Step in stored pixel units for ``quality``; ``hu_per_unit`` = |RescaleSlope| for CT."""
-    if hu_per_unit:
-        return CT_STEP_HU[quality] / hu_per_unit
-    value_range = float(frame.max()) - float(frame.min()) if frame.size else 0.0
-    return max(RELATIVE_STEP[quality] * value_range, 0.5)
 
 
 def encode_htj2k_lossy(frame: NDArray[Any], step: float) -> bytes:
@@ -88,12 +73,13 @@ def encode_jpegls_near(frame: NDArray[Any], step: float) -> bytes:
     return bytes(imagecodecs.jpegls_encode(frame, level=near))
 
 
-def encode_htj2k_lossless(frame: NDArray[Any]) -> bytes:
-    """Reversible 5/3 HTJ2K without colour transform (for palette indices)."""
+def encode_htj2k_lossless(frame: NDArray[Any], *, rct: bool = False) -> bytes:
+    """Reversible 5/3 HTJ2K; ``rct``: a 3-sample frame with the reversible colour transform
+    (served as YBR_RCT), else no colour transform."""
     import imagecodecs
 
     return bytes(
-        imagecodecs.htj2k_encode(frame, reversible=True, resolutions=DECOMPOSITIONS, rgb=False)
+        imagecodecs.htj2k_encode(frame, reversible=True, resolutions=DECOMPOSITIONS, rgb=rct)
     )
 
 

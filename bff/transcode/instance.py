@@ -19,6 +19,7 @@ from pydicom.errors import InvalidDicomError
 from bff.transcode import encoder, registry
 from bff.transcode.decoders import native
 from bff.transcode.errors import CorruptPixelData
+from bff.transcode.fidelity import Fidelity
 from bff.transcode.model import (
     EXPLICIT_VR_BE,
     EXPLICIT_VR_LE,
@@ -27,6 +28,7 @@ from bff.transcode.model import (
     EncodeParams,
     TranscodedInstance,
 )
+from bff.transcode.palette import Palette
 from bff.transcode.pixels import PixelDescription
 from bff.transcode.plan import Action, plan
 
@@ -91,15 +93,20 @@ def transcode_instance(data: bytes, params: EncodeParams) -> TranscodedInstance:
     )
     if decision.action is Action.HTJ2K_LOSSLESS:
         return result(tuple(encoder.encode_htj2k_lossless(a) for a in decoded))
+    if decision.action is Action.PALETTE_RGB:
+        palette = Palette.from_dataset(ds)
+        return result(
+            tuple(encoder.encode_htj2k_lossless(palette.apply(a), rct=True) for a in decoded)
+        )
     if decision.action is Action.NATIVE:
         return result(tuple(_native_bytes(a, desc) for a in decoded))
 
-    hu_per_unit = _hu_per_unit(ds)
+    fidelity = Fidelity.from_dataset(ds, desc.samples_per_pixel)
     out: list[bytes] = []
     for arr in decoded:
         if desc.samples_per_pixel == 3 and desc.photometric == "YBR_FULL":
             arr = _ybr_full_to_rgb(arr)
-        step = encoder.quantization_step(params.quality, arr, hu_per_unit)
+        step = fidelity.step(params.quality, arr)
         if decision.action is Action.JPEGLS_NEAR:
             out.append(encoder.encode_jpegls_near(arr, step))
         else:
@@ -165,17 +172,6 @@ def _swap_words(buf: bytes) -> bytes:
     if len(buf) % 2:
         buf += b"\0"
     return np.frombuffer(buf, ">u2").astype("<u2").tobytes()
-
-
-def _hu_per_unit(ds: Dataset) -> float | None:
-    """|RescaleSlope| when pixels map to HU (CT, or RescaleType HU), else None."""
-    if str(ds.get("Modality", "")) != "CT" and str(ds.get("RescaleType", "")) != "HU":
-        return None
-    try:
-        slope = abs(float(ds.get("RescaleSlope", 1) or 1))
-    except (TypeError, ValueError):
-        return None
-    return slope or None
 
 
 def _ybr_full_to_rgb(arr: NDArray[Any]) -> NDArray[Any]:

@@ -3,8 +3,8 @@
 Served syntaxes (the caller advertises them to OHIF):
 
 - :data:`HTJ2K_LOSSY` (4.203) for every lossless source we re-encode lossy;
-- :data:`HTJ2K_LOSSLESS` (4.201) for PALETTE COLOR indices (a lossy palette is wrong) and
-  for 12-bit JPEG (4.51) sources, which the stock OHIF decoder shifts by about +15;
+- :data:`HTJ2K_LOSSLESS` (4.201) for PALETTE COLOR images (as the RGB they show) and for
+  12-bit JPEG (4.51) sources, which the stock OHIF decoder shifts by about +15;
 - :data:`EXPLICIT_VR_LE` (native) for 1-bit and 32-bit images and for layouts HTJ2K does
   not carry (YBR_FULL_422 native, float pixel data);
 - the source syntax itself for already-lossy sources browsers decode (pass-through).

@@ -6,7 +6,10 @@
   (4.50, 8-bit 4.51, 4.81, 4.91, 4.203, video: the whole bit stream as one "frame")
 - 12-bit JPEG 4.51                          -> HTJ2K lossless 4.201, still flagged lossy
   (OHIF's 12-bit JPEG decoder shifts pixels by about +15, FACTS 3)
-- lossless source, PALETTE COLOR            -> HTJ2K lossless 4.201 (indices kept)
+- lossless source, PALETTE COLOR            -> looked up in its palette, HTJ2K lossless
+  4.201 of 8-bit RGB (YBR_RCT), the palette attributes gone: stock OHIF cannot show every
+  palette (implicit VR through Orthanc, segmented tables; bff/transcode/palette.py), also
+  for the Consumer
 - grey, 1 bit stored (BitsAllocated 1 or 8) -> HTJ2K lossless 4.201 of one byte a pixel
   (0/1), BitsAllocated/Stored 8 (cornerstone's WADO-RS path does not unpack 1-bit native
   frames, and any lossy step on two levels is the whole range), also for the Consumer
@@ -47,6 +50,7 @@ class Action(Enum):
     HTJ2K_LOSSLESS = "htj2k-lossless"
     NATIVE = "native"
     HTJ2K_LOSSY = "htj2k-lossy"
+    PALETTE_RGB = "palette-rgb"
     JPEGLS_NEAR = "jpegls-near"
     UNSUPPORTED = "unsupported"
 
@@ -58,6 +62,8 @@ class Plan:
     lossy: bool
     lossy_method: str | None
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict, hash=False)
+    #: DICOM JSON tags that no longer describe the served frames (dropped from metadata)
+    removed: tuple[str, ...] = ()
 
 
 #: A binary image served as one byte a pixel (DB.VI-CS.30: Multi-frame Single Bit SC;
@@ -67,6 +73,43 @@ BINARY_OVERRIDES: dict[str, dict[str, Any]] = {
     "00280101": {"vr": "US", "Value": [8]},
     "00280102": {"vr": "US", "Value": [7]},
 }
+
+
+#: A palette image served as the colours it shows: 8-bit RGB in a reversible HTJ2K
+#: codestream with the RCT (PS3.5 8.2.4: YBR_RCT), interleaved.
+PALETTE_RGB_OVERRIDES: dict[str, dict[str, Any]] = {
+    "00280002": {"vr": "US", "Value": [3]},
+    "00280004": {"vr": "CS", "Value": ["YBR_RCT"]},
+    "00280006": {"vr": "US", "Value": [0]},
+    "00280100": {"vr": "US", "Value": [8]},
+    "00280101": {"vr": "US", "Value": [8]},
+    "00280102": {"vr": "US", "Value": [7]},
+    "00280103": {"vr": "US", "Value": [0]},
+}
+#: The palette's descriptors, UID and tables (plain and segmented, alpha included).
+PALETTE_TAGS: tuple[str, ...] = (
+    "00281101",
+    "00281102",
+    "00281103",
+    "00281104",
+    "00281199",
+    "00281201",
+    "00281202",
+    "00281203",
+    "00281204",
+    "00281221",
+    "00281222",
+    "00281223",
+    "00281224",
+)
+
+
+def _palette(desc: PixelDescription) -> bool:
+    return (
+        desc.photometric == "PALETTE COLOR"
+        and desc.samples_per_pixel == 1
+        and desc.bits_allocated in (8, 16)
+    )
 
 
 def _binary(desc: PixelDescription) -> bool:
@@ -137,6 +180,15 @@ def plan(
     if source_ts not in LOSSLESS_SOURCES:
         return Plan(Action.UNSUPPORTED, source_ts, False, None)
     kept_method = method_before if source_lossy else None
+    if _palette(desc):
+        return Plan(
+            Action.PALETTE_RGB,
+            HTJ2K_LOSSLESS,
+            source_lossy,
+            kept_method,
+            {tag: dict(value) for tag, value in PALETTE_RGB_OVERRIDES.items()},
+            PALETTE_TAGS,
+        )
     if _binary(desc) and not (serve == "browser" and source_ts in BROWSER_LOSSLESS):
         return Plan(
             Action.HTJ2K_LOSSLESS,
@@ -149,8 +201,6 @@ def plan(
         return Plan(Action.PASS_THROUGH, source_ts, source_lossy, kept_method)
     if serve == "browser" and source_ts in NATIVE_SYNTAXES:
         return Plan(Action.NATIVE, EXPLICIT_VR_LE, source_lossy, kept_method)
-    if desc.photometric == "PALETTE COLOR" and desc.bits_allocated in (8, 16):
-        return Plan(Action.HTJ2K_LOSSLESS, HTJ2K_LOSSLESS, source_lossy, kept_method)
     if not lossy_encodable(desc):
         return Plan(Action.NATIVE, EXPLICIT_VR_LE, source_lossy, kept_method)
     if codec == "jpegls" and desc.samples_per_pixel == 1 and not desc.signed:

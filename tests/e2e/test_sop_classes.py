@@ -19,7 +19,14 @@ from typing import Any
 import pytest
 
 from tests.conftest import Pacs
-from tests.corpus import BIR_VARIANTS, SOP_CLASSES, UNSUPPORTED, CorpusObject, write_corpus
+from tests.corpus import (
+    BIR_VARIANTS,
+    SOP_CLASSES,
+    UNSUPPORTED,
+    CorpusObject,
+    palette_rgb,
+    write_corpus,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -118,6 +125,78 @@ def test_image_renders(
             expected,
             items,
         )
+
+
+#: The first viewport's image as cornerstone holds it (decoded pixels, from its image
+#: cache) and shows it (the canvas), at image points [row, column].
+IMAGE_POINTS = """(points) => {
+  const cs = window.cornerstone;
+  const [element] = cs ? cs.getEnabledElements() : [];
+  const vp = element && element.viewport;
+  const imageId = vp && vp.getCurrentImageId && vp.getCurrentImageId();
+  const image = imageId && cs.cache.getImage(imageId);
+  if (!image) return null;
+  const pixels = image.getPixelData();
+  const samples = pixels.length / (image.rows * image.columns);
+  const canvas = vp.canvas;
+  const copy = document.createElement('canvas');
+  copy.width = canvas.width; copy.height = canvas.height;
+  const ctx = copy.getContext('2d');
+  ctx.drawImage(canvas, 0, 0);
+  const scale = canvas.width / canvas.clientWidth;
+  const {imageData} = vp.getImageData();
+  const decoded = points.map(([r, c]) => {
+    const i = samples * (r * image.columns + c);
+    return [pixels[i], pixels[i + 1], pixels[i + 2]];
+  });
+  const shown = points.map(([r, c]) => {
+    const p = vp.worldToCanvas(imageData.indexToWorld([c, r, 0]));
+    const d = ctx.getImageData(Math.round(p[0] * scale), Math.round(p[1] * scale), 1, 1).data;
+    return [d[0], d[1], d[2]];
+  });
+  return {color: image.color, samples, rows: image.rows, columns: image.columns, decoded, shown};
+}"""
+
+#: Centres of the 8x8-pixel blocks of the palette objects (tests/corpus.palette_blocks):
+#: a diagonal, the corners and a few more, each block its own palette entry.
+BLOCK_CENTRES = [
+    (8 * r + 3, 8 * c + 4)
+    for r, c in [(i, i) for i in range(8)] + [(0, 7), (7, 0), (2, 5), (5, 2), (3, 6), (6, 1)]
+]
+
+
+@pytest.mark.parametrize("key", ["bir-palette-implicit", "bir-palette-segmented"])
+def test_palette_image_shows_its_palette_colours(
+    key: str, corpus: dict[str, CorpusObject], viewer_url: str, page: Any
+) -> None:
+    """Issue 14: an implicit-VR palette image (Orthanc leaves its descriptors out of the
+    metadata) and one with only segmented tables (which stock OHIF cannot expand) display
+    with their palette's colours: cornerstone's decoded image is exactly the palette
+    lookup (pydicom's apply_color_lut, 16-bit entries to 8 bits as cornerstone does), the
+    canvas shows those colours at the block centres, and the page throws nothing."""
+    obj = corpus[key]
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(f"{viewer_url}/viewer?StudyInstanceUIDs={obj.study_uid}")
+    wait_for_pattern(page)
+    expected = palette_rgb(obj.path)[0]
+    want = [[int(v) for v in expected[r, c]] for r, c in BLOCK_CENTRES]
+    deadline = time.monotonic() + 15
+    probe = page.evaluate(IMAGE_POINTS, BLOCK_CENTRES)
+    while (probe is None or probe["shown"] != probe["decoded"]) and time.monotonic() < deadline:
+        page.wait_for_timeout(250)  # the canvas may lag the image by a frame
+        probe = page.evaluate(IMAGE_POINTS, BLOCK_CENTRES)
+    assert probe is not None, "no image in cornerstone"
+    assert probe["color"] and probe["samples"] >= 3, probe
+    assert (probe["rows"], probe["columns"]) == expected.shape[:2]
+    assert probe["decoded"] == want, (probe["decoded"], want)
+    worst = max(
+        abs(s - w)
+        for shown, px in zip(probe["shown"], want, strict=True)
+        for s, w in zip(shown, px, strict=True)
+    )
+    assert worst <= 2, (probe["shown"], want)
+    assert not errors, errors
 
 
 def test_pdf_is_shown_from_the_bff(

@@ -22,6 +22,7 @@ from numpy.typing import NDArray
 
 from bff.app import create_app
 from bff.transcode import decode_served_frame
+from bff.transcode.plan import PALETTE_TAGS
 from tests.conftest import Pacs, make_settings
 from tests.corpus import (
     BIR_VARIANTS,
@@ -29,6 +30,7 @@ from tests.corpus import (
     SOP_CLASSES,
     CorpusObject,
     colour,
+    palette_rgb,
     tiny_pdf,
     write_corpus,
 )
@@ -108,11 +110,14 @@ def parts(response: httpx.Response) -> list[tuple[str, bytes]]:
 
 
 def original_frames(obj: CorpusObject) -> NDArray[Any]:
-    """The source pixels, (frames, rows, cols[, 3]) RGB or grey, as stored."""
+    """The source pixels, (frames, rows, cols[, 3]) RGB or grey, as stored; a palette
+    image's as the 8-bit RGB it shows (served so, issue 14)."""
     ds = pydicom.dcmread(obj.path)
     if ds.file_meta.TransferSyntaxUID.is_compressed:  # the JPEG baseline variants
         return colour(obj.number_of_frames)
-    # pydicom's numpy handler: planes interleaved, palette indices as stored.
+    if ds.PhotometricInterpretation == "PALETTE COLOR":
+        return palette_rgb(obj.path)
+    # pydicom's numpy handler: planes interleaved.
     arr = np.asarray(ds.pixel_array)
     return arr.reshape((obj.number_of_frames, *arr.shape[-3 if ds.SamplesPerPixel == 3 else -2 :]))
 
@@ -160,8 +165,10 @@ def test_frames_are_served_as_ohif_needs(
         assert f"transfer-syntax={syntax}" in content_type
         frame = served_frame(body, syntax, row).astype(np.float64)
         source = originals[index].astype(np.float64)
-        if obj.key == "bir-palette":
-            assert np.array_equal(frame, source), "palette indices must be exact"
+        if obj.key.startswith("bir-palette"):
+            assert first(row, "00280004") == "YBR_RCT", row["00280004"]
+            assert not set(PALETTE_TAGS) & set(row), "palette attributes left"
+            assert np.array_equal(frame, source), "palette colours must be exact"
             continue
         assert frame.shape == source.shape, (frame.shape, source.shape)
         value_range = float(source.max() - source.min()) or 1.0

@@ -321,16 +321,7 @@ def test_monochrome1_is_unchanged() -> None:
     assert decode_served_frame(inst.frames[0], inst.transfer_syntax_uid).dtype == np.uint16
 
 
-# --- safe choices: palette, 1-bit, 32-bit, 12-bit JPEG ------------------------------
-
-
-def test_palette_indices_are_kept_exactly() -> None:
-    indices = (np.arange(100 * 100).reshape(100, 100) % 251).astype(np.uint8)
-    ds = dataset(indices, photometric="PALETTE COLOR", sop_class_uid=SC_STORAGE)
-    inst = transcode_instance(part10(ds), EncodeParams("small"))
-    assert inst.transfer_syntax_uid == "1.2.840.10008.1.2.4.201"
-    assert (inst.lossy, inst.lossy_method) == (False, None)
-    assert np.array_equal(decode_served_frame(inst.frames[0], inst.transfer_syntax_uid), indices)
+# --- safe choices: 1-bit, 32-bit, 12-bit JPEG (palette: test_palette.py) ----------------
 
 
 def test_one_bit_multiframe_is_served_one_byte_a_pixel_lossless() -> None:
@@ -470,6 +461,14 @@ def _as_metadata(ds: Dataset) -> dict[str, Any]:
             (np.arange(64 * 64).reshape(64, 64) % 251).astype(np.uint8),
             photometric="PALETTE COLOR",
             sop_class_uid=SC_STORAGE,
+            **{
+                f"{c}PaletteColorLookupTable{part}": value
+                for c in ("Red", "Green", "Blue")
+                for part, value in (
+                    ("Descriptor", [256, 0, 8]),
+                    ("Data", bytes(range(256))),
+                )
+            },
         ),
         lambda: dataset(np.arange(16, dtype=np.uint32).reshape(4, 4)),
     ],
