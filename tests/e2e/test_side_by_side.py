@@ -1,0 +1,95 @@
+"""Two series of one exam at once, side by side in one tab (DB.VI-CS.36), in Chromium, on
+the Source viewer and on the Consumer: the user picks a 1x2 layout with OHIF's layout
+tool ("Changer la disposition"), selects the right-hand viewport and double-clicks the
+other series' thumbnail; each viewport then shows its own series (overlay and pixels)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bff.settings import PROJECT_ROOT
+from tests.consumer_stack import DrimmStack
+from tests.e2e.test_consumer_flow import handover
+from tests.e2e.test_overlays import read_overlays
+from tests.e2e.test_series_rules import THUMBNAIL
+from tests.e2e.test_two_exams import SHOWN_STUDIES, open_exam
+from tests.source_stack import SourceStack
+from tests.waiting import poll
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(autouse=True)
+def _needs_ohif() -> None:
+    if not (PROJECT_ROOT / "ohif-dist" / "index.html").is_file():
+        pytest.skip("ohif-dist/ is missing: run scripts/fetch-ohif")
+
+
+def keep(page: Any, name: str) -> None:
+    """With DRIMBOX_SCREENSHOTS=<dir>, keep what the user sees (docs, reviews)."""
+    folder = os.environ.get("DRIMBOX_SCREENSHOTS")
+    if folder:
+        page.screenshot(path=str(Path(folder) / f"side-{name}.png"))
+
+
+def choose_one_by_two(page: Any) -> None:
+    """OHIF's layout tool: its custom grid, cell (column 1, row 0) is 1 row, 2 columns."""
+    page.get_by_role("button", name="Changer la disposition").click()
+    page.locator('[data-cy="Layout-1-0"]').click()
+    panes = page.locator('[data-cy="viewport-pane"]')
+    page.wait_for_function(
+        "() => document.querySelectorAll('[data-cy=\"viewport-pane\"]').length === 2",
+        timeout=15_000,
+    )
+    assert panes.count() == 2
+
+
+def series_side_by_side(page: Any, left: tuple[str, str], right: tuple[str, str]) -> None:
+    """Put the series ``right`` (UID, number) in the right-hand viewport, ``left`` staying
+    in the left one; check both overlays and both drawn images."""
+    choose_one_by_two(page)
+    # The right-hand viewport becomes the active one; the thumbnail goes there.
+    page.locator('[data-cy="viewport-pane"]').nth(1).click()
+    page.locator(f'{THUMBNAIL}[data-series="{right[1]}"]').dblclick()
+
+    def each_its_own(overlays: list[dict[str, Any]]) -> bool:
+        return (
+            len(overlays) == 2
+            and f"Série : {left[1]}" in overlays[0]["topLeft"]
+            and f"Série : {right[1]}" in overlays[1]["topLeft"]
+        )
+
+    overlays = read_overlays(page, each_its_own)
+    assert each_its_own(overlays), overlays
+
+    def drawn() -> bool:
+        views = sorted(page.evaluate(SHOWN_STUDIES), key=lambda v: v["x"])
+        return [v["series"] for v in views] == [left[0], right[0]] and all(
+            v["lit"] > 0.01 for v in views
+        )
+
+    assert poll(drawn, 60), page.evaluate(SHOWN_STUDIES)
+
+
+def test_two_series_side_by_side_on_the_source(source: SourceStack, page: Any) -> None:
+    """DB.VI-CS.36 on the Source: the exam opens on the topogram (series 1); the axial
+    series (2) joins it in a 1x2 layout."""
+    topogram, axial = source.study.series_uids
+    open_exam(page, source.link(), source.study.study_uid)
+    series_side_by_side(page, (topogram, "1"), (axial, "2"))
+    keep(page, "source-1x2")
+
+
+def test_two_series_side_by_side_on_the_consumer(drimm: DrimmStack, page: Any) -> None:
+    """DB.VI-CS.36 on the Consumer: the same with the exam streamed from the Source."""
+    drimm.fake.mode = "ok"
+    topogram, axial = drimm.study.series_uids
+    page.goto(handover(drimm, drimm.kos_for(drimm.source_api)))
+    page.wait_for_url("**/viewer?StudyInstanceUIDs=*", timeout=30_000)
+    page.get_by_role("button", name="Voir les images").click(timeout=30_000)
+    series_side_by_side(page, (topogram, "1"), (axial, "2"))
+    keep(page, "consumer-1x2")
