@@ -156,3 +156,28 @@ def _sop_ref(sop_uid: str) -> Dataset:
     ref.ReferencedSOPClassUID = CTImageStorage
     ref.ReferencedSOPInstanceUID = sop_uid
     return ref
+
+
+def add_pdf(study: Study, out_dir: Path, number: int, title: str, document: bytes) -> Series:
+    """An Encapsulated PDF report (SOP class 1.2.840.10008.5.1.4.1.1.104.1) in its own
+    DOC series; ``document`` is the PDF (padded to an even length as DICOM wants)."""
+    series = Series(generate_uid(), number, title)
+    ds = Dataset()
+    _patient(ds, study.study_uid)
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.104.1"
+    ds.SOPInstanceUID = generate_uid()
+    ds.SeriesInstanceUID = series.series_uid
+    ds.SeriesNumber, ds.SeriesDescription, ds.Modality = number, title, "DOC"
+    ds.InstanceNumber = 1
+    ds.ContentDate, ds.ContentTime = "20250101", "120000"
+    ds.AcquisitionDateTime = "20250101120000"
+    ds.ConversionType, ds.BurnedInAnnotation = "WSD", "NO"
+    ds.DocumentTitle = title
+    ds.ConceptNameCodeSequence = Sequence([])
+    ds.MIMETypeOfEncapsulatedDocument = "application/pdf"
+    ds.EncapsulatedDocumentLength = len(document)
+    ds.EncapsulatedDocument = document + b"\0" * (len(document) % 2)
+    study.files.append(_save(ds, out_dir / f"pdf-{ds.SOPInstanceUID}.dcm"))
+    series.sop_uids.append(str(ds.SOPInstanceUID))
+    study.series.append(series)
+    return series

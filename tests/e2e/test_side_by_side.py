@@ -1,22 +1,29 @@
 """Two series of one exam at once, side by side in one tab (DB.VI-CS.36), in Chromium, on
 the Source viewer and on the Consumer: the user picks a 1x2 layout with OHIF's layout
 tool ("Changer la disposition"), selects the right-hand viewport and double-clicks the
-other series' thumbnail; each viewport then shows its own series (overlay and pixels)."""
+other series' thumbnail; each viewport then shows its own series (overlay and pixels).
+The same way, the exam's report (an Encapsulated PDF) beside its images (DB.VI-CS.35)."""
 
 from __future__ import annotations
 
+import base64
 import os
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pydicom.uid import generate_uid
 
 from bff.settings import PROJECT_ROOT
+from tests.conftest import Pacs
 from tests.consumer_stack import DrimmStack
+from tests.corpus import tiny_pdf
 from tests.e2e.test_consumer_flow import handover
 from tests.e2e.test_overlays import read_overlays
 from tests.e2e.test_series_rules import THUMBNAIL
 from tests.e2e.test_two_exams import SHOWN_STUDIES, open_exam
+from tests.e2e.test_viewer import wait_for_image
+from tests.series_data import Study, add_pdf, add_series
 from tests.source_stack import SourceStack
 from tests.waiting import poll
 
@@ -93,3 +100,48 @@ def test_two_series_side_by_side_on_the_consumer(drimm: DrimmStack, page: Any) -
     page.get_by_role("button", name="Voir les images").click(timeout=30_000)
     series_side_by_side(page, (topogram, "1"), (axial, "2"))
     keep(page, "consumer-1x2")
+
+
+#: The bytes of the document the PDF viewport of the right-hand pane shows (its
+#: <object>'s blob: URL), base64; null until it has one.
+PDF_SHOWN = """async () => {
+  const panes = document.querySelectorAll('[data-cy="viewport-pane"]');
+  const object = panes.length === 2 && panes[1].querySelector('object[type="application/pdf"]');
+  if (!object || !String(object.data).startsWith('blob:')) return null;
+  const bytes = new Uint8Array(await (await fetch(object.data)).arrayBuffer());
+  let text = '';
+  for (const b of bytes) text += String.fromCharCode(b);
+  return btoa(text);
+}"""
+
+
+def test_report_beside_the_images(pacs: Pacs, viewer_url: str, page: Any, tmp_path: Path) -> None:
+    """DB.VI-CS.35: an exam whose study holds its report as an Encapsulated PDF; in a 1x2
+    layout, the images on the left and the report on the right (OHIF's PDF viewport, the
+    document fetched through the BFF's bulk data: the very bytes encapsulated)."""
+    report = tiny_pdf("Compte rendu DRIMbox")
+    study = Study(generate_uid())
+    images = add_series(study, tmp_path, 1, "Thorax", 3)
+    add_pdf(study, tmp_path, 2, "Compte rendu", report)
+    pacs.process.upload(study.files)
+    page.goto(f"{viewer_url}/viewer?StudyInstanceUIDs={study.study_uid}")
+    wait_for_image(page, timeout=60)
+    choose_one_by_two(page)
+    page.locator('[data-cy="viewport-pane"]').nth(1).click()
+    # A document has no image thumbnail: OHIF lists it as a line of its own.
+    page.locator('[data-cy="study-browser-thumbnail-no-image"][data-series="2"]').dblclick()
+    page.wait_for_function(PDF_SHOWN, timeout=30_000)
+    # The encapsulated value as stored: the PDF, padded to an even length.
+    assert base64.b64decode(page.evaluate(PDF_SHOWN)) == report + b"\0" * (len(report) % 2)
+    # The images stay on the left, drawn.
+    overlays = read_overlays(page, lambda o: len(o) == 1 and "Série : 1" in o[0]["topLeft"])
+    assert len(overlays) == 1 and "Description : Thorax" in overlays[0]["topLeft"], overlays
+
+    def drawn() -> bool:
+        views = page.evaluate(SHOWN_STUDIES)
+        return [v["series"] for v in views] == [images.series_uid] and views[0]["lit"] > 0.01
+
+    assert poll(drawn, 60), page.evaluate(SHOWN_STUDIES)
+    # The report is not listed among the objects the viewer cannot show.
+    assert not page.locator("#drimbox-unsupported").is_visible()
+    keep(page, "report-1x2")
