@@ -2,7 +2,8 @@
 the Source viewer and on the Consumer: the user picks a 1x2 layout with OHIF's layout
 tool ("Changer la disposition"), selects the right-hand viewport and double-clicks the
 other series' thumbnail; each viewport then shows its own series (overlay and pixels).
-The same way, the exam's report (an Encapsulated PDF) beside its images (DB.VI-CS.35)."""
+The same way, the exam's report (an Encapsulated PDF) beside its images (DB.VI-CS.35),
+shown by Chromium's PDF viewer."""
 
 from __future__ import annotations
 
@@ -56,12 +57,14 @@ def choose_one_by_two(page: Any) -> None:
 
 
 def series_side_by_side(page: Any, left: tuple[str, str], right: tuple[str, str]) -> None:
-    """Put the series ``right`` (UID, number) in the right-hand viewport, ``left`` staying
-    in the left one; check both overlays and both drawn images."""
+    """In a 1x2 layout, put the series ``left`` (UID, number) in the left-hand viewport and
+    ``right`` in the right-hand one, each by selecting its viewport and double-clicking the
+    series' thumbnail; check both overlays and both drawn images. (OHIF fills a new
+    viewport with the next series itself: the tests ask for the other order.)"""
     choose_one_by_two(page)
-    # The right-hand viewport becomes the active one; the thumbnail goes there.
-    page.locator('[data-cy="viewport-pane"]').nth(1).click()
-    page.locator(f'{THUMBNAIL}[data-series="{right[1]}"]').dblclick()
+    for index, (_, number) in enumerate((left, right)):
+        page.locator('[data-cy="viewport-pane"]').nth(index).click()
+        page.locator(f'{THUMBNAIL}[data-series="{number}"]').dblclick()
 
     def each_its_own(overlays: list[dict[str, Any]]) -> bool:
         return (
@@ -83,11 +86,11 @@ def series_side_by_side(page: Any, left: tuple[str, str], right: tuple[str, str]
 
 
 def test_two_series_side_by_side_on_the_source(source: SourceStack, page: Any) -> None:
-    """DB.VI-CS.36 on the Source: the exam opens on the topogram (series 1); the axial
-    series (2) joins it in a 1x2 layout."""
+    """DB.VI-CS.36 on the Source: the exam opens on the topogram (series 1); in a 1x2
+    layout, the axial series (2) on the left, the topogram on the right."""
     topogram, axial = source.study.series_uids
     open_exam(page, source.link(), source.study.study_uid)
-    series_side_by_side(page, (topogram, "1"), (axial, "2"))
+    series_side_by_side(page, (axial, "2"), (topogram, "1"))
     keep(page, "source-1x2")
 
 
@@ -98,7 +101,7 @@ def test_two_series_side_by_side_on_the_consumer(drimm: DrimmStack, page: Any) -
     page.goto(handover(drimm, drimm.kos_for(drimm.source_api)))
     page.wait_for_url("**/viewer?StudyInstanceUIDs=*", timeout=30_000)
     page.get_by_role("button", name="Voir les images").click(timeout=30_000)
-    series_side_by_side(page, (topogram, "1"), (axial, "2"))
+    series_side_by_side(page, (axial, "2"), (topogram, "1"))
     keep(page, "consumer-1x2")
 
 
@@ -115,24 +118,41 @@ PDF_SHOWN = """async () => {
 }"""
 
 
+#: What the page's Content-Security-Policy refused, recorded from the page's start.
+RECORD_REFUSED = """window.__drimboxRefused = [];
+document.addEventListener('securitypolicyviolation',
+  (e) => window.__drimboxRefused.push(e.violatedDirective + ' ' + e.blockedURI));"""
+
+
 def test_report_beside_the_images(pacs: Pacs, viewer_url: str, page: Any, tmp_path: Path) -> None:
     """DB.VI-CS.35: an exam whose study holds its report as an Encapsulated PDF; in a 1x2
-    layout, the images on the left and the report on the right (OHIF's PDF viewport, the
-    document fetched through the BFF's bulk data: the very bytes encapsulated)."""
+    layout, the images on the left and the report on the right, put there by OHIF (its
+    PDF viewport, the document fetched through the BFF's bulk data: the very bytes
+    encapsulated), drawn by Chromium's PDF viewer, which the page's policy lets frame it
+    (frame-src blob:)."""
     report = tiny_pdf("Compte rendu DRIMbox")
     study = Study(generate_uid())
     images = add_series(study, tmp_path, 1, "Thorax", 3)
     add_pdf(study, tmp_path, 2, "Compte rendu", report)
     pacs.process.upload(study.files)
+    page.add_init_script(RECORD_REFUSED)
     page.goto(f"{viewer_url}/viewer?StudyInstanceUIDs={study.study_uid}")
     wait_for_image(page, timeout=60)
+    # In a 1x2 layout OHIF puts the next series, the report, in the new viewport. (Once
+    # shown, Chromium's PDF viewer takes the clicks in it: OHIF cannot make it active.)
     choose_one_by_two(page)
-    page.locator('[data-cy="viewport-pane"]').nth(1).click()
-    # A document has no image thumbnail: OHIF lists it as a line of its own.
-    page.locator('[data-cy="study-browser-thumbnail-no-image"][data-series="2"]').dblclick()
     page.wait_for_function(PDF_SHOWN, timeout=30_000)
     # The encapsulated value as stored: the PDF, padded to an even length.
-    assert base64.b64decode(page.evaluate(PDF_SHOWN)) == report + b"\0" * (len(report) % 2)
+    stored = report + b"\0" * (len(report) % 2)
+    assert base64.b64decode(page.evaluate(PDF_SHOWN)) == stored
+    # Chromium's own PDF viewer shows it, in a frame of that blob: (refused by a policy
+    # without frame-src blob:, leaving only the object's fallback text).
+    blob = page.evaluate("""() => document.querySelectorAll('[data-cy="viewport-pane"]')[1]
+      .querySelector('object[type="application/pdf"]').data""")
+    assert poll(lambda: any(f.url == blob for f in page.frames), 30), [f.url for f in page.frames]
+    fallback = page.get_by_text("No online PDF viewer installed")
+    assert not any(fallback.nth(i).is_visible() for i in range(fallback.count()))
+    assert page.evaluate("() => window.__drimboxRefused") == []
     # The images stay on the left, drawn.
     overlays = read_overlays(page, lambda o: len(o) == 1 and "Série : 1" in o[0]["topLeft"])
     assert len(overlays) == 1 and "Description : Thorax" in overlays[0]["topLeft"], overlays
