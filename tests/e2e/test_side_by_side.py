@@ -24,7 +24,7 @@ from tests.e2e.test_overlays import read_overlays
 from tests.e2e.test_series_rules import THUMBNAIL
 from tests.e2e.test_two_exams import SHOWN_STUDIES, open_exam
 from tests.e2e.test_viewer import wait_for_image
-from tests.series_data import Study, add_pdf, add_series
+from tests.series_data import Study, add_pdf, add_series, add_text_report
 from tests.source_stack import SourceStack
 from tests.waiting import poll
 
@@ -131,7 +131,7 @@ def test_report_beside_the_images(pacs: Pacs, viewer_url: str, page: Any, tmp_pa
     encapsulated), drawn by Chromium's PDF viewer, which the page's policy lets frame it
     (frame-src blob:)."""
     report = tiny_pdf("Compte rendu DRIMbox")
-    study = Study(generate_uid())
+    study = Study(generate_uid(), patient_id=generate_uid())
     images = add_series(study, tmp_path, 1, "Thorax", 3)
     add_pdf(study, tmp_path, 2, "Compte rendu", report)
     pacs.process.upload(study.files)
@@ -165,3 +165,28 @@ def test_report_beside_the_images(pacs: Pacs, viewer_url: str, page: Any, tmp_pa
     # The report is not listed among the objects the viewer cannot show.
     assert not page.locator("#drimbox-unsupported").is_visible()
     keep(page, "report-1x2")
+
+
+def test_structured_report_beside_the_images(
+    pacs: Pacs, viewer_url: str, page: Any, tmp_path: Path
+) -> None:
+    """DB.VI-CS.35 with a report as a Basic Text SR: in a 1x2 layout, the images on the
+    left and the report's text on the right (OHIF's SR viewport)."""
+    study = Study(generate_uid(), patient_id=generate_uid())
+    images = add_series(study, tmp_path, 1, "Thorax", 3)
+    add_text_report(study, tmp_path, 2)
+    pacs.process.upload(study.files)
+    page.goto(f"{viewer_url}/viewer?StudyInstanceUIDs={study.study_uid}")
+    wait_for_image(page, timeout=60)
+    # OHIF leaves the new viewport empty here: the user puts the report there.
+    choose_one_by_two(page)
+    page.locator('[data-cy="viewport-pane"]').nth(1).click()
+    page.locator('[data-cy="study-browser-thumbnail-no-image"][data-series="2"]').dblclick()
+    page.locator('[data-cy="viewport-pane"]').nth(1).get_by_text("Examen normal.").wait_for()
+
+    def drawn() -> bool:
+        views = page.evaluate(SHOWN_STUDIES)
+        return [v["series"] for v in views] == [images.series_uid] and views[0]["lit"] > 0.01
+
+    assert poll(drawn, 60), page.evaluate(SHOWN_STUDIES)
+    keep(page, "sr-1x2")
