@@ -30,6 +30,9 @@ class Study:
     series: list[Series] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
     kos_series_uids: list[str] = field(default_factory=list)
+    #: OHIF's study list shows every study of the patient: a test that must see only
+    #: its own study gives it a patient of its own.
+    patient_id: str = "SERIES-1"
 
 
 def _save(ds: Dataset, path: Path) -> Path:
@@ -41,10 +44,10 @@ def _save(ds: Dataset, path: Path) -> Path:
     return path
 
 
-def _patient(ds: Dataset, study_uid: str) -> None:
+def _patient(ds: Dataset, study: Study) -> None:
     ds.PatientName = "SERIES^RULES"
-    ds.PatientID = "SERIES-1"
-    ds.StudyInstanceUID = study_uid
+    ds.PatientID = study.patient_id
+    ds.StudyInstanceUID = study.study_uid
     ds.StudyDate = "20250101"
     ds.StudyTime = "100000"
     ds.AccessionNumber = "ACN-SR"
@@ -67,7 +70,7 @@ def add_series(
     base = np.add.outer(np.arange(size), np.arange(size)).astype(np.uint16) * (1000 // size)
     for index in range(n_slices):
         ds = Dataset()
-        _patient(ds, study.study_uid)
+        _patient(ds, study)
         ds.SOPClassUID = CTImageStorage
         ds.SOPInstanceUID = generate_uid()
         ds.SeriesInstanceUID = series.series_uid
@@ -105,7 +108,7 @@ def add_kos(
     (study UID, series UID, SOP UID) listed in the evidence and as content IMAGE items
     (a manifest lists them in the evidence only). Returns the KO series UID."""
     ds = Dataset()
-    _patient(ds, study.study_uid)
+    _patient(ds, study)
     ds.SOPClassUID = KOS_SOP_CLASS_UID
     ds.SOPInstanceUID = generate_uid()
     ds.SeriesInstanceUID = generate_uid()
@@ -156,3 +159,44 @@ def _sop_ref(sop_uid: str) -> Dataset:
     ref.ReferencedSOPClassUID = CTImageStorage
     ref.ReferencedSOPInstanceUID = sop_uid
     return ref
+
+
+def add_pdf(study: Study, out_dir: Path, number: int, title: str, document: bytes) -> Series:
+    """An Encapsulated PDF report (SOP class 1.2.840.10008.5.1.4.1.1.104.1) in its own
+    DOC series; ``document`` is the PDF (padded to an even length as DICOM wants)."""
+    series = Series(generate_uid(), number, title)
+    ds = Dataset()
+    _patient(ds, study)
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.104.1"
+    ds.SOPInstanceUID = generate_uid()
+    ds.SeriesInstanceUID = series.series_uid
+    ds.SeriesNumber, ds.SeriesDescription, ds.Modality = number, title, "DOC"
+    ds.InstanceNumber = 1
+    ds.ContentDate, ds.ContentTime = "20250101", "120000"
+    ds.AcquisitionDateTime = "20250101120000"
+    ds.ConversionType, ds.BurnedInAnnotation = "WSD", "NO"
+    ds.DocumentTitle = title
+    ds.ConceptNameCodeSequence = Sequence([])
+    ds.MIMETypeOfEncapsulatedDocument = "application/pdf"
+    ds.EncapsulatedDocumentLength = len(document)
+    ds.EncapsulatedDocument = document + b"\0" * (len(document) % 2)
+    study.files.append(_save(ds, out_dir / f"pdf-{ds.SOPInstanceUID}.dcm"))
+    series.sop_uids.append(str(ds.SOPInstanceUID))
+    study.series.append(series)
+    return series
+
+
+def add_text_report(study: Study, out_dir: Path, number: int) -> Series:
+    """The corpus's Basic Text SR ("Examen normal."), moved into ``study`` as series
+    ``number``."""
+    from tests.corpus import _basic_text_sr
+
+    ds = _basic_text_sr(0, "sr-" + study.study_uid[-8:])
+    _patient(ds, study)
+    series = Series(generate_uid(), number, str(ds.SeriesDescription))
+    ds.SeriesInstanceUID, ds.SeriesNumber = series.series_uid, number
+    ds.SOPInstanceUID = generate_uid()
+    study.files.append(_save(ds, out_dir / f"sr-{ds.SOPInstanceUID}.dcm"))
+    series.sop_uids.append(str(ds.SOPInstanceUID))
+    study.series.append(series)
+    return series

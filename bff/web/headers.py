@@ -63,7 +63,10 @@ def content_security_policy(
         "connect-src": "'self' blob: data:",
         "worker-src": "'self' blob:",
         # OHIF's PDF viewport: an <object> showing the document it fetched (a blob).
+        # Chromium's PDF viewer loads it as a frame: without frame-src (default-src
+        # 'self') it is refused and only the object's fallback text shows.
         "object-src": "'self' blob:",
+        "frame-src": "'self' blob:",
         "base-uri": "'self'",
         "form-action": " ".join(["'self'", *sorted(set(form_targets))]),
         "frame-ancestors": "'none'",

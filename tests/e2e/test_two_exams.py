@@ -17,11 +17,13 @@ from tests.source_stack import LOCATION, OTHER_CDA_ID, SourceStack
 
 pytestmark = pytest.mark.e2e
 
-#: Per cornerstone viewport: the study of the image it shows and how lit its canvas is.
+#: Per cornerstone viewport: the study and series of the image it shows (named by its
+#: frame URL), where it sits on screen (x) and how lit its canvas is.
 SHOWN_STUDIES = """() => window.cornerstone.getEnabledElements().map((element) => {
   const vp = element.viewport;
   const imageId = (vp.getCurrentImageId && vp.getCurrentImageId()) || '';
   const match = imageId.match(/\\/studies\\/([^/]+)\\//);
+  const series = imageId.match(/\\/series\\/([^/]+)\\//);
   const canvas = vp.canvas;
   const copy = document.createElement('canvas');
   copy.width = canvas.width; copy.height = canvas.height;
@@ -31,6 +33,7 @@ SHOWN_STUDIES = """() => window.cornerstone.getEnabledElements().map((element) =
   let lit = 0;
   for (let i = 0; i < d.length; i += 4) if (d[i] + d[i + 1] + d[i + 2] > 30) lit++;
   return {id: element.viewportId, study: match ? match[1] : null,
+          series: series ? series[1] : null, x: vp.element.getBoundingClientRect().x,
           lit: lit / (canvas.width * canvas.height)};
 })"""
 

@@ -190,6 +190,9 @@ def test_every_answer_carries_the_security_headers(tmp_path: Path) -> None:
         assert "frame-ancestors 'none'" in policy and hashes[0] in policy
         assert "'unsafe-inline'" not in policy.split("script-src")[1].split(";")[0]
         assert "form-action 'self' https://auth.esante.gouv.fr" in policy
+        # OHIF's PDF viewport: the document (a blob:) in an <object>, which Chromium's
+        # PDF viewer frames (tests/e2e/test_side_by_side.py: the report beside images).
+        assert "object-src 'self' blob:" in policy and "frame-src 'self' blob:" in policy
         assert headers["x-frame-options"] == "DENY"
         assert headers["referrer-policy"] == "no-referrer"
         assert headers["x-content-type-options"] == "nosniff"
