@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
-import { mentionShown } from '../panel/mention.js';
+import { MENTION_TEXTS, mentionShown, mentionText } from '../panel/mention.js';
 import { judgeAnswer, progressState, sitesToContact } from '../panel/progress.js';
 
 /** @typedef {import('../panel/api.js').SeriesProgress} SeriesProgress */
@@ -82,6 +82,17 @@ describe('mentionShown (DB.VI-CS.26)', () => {
     assert.equal(mentionShown(true, []), true);
     assert.equal(mentionShown(true, [done, series({ lossy: true })]), true);
     assert.equal(mentionShown(true, [done, series({ lossy: false })]), false);
+  });
+});
+
+describe('mentionText (DB.VI-CS.26)', () => {
+  it('names why the viewer is not for diagnosis, never a wrong reason', () => {
+    assert.equal(mentionText(false, [done, series({ lossy: true })]), MENTION_TEXTS.lossy);
+    assert.equal(mentionText(true, [series({ lossy: true })]), MENTION_TEXTS.lossy);
+    // Lossless images on a deployment that is not a medical device: not "avec perte".
+    assert.equal(mentionText(false, [done, series({ lossy: false })]), MENTION_TEXTS.device);
+    assert.equal(mentionText(false, []), MENTION_TEXTS.device);
+    assert.equal(mentionText(true, []), MENTION_TEXTS.unknown);
   });
 });
 

@@ -167,6 +167,9 @@ def test_non_diagnostic_mention_follows_the_device_status_and_the_images(
         timeout=30_000,
     )
     assert page.evaluate(mention_shown)
+    # Lossless images: the mention gives the true reason, not "avec perte".
+    text = page.locator("#drimbox-mention").text_content() or ""
+    assert "dispositif médical" in text and "perte" not in text, text
     # A medical device showing lossless images: the mention goes away.
     object.__setattr__(settings, "medical_device", True)  # frozen settings, test only
     try:
