@@ -13,10 +13,12 @@ from the BFF's bulk data URL.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.conftest import Pacs
 from tests.corpus import (
@@ -157,6 +159,13 @@ IMAGE_POINTS = """(points) => {
   return {color: image.color, samples, rows: image.rows, columns: image.columns, decoded, shown};
 }"""
 
+#: True once cornerstone holds the image and the canvas shows its decoded colours
+#: (within 2 levels at every point).
+CANVAS_SHOWS_DECODED = (
+    "(points) => { const p = (" + IMAGE_POINTS + ")(points); return !!p && p.shown.every((px, i) =>"
+    " px.every((v, k) => Math.abs(v - p.decoded[i][k]) <= 2)); }"
+)
+
 #: Centres of the 8x8-pixel blocks of the palette objects (tests/corpus.palette_blocks):
 #: a diagonal, the corners and a few more, each block its own palette entry.
 BLOCK_CENTRES = [
@@ -181,11 +190,12 @@ def test_palette_image_shows_its_palette_colours(
     wait_for_pattern(page)
     expected = palette_rgb(obj.path)[0]
     want = [[int(v) for v in expected[r, c]] for r, c in BLOCK_CENTRES]
-    deadline = time.monotonic() + 15
+    # The canvas is drawn in an animation frame after the image is decoded: wait (on
+    # animation frames, in the page) until it shows the decoded colours; if it never
+    # does, the assertions below say how it differs.
+    with contextlib.suppress(PlaywrightTimeout):
+        page.wait_for_function(CANVAS_SHOWS_DECODED, arg=BLOCK_CENTRES, timeout=15_000)
     probe = page.evaluate(IMAGE_POINTS, BLOCK_CENTRES)
-    while (probe is None or probe["shown"] != probe["decoded"]) and time.monotonic() < deadline:
-        page.wait_for_timeout(250)  # the canvas may lag the image by a frame
-        probe = page.evaluate(IMAGE_POINTS, BLOCK_CENTRES)
     assert probe is not None, "no image in cornerstone"
     assert probe["color"] and probe["samples"] >= 3, probe
     assert (probe["rows"], probe["columns"]) == expected.shape[:2]
