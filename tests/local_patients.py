@@ -4,12 +4,21 @@ with its issuer OID, as a French practice PACS keeps them (DB.SO.39)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+from starlette.applications import Starlette
+
+from bff.access.local_patient_id import LocalPatientIds
+from bff.demo.orthanc import OrthancProcess
+from bff.dicomweb.upstream import DicomwebUpstream
+from bff.services import services_of
 
 INS_NIR_TEST = "1.2.250.1.213.1.4.10"
 INS_NIA_TEST = "1.2.250.1.213.1.4.11"
@@ -65,3 +74,38 @@ def practice_instance(
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     ds.save_as(path, enforce_file_format=True)
     return path
+
+
+DEMO_INS = "279035121518989"  # the demo KOS's (bff/demo/identity.py)
+LOCAL_ID = "CAB-000042"
+LOCAL_ISSUER = "CABINET-DUPONT"
+ALL_INS_OIDS = frozenset({"1.2.250.1.213.1.4.8", "1.2.250.1.213.1.4.9", INS_NIR_TEST, INS_NIA_TEST})
+
+
+@contextmanager
+def practice_pacs(work: Path) -> Iterator[OrthancProcess]:
+    """A real Orthanc holding the practice's patient CAB-000042, of the demo KOS's INS."""
+    path = practice_instance(work / "local.dcm", local_id=LOCAL_ID, ins=DEMO_INS)
+    with OrthancProcess(work / "orthanc") as process:
+        process.upload([path])
+        yield process
+
+
+@contextmanager
+def local_ids_in(app: Starlette, url: str | None) -> Iterator[None]:
+    """The running app looks the local patient id up in the PACS at ``url`` (None: off)
+    while the block runs. Its client keeps no connection: nothing is left open in the
+    app's event loop afterwards."""
+    services = services_of(app)
+    kept = services.local_patient_ids
+    upstream = None
+    if url is not None:
+        client = httpx.AsyncClient(timeout=5.0, limits=httpx.Limits(max_keepalive_connections=0))
+        upstream = DicomwebUpstream(url, origin="practice", client=client)
+    object.__setattr__(  # frozen services, test only
+        services, "local_patient_ids", LocalPatientIds(upstream, ALL_INS_OIDS, timeout=5.0)
+    )
+    try:
+        yield
+    finally:
+        object.__setattr__(services, "local_patient_ids", kept)

@@ -25,13 +25,17 @@ from bff.archive.kos import InsTraits, KosRecord, read_kos
 from bff.demo.orthanc import OrthancProcess
 from bff.dicomweb.upstream import DicomwebUpstream
 from tests.conftest import Pacs
-from tests.local_patients import INS_NIA_TEST, INS_NIR_TEST, practice_instance
+from tests.local_patients import (
+    ALL_INS_OIDS,
+    DEMO_INS,
+    INS_NIA_TEST,
+    INS_NIR_TEST,
+    practice_instance,
+)
 from tests.servers import counting_proxy, free_port, live_server
 
 pytestmark = pytest.mark.integration
 
-ALL_INS_OIDS = frozenset({"1.2.250.1.213.1.4.8", "1.2.250.1.213.1.4.9", INS_NIR_TEST, INS_NIA_TEST})
-DEMO_INS = "279035121518989"  # the demo KOS's (bff/demo/identity.py)
 TWICE_INS = "184127645108946"  # two local patients hold it
 ISSUER_INS = "255081416802538"  # its OID written as the item's IssuerOfPatientID
 NOWHERE_INS = "190012A00112345"  # in no local patient
