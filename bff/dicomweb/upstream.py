@@ -160,15 +160,17 @@ class DicomwebUpstream:
         self, path: str, accept: str, params: Mapping[str, str] | None
     ) -> httpx.Response:
         what = f"GET {path}"
-        request = self._client.build_request(
+        response = await self._send(self._request(path, accept, params), what, stream=False)
+        self._check(response, what)
+        return response
+
+    def _request(self, path: str, accept: str, params: Mapping[str, str] | None) -> httpx.Request:
+        return self._client.build_request(
             "GET",
             self._url(path),
             params=dict(params or {}),
             headers={**self._headers, "Accept": accept},
         )
-        response = await self._send(request, what, stream=False)
-        self._check(response, what)
-        return response
 
     async def _send(self, request: httpx.Request, what: str, *, stream: bool) -> httpx.Response:
         """Send ``request``, once more if the connection proved stale (STALE_CONNECTION)."""
@@ -229,13 +231,7 @@ class DicomwebUpstream:
         refused as it streams (UpstreamProtocolError), never read whole. For answers
         from a PACS we only look things up in (DB.VI-CS.32)."""
         what = f"GET {path}"
-        request = self._client.build_request(
-            "GET",
-            self._url(path),
-            params=dict(params or {}),
-            headers={**self._headers, "Accept": DICOM_JSON},
-        )
-        response = await self._send(request, what, stream=True)
+        response = await self._send(self._request(path, DICOM_JSON, params), what, stream=True)
         try:
             self._check(response, what)
             body = bytearray()

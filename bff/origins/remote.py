@@ -65,9 +65,13 @@ class RefusedSource(DicomwebUpstream):
         super().__init__(base_url, origin=origin, serve="browser")
         self.error = error
 
-    # The two places every upstream request goes through (get_json, get_json_bytes,
-    # search and get_bytes all use _get): nothing can reach the network.
+    # The places every upstream request goes through (get_json, get_json_bytes, search
+    # and get_bytes all use _get; get_json_bounded and stream stream): nothing can reach
+    # the network.
     async def _get(self, path: str, accept: str, params: Any) -> httpx.Response:
+        raise self.error
+
+    async def get_json_bounded(self, path: str, params: Any = None, *, max_bytes: int) -> Any:
         raise self.error
 
     @asynccontextmanager

@@ -7,6 +7,7 @@ practice's PACS down: the Source's id, and the images still come."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import closing
 from typing import Any
 
 import pytest
@@ -38,13 +39,6 @@ def practice(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OrthancProces
         yield process
 
 
-@pytest.fixture
-def browser(drimm: DrimmStack) -> Iterator[ConsumerBrowser]:
-    b = ConsumerBrowser(drimm)
-    yield b
-    b.close()
-
-
 def first(row: dict[str, Any], tag: str) -> Any:
     return (row.get(tag, {}).get("Value") or [None])[0]
 
@@ -56,6 +50,12 @@ def opened(browser: ConsumerBrowser, drimm: DrimmStack) -> tuple[dict[str, Any],
     meta = metadata(browser, drimm.study.study_uid, axial(drimm))
     assert meta.status_code == 200, meta.text
     return info, meta.json()
+
+
+@pytest.fixture
+def browser(drimm: DrimmStack) -> Iterator[ConsumerBrowser]:
+    with closing(ConsumerBrowser(drimm)) as b:
+        yield b
 
 
 def test_the_local_id_replaces_the_sources_where_the_viewer_shows_it(
