@@ -64,6 +64,8 @@ SERIES_UID = "0020000E"
 SOP_UID = "00080018"
 
 _UID = re.compile(r"[0-9]+(?:\.[0-9]+)*")
+#: Longest PatientID / IssuerOfPatientID (DICOM LO).
+MAX_LO = 64
 #: Candidate studies read at most (one more than this: undecided).
 MAX_ROWS = 100
 #: Distinct local patients proven at most (more: undecided).
@@ -143,8 +145,11 @@ def candidates(rows: Any, ins: str) -> dict[tuple[str, str], str] | None:
     found: dict[tuple[str, str], str] = {}
     for row in rows:
         patient_id, study_uid = _text(row, PATIENT_ID), _uid(row, STUDY_UID)
+        issuer = _text(row, ISSUER_OF_PATIENT_ID)
+        if len(patient_id) > MAX_LO or len(issuer) > MAX_LO:
+            continue  # not a DICOM LO value: never shown
         if patient_id and study_uid and patient_id != ins:
-            found.setdefault((patient_id, _text(row, ISSUER_OF_PATIENT_ID)), study_uid)
+            found.setdefault((patient_id, issuer), study_uid)
     return found if len(found) <= MAX_PATIENTS else None
 
 

@@ -69,6 +69,8 @@ def test_candidates_are_distinct_local_patients_bounded() -> None:
         study_row("CAB-1", "1.3", issuer="OTHER"),  # another issuer: another patient
         study_row(INS, "1.4"),  # kept under the INS itself: no local id
         study_row("CAB-2", "../../x"),  # not a UID: never put in a URL
+        study_row("C" * 65, "1.5"),  # longer than a DICOM LO: never shown
+        study_row("CAB-3", "1.6", issuer="I" * 65),
     ]
     assert candidates(rows, INS) == {("CAB-1", "CAB"): "1.1", ("CAB-1", "OTHER"): "1.3"}
     too_many_rows = [study_row("CAB-1", f"1.{i}") for i in range(MAX_ROWS + 1)]
