@@ -91,6 +91,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from bff.demo.kos import retarget_kos
     from bff.demo.orthanc import OrthancProcess
     from bff.demo.pki import make_test_pki, make_whitelist_signer
+    from bff.demo.practice import DEMO_LOCAL_ID, practice_instance
     from bff.demo.stack import DEMO_CDA_ID, DEMO_USERS, DEMO_USERS_FILE, new_stack, publish_demo_kos
     from bff.demo.whitelist import write_test_whitelist
     from bff.idp.app import create_idp_app
@@ -116,9 +117,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     consumer_kos = var / "demo-kos-for-consumer.dcm"
     source_api = f"https://localhost:{args.source_api_port}/api/source"
     consumer_kos.write_bytes(retarget_kos(study.kos_path.read_bytes(), source_api))
+    # The Consumer's practice holds the demo patient under its own local id, the INS in
+    # OtherPatientIDsSequence (DB.VI-CS.32): in the same Orthanc, beside the demo study.
+    practice = var / "demo-practice-patient.dcm"
+    if not practice.is_file():
+        practice_instance(practice, local_id=DEMO_LOCAL_ID, ins=study.patient.ins)
     with OrthancProcess(var / "orthanc", http_port=args.pacs_port) as pacs:
         if not pacs.has_study(study.study_uid):
             pacs.upload([*study.instance_files, study.kos_path])
+        pacs.upload([practice])  # the same instance again: Orthanc keeps it once
         publish_demo_kos(archive_url, study.kos_path, location=host, cda_id=DEMO_CDA_ID)
         source = Settings.from_env(
             None,
@@ -146,6 +153,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             **trust,
             source_ports=str(args.source_api_port),
             consumer_demo_kos=str(consumer_kos),
+            local_patient_id_url=pacs.dicomweb_url,
         )
         idp = create_idp_app(
             load_users(DEMO_USERS_FILE), stack.idp_clients(), issuer_base=stack.issuer_base

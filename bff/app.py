@@ -24,6 +24,7 @@ from starlette.types import Scope
 
 from bff.access.handover import HandoverStore
 from bff.access.limits import InFlight, RateLimit
+from bff.access.local_patient_id import LocalPatientIds
 from bff.access.published import PublishedKos
 from bff.archive.store import ArchiveStore
 from bff.audit import configure_audit
@@ -167,6 +168,26 @@ def _sessions(scope: Scope) -> SessionStore | None:
     return services.sessions if isinstance(services, Services) else None
 
 
+def local_patient_ids(settings: Settings) -> LocalPatientIds:
+    """Consumer role (DB.VI-CS.32): the practice's PACS the local patient id is looked up
+    in; off unless the Consumer runs and DRIMBOX_LOCAL_PATIENT_ID_URL is set."""
+    upstream = None
+    if settings.consumer_enabled and settings.local_patient_id_url:
+        timeout = settings.local_patient_id_timeout
+        upstream = DicomwebUpstream(
+            settings.local_patient_id_url,
+            origin="local-patient-id",
+            auth=settings.local_patient_id_auth,
+            connect_timeout=timeout,
+            read_timeout=timeout,
+        )
+    return LocalPatientIds(
+        upstream,
+        settings.local_patient_id_issuer_set(),
+        timeout=settings.local_patient_id_timeout,
+    )
+
+
 def body_caps(settings: Settings) -> BodyCaps:
     """The request-size policy (issue 13): a small cap everywhere, a KOS and its form on
     the routes that take one."""
@@ -265,6 +286,7 @@ def create_app(settings: Settings) -> Starlette:
             site=site,
             background=background,
             whitelist=whitelist,
+            local_patient_ids=local_patient_ids(settings),
         )
         services = app.state.services
         purge = asyncio.create_task(_purge_sessions(services.sessions, services.logins))
@@ -273,6 +295,7 @@ def create_app(settings: Settings) -> Starlette:
         finally:
             purge.cancel()
             await retriever.aclose()
+            await services.local_patient_ids.aclose()
             for upstream in locations.values():
                 await upstream.aclose()
             if client is not None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.applications import Starlette
@@ -18,6 +18,7 @@ from starlette.responses import Response
 from bff.access.decide import origin_for
 from bff.access.handover import HandoverStore
 from bff.access.limits import InFlight, RateLimit
+from bff.access.local_patient_id import LocalPatientIds
 from bff.access.published import PublishedKos
 from bff.archive.store import ArchiveStore
 from bff.auth.introspect import PscIntrospector
@@ -66,6 +67,10 @@ class Services:
     background: set[asyncio.Task[Any]]
     #: the ANS whitelist, verified (both roles); None: every Source and Consumer refused
     whitelist: Whitelist | None = None
+    #: Consumer role: the practice's local patient id, looked up by INS (DB.VI-CS.32)
+    local_patient_ids: LocalPatientIds = field(
+        default_factory=lambda: LocalPatientIds(None, frozenset(), timeout=1.0)
+    )
 
     @property
     def open_access(self) -> bool:

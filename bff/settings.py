@@ -355,6 +355,40 @@ SETTINGS: tuple[Setting, ...] = (
         "Consumer role: seconds to wait for a Source's next bytes (spec note to DB.VI-SO.28).",
     ),
     _s(
+        "LOCAL_PATIENT_ID_URL",
+        "",
+        "Consumer role (DB.VI-CS.32): DICOMweb root (QIDO-RS and WADO-RS) of the practice's "
+        "own PACS, where the patient of an opened KOS is looked up by the KOS's INS to show "
+        "the practice's local patient id in place of the Source's (docs/consumer.md). "
+        "Empty: no look-up, the Source's id is shown.",
+    ),
+    _s(
+        "LOCAL_PATIENT_ID_AUTH",
+        "",
+        "Credentials for that PACS, as DRIMBOX_UPSTREAM_AUTH ('user:password' or 'Bearer "
+        "<token>'). Prefer DRIMBOX_LOCAL_PATIENT_ID_AUTH_FILE.",
+    ),
+    _s(
+        "LOCAL_PATIENT_ID_ISSUERS",
+        ",".join(
+            (
+                "1.2.250.1.213.1.4.8",
+                "1.2.250.1.213.1.4.9",
+                "1.2.250.1.213.1.4.10",
+                "1.2.250.1.213.1.4.11",
+            )
+        ),
+        "Comma-separated OIDs an INS must be issued under, in the practice's PACS, for a "
+        "patient to match (INS-NIR, INS-NIA and their test OIDs by default; keep only "
+        "1.2.250.1.213.1.4.8 and .9 in production). The KOS's own INS OID must match too.",
+    ),
+    _s(
+        "LOCAL_PATIENT_ID_TIMEOUT",
+        "3",
+        "Seconds the whole look-up of the local patient id may take at an opening; beyond, "
+        "the viewer opens with the Source's id (the look-up never blocks the images).",
+    ),
+    _s(
         "MODE",
         "demo",
         "'demo' (the local identity provider may be used, relaxed cookie) or 'production'.",
@@ -365,6 +399,9 @@ SETTINGS: tuple[Setting, ...] = (
 _BY_NAME = {s.name: s for s in SETTINGS}
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 #: A host name or IP address as DRIMBOX_TRUSTED_HOSTS lists it (no port, IPv6 unbracketed).
+OID = re.compile(r"[0-9]+(?:\.[0-9]+)+")
+#: The INS test OIDs (INS-NIR and INS-NIA of the DRIM-M samples), never trusted in production.
+TEST_INS_OIDS = frozenset({"1.2.250.1.213.1.4.10", "1.2.250.1.213.1.4.11"})
 HOST_NAME = re.compile(r"[a-z0-9.-]+|[0-9a-f:.]*:[0-9a-f:.]*")
 
 
@@ -441,6 +478,10 @@ class Settings:
     consumer_demo_kos: str
     consumer_images: str
     source_timeout: float
+    local_patient_id_url: str
+    local_patient_id_auth: str = field(repr=False)
+    local_patient_id_issuers: str
+    local_patient_id_timeout: float
     mode: str
     log_level: str
 
@@ -467,6 +508,10 @@ class Settings:
             raise ValueError("DRIMBOX_FCP_ACR_VALUES must be 'eidas2' or 'eidas3'")
         self.location_map()  # raises on a malformed DRIMBOX_LOCATIONS
         self.host_names()  # raises on a malformed DRIMBOX_TRUSTED_HOSTS
+        if any(not OID.fullmatch(i) for i in self.local_patient_id_issuer_set()):
+            raise ValueError("DRIMBOX_LOCAL_PATIENT_ID_ISSUERS must be OIDs")
+        if not 0 < self.local_patient_id_timeout <= 30:
+            raise ValueError("DRIMBOX_LOCAL_PATIENT_ID_TIMEOUT must be in (0, 30] seconds")
         if self.mode == "production":
             self._validate_production()
         if self.lossy_codec not in {"htj2k", "jpegls"}:
@@ -510,6 +555,13 @@ class Settings:
             raise ValueError("DRIMBOX_WHITELIST_FILE is required in production mode")
         if self.source_port_set() != {443}:
             raise ValueError("DRIMBOX_SOURCE_PORTS other than 443 is refused in production mode")
+        test_ins = self.local_patient_id_issuer_set() & TEST_INS_OIDS
+        if self.local_patient_id_url and test_ins:
+            # A test INS (DRIM-M samples) must never name a real patient (DB.VI-CS.32).
+            raise ValueError(
+                "DRIMBOX_LOCAL_PATIENT_ID_ISSUERS holds test INS OIDs "
+                f"({', '.join(sorted(test_ins))}): refused in production mode"
+            )
         issuers = [self.psc_issuer, self.fcp_issuer, *([self.fc_issuer] if self.fc_enabled else [])]
         for issuer in issuers:
             host = (urlsplit(issuer).hostname or "").lower()
@@ -557,6 +609,10 @@ class Settings:
                 raise ValueError(f"DRIMBOX_TRUSTED_HOSTS: malformed host name {name!r}")
             names.add(name)
         return frozenset(names) if names else None
+
+    def local_patient_id_issuer_set(self) -> frozenset[str]:
+        """The INS OIDs a practice PACS's INS must be issued under (DB.VI-CS.32)."""
+        return frozenset(i.strip() for i in self.local_patient_id_issuers.split(",") if i.strip())
 
     def source_api_client_ids(self) -> frozenset[str]:
         """The PSC client ids whose tokens the Source API accepts."""

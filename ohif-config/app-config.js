@@ -223,6 +223,17 @@
           ? 'Description : ' + first(instance.SeriesDescription)
           : null;
       }),
+      // DB.VI-CS.32 (Consumer): the practice's local patient id, which the BFF wrote in
+      // place of the Source's PatientID, marked by its private element (0009,1010)
+      // "LOCAL" (creator DRIMBOX-VIEWER, bff/dicomweb/series_metadata.py). Unmarked
+      // images show no patient id here, as before.
+      overlayItem('LocalPatientID', 'Identifiant patient local (0010,0020)', function (props) {
+        var instance = seriesInstance(props);
+        if (!instance || first(instance['00091010']) !== 'LOCAL' || !present(instance.PatientID)) {
+          return null;
+        }
+        return 'ID patient local : ' + first(instance.PatientID);
+      }),
     ],
     'viewportOverlay.topRight': [
       overlayItem('DateTime', "Date et heure d'acquisition", function (props) {

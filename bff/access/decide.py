@@ -22,8 +22,15 @@ from bff.origins.factory import OriginFactory
 
 def origin_of(factory: OriginFactory, ref: StudyRef, access_token: str) -> StudyOrigin:
     """The origin of one grant entry (a refused remote Source included: see its refusal)."""
-    if ref.remote is not None:
-        return factory.remote(ref.location, ref.remote.record, access_token, ref.remote.kos_bytes)
+    if (remote := ref.remote) is not None:
+        return factory.remote(
+            ref.location,
+            remote.record,
+            access_token,
+            remote.kos_bytes,
+            patient_id=remote.local_patient_id,
+            patient_issuer=remote.local_patient_issuer,
+        )
     return factory.local(
         ref.location, ref.study_uid, institution=ref.institution, kos_series=ref.series_uids
     )

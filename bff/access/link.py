@@ -12,6 +12,7 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 
 from bff.access.identity import FcIdentity, KosTraits, match_identity
+from bff.access.local_patient_id import LocalPatient
 from bff.access.params import ViewerLink
 from bff.archive.kos import KosRecord
 from bff.archive.store import ArchivedKos, ArchiveStore
@@ -62,10 +63,21 @@ def check_patient(kos: ArchivedKos, claims: dict[str, Any]) -> None:
         raise AccessRefused("identity mismatch: " + ",".join(mismatches), code="E423")
 
 
-def opening_display(record: KosRecord) -> dict[str, str | list[str] | None]:
-    """What the viewer shows on opening (DB.VI-CS.29): INS traits and institution from the KOS."""
+def opening_display(
+    record: KosRecord, local: LocalPatient | None = None
+) -> dict[str, str | list[str] | None]:
+    """What the viewer shows on opening (DB.VI-CS.29): INS traits and institution from the
+    KOS; on the Consumer, the practice's local patient id when it was found (``local``,
+    DB.VI-CS.32), with the Source's id beside it."""
     traits = record.traits
-    return {
+    shown: dict[str, str | list[str] | None] = {}
+    if local is not None and local.found:
+        shown = {
+            "local_patient_id": local.patient_id,
+            "local_patient_issuer": local.issuer or None,
+            "source_patient_id": record.ins or record.local_patient_id,
+        }
+    return shown | {
         "birth_name": traits.birth_name,
         "given_names": list(traits.given_names),
         "sex": traits.sex,

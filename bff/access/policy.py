@@ -27,6 +27,10 @@ class RemoteOpening:
     record: KosRecord
     #: the KOS as the Consumer received it (the study download includes it)
     kos_bytes: bytes = field(default=b"", repr=False)
+    #: the practice's local patient id found by the KOS's INS, and its issuer: shown in
+    #: place of the Source's PatientID (DB.VI-CS.32); '' when none was found
+    local_patient_id: str = field(default="", repr=False)
+    local_patient_issuer: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ then offers a French form to open a KOS file.
 from __future__ import annotations
 
 import hmac
+from dataclasses import replace
 from pathlib import Path
 
 from starlette.requests import Request
@@ -50,7 +51,7 @@ def _enabled(request: Request) -> None:
         raise NotFound("consumer viewer disabled")
 
 
-def grant_remote(
+async def grant_remote(
     request: Request,
     session: Session,
     opening: RemoteOpening,
@@ -62,14 +63,32 @@ def grant_remote(
     way), and pulled from now, images and metadata, while the browser loads OHIF
     (DB.VI-CS.17; issue 5: OHIF's first image waits for the series metadata). With
     ``series_uid`` (series-level opening, DB.VI-CS.05), only that series' images are
-    pulled now; each other series' when the user displays it."""
+    pulled now; each other series' when the user displays it.
+
+    The practice's local patient id (DB.VI-CS.32) is looked up first (asked ahead at the
+    hand-over; bounded, never an error): when found it replaces the Source's PatientID
+    in what the viewer shows."""
     services = services_of(request)
     record = opening.record
     location = location_of(request)
+    local = await services.local_patient_ids.find(record)
+    if local.found:
+        opening = replace(
+            opening, local_patient_id=local.patient_id, local_patient_issuer=local.issuer
+        )
     session.open_study(
-        OpenedStudy(location, record.study_uid, record.sop_uid, opening_display(record), opening)
+        OpenedStudy(
+            location, record.study_uid, record.sop_uid, opening_display(record, local), opening
+        )
     )
-    origin = services.origins.remote(location, record, token, opening.kos_bytes)
+    origin = services.origins.remote(
+        location,
+        record,
+        token,
+        opening.kos_bytes,
+        patient_id=opening.local_patient_id,
+        patient_issuer=opening.local_patient_issuer,
+    )
     origin.start_at_grant(str(request.base_url).rstrip("/") + "/dicomweb", series_uid)
     audit(
         "consumer_opened",
@@ -117,6 +136,8 @@ async def handover(request: Request) -> Response:
     # it). Kept server side (bff/dicomweb/metadata_ahead.py), never served before the
     # one-time URL is opened; no image is pulled before that either.
     services.origins.remote(location_of(request), record, token, body).ask_ahead()
+    # The practice's local patient id is looked up meanwhile too (DB.VI-CS.32).
+    services.local_patient_ids.ask_ahead(record)
     url = str(request.url.replace(path=f"/consumer/open/{one_time}", query=""))
     return JSONResponse({"viewer_url": url, "expires_in": int(HANDOVER_TTL_S)}, 201)
 
@@ -137,7 +158,7 @@ async def open_handover(request: Request) -> Response:
     session.provider = "psc"
     session.subject = session.subject or "consumer-handover"
     session.tokens = {"access_token": item.access_token}
-    grant_remote(request, session, item.opening, item.access_token, item.series_uid)
+    await grant_remote(request, session, item.opening, item.access_token, item.series_uid)
     return with_cookie(
         request, RedirectResponse(_viewer(item.opening.record, item.series_uid), 303), session
     )
@@ -223,7 +244,7 @@ async def open_by_hand(request: Request) -> Response:
     if series_uid and series_uid not in {s.series_uid for s in record.series}:
         raise BadRequest("series not in the KOS")
     token = str(session.tokens.get("access_token", ""))
-    grant_remote(request, session, RemoteOpening(record, body), token, series_uid)
+    await grant_remote(request, session, RemoteOpening(record, body), token, series_uid)
     return RedirectResponse(_viewer(record, series_uid), 303)
 
 

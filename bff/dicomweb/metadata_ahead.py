@@ -24,7 +24,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from bff.dicomweb.series_metadata import PreparedMetadata
+from bff.dicomweb.series_metadata import ContextKey, PreparedMetadata
 from bff.dicomweb.upstream import task_failed
 from bff.errors import ViewerError
 
@@ -113,9 +113,7 @@ class MetadataAhead:
         entry = self._entries.get(key)
         return entry is not None and entry.prepared is not None
 
-    async def take_prepared(
-        self, key: Key, context_key: tuple[str, str]
-    ) -> PreparedMetadata | None:
+    async def take_prepared(self, key: Key, context_key: ContextKey) -> PreparedMetadata | None:
         """The answer prepared ahead, once, if it was built for ``context_key`` (DICOMweb
         root, institution); None when there is none or it failed (the caller builds it)."""
         entry = self._entry(key)

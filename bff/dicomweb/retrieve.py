@@ -35,7 +35,13 @@ from bff.dicomweb.disk_cache import DiskFrameCache, entry_key
 from bff.dicomweb.metadata_ahead import MetadataAhead
 from bff.dicomweb.multipart import Part
 from bff.dicomweb.part10 import DEFLATED_SYNTAXES, file_meta, transfer_syntax
-from bff.dicomweb.series_metadata import PreparedMetadata, RewriteContext, SeriesFacts, prepare
+from bff.dicomweb.series_metadata import (
+    ContextKey,
+    PreparedMetadata,
+    RewriteContext,
+    SeriesFacts,
+    prepare,
+)
 from bff.dicomweb.series_stream import series_parts, series_path
 from bff.dicomweb.upstream import DicomwebUpstream
 from bff.errors import (
@@ -545,7 +551,7 @@ class Retriever:
         return task
 
     async def prepared_metadata(
-        self, upstream: DicomwebUpstream, study_uid: str, series_uid: str, key: tuple[str, str]
+        self, upstream: DicomwebUpstream, study_uid: str, series_uid: str, key: ContextKey
     ) -> PreparedMetadata | None:
         """The answer prepared ahead (once) if it was built for ``key`` (DICOMweb root,
         institution); None when there is none or it failed (the caller builds it)."""

@@ -35,6 +35,14 @@ from bff.dicomweb.metadata import rewrite_instance
 log = logging.getLogger(__name__)
 
 INSTITUTION_NAME = "00080080"
+PATIENT_ID = "00100020"
+ISSUER_OF_PATIENT_ID = "00100021"
+ISSUER_QUALIFIERS = "00100024"
+#: A private element of ours saying PatientID is the practice's local id (DB.VI-CS.32):
+#: the viewport overlay shows it then (ohif-config/app-config.js), and only then.
+PRIVATE_CREATOR = "00090010"
+LOCAL_ID_MARK = "00091010"
+LOCAL_ID_CREATOR = "DRIMBOX-VIEWER"
 TRANSFER_SYNTAX = "00020010"
 SERIES_UID = "0020000E"
 SOP_UID = "00080018"
@@ -63,6 +71,10 @@ class SeriesFacts:
 NO_FACTS = SeriesFacts({}, None)
 
 
+#: What a prepared answer was built for: root, institution, patient id and issuer.
+ContextKey = tuple[str, str, str, str]
+
+
 @dataclass(frozen=True)
 class RewriteContext:
     """Everything the rewrite depends on besides the rows."""
@@ -73,17 +85,21 @@ class RewriteContext:
     serve: str
     codec: str
     institution: str  # from the KOS (DB.VI-CS.29); '' keeps the images' value
+    #: The practice's local patient id and its issuer (Consumer, DB.VI-CS.32): they
+    #: replace the Source's PatientID; '' keeps the images' value.
+    patient_id: str = ""
+    patient_issuer: str = ""
 
     @property
-    def key(self) -> tuple[str, str]:
-        return (self.root, self.institution)
+    def key(self) -> ContextKey:
+        return (self.root, self.institution, self.patient_id, self.patient_issuer)
 
 
 @dataclass(frozen=True)
 class PreparedMetadata:
     """A series metadata answer, serialized and compressed once."""
 
-    key: tuple[str, str]
+    key: ContextKey
     body: bytes
     gzipped: bytes
     rows: int
@@ -94,6 +110,19 @@ def _first(row: Mapping[str, Any], tag: str) -> str:
     return str((row.get(tag, {}).get("Value") or [""])[0])
 
 
+def local_patient_id(row: dict[str, Any], patient_id: str, issuer: str) -> None:
+    """DB.VI-CS.32: the practice's local id replaces the Source's PatientID, with its own
+    issuer (the Source's qualifiers go: they named the Source's domain), marked as ours."""
+    row[PATIENT_ID] = {"vr": "LO", "Value": [patient_id]}
+    row.pop(ISSUER_QUALIFIERS, None)
+    if issuer:
+        row[ISSUER_OF_PATIENT_ID] = {"vr": "LO", "Value": [issuer]}
+    else:
+        row.pop(ISSUER_OF_PATIENT_ID, None)
+    row[PRIVATE_CREATOR] = {"vr": "LO", "Value": [LOCAL_ID_CREATOR]}
+    row[LOCAL_ID_MARK] = {"vr": "LO", "Value": ["LOCAL"]}
+
+
 def rewrite_rows(
     rows: list[Any], context: RewriteContext, facts: Mapping[str, SeriesFacts]
 ) -> list[Any]:
@@ -102,6 +131,8 @@ def rewrite_rows(
     for row in rows:
         if context.institution:
             row[INSTITUTION_NAME] = {"vr": "LO", "Value": [context.institution]}
+        if context.patient_id:
+            local_patient_id(row, context.patient_id, context.patient_issuer)
         series_uid = _first(row, SERIES_UID)
         sop_uid = _first(row, SOP_UID)
         series = facts.get(series_uid, NO_FACTS)

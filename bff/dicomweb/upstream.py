@@ -160,15 +160,17 @@ class DicomwebUpstream:
         self, path: str, accept: str, params: Mapping[str, str] | None
     ) -> httpx.Response:
         what = f"GET {path}"
-        request = self._client.build_request(
+        response = await self._send(self._request(path, accept, params), what, stream=False)
+        self._check(response, what)
+        return response
+
+    def _request(self, path: str, accept: str, params: Mapping[str, str] | None) -> httpx.Request:
+        return self._client.build_request(
             "GET",
             self._url(path),
             params=dict(params or {}),
             headers={**self._headers, "Accept": accept},
         )
-        response = await self._send(request, what, stream=False)
-        self._check(response, what)
-        return response
 
     async def _send(self, request: httpx.Request, what: str, *, stream: bool) -> httpx.Response:
         """Send ``request``, once more if the connection proved stale (STALE_CONNECTION)."""
@@ -221,6 +223,33 @@ class DicomwebUpstream:
             return response.json()
         except ValueError as exc:
             raise UpstreamProtocolError(f"GET {path}: invalid JSON") from exc
+
+    async def get_json_bounded(
+        self, path: str, params: Mapping[str, str] | None = None, *, max_bytes: int
+    ) -> Any:
+        """GET a DICOM JSON answer of at most ``max_bytes`` (decoded): a larger one is
+        refused as it streams (UpstreamProtocolError), never read whole. For answers
+        from a PACS we only look things up in (DB.VI-CS.32)."""
+        what = f"GET {path}"
+        response = await self._send(self._request(path, DICOM_JSON, params), what, stream=True)
+        try:
+            self._check(response, what)
+            body = bytearray()
+            try:
+                async for chunk in response.aiter_bytes():
+                    body += chunk
+                    if len(body) > max_bytes:
+                        raise UpstreamProtocolError(f"{what}: answer over {max_bytes} bytes")
+            except httpx.HTTPError as exc:
+                raise self.policy.for_exception(exc, what) from exc
+        finally:
+            await response.aclose()
+        if response.status_code == 204 or not body:
+            return []
+        try:
+            return json.loads(body)
+        except ValueError as exc:
+            raise UpstreamProtocolError(f"{what}: invalid JSON") from exc
 
     async def get_json_bytes(self, path: str) -> bytes:
         """GET a DICOM JSON answer as its raw bytes (to be parsed off the event loop)."""

@@ -78,12 +78,18 @@ class StudyOrigin(ABC):
         retriever: Retriever,
         *,
         institution: str = "",
+        patient_id: str = "",
+        patient_issuer: str = "",
         max_part_bytes: int,
     ) -> None:
         self.study_uid = study_uid
         self.retriever = retriever
         #: Institution Name from the KOS (DB.VI-CS.29, Tableau 3); '' keeps the images'.
         self.institution = institution
+        #: The practice's local patient id and its issuer, in place of the images'
+        #: PatientID (Consumer, DB.VI-CS.32); '' keeps the images'.
+        self.patient_id = patient_id
+        self.patient_issuer = patient_issuer
         self._max_part_bytes = max_part_bytes
         #: Why nothing of this study may be fetched (a refused remote Source), or None.
         self.refusal: ViewerError | None = None
@@ -160,6 +166,8 @@ class StudyOrigin(ABC):
             serve=upstream.serve,
             codec=self.retriever.params.codec,
             institution=self.institution,
+            patient_id=self.patient_id,
+            patient_issuer=self.patient_issuer,
         )
 
     def pull_on_demand(self, series_uids: Iterable[str]) -> None:
@@ -219,7 +227,7 @@ class StudyOrigin(ABC):
 
     async def rewrite(self, root: str, rows: list[Row]) -> list[Row]:
         """Rewrite metadata rows for what the BFF serves (BulkDataURIs to ``root``, the
-        served syntax, the KOS's institution), series by series."""
+        served syntax, the KOS's institution, the practice's patient id), series by series."""
         by_series: dict[str, list[Row]] = {}
         for row in rows:
             by_series.setdefault(first_value(row, SERIES_UID), []).append(row)

@@ -53,7 +53,7 @@ class OriginFactory:
         self._whitelist = whitelist
         self._source_ports = source_ports
         self._client = source_client
-        self._remote: OrderedDict[tuple[str, str, str, str], RemoteSourceOrigin] = OrderedDict()
+        self._remote: OrderedDict[tuple[str, ...], RemoteSourceOrigin] = OrderedDict()
 
     def location_of(self, host: str) -> str:
         """The location (registered FQDN) a request came through (DB.VI-SO.07, .127)."""
@@ -89,14 +89,23 @@ class OriginFactory:
         )
 
     def remote(
-        self, location: str, record: KosRecord, access_token: str, kos_bytes: bytes = b""
+        self,
+        location: str,
+        record: KosRecord,
+        access_token: str,
+        kos_bytes: bytes = b"",
+        *,
+        patient_id: str = "",
+        patient_issuer: str = "",
     ) -> RemoteSourceOrigin:
-        """The remote Source(s) of a KOS opened on the Consumer, asked with this token."""
+        """The remote Source(s) of a KOS opened on the Consumer, asked with this token;
+        ``patient_id``: the practice's local patient id shown in place of the Source's
+        (DB.VI-CS.32), and its issuer."""
         digest = hashlib.sha256(access_token.encode()).hexdigest()
         # DRIMBOX_CONSUMER_IMAGES: as received (lossless), or transcoded like the Source
         # viewer's frames for a slow link to the browser (issue 5).
         serve = "lossy" if self._consumer_images() == "lossy" else "browser"
-        key = (location, record.sop_uid, digest, serve)
+        key = (location, record.sop_uid, digest, serve, patient_id, patient_issuer)
         origin = self._remote.get(key)
         if origin is not None:
             self._remote.move_to_end(key)
@@ -118,6 +127,8 @@ class OriginFactory:
             max_part_bytes=self._max_part_bytes,
             frame_timeout=self._frame_timeout,
             kos_bytes=kos_bytes,
+            patient_id=patient_id,
+            patient_issuer=patient_issuer,
         )
         self._remote[key] = origin
         while len(self._remote) > MAX_REMOTE:

@@ -65,9 +65,13 @@ class RefusedSource(DicomwebUpstream):
         super().__init__(base_url, origin=origin, serve="browser")
         self.error = error
 
-    # The two places every upstream request goes through (get_json, get_json_bytes,
-    # search and get_bytes all use _get): nothing can reach the network.
+    # The places every upstream request goes through (get_json, get_json_bytes, search
+    # and get_bytes all use _get; get_json_bounded and stream stream): nothing can reach
+    # the network.
     async def _get(self, path: str, accept: str, params: Any) -> httpx.Response:
+        raise self.error
+
+    async def get_json_bounded(self, path: str, params: Any = None, *, max_bytes: int) -> Any:
         raise self.error
 
     @asynccontextmanager
@@ -196,11 +200,15 @@ class RemoteSourceOrigin(StudyOrigin):
         max_part_bytes: int,
         frame_timeout: float,
         kos_bytes: bytes = b"",
+        patient_id: str = "",
+        patient_issuer: str = "",
     ) -> None:
         super().__init__(
             record.study_uid,
             retriever,
             institution=record.institution_name,
+            patient_id=patient_id,
+            patient_issuer=patient_issuer,
             max_part_bytes=max_part_bytes,
         )
         self.record = record
@@ -311,13 +319,19 @@ class RemoteSourceOrigin(StudyOrigin):
                 "vr": "PN",
                 "Value": [{"Alphabetic": f"{traits.birth_name}^{' '.join(traits.given_names)}"}],
             },
-            "00100020": {"vr": "LO", "Value": [record.ins or record.local_patient_id or ""]},
+            # The practice's local id when it was found (DB.VI-CS.32), else the Source's.
+            "00100020": {
+                "vr": "LO",
+                "Value": [self.patient_id or record.ins or record.local_patient_id or ""],
+            },
             "00100030": {"vr": "DA", "Value": [traits.birth_date]},
             "00100040": {"vr": "CS", "Value": [traits.sex]},
             "00080080": {"vr": "LO", "Value": [record.institution_name]},
             "00201206": {"vr": "IS", "Value": [len(record.series)]},
             "00201208": {"vr": "IS", "Value": [sum(len(s.instances) for s in record.series)]},
         }
+        if self.patient_issuer:
+            row["00100021"] = {"vr": "LO", "Value": [self.patient_issuer]}
         if record.description:
             row["00081030"] = {"vr": "LO", "Value": [record.description[:64]]}
         if modalities:

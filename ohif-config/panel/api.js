@@ -15,6 +15,9 @@
  * @property {string} [ins_oid]
  * @property {string} [institution]
  * @property {string} [accession_number]
+ * @property {string} [local_patient_id] the practice's own id (Consumer, DB.VI-CS.32)
+ * @property {string} [local_patient_issuer]
+ * @property {string} [source_patient_id] the Source's id, shown beside the local one
  */
 
 /**

@@ -29,6 +29,17 @@ export function insText(ins, oid) {
 }
 
 /**
+ * The practice's local patient id with its issuer: 'CAB-000042 (CABINET-DUPONT)'.
+ * @param {string | undefined} id
+ * @param {string | undefined} issuer
+ * @returns {string}
+ */
+export function localIdText(id, issuer) {
+  if (!id) return '';
+  return issuer ? id + ' (' + issuer + ')' : id;
+}
+
+/**
  * The identity rows of an exam (DB.VI-CS.29), in order, without the empty ones.
  * @param {Study} study
  * @returns {Array<[string, string]>} [label, value]
@@ -44,6 +55,10 @@ export function identityFields(study) {
     ['Matricule INS', insText(study.ins, study.ins_oid)],
     ['Établissement', study.institution],
     ["N° d'examen", study.accession_number],
+    // DB.VI-CS.32: the practice's own id, found by the INS in its PACS; the Source's
+    // stays visible beside it (only when a local id was found).
+    ['Identifiant patient local', localIdText(study.local_patient_id, study.local_patient_issuer)],
+    ['Identifiant à la source', study.local_patient_id ? study.source_patient_id : undefined],
   ];
   return /** @type {Array<[string, string]>} */ (fields.filter(([, value]) => value));
 }

@@ -84,6 +84,22 @@ describe('identityFields', () => {
       ["N° d'examen", 'ACN101'],
     ]);
   });
+
+  it("adds the practice's local id and the Source's when one was found (DB.VI-CS.32)", () => {
+    const study = {
+      ...DOMINIQUE,
+      local_patient_id: 'CAB-000042',
+      local_patient_issuer: 'CABINET-DUPONT',
+      source_patient_id: '279035121518989',
+    };
+    assert.deepEqual(identityFields(study).slice(-2), [
+      ['Identifiant patient local', 'CAB-000042 (CABINET-DUPONT)'],
+      ['Identifiant à la source', '279035121518989'],
+    ]);
+    // Without a local id, the Source's id is not repeated (the INS row shows it).
+    const none = { ...DOMINIQUE, source_patient_id: '279035121518989' };
+    assert.equal(identityFields(none).length, identityFields(DOMINIQUE).length);
+  });
   it('names every administrative sex, keeps an unknown code, leaves out what is missing', () => {
     const names = ['F', 'M', 'O', 'U', 'X'].map(
       (sex) => identityFields({ study_uid: '1', sex }).find(([label]) => label === 'Sexe')

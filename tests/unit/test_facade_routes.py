@@ -105,7 +105,7 @@ class FakeOrigin(StudyOrigin):
     async def series_metadata(self, root: str, series_uid: str) -> PreparedMetadata:
         self.calls.append(f"series_metadata {series_uid}")
         body = b'[{"00080018":{"vr":"UI","Value":["' + SOP.encode() + b'"]}}]'
-        return PreparedMetadata((root, ""), body, gzip.compress(body), 1, "")
+        return PreparedMetadata((root, "", "", ""), body, gzip.compress(body), 1, "")
 
     async def instance_metadata_rows(self, series_uid: str, sop_uids: Sequence[str]) -> list[Row]:
         self.calls.append(f"instance_metadata_rows {series_uid} {','.join(sop_uids)}")
@@ -175,7 +175,9 @@ class FakeFactory(OriginFactory):
         self.resolved.append(f"local {study_uid}")
         return self.origin
 
-    def remote(self, location: str, record: KosRecord, token: str, kos_bytes: bytes = b"") -> Any:
+    def remote(
+        self, location: str, record: KosRecord, access_token: str, kos_bytes: bytes = b"", **_: Any
+    ) -> Any:
         self.resolved.append(f"remote {record.study_uid}")
         return self.origin
 

@@ -85,3 +85,24 @@ def test_source_ports() -> None:
     assert production(source_ports="443").source_port_set() == {443}
     with pytest.raises(ValueError, match="SOURCE_PORTS"):
         production(source_ports="443,8443")
+
+
+# -- the practice's local patient id (DB.VI-CS.32) -----------------------------------------
+
+
+def test_local_patient_id_issuers_are_oids_and_test_ones_are_refused_in_production() -> None:
+    default = Settings.from_env({})
+    assert default.local_patient_id_url == ""  # off unless configured
+    assert "1.2.250.1.213.1.4.8" in default.local_patient_id_issuer_set()
+    with pytest.raises(ValueError, match="LOCAL_PATIENT_ID_ISSUERS"):
+        Settings.from_env({}, local_patient_id_issuers="1.2.250.1.213.1.4.8,ASIP-SANTE-INS-NIR")
+    with pytest.raises(ValueError, match="LOCAL_PATIENT_ID_TIMEOUT"):
+        Settings.from_env({}, local_patient_id_timeout="0")
+    url = "https://pacs-cabinet.example.fr/dicom-web"
+    # Production with the default issuers (the DRIM-M test OIDs among them): refused.
+    with pytest.raises(ValueError, match="test INS OIDs"):
+        production(local_patient_id_url=url)
+    real = "1.2.250.1.213.1.4.8,1.2.250.1.213.1.4.9"
+    kept = production(local_patient_id_url=url, local_patient_id_issuers=real)
+    assert kept.local_patient_id_issuer_set() == {"1.2.250.1.213.1.4.8", "1.2.250.1.213.1.4.9"}
+    assert production().local_patient_id_url == ""  # off: the default issuers are harmless
