@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -130,6 +131,16 @@ def test_publication_prepares_and_an_opening_transcodes_and_streams_nothing(
         assert not [p for p in retrievals if not p.endswith(("/metadata", "/instances"))], (
             retrievals
         )
+        # Item 2: the prepared answer is sent as stored, framing included (the live path
+        # frames each answer anew, with a new random boundary).
+        series_uid, _ = ct_series(client, study.study_uid)
+        sop_uid = next(iter(prepared_frames))
+        url = (
+            f"/dicomweb/studies/{study.study_uid}/series/{series_uid}/instances/{sop_uid}/frames/1"
+        )
+        first, again = (client.get(url, headers={"Accept": FRAME_ACCEPT}) for _ in range(2))
+        assert first.content == again.content
+        assert first.headers["content-type"] == again.headers["content-type"]
     # The same frames from a BFF that prepares nothing: the live path's answer.
     with (
         bff(pacs, prepare_at_publication=False) as live,
@@ -181,3 +192,47 @@ def test_the_store_bound_holds(pacs: Pacs) -> None:
         # What is not prepared is served live; the opening still works.
         frames = open_series(client, pacs.study.study_uid)
         assert len(frames) > 0
+
+
+def kos_cli(archive_url: str, *args: str) -> str:
+    """``drimbox-viewer kos ...`` as an operator runs it (another process)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "DRIMBOX_ARCHIVE_URL": archive_url}
+    done = subprocess.run(
+        [sys.executable, "-m", "bff", "kos", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return done.stdout
+
+
+def test_a_cli_publication_is_prepared_and_survives_a_restart(pacs: Pacs, tmp_path: Path) -> None:
+    """``kos add`` (another process) is seen by the BFF's scan; ``kos list`` shows the
+    progress; a restarted BFF serves the prepared study from its store, transcoding
+    nothing and preparing nothing again."""
+    study = pacs.study
+    shared = {
+        "archive_url": f"sqlite:///{tmp_path / 'archive.db'}",
+        "prepared_dir": str(tmp_path / "prepared"),
+        "prepare_scan_interval": 0.5,
+    }
+    with bff(pacs, **shared) as server:
+        kos_cli(shared["archive_url"], "add", str(study.kos_path), "--cda-id", CDA_ID)
+        wait_state(server, pacs, "prepared")
+    n = study.n_instances
+    assert f"prepared {n}/{n}" in kos_cli(shared["archive_url"], "list")
+    with bff(pacs, **shared) as again, httpx.Client(base_url=again.url, timeout=60) as client:
+        assert len(open_series(client, study.study_uid)) > 0
+        assert poll(
+            lambda: (
+                again.services.preparer is not None and again.services.preparer.stats["scans"] > 0
+            )
+        )
+        pool = again.services.retriever._pool
+        assert pool.submitted == {"interactive": 0, "background": 0}
