@@ -217,16 +217,17 @@ def test_a_cli_publication_is_prepared_and_survives_a_restart(pacs: Pacs, tmp_pa
     progress; a restarted BFF serves the prepared study from its store, transcoding
     nothing and preparing nothing again."""
     study = pacs.study
-    shared = {
-        "archive_url": f"sqlite:///{tmp_path / 'archive.db'}",
+    archive_url = f"sqlite:///{tmp_path / 'archive.db'}"
+    shared: dict[str, Any] = {
+        "archive_url": archive_url,
         "prepared_dir": str(tmp_path / "prepared"),
         "prepare_scan_interval": 0.5,
     }
     with bff(pacs, **shared) as server:
-        kos_cli(shared["archive_url"], "add", str(study.kos_path), "--cda-id", CDA_ID)
+        kos_cli(archive_url, "add", str(study.kos_path), "--cda-id", CDA_ID)
         wait_state(server, pacs, "prepared")
     n = study.n_instances
-    assert f"prepared {n}/{n}" in kos_cli(shared["archive_url"], "list")
+    assert f"prepared {n}/{n}" in kos_cli(archive_url, "list")
     with bff(pacs, **shared) as again, httpx.Client(base_url=again.url, timeout=60) as client:
         assert len(open_series(client, study.study_uid)) > 0
         assert poll(
