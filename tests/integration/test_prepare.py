@@ -53,7 +53,11 @@ class Bff:
 @contextmanager
 def bff(pacs: Pacs, **overrides: Any) -> Iterator[Bff]:
     asked: list[str] = []
-    values: dict[str, Any] = {"admin_secret": ADMIN_SECRET, **overrides}
+    values: dict[str, Any] = {
+        "admin_secret": ADMIN_SECRET,
+        "prepare_at_publication": True,
+        **overrides,
+    }
     with (
         live_server(counting_proxy(pacs.process.base_url, asked), lifespan="off") as proxy,
     ):
