@@ -95,7 +95,7 @@ SETTINGS: tuple[Setting, ...] = (
     _s(
         "PREPARED_BYTES",
         str(16 * 1024**3),
-        "Upper bound, in bytes, of that directory: about 25 MB per 1300-slice CT "
+        "Upper bound, in bytes, of that directory: about 24 MB per 1300-slice CT "
         "(docs/performance.md). A preparation that would pass it stops ('full' in kos list); "
         "a prepared exam is never evicted for another.",
     ),
