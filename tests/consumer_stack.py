@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import secrets
 import ssl
 from collections.abc import AsyncIterator, Iterator
@@ -24,6 +25,7 @@ from starlette.routing import Route
 from bff.app import create_app
 from bff.demo.dataset import DemoStudy
 from bff.demo.kos import retarget_kos
+from bff.demo.orthanc import OrthancProcess
 from bff.demo.pki import TlsFiles, issue, make_test_pki, make_whitelist_signer
 from bff.demo.stack import DEMO_CDA_ID, DEMO_USERS_FILE, Stack, new_stack, publish_demo_kos
 from bff.demo.whitelist import write_test_whitelist
@@ -195,6 +197,11 @@ class DrimmStack:
     handover_secret: str
     pki: dict[str, TlsFiles]
     work: Path
+    #: DB.VI-CO.42: the practice's PACS the Consumer exports to (its ports: HTTP for
+    #: STOW-RS, DICOM for C-STORE; a test starts it, :func:`practice_pacs`), and a port
+    #: where no PACS listens (destinations "down").
+    export_ports: tuple[int, int] = (0, 0)
+    export_down_port: int = 0
 
     def fake_api(self) -> str:
         """A fresh base URL on the misbehaving Source (a new Source for the cache)."""
@@ -204,12 +211,66 @@ class DrimmStack:
         return retarget_kos(self.study.kos_path.read_bytes(), base)
 
 
+#: The practice PACS's AE title (what the Consumer calls) and the Consumer's own.
+PRACTICE_AET = "CABINET"
+CONSUMER_AET = "DRIMBOX-CO"
+#: The export destinations the test Consumer offers, in order (DRIMBOX_EXPORT_DESTINATIONS
+#: ids '1' to '4').
+EXPORT_STOW, EXPORT_CSTORE, EXPORT_STOW_DOWN, EXPORT_CSTORE_DOWN = "1", "2", "3", "4"
+
+
+def export_destinations(http_port: int, dicom_port: int, down_port: int) -> str:
+    return json.dumps(
+        [
+            {
+                "name": "PACS du cabinet",
+                "protocol": "stow",
+                "url": f"http://127.0.0.1:{http_port}/dicom-web",
+            },
+            {
+                "name": "Station du cabinet (DICOM)",
+                "protocol": "cstore",
+                "host": "127.0.0.1",
+                "port": dicom_port,
+                "called_ae": PRACTICE_AET,
+                "calling_ae": CONSUMER_AET,
+            },
+            {
+                "name": "PACS éteint",
+                "protocol": "stow",
+                "url": f"http://127.0.0.1:{down_port}/dicom-web",
+            },
+            {
+                "name": "Station éteinte",
+                "protocol": "cstore",
+                "host": "127.0.0.1",
+                "port": down_port,
+                "called_ae": PRACTICE_AET,
+                "calling_ae": CONSUMER_AET,
+            },
+        ]
+    )
+
+
+@contextmanager
+def practice_pacs(drimm: DrimmStack, directory: Path) -> Iterator[OrthancProcess]:
+    """A second real Orthanc, the practice's PACS (DB.VI-CO.42): STOW-RS on its DICOMweb
+    port, C-STORE on its DICOM port (AE title :data:`PRACTICE_AET`), empty at start."""
+    http_port, dicom_port = drimm.export_ports
+    with OrthancProcess(
+        directory, http_port=http_port, dicom_port=dicom_port, aet=PRACTICE_AET, name="CABINET"
+    ) as process:
+        yield process
+
+
 @pytest.fixture(scope="module")
 def drimm(pacs: Pacs, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DrimmStack]:
     work = tmp_path_factory.mktemp("drimm")
     pki = make_test_pki(work / "pki", server_names=("localhost",))
     bff_port, api_port, idp_port, co_port, fake_port = (free_port() for _ in range(5))
     spare_ports = (free_port(), free_port(), free_port())
+    export_ports = (free_port(), free_port())
+    export_down_port = free_port()
     # The whitelist names the Source ('localhost': its server certificate) and the
     # Consumer (its client certificate), both roles load it.
     trust = whitelisted(work, ["localhost", "consumer.localhost"])
@@ -252,6 +313,8 @@ def drimm(pacs: Pacs, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Drim
         source_ports=",".join(map(str, (api_port, fake_port, *spare_ports))),
         source_timeout=3.0,
         frame_wait_timeout=8.0,
+        export_destinations=export_destinations(*export_ports, export_down_port),
+        export_timeout=5.0,
     )
     source_app = create_app(source_settings)
     consumer_app = create_app(consumer_settings)
@@ -284,6 +347,8 @@ def drimm(pacs: Pacs, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Drim
             handover_secret=secret,
             pki=pki,
             work=work,
+            export_ports=export_ports,
+            export_down_port=export_down_port,
         )
 
 
