@@ -9,23 +9,28 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pydicom
 import pytest
 
+from bff.demo.dataset import DemoStudy
 from bff.demo.orthanc import OrthancProcess
-from tests.access import LoopbackTransport
+from tests.access import LoopbackTransport, ScriptedBrowser
+from tests.conftest import Pacs
 from tests.consumer_stack import (
     EXPORT_CSTORE,
     EXPORT_CSTORE_DOWN,
     EXPORT_STOW,
     EXPORT_STOW_DOWN,
     DrimmStack,
+    export_destinations,
     practice_pacs,
 )
 from tests.integration.test_consumer import ConsumerBrowser, read_audit
+from tests.source_stack import LOCATION, running_source
 from tests.waiting import poll
 
 pytestmark = pytest.mark.integration
@@ -59,7 +64,7 @@ def browser(drimm: DrimmStack) -> Iterator[ConsumerBrowser]:
 
 def stored_instances(pacs: OrthancProcess, study_uid: str) -> dict[str, pydicom.Dataset]:
     """SOP Instance UID -> the file the destination holds, read back from it."""
-    out = {}
+    out: dict[str, pydicom.Dataset] = {}
     with httpx.Client(base_url=pacs.base_url, timeout=30) as client:
         found = client.post(
             "/tools/find",
@@ -78,7 +83,7 @@ def last_export_audit(drimm: DrimmStack) -> dict[str, Any]:
 
 
 def originals(drimm: DrimmStack, series_uid: str | None = None) -> dict[str, pydicom.Dataset]:
-    out = {}
+    out: dict[str, pydicom.Dataset] = {}
     for path in drimm.study.instance_files:
         ds = pydicom.dcmread(path)
         if series_uid is None or str(ds.SeriesInstanceUID) == series_uid:
@@ -264,3 +269,32 @@ def test_one_export_at_a_time_per_user(
         assert job["state"] == "failed" and job["code"].startswith("E2"), job
     finally:
         drimm.fake.mode = "ok"
+
+
+def test_the_source_viewer_offers_no_export(
+    drimm: DrimmStack,
+    pacs: Pacs,
+    other_study: DemoStudy,
+    practice: OrthancProcess,
+    tmp_path: Path,
+) -> None:
+    """Only the Consumer exports (DB.VI-CO.42): a professional on the Source viewer, on a
+    deployment with a destination configured, gets 404 and nothing is sent."""
+    destinations = export_destinations(*drimm.export_ports, drimm.export_down_port)
+    with running_source(pacs, other_study, tmp_path, export_destinations=destinations) as source:
+        browser = ScriptedBrowser()
+        try:
+            assert browser.sign_in(source.link(), "psc", "dr.radiologue").status_code == 303
+            base = source.stack.bff_url(LOCATION)
+            csrf = browser.get(base + "/api/session").json()["csrf"]
+            study_uid = source.study.study_uid
+            assert browser.get(base + f"/api/pacs-export/{study_uid}").status_code == 404
+            answer = browser.client.post(
+                base + f"/api/pacs-export/{study_uid}",
+                json={"destination": EXPORT_STOW},
+                headers={"X-CSRF-Token": csrf},
+            )
+            assert answer.status_code == 404 and answer.json()["code"] == "E404"
+        finally:
+            browser.close()
+    assert stored_instances(practice, pacs.study.study_uid) == {}
