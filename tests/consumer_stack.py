@@ -86,7 +86,8 @@ class FakeSourceMode:
     #: 'ok'; 'status:<n>' (answers that HTTP status); 'sop_class' / 'syntax' (instances
     #: the Consumer must refuse, E301 / E302); in the middle of a series (before its 4th
     #: instance): 'truncate' (ends the answer without the closing delimiter), 'drop'
-    #: (closes the connection), 'stall' (stops sending).
+    #: (closes the connection), 'stall' (stops sending); 'extra': every instance of the
+    #: study for any series asked (a Source sending more than the KOS grants).
     mode: str = "ok"
     requests: list[str] = field(default_factory=list)
     #: Paths of the stalled streams the client closed (it gave up waiting).
@@ -139,6 +140,8 @@ def fake_source_app(study: DemoStudy, state: FakeSourceMode) -> Starlette:
         if mode.startswith("status:"):
             return Response(b"", int(mode.split(":")[1]))
         files = _series_files(study, request.path_params["series_uid"])
+        if mode == "extra":  # more than the series asked: every instance of the study
+            files = list(study.instance_files)
 
         async def body() -> AsyncIterator[bytes]:
             for index, path in enumerate(files):

@@ -298,3 +298,24 @@ def test_the_source_viewer_offers_no_export(
         finally:
             browser.close()
     assert stored_instances(practice, pacs.study.study_uid) == {}
+
+
+def test_only_the_series_asked_is_sent_whatever_the_source_sends(
+    drimm: DrimmStack, browser: ConsumerBrowser, practice: OrthancProcess
+) -> None:
+    """A Source that sends other series' instances in a series' answer: only the
+    instances of the series asked (of the KOS) reach the practice's PACS."""
+    drimm.fake.mode = "extra"
+    try:
+        browser.open(drimm.kos_for(drimm.fake_api()))
+        csrf = str(browser.get("/api/session").json()["csrf"])
+        study_uid = drimm.study.study_uid
+        series_uid = drimm.study.series_uids[-1]
+        assert start(browser, study_uid, csrf, EXPORT_STOW, series_uid).status_code == 202
+        job = finished(browser, study_uid)
+    finally:
+        drimm.fake.mode = "ok"
+    expected = originals(drimm, series_uid)
+    assert len(expected) < drimm.study.n_instances
+    assert job["state"] == "done" and job["sent"] == len(expected), job
+    assert_lossless_copies(stored_instances(practice, study_uid), expected)
