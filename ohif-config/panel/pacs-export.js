@@ -16,8 +16,8 @@ import { bySeriesNumber, seriesChoiceLabel, tagValue } from './format.js';
 
 export const EXPORT_LABEL = 'Exporter vers le PACS';
 export const EXPORT_HINT =
-  "Envoie les images de l'examen, sans perte, au PACS ou à la station de travail de votre " +
-  'cabinet configuré(e) par votre administrateur.';
+  "Envoie les images de l'examen (ou d'une série), sans perte, telles que le site " +
+  'producteur les a enregistrées, au PACS ou à la station de travail de votre cabinet.';
 export const WHOLE_EXAM = "Tout l'examen";
 /** How often the box asks how the export stands while it runs. */
 const POLL_MS = 1000;
