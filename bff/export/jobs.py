@@ -85,6 +85,17 @@ class ExportJob:
             return f"Export terminé : {images(self.stored)} à {name}."
         return f"{self.error.message} ({images(self.stored)} à {name}.)"
 
+    def audit_fields(self) -> dict[str, Any]:
+        """Who exports what where (the audit trail; no patient identity values)."""
+        return {
+            "subject": self.subject,
+            "destination": self.destination.name,
+            "protocol": self.destination.protocol,
+            "study_uid": self.study_uid,
+            "series_uid": self.series_uid or None,
+            "total": self.total,
+        }
+
     def as_json(self) -> dict[str, Any]:
         return {
             "id": self.id,
@@ -193,15 +204,7 @@ class PacsExports:
             timeout=self._timeout,
             batch_bytes=self._batch_bytes,
         )
-        audit(
-            "pacs_export_started",
-            subject=subject,
-            destination=destination.name,
-            protocol=destination.protocol,
-            study_uid=origin.study_uid,
-            series_uid=series_uid or None,
-            total=total,
-        )
+        audit("pacs_export_started", **job.audit_fields())
         task = asyncio.create_task(self._run(job, origin, series_uids, sender))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -260,12 +263,7 @@ class PacsExports:
                 )
             audit(
                 "pacs_export",
-                subject=job.subject,
-                destination=job.destination.name,
-                protocol=job.destination.protocol,
-                study_uid=job.study_uid,
-                series_uid=job.series_uid or None,
-                total=job.total,
+                **job.audit_fields(),
                 sent=job.stored,
                 refused=job.refused,
                 skipped=job.skipped,
