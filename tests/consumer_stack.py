@@ -205,6 +205,8 @@ class DrimmStack:
     #: where no PACS listens (destinations "down").
     export_ports: tuple[int, int] = (0, 0)
     export_down_port: int = 0
+    #: where a test may start a STOW-RS double (destination EXPORT_STOW_PARTIAL)
+    export_double_port: int = 0
 
     def fake_api(self) -> str:
         """A fresh base URL on the misbehaving Source (a new Source for the cache)."""
@@ -218,11 +220,16 @@ class DrimmStack:
 PRACTICE_AET = "CABINET"
 CONSUMER_AET = "DRIMBOX-CO"
 #: The export destinations the test Consumer offers, in order (DRIMBOX_EXPORT_DESTINATIONS
-#: ids '1' to '4').
+#: ids '1' to '7'): the practice's PACS by STOW-RS and C-STORE, each down, each refusing
+#: (a DICOMweb path it does not serve, an AE title it is not), and a STOW-RS double that
+#: stores some instances only.
 EXPORT_STOW, EXPORT_CSTORE, EXPORT_STOW_DOWN, EXPORT_CSTORE_DOWN = "1", "2", "3", "4"
+EXPORT_STOW_REFUSED, EXPORT_CSTORE_REFUSED, EXPORT_STOW_PARTIAL = "5", "6", "7"
 
 
-def export_destinations(http_port: int, dicom_port: int, down_port: int) -> str:
+def export_destinations(
+    http_port: int, dicom_port: int, down_port: int, double_port: int = 0
+) -> str:
     return json.dumps(
         [
             {
@@ -251,6 +258,24 @@ def export_destinations(http_port: int, dicom_port: int, down_port: int) -> str:
                 "called_ae": PRACTICE_AET,
                 "calling_ae": CONSUMER_AET,
             },
+            {
+                "name": "PACS sans DICOMweb",
+                "protocol": "stow",
+                "url": f"http://127.0.0.1:{http_port}/pas-de-dicom-web",
+            },
+            {
+                "name": "Station mal configurée",
+                "protocol": "cstore",
+                "host": "127.0.0.1",
+                "port": dicom_port,
+                "called_ae": "INCONNU",
+                "calling_ae": CONSUMER_AET,
+            },
+            {
+                "name": "PACS partiel",
+                "protocol": "stow",
+                "url": f"http://127.0.0.1:{double_port or down_port}/dicom-web",
+            },
         ]
     )
 
@@ -274,6 +299,7 @@ def drimm(pacs: Pacs, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Drim
     spare_ports = (free_port(), free_port(), free_port())
     export_ports = (free_port(), free_port())
     export_down_port = free_port()
+    export_double_port = free_port()
     # The whitelist names the Source ('localhost': its server certificate) and the
     # Consumer (its client certificate), both roles load it.
     trust = whitelisted(work, ["localhost", "consumer.localhost"])
@@ -316,7 +342,9 @@ def drimm(pacs: Pacs, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Drim
         source_ports=",".join(map(str, (api_port, fake_port, *spare_ports))),
         source_timeout=3.0,
         frame_wait_timeout=8.0,
-        export_destinations=export_destinations(*export_ports, export_down_port),
+        export_destinations=export_destinations(
+            *export_ports, export_down_port, export_double_port
+        ),
         export_timeout=5.0,
     )
     source_app = create_app(source_settings)
@@ -352,6 +380,7 @@ def drimm(pacs: Pacs, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Drim
             work=work,
             export_ports=export_ports,
             export_down_port=export_down_port,
+            export_double_port=export_double_port,
         )
 
 

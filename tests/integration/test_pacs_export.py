@@ -15,21 +15,30 @@ from typing import Any
 import httpx
 import pydicom
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from bff.demo.dataset import DemoStudy
 from bff.demo.orthanc import OrthancProcess
+from bff.dicomweb.multipart import MultipartParser, parse_content_type
 from tests.access import LoopbackTransport, ScriptedBrowser
 from tests.conftest import Pacs
 from tests.consumer_stack import (
     EXPORT_CSTORE,
     EXPORT_CSTORE_DOWN,
+    EXPORT_CSTORE_REFUSED,
     EXPORT_STOW,
     EXPORT_STOW_DOWN,
+    EXPORT_STOW_PARTIAL,
+    EXPORT_STOW_REFUSED,
     DrimmStack,
     export_destinations,
     practice_pacs,
 )
 from tests.integration.test_consumer import ConsumerBrowser, read_audit
+from tests.servers import live_server
 from tests.source_stack import LOCATION, running_source
 from tests.waiting import poll
 
@@ -205,6 +214,66 @@ def test_a_destination_down_is_e462_in_french(
         e for e in read_audit(drimm.work / "consumer-audit.jsonl") if e["event"] == "pacs_export"
     ][-1]
     assert entry["outcome"] == "E462"
+
+
+@pytest.mark.parametrize("destination", [EXPORT_STOW_REFUSED, EXPORT_CSTORE_REFUSED])
+def test_a_destination_that_refuses_is_e463_in_french(
+    drimm: DrimmStack, browser: ConsumerBrowser, practice: OrthancProcess, destination: str
+) -> None:
+    """The practice's Orthanc answering 404 to STOW-RS on a path it does not serve, or
+    rejecting the association to an AE title it is not."""
+    study_uid, csrf = opened(drimm, browser)
+    assert start(browser, study_uid, csrf, destination).status_code == 202
+    job = finished(browser, study_uid)
+    assert job["state"] == "failed" and job["code"] == "E463", job
+    assert job["sent"] == 0
+    assert job["message"].startswith("Le PACS de destination a refusé les images.")
+    assert last_export_audit(drimm)["outcome"] == "E463"
+    assert stored_instances(practice, study_uid) == {}
+
+
+def partial_stow_app(received: list[str]) -> Starlette:
+    """A STOW-RS double (the partial refusal a real Orthanc does not produce): parses the
+    multipart body and stores every instance but the first of each request, answering
+    202 with ReferencedSOPSequence and FailedSOPSequence (PS3.18 10.5.3)."""
+
+    async def stow(request: Request) -> Response:
+        _, params = parse_content_type(request.headers["content-type"])
+        parser = MultipartParser(params["boundary"], max_part_bytes=64 * 1024**2)
+        parts = parser.feed(await request.body())
+        parser.finalize()
+        uids = [str(pydicom.dcmread(io.BytesIO(p.body)).SOPInstanceUID) for p in parts]
+        received.extend(uids)
+
+        def item(uid: str) -> dict[str, Any]:
+            return {"00081155": {"vr": "UI", "Value": [uid]}}
+
+        body = {
+            "00081198": {"vr": "SQ", "Value": [item(u) for u in uids[:1]]},
+            "00081199": {"vr": "SQ", "Value": [item(u) for u in uids[1:]]},
+        }
+        return JSONResponse(body, 202, media_type="application/dicom+json")
+
+    return Starlette(routes=[Route("/dicom-web/studies", stow, methods=["POST"])])
+
+
+def test_a_partial_refusal_is_e464_with_what_was_sent(
+    drimm: DrimmStack, browser: ConsumerBrowser
+) -> None:
+    received: list[str] = []
+    study_uid, csrf = opened(drimm, browser)
+    with live_server(partial_stow_app(received), port=drimm.export_double_port, lifespan="off"):
+        assert start(browser, study_uid, csrf, EXPORT_STOW_PARTIAL).status_code == 202
+        job = finished(browser, study_uid)
+    n = drimm.study.n_instances
+    assert len(received) == n  # every instance went out, in batches
+    assert job["state"] == "failed" and job["code"] == "E464", job
+    assert job["sent"] + job["refused"] == n and 0 < job["refused"] < n
+    assert job["message"] == (
+        "L'export est incomplet : une partie des images a été refusée par le PACS de "
+        "destination. Prévenez l'administrateur de votre PACS. "
+        f"({job['sent']} images envoyées à PACS partiel.)"
+    )
 
 
 def test_a_series_outside_the_kos_cannot_be_exported(
