@@ -48,7 +48,8 @@ MAX_KEPT = 1000
 
 
 def images(count: int) -> str:
-    return f"{count} image envoyée" if count == 1 else f"{count} images envoyées"
+    """'12 images envoyées'; French makes 0 and 1 singular."""
+    return f"{count} image envoyée" if count <= 1 else f"{count} images envoyées"
 
 
 @dataclass
@@ -169,6 +170,20 @@ class PacsExports:
         job = self._jobs.get(subject)
         return job if job is not None and job.study_uid == study_uid else None
 
+    def admit(self, subject: str) -> None:
+        """E461 when ``subject`` already exports, or the server runs its maximum."""
+        earlier = self._jobs.get(subject)
+        if earlier is not None and earlier.running:
+            raise ExportBusy("an export of this user is running")
+        if sum(1 for j in self._jobs.values() if j.running) >= self._max_jobs:
+            raise ExportBusy(
+                "too many exports running",
+                message=(
+                    "Le serveur effectue déjà le nombre maximal d'exports simultanés. "
+                    "Veuillez réessayer dans quelques minutes."
+                ),
+            )
+
     def start(
         self,
         subject: str,
@@ -181,17 +196,7 @@ class PacsExports:
     ) -> ExportJob:
         """Start exporting ``series_uids`` of ``origin``'s study; E461 when this user
         already exports or the server runs its maximum."""
-        earlier = self._jobs.get(subject)
-        if earlier is not None and earlier.running:
-            raise ExportBusy("an export of this user is running")
-        if sum(1 for j in self._jobs.values() if j.running) >= self._max_jobs:
-            raise ExportBusy(
-                "too many exports running",
-                message=(
-                    "Le serveur effectue déjà le nombre maximal d'exports simultanés. "
-                    "Veuillez réessayer dans quelques minutes."
-                ),
-            )
+        self.admit(subject)
         job = ExportJob(
             secrets.token_hex(8), subject, origin.study_uid, series_uid, destination, total
         )

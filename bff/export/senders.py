@@ -8,7 +8,7 @@ interface"); the export job (:mod:`bff.export.jobs`) never asks which one it hol
 - :class:`StowSender`: ``POST <url>/studies``, ``multipart/related;
   type="application/dicom"``, instances in batches of at most ``batch_bytes`` (one batch
   in memory at a time); the answer's ReferencedSOPSequence / FailedSOPSequence (PS3.18
-  10.5.3) say what was stored. A batch answered 4xx (but 409) stops the export as
+  10.5.3, read up to 4 MiB) say what was stored. A batch answered 4xx (but 409) stops the export as
   refused (E463); a 5xx, no connection or no answer in time, as unreachable (E462).
 - :class:`CStoreSender`: pynetdicom in a worker thread. The association proposes one
   presentation context per (SOP class, transfer syntax) met so far, each with the
@@ -101,6 +101,22 @@ def _count_items(body: Any, tag: str) -> int | None:
     return len(value) if isinstance(value, list) else 0
 
 
+#: The most of a STOW-RS answer read (its JSON lists one short item per instance).
+MAX_ANSWER_BYTES = 4 * 1024**2
+
+
+async def _read_capped(response: httpx.Response, limit: int) -> bytes:
+    """The answer's body, or b'' when it is larger than ``limit`` (not read further)."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > limit:
+            return b""
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 class StowSender(Sender):
     """STOW-RS to ``<url>/studies`` (PS3.18 10.5), in bounded batches."""
 
@@ -149,17 +165,17 @@ class StowSender(Sender):
         body = b"".join(encode_part(d, "application/dicom", boundary) for d in batch)
         body += closing_delimiter(boundary)
         content_type = f'multipart/related; type="application/dicom"; boundary={boundary}'
+        headers = {**self._headers, "Content-Type": content_type}
         try:
-            answer = await self._client.post(
-                self._url, content=body, headers={**self._headers, "Content-Type": content_type}
-            )
+            async with self._client.stream("POST", self._url, content=body, headers=headers) as r:
+                status = r.status_code
+                content = await _read_capped(r, MAX_ANSWER_BYTES)
         except httpx.TimeoutException as exc:
             raise ExportFailed(f"STOW-RS to {self.destination.name}: no answer: {exc}") from exc
         except httpx.HTTPError as exc:
             raise ExportFailed(f"STOW-RS to {self.destination.name}: {exc!r}") from exc
-        status = answer.status_code
         try:
-            parsed: Any = json.loads(answer.content) if answer.content else None
+            parsed: Any = json.loads(content) if content else None
         except ValueError:
             parsed = None
         stored = _count_items(parsed, REFERENCED_SOP_SEQUENCE)

@@ -21,6 +21,11 @@ export const EXPORT_HINT =
 export const WHOLE_EXAM = "Tout l'examen";
 /** How often the box asks how the export stands while it runs. */
 const POLL_MS = 1000;
+/** Answers missed in a row before the box stops following the export. */
+const MAX_MISSES = 30;
+export const LOST_TEXT =
+  "L'avancement de l'export n'est plus disponible ; l'envoi se poursuit sur le serveur. " +
+  'Vérifiez le résultat dans votre PACS.';
 
 /**
  * The line the box shows for a job: its French message, with its code when it failed.
@@ -123,10 +128,22 @@ function exportBox(study, destinations, csrf) {
     show(job);
     if (job.state !== 'running' || polling) return;
     polling = true;
+    let misses = 0;
     const timer = setInterval(() => {
       void getPacsExport(study.study_uid).then((offer) => {
         const current = offer && offer.job;
-        if (!current) return;
+        if (!current) {
+          // No answer (network, or the session ended: session.js says so): give up
+          // following after a while; the export goes on on the server.
+          misses += 1;
+          if (misses >= MAX_MISSES) {
+            clearInterval(timer);
+            polling = false;
+            status.textContent = LOST_TEXT;
+          }
+          return;
+        }
+        misses = 0;
         show(current);
         if (current.state !== 'running') {
           clearInterval(timer);
