@@ -60,3 +60,10 @@ def test_job_messages_in_french() -> None:
         "réessayez ; si le problème persiste, prévenez l'administrateur de votre PACS. "
         "(0 image envoyée à PACS du cabinet.)"
     )
+
+
+def test_no_destination_no_export() -> None:
+    """The feature is off (the route answers 404, the viewer shows no button) without
+    DRIMBOX_EXPORT_DESTINATIONS."""
+    assert not PacsExports(Settings.from_env({})).enabled
+    assert exports(max_jobs=1).enabled
