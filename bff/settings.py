@@ -360,7 +360,9 @@ SETTINGS: tuple[Setting, ...] = (
         "Consumer role (DB.VI-CO.42): the practice's PACS the radiologist may export an "
         "exam to, a JSON list; each entry has a 'name' (shown to the user, French) and a "
         "'protocol': 'stow' with 'url' (the DICOMweb base, STOW-RS to <url>/studies) and an "
-        "optional 'auth_file' (a file holding 'user:password' or 'Bearer <token>'), or "
+        "optional 'auth_file' (a file holding 'user:password' or 'Bearer <token>') and "
+        "'ca_file' (PEM bundle an https PACS certificate must chain to; default: the "
+        "system's), or "
         "'cstore' with 'host', 'port', 'called_ae' and 'calling_ae' (DIMSE C-STORE). "
         "Empty: no export. Prefer DRIMBOX_EXPORT_DESTINATIONS_FILE. See docs/export.md.",
     ),
@@ -632,6 +634,8 @@ class ExportDestination:
     url: str = ""
     #: a file holding 'user:password' (HTTP Basic) or 'Bearer <token>', read at start
     auth_file: str = field(default="", repr=False)
+    #: PEM bundle an https destination's certificate must chain to ('' : the system's)
+    ca_file: str = ""
     host: str = ""
     port: int = 0
     called_ae: str = ""
@@ -641,7 +645,7 @@ class ExportDestination:
 #: At most this many destinations (a list for people to choose from).
 MAX_EXPORT_DESTINATIONS = 20
 _AE_TITLE = re.compile(r"[\x20-\x5b\x5d-\x7e]{1,16}")  # PS3.5 AE: no backslash, 16 chars
-_STOW_KEYS = frozenset({"name", "protocol", "url", "auth_file"})
+_STOW_KEYS = frozenset({"name", "protocol", "url", "auth_file", "ca_file"})
 _CSTORE_KEYS = frozenset({"name", "protocol", "host", "port", "called_ae", "calling_ae"})
 
 
@@ -679,8 +683,15 @@ def parse_export_destinations(raw: str) -> tuple[ExportDestination, ...]:
             unknown = set(entry) - _STOW_KEYS
             url = entry.get("url")
             auth_file = entry.get("auth_file", "")
-            if not isinstance(url, str) or not isinstance(auth_file, str):
-                raise ValueError(f"{where}: 'url' and 'auth_file' are strings")
+            ca_file = entry.get("ca_file", "")
+            if (
+                not isinstance(url, str)
+                or not isinstance(auth_file, str)
+                or not isinstance(ca_file, str)
+            ):
+                raise ValueError(f"{where}: 'url', 'auth_file' and 'ca_file' are strings")
+            if ca_file and not url.startswith("https://"):
+                raise ValueError(f"{where}: 'ca_file' is for an https 'url'")
             parts = urlsplit(url)
             if (
                 parts.scheme not in {"http", "https"}
@@ -694,7 +705,12 @@ def parse_export_destinations(raw: str) -> tuple[ExportDestination, ...]:
                     "fragment (credentials go in 'auth_file')"
                 )
             destination = ExportDestination(
-                str(index), name.strip(), "stow", url=url.rstrip("/"), auth_file=auth_file
+                str(index),
+                name.strip(),
+                "stow",
+                url=url.rstrip("/"),
+                auth_file=auth_file,
+                ca_file=ca_file,
             )
         elif protocol == "cstore":
             unknown = set(entry) - _CSTORE_KEYS

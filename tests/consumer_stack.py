@@ -205,8 +205,10 @@ class DrimmStack:
     #: where no PACS listens (destinations "down").
     export_ports: tuple[int, int] = (0, 0)
     export_down_port: int = 0
-    #: where a test may start a STOW-RS double (destination EXPORT_STOW_PARTIAL)
+    #: where a test may start a STOW-RS double (destination EXPORT_STOW_PARTIAL), and
+    #: one over https (EXPORT_STOW_TLS, EXPORT_STOW_TLS_UNTRUSTED; pki['server'])
     export_double_port: int = 0
+    export_tls_port: int = 0
 
     def fake_api(self) -> str:
         """A fresh base URL on the misbehaving Source (a new Source for the cache)."""
@@ -220,16 +222,24 @@ class DrimmStack:
 PRACTICE_AET = "CABINET"
 CONSUMER_AET = "DRIMBOX-CO"
 #: The export destinations the test Consumer offers, in order (DRIMBOX_EXPORT_DESTINATIONS
-#: ids '1' to '7'): the practice's PACS by STOW-RS and C-STORE, each down, each refusing
-#: (a DICOMweb path it does not serve, an AE title it is not), and a STOW-RS double that
-#: stores some instances only.
+#: ids '1' to '9'): the practice's PACS by STOW-RS and C-STORE, each down, each refusing
+#: (a DICOMweb path it does not serve, an AE title it is not), a STOW-RS double that
+#: stores some instances only, over http, and over https with the CA given ('ca_file') or
+#: not (the system's trust store, which does not know the test CA).
 EXPORT_STOW, EXPORT_CSTORE, EXPORT_STOW_DOWN, EXPORT_CSTORE_DOWN = "1", "2", "3", "4"
 EXPORT_STOW_REFUSED, EXPORT_CSTORE_REFUSED, EXPORT_STOW_PARTIAL = "5", "6", "7"
+EXPORT_STOW_TLS, EXPORT_STOW_TLS_UNTRUSTED = "8", "9"
 
 
 def export_destinations(
-    http_port: int, dicom_port: int, down_port: int, double_port: int = 0
+    http_port: int,
+    dicom_port: int,
+    down_port: int,
+    double_port: int = 0,
+    tls_port: int = 0,
+    ca_file: str = "",
 ) -> str:
+    tls_url = f"https://localhost:{tls_port or down_port}/dicom-web"
     return json.dumps(
         [
             {
@@ -276,6 +286,13 @@ def export_destinations(
                 "protocol": "stow",
                 "url": f"http://127.0.0.1:{double_port or down_port}/dicom-web",
             },
+            {
+                "name": "PACS partiel (https)",
+                "protocol": "stow",
+                "url": tls_url,
+                "ca_file": ca_file,
+            },
+            {"name": "PACS au certificat inconnu", "protocol": "stow", "url": tls_url},
         ]
     )
 
@@ -300,6 +317,7 @@ def drimm(pacs: Pacs, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Drim
     export_ports = (free_port(), free_port())
     export_down_port = free_port()
     export_double_port = free_port()
+    export_tls_port = free_port()
     # The whitelist names the Source ('localhost': its server certificate) and the
     # Consumer (its client certificate), both roles load it.
     trust = whitelisted(work, ["localhost", "consumer.localhost"])
@@ -343,7 +361,11 @@ def drimm(pacs: Pacs, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Drim
         source_timeout=3.0,
         frame_wait_timeout=8.0,
         export_destinations=export_destinations(
-            *export_ports, export_down_port, export_double_port
+            *export_ports,
+            export_down_port,
+            export_double_port,
+            export_tls_port,
+            str(pki["server"].ca_cert),
         ),
         export_timeout=5.0,
     )
@@ -381,6 +403,7 @@ def drimm(pacs: Pacs, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Drim
             export_ports=export_ports,
             export_down_port=export_down_port,
             export_double_port=export_double_port,
+            export_tls_port=export_tls_port,
         )
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import ssl
 import time
 from dataclasses import dataclass, field
 from io import BytesIO
@@ -37,7 +38,7 @@ from bff.errors import (
     UpstreamProtocolError,
     ViewerError,
 )
-from bff.export.senders import Sender, make_sender
+from bff.export.senders import Sender, make_sender, tls_context
 from bff.origins.base import StudyOrigin
 from bff.settings import ExportDestination, Settings
 
@@ -140,12 +141,15 @@ class PacsExports:
         self._max_jobs = settings.export_max_jobs
         self._batch_bytes = settings.export_batch_bytes
         self._auth: dict[str, str] = {}
+        self._tls: dict[str, ssl.SSLContext | bool] = {}
         self._jobs: dict[str, ExportJob] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     def open(self) -> None:
-        """Read the destinations' credentials (at start: a missing file stops it)."""
+        """Read the destinations' credentials and CA bundles (at start: a missing or
+        unreadable file stops it)."""
         for destination in self.destinations:
+            self._tls[destination.id] = tls_context(destination)
             if destination.auth_file:
                 text = Path(destination.auth_file).read_text(encoding="utf-8").strip()
                 self._auth[destination.id] = text
@@ -208,6 +212,7 @@ class PacsExports:
             auth=self._auth.get(destination.id, ""),
             timeout=self._timeout,
             batch_bytes=self._batch_bytes,
+            verify=self._tls.get(destination.id, True),
         )
         audit("pacs_export_started", **job.audit_fields())
         task = asyncio.create_task(self._run(job, origin, series_uids, sender))

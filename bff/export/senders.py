@@ -26,6 +26,7 @@ import asyncio
 import json
 import logging
 import socket
+import ssl
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from io import BytesIO
@@ -127,6 +128,7 @@ class StowSender(Sender):
         auth: str,
         timeout: float,
         batch_bytes: int,
+        verify: ssl.SSLContext | bool = True,
         client: httpx.AsyncClient | None = None,
     ) -> None:
         super().__init__()
@@ -137,7 +139,7 @@ class StowSender(Sender):
         self._batch: list[bytes] = []
         self._size = 0
         self._client = client or httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout), follow_redirects=False
+            timeout=httpx.Timeout(timeout), follow_redirects=False, verify=verify
         )
         self._own_client = client is None
 
@@ -301,9 +303,24 @@ class CStoreSender(Sender):
         await asyncio.to_thread(self._release)
 
 
+def tls_context(destination: ExportDestination) -> ssl.SSLContext | bool:
+    """What an https destination's certificate is checked against: its ``ca_file``, else
+    the system's trust store (always checked, host name included)."""
+    if not destination.ca_file:
+        return True
+    return ssl.create_default_context(cafile=destination.ca_file)
+
+
 def make_sender(
-    destination: ExportDestination, *, auth: str, timeout: float, batch_bytes: int
+    destination: ExportDestination,
+    *,
+    auth: str,
+    timeout: float,
+    batch_bytes: int,
+    verify: ssl.SSLContext | bool = True,
 ) -> Sender:
     if destination.protocol == "stow":
-        return StowSender(destination, auth=auth, timeout=timeout, batch_bytes=batch_bytes)
+        return StowSender(
+            destination, auth=auth, timeout=timeout, batch_bytes=batch_bytes, verify=verify
+        )
     return CStoreSender(destination, timeout=timeout)

@@ -33,6 +33,8 @@ from tests.consumer_stack import (
     EXPORT_STOW_DOWN,
     EXPORT_STOW_PARTIAL,
     EXPORT_STOW_REFUSED,
+    EXPORT_STOW_TLS,
+    EXPORT_STOW_TLS_UNTRUSTED,
     DrimmStack,
     export_destinations,
     practice_pacs,
@@ -276,6 +278,28 @@ def test_a_partial_refusal_is_e464_with_what_was_sent(
     )
 
 
+def test_an_https_destination_is_checked_against_its_ca_file(
+    drimm: DrimmStack, browser: ConsumerBrowser
+) -> None:
+    """STOW-RS over https: the PACS certificate must chain to the destination's
+    'ca_file' (here the test CA: the double is reached and answers); without it, the
+    system's trust store refuses the test CA: E462, nothing reaches the double."""
+    received: list[str] = []
+    study_uid, csrf = opened(drimm, browser)
+    tls: dict[str, Any] = {
+        "ssl_certfile": str(drimm.pki["server"].cert),
+        "ssl_keyfile": str(drimm.pki["server"].key),
+    }
+    with live_server(partial_stow_app(received), port=drimm.export_tls_port, lifespan="off", **tls):
+        assert start(browser, study_uid, csrf, EXPORT_STOW_TLS_UNTRUSTED).status_code == 202
+        untrusted = finished(browser, study_uid)
+        assert untrusted["code"] == "E462" and received == []
+        assert start(browser, study_uid, csrf, EXPORT_STOW_TLS).status_code == 202
+        trusted = finished(browser, study_uid)
+    assert trusted["code"] == "E464", trusted  # the double's answer: the link worked
+    assert len(received) == drimm.study.n_instances
+
+
 def test_a_series_outside_the_kos_cannot_be_exported(
     drimm: DrimmStack, browser: ConsumerBrowser, practice: OrthancProcess
 ) -> None:
@@ -307,7 +331,7 @@ def test_no_session_no_csrf_no_destination(
     assert missing.status_code == 400 and missing.json()["code"] == "E400"
     forged = start(browser, study_uid, "not-the-token", EXPORT_STOW)
     assert forged.status_code == 400
-    unknown = start(browser, study_uid, csrf, "9")
+    unknown = start(browser, study_uid, csrf, "99")
     assert unknown.status_code == 400 and unknown.json()["code"] == "E460"
     assert "destination" in unknown.json()["message"]
     with httpx.Client(transport=LoopbackTransport(), timeout=10) as anonymous:
