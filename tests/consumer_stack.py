@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pydicom
 import pytest
+from pydicom.uid import UID
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -105,7 +106,7 @@ def _series_files(study: DemoStudy, series_uid: str) -> list[Path]:
 def _spoiled(data: bytes, mode: str) -> bytes:
     ds = pydicom.dcmread(io.BytesIO(data))
     if mode == "sop_class":  # Raw Data Storage: neither Tableau 4 nor Basic Image Review
-        ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.66"
+        ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = UID("1.2.840.10008.5.1.4.1.1.66")
         del ds.PixelData
         for keyword in (
             "Rows",
@@ -120,7 +121,7 @@ def _spoiled(data: bytes, mode: str) -> bytes:
             if keyword in ds:
                 delattr(ds, keyword)
     elif mode == "syntax":  # Deflated Explicit VR LE: outside the DRIM-M list (E302)
-        ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.1.99"
+        ds.file_meta.TransferSyntaxUID = UID("1.2.840.10008.1.2.1.99")
         ds.PixelData = b"\0" * 16
         ds.Rows, ds.Columns = 2, 4
     out = io.BytesIO()

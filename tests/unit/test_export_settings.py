@@ -43,6 +43,8 @@ def test_destinations_are_parsed_with_ids_in_order() -> None:
         {**STOW, "name": "a\nb"},
         {**STOW, "protocol": "ftp"},
         {**STOW, "extra": 1},
+        {**STOW, "url": "http://pacs/dicom-web", "ca_file": "/etc/ca.pem"},
+        {**STOW, "ca_file": 3},
         {**CSTORE, "port": 0},
         {**CSTORE, "port": "104"},
         {**CSTORE, "called_ae": "A" * 17},
