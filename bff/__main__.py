@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import sys
 from pathlib import Path
@@ -119,13 +120,35 @@ def cmd_demo(args: argparse.Namespace) -> int:
     consumer_kos.write_bytes(retarget_kos(study.kos_path.read_bytes(), source_api))
     # The Consumer's practice holds the demo patient under its own local id, the INS in
     # OtherPatientIDsSequence (DB.VI-CS.32): in the same Orthanc, beside the demo study.
-    practice = var / "demo-practice-patient.dcm"
-    if not practice.is_file():
-        practice_instance(practice, local_id=DEMO_LOCAL_ID, ins=study.patient.ins)
-    with OrthancProcess(var / "orthanc", http_port=args.pacs_port) as pacs:
+    practice_patient = var / "demo-practice-patient.dcm"
+    if not practice_patient.is_file():
+        practice_instance(practice_patient, local_id=DEMO_LOCAL_ID, ins=study.patient.ins)
+    # DB.VI-CO.42: the practice's PACS the Consumer exports to, a second Orthanc (empty at
+    # start, kept between runs), reached by STOW-RS and by C-STORE.
+    practice = OrthancProcess(
+        var / "orthanc-cabinet",
+        http_port=args.practice_pacs_port,
+        dicom_port=args.practice_dicom_port,
+        aet="CABINET",
+        name="CABINET",
+    )
+    destinations = json.dumps(
+        [
+            {"name": "PACS du cabinet", "protocol": "stow", "url": practice.dicomweb_url},
+            {
+                "name": "Station du cabinet (DICOM)",
+                "protocol": "cstore",
+                "host": "127.0.0.1",
+                "port": args.practice_dicom_port,
+                "called_ae": "CABINET",
+                "calling_ae": "DRIMBOX",
+            },
+        ]
+    )
+    with OrthancProcess(var / "orthanc", http_port=args.pacs_port) as pacs, practice:
         if not pacs.has_study(study.study_uid):
             pacs.upload([*study.instance_files, study.kos_path])
-        pacs.upload([practice])  # the same instance again: Orthanc keeps it once
+        pacs.upload([practice_patient])  # the same instance again: Orthanc keeps it once
         publish_demo_kos(archive_url, study.kos_path, location=host, cda_id=DEMO_CDA_ID)
         source = Settings.from_env(
             None,
@@ -154,6 +177,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             source_ports=str(args.source_api_port),
             consumer_demo_kos=str(consumer_kos),
             local_patient_id_url=pacs.dicomweb_url,
+            export_destinations=destinations,
         )
         idp = create_idp_app(
             load_users(DEMO_USERS_FILE), stack.idp_clients(), issuer_base=stack.issuer_base
@@ -166,6 +190,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         lines = [f"PACS_URL={pacs.base_url}", f"IDP_URL={stack.issuer_base}"]
         lines += [f"DEMO_USER={profile}:{username}" for profile, username in DEMO_USERS]
         lines.append(f"CONSUMER_URL={consumer_origin}/consumer")
+        lines.append(f"PRACTICE_PACS_URL={practice.base_url}")
         lines.append(f"VIEWER_URL={stack.viewer_link(study, host)}")
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(_serve(servers, ready_lines=lines))
@@ -201,6 +226,12 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--source-api-port", type=int, default=8443, help="mutual-TLS listener")
     demo.add_argument("--consumer-port", type=int, default=8081, help="Consumer BFF port")
     demo.add_argument("--consumer-location", default="co.localhost", help="Consumer host name")
+    demo.add_argument(
+        "--practice-pacs-port", type=int, default=8043, help="export destination's HTTP port"
+    )
+    demo.add_argument(
+        "--practice-dicom-port", type=int, default=4243, help="export destination's DICOM port"
+    )
     demo.add_argument("--slices", type=int, default=300, help="CT slices in the demo study")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--var", default=str(PROJECT_ROOT / "var"), help="working directory")

@@ -48,6 +48,8 @@ from bff.dicomweb.disk_cache import DiskFrameCache
 from bff.dicomweb.retrieve import Retriever
 from bff.dicomweb.upstream import DicomwebUpstream
 from bff.errors import ViewerError
+from bff.export.jobs import PacsExports
+from bff.export.pacs import pacs_export_routes
 from bff.export.routes import export_routes
 from bff.facade.progress import progress_routes
 from bff.facade.routes import dicomweb_routes
@@ -200,6 +202,7 @@ def create_app(settings: Settings) -> Starlette:
     site = OhifSite(settings)
     archive = ArchiveStore(settings.archive_url)  # no I/O until used
     published = PublishedKos(functools.partial(_kos_state, archive))
+    exports = PacsExports(settings)  # DB.VI-CO.42; no I/O until the lifespan
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -223,6 +226,7 @@ def create_app(settings: Settings) -> Starlette:
             for host, url in settings.location_map().items()
         }
         archive.create_schema()
+        exports.open()  # the export destinations' credentials (a missing file stops here)
         audit_handler = configure_audit(settings.audit_log)
         # Consumer role: one client towards every Source (mutual TLS, connection pool,
         # whitelisted Sources only).
@@ -294,6 +298,7 @@ def create_app(settings: Settings) -> Starlette:
             yield
         finally:
             purge.cancel()
+            await exports.aclose()
             await retriever.aclose()
             await services.local_patient_ids.aclose()
             for upstream in locations.values():
@@ -312,6 +317,7 @@ def create_app(settings: Settings) -> Starlette:
             *consumer_routes(),
             *progress_routes(),
             *export_routes(),
+            *pacs_export_routes(exports),
             *admin_routes(
                 Admin(settings.admin_secret, archive, published.forget, settings.max_kos_bytes)
             ),

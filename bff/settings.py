@@ -389,6 +389,34 @@ SETTINGS: tuple[Setting, ...] = (
         "the viewer opens with the Source's id (the look-up never blocks the images).",
     ),
     _s(
+        "EXPORT_DESTINATIONS",
+        "",
+        "Consumer role (DB.VI-CO.42): the practice's PACS the radiologist may export an "
+        "exam to, a JSON list; each entry has a 'name' (shown to the user, French) and a "
+        "'protocol': 'stow' with 'url' (the DICOMweb base, STOW-RS to <url>/studies) and an "
+        "optional 'auth_file' (a file holding 'user:password' or 'Bearer <token>') and "
+        "'ca_file' (PEM bundle an https PACS certificate must chain to; default: the "
+        "system's), or "
+        "'cstore' with 'host', 'port', 'called_ae' and 'calling_ae' (DIMSE C-STORE). "
+        "Empty: no export. Prefer DRIMBOX_EXPORT_DESTINATIONS_FILE. See docs/export.md.",
+    ),
+    _s(
+        "EXPORT_TIMEOUT",
+        "30",
+        "Seconds an export waits for its destination PACS: connection, association, each "
+        "answer (STOW-RS, C-STORE).",
+    ),
+    _s(
+        "EXPORT_MAX_JOBS",
+        "2",
+        "PACS exports running at once on this server (one per user at most); beyond: E461.",
+    ),
+    _s(
+        "EXPORT_BATCH_BYTES",
+        str(32 * 1024**2),
+        "Largest STOW-RS request of an export, in bytes (instances are sent in batches).",
+    ),
+    _s(
         "MODE",
         "demo",
         "'demo' (the local identity provider may be used, relaxed cookie) or 'production'.",
@@ -482,6 +510,10 @@ class Settings:
     local_patient_id_auth: str = field(repr=False)
     local_patient_id_issuers: str
     local_patient_id_timeout: float
+    export_destinations: str
+    export_timeout: float
+    export_max_jobs: int
+    export_batch_bytes: int
     mode: str
     log_level: str
 
@@ -536,6 +568,9 @@ class Settings:
             # Issue 13 item 6: no unsigned whitelist in any mode (the demo signs its own).
             raise ValueError("DRIMBOX_WHITELIST_SIGNER_CERT is required with a whitelist")
         self.source_port_set()  # raises on a malformed DRIMBOX_SOURCE_PORTS
+        self.export_destination_list()  # raises on a malformed DRIMBOX_EXPORT_DESTINATIONS
+        if self.export_timeout <= 0 or self.export_max_jobs <= 0 or self.export_batch_bytes <= 0:
+            raise ValueError("DRIMBOX_EXPORT_TIMEOUT, _MAX_JOBS and _BATCH_BYTES must be positive")
 
     def _validate_production(self) -> None:
         if self.open_access:
@@ -562,6 +597,15 @@ class Settings:
                 "DRIMBOX_LOCAL_PATIENT_ID_ISSUERS holds test INS OIDs "
                 f"({', '.join(sorted(test_ins))}): refused in production mode"
             )
+        for destination in self.export_destination_list():
+            if destination.auth_file and not destination.url.startswith("https://"):
+                host = (urlsplit(destination.url).hostname or "").lower()
+                if host not in LOOPBACK_HOSTS:
+                    # Credentials would cross the network in clear text.
+                    raise ValueError(
+                        f"export destination {destination.name!r}: credentials over plain "
+                        "http are refused in production mode (use https)"
+                    )
         issuers = [self.psc_issuer, self.fcp_issuer, *([self.fc_issuer] if self.fc_enabled else [])]
         for issuer in issuers:
             host = (urlsplit(issuer).hostname or "").lower()
@@ -614,6 +658,10 @@ class Settings:
         """The INS OIDs a practice PACS's INS must be issued under (DB.VI-CS.32)."""
         return frozenset(i.strip() for i in self.local_patient_id_issuers.split(",") if i.strip())
 
+    def export_destination_list(self) -> tuple[ExportDestination, ...]:
+        """The PACS an exam may be exported to (DRIMBOX_EXPORT_DESTINATIONS, DB.VI-CO.42)."""
+        return parse_export_destinations(self.export_destinations)
+
     def source_api_client_ids(self) -> frozenset[str]:
         """The PSC client ids whose tokens the Source API accepts."""
         return frozenset(c.strip() for c in self.source_api_clients.split(",") if c.strip())
@@ -627,6 +675,125 @@ class Settings:
     @property
     def workers(self) -> int:
         return self.transcode_workers or (os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class ExportDestination:
+    """One PACS an exam may be exported to (DB.VI-CO.42): STOW-RS or C-STORE."""
+
+    #: its position in the list ('1', '2', ...): what the browser names it by
+    id: str
+    #: shown to the user (French), e.g. 'PACS du cabinet'
+    name: str
+    #: 'stow' (DICOMweb STOW-RS) or 'cstore' (DIMSE C-STORE)
+    protocol: str
+    url: str = ""
+    #: a file holding 'user:password' (HTTP Basic) or 'Bearer <token>', read at start
+    auth_file: str = field(default="", repr=False)
+    #: PEM bundle an https destination's certificate must chain to ('' : the system's)
+    ca_file: str = ""
+    host: str = ""
+    port: int = 0
+    called_ae: str = ""
+    calling_ae: str = ""
+
+
+#: At most this many destinations (a list for people to choose from).
+MAX_EXPORT_DESTINATIONS = 20
+_AE_TITLE = re.compile(r"[\x20-\x5b\x5d-\x7e]{1,16}")  # PS3.5 AE: no backslash, 16 chars
+_STOW_KEYS = frozenset({"name", "protocol", "url", "auth_file", "ca_file"})
+_CSTORE_KEYS = frozenset({"name", "protocol", "host", "port", "called_ae", "calling_ae"})
+
+
+def parse_export_destinations(raw: str) -> tuple[ExportDestination, ...]:
+    """DRIMBOX_EXPORT_DESTINATIONS, checked (ValueError naming the entry otherwise)."""
+    if not raw.strip():
+        return ()
+    import json
+
+    try:
+        entries = json.loads(raw)
+    except ValueError:
+        raise ValueError("DRIMBOX_EXPORT_DESTINATIONS: not JSON") from None
+    if not isinstance(entries, list) or not 0 < len(entries) <= MAX_EXPORT_DESTINATIONS:
+        raise ValueError(
+            f"DRIMBOX_EXPORT_DESTINATIONS: a JSON list of 1 to {MAX_EXPORT_DESTINATIONS} entries"
+        )
+    out: list[ExportDestination] = []
+    for index, entry in enumerate(entries, 1):
+        where = f"DRIMBOX_EXPORT_DESTINATIONS entry {index}"
+        if not isinstance(entry, dict):
+            raise ValueError(f"{where}: not an object")
+        name = entry.get("name")
+        if (
+            not isinstance(name, str)
+            or not name.strip()
+            or len(name) > 64
+            or any(ord(c) < 32 or ord(c) == 127 for c in name)
+        ):
+            raise ValueError(f"{where}: 'name' must be 1 to 64 printable characters")
+        if name.strip() in {d.name for d in out}:
+            raise ValueError(f"{where}: the name {name!r} is used twice")
+        protocol = entry.get("protocol")
+        if protocol == "stow":
+            unknown = set(entry) - _STOW_KEYS
+            url = entry.get("url")
+            auth_file = entry.get("auth_file", "")
+            ca_file = entry.get("ca_file", "")
+            if (
+                not isinstance(url, str)
+                or not isinstance(auth_file, str)
+                or not isinstance(ca_file, str)
+            ):
+                raise ValueError(f"{where}: 'url', 'auth_file' and 'ca_file' are strings")
+            if ca_file and not url.startswith("https://"):
+                raise ValueError(f"{where}: 'ca_file' is for an https 'url'")
+            parts = urlsplit(url)
+            if (
+                parts.scheme not in {"http", "https"}
+                or not parts.hostname
+                or parts.username is not None
+                or parts.query
+                or parts.fragment
+            ):
+                raise ValueError(
+                    f"{where}: 'url' must be an http(s) URL without user info, query or "
+                    "fragment (credentials go in 'auth_file')"
+                )
+            destination = ExportDestination(
+                str(index),
+                name.strip(),
+                "stow",
+                url=url.rstrip("/"),
+                auth_file=auth_file,
+                ca_file=ca_file,
+            )
+        elif protocol == "cstore":
+            unknown = set(entry) - _CSTORE_KEYS
+            host, port = entry.get("host"), entry.get("port")
+            called, calling = entry.get("called_ae"), entry.get("calling_ae")
+            if not isinstance(host, str) or not host.strip() or any(c in host for c in "/ @"):
+                raise ValueError(f"{where}: 'host' must be a host name or address")
+            if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
+                raise ValueError(f"{where}: 'port' must be a port number")
+            for key, value in (("called_ae", called), ("calling_ae", calling)):
+                if not isinstance(value, str) or not (_AE_TITLE.fullmatch(value) and value.strip()):
+                    raise ValueError(f"{where}: {key!r} must be an AE title (1 to 16 characters)")
+            destination = ExportDestination(
+                str(index),
+                name.strip(),
+                "cstore",
+                host=host.strip(),
+                port=port,
+                called_ae=str(called).strip(),
+                calling_ae=str(calling).strip(),
+            )
+        else:
+            raise ValueError(f"{where}: 'protocol' must be 'stow' or 'cstore'")
+        if unknown:
+            raise ValueError(f"{where}: unknown keys {sorted(unknown)}")
+        out.append(destination)
+    return tuple(out)
 
 
 def _convert(kind: Any, raw: Any) -> Any:

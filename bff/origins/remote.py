@@ -191,6 +191,8 @@ class RemoteSourceOrigin(StudyOrigin):
     """A KOS-opened study: kept across the requests of its session (the access decision
     finds it again), so its Source's answers are asked once."""
 
+    exports_to_pacs = True  # DB.VI-CO.42: the Consumer viewer exports what it opened
+
     def __init__(
         self,
         record: KosRecord,

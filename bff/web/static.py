@@ -94,6 +94,7 @@ PANEL_FILES = frozenset(
         "main.js",
         "mention.js",
         "notice.js",
+        "pacs-export.js",
         "panel.css",
         "progress.js",
         "series-choice.js",
