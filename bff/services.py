@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.applications import Starlette
@@ -20,6 +20,7 @@ from bff.access.handover import HandoverStore
 from bff.access.limits import InFlight, RateLimit
 from bff.access.published import PublishedKos
 from bff.archive.store import ArchiveStore
+from bff.audit import Pseudonymizer
 from bff.auth.introspect import PscIntrospector
 from bff.auth.middleware import read_cookie
 from bff.auth.oidc import OidcProvider
@@ -31,6 +32,7 @@ from bff.origins.base import StudyOrigin
 from bff.origins.factory import OriginFactory
 from bff.origins.whitelist import Whitelist
 from bff.settings import Settings
+from bff.state.audit_log import AuditTrail
 from bff.web.cookies import with_pending_cookie, with_session_cookie
 from bff.web.static import OhifSite
 
@@ -66,6 +68,8 @@ class Services:
     background: set[asyncio.Task[Any]]
     #: the ANS whitelist, verified (both roles); None: every Source and Consumer refused
     whitelist: Whitelist | None = None
+    #: pseudonyms of the audit, and its table (issue 15 item 5, bff/state/audit_log.py)
+    audit_trail: AuditTrail = field(default_factory=lambda: AuditTrail(Pseudonymizer.ephemeral()))
 
     @property
     def open_access(self) -> bool:
@@ -132,6 +136,13 @@ def client_key(connection: HTTPConnection) -> str:
 def with_cookie(connection: HTTPConnection, response: Response, session: Session) -> Response:
     """``response`` carrying ``session``'s cookie (bff/web/cookies.py)."""
     return with_session_cookie(response, services_of(connection).sessions, session)
+
+
+def audit_as(connection: HTTPConnection, session: Session) -> None:
+    """This request's audit entries from now on name ``session`` and its person (a
+    sign-in or hand-over made it during the request)."""
+    trail = services_of(connection).audit_trail
+    trail.bind_session(session.id, session.provider, session.subject)
 
 
 def pending_of(connection: HTTPConnection) -> Pending | None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import ssl
 import time
 from collections.abc import Iterator
@@ -85,6 +86,11 @@ class MovableClock:
 
     def __call__(self) -> float:
         return time.time() + self.offset
+
+
+def is_pseudonym(actor: object) -> bool:
+    """An HMAC-SHA-256 pseudonym (bff/audit.py), not a PSC subject."""
+    return isinstance(actor, str) and re.fullmatch(r"[0-9a-f]{32}", actor) is not None
 
 
 @dataclass(frozen=True)
@@ -246,12 +252,12 @@ def test_series_streams_the_stored_jpegls_instances_byte_for_byte(
     assert {sop_uid(p) for p in parts} == set(expected)
     entry = [e for e in read_audit(wado) if e["event"] == "source_retrieve"][-1]
     assert entry["series_uid"] == series_uid and entry["kos_sop_uid"] == wado.study.kos_sop_uid
-    # Who asked (issue 13 items 5 and 7): the professional's PSC subject, the Consumer's
+    # Who asked (issue 13 items 5 and 7, issue 15 item 5): the professional as a
+    # pseudonym (HMAC of the PSC subject, which holds his RPPS: never written), the Consumer's
     # client, the peer and its certificate (the listener's ASGI tls extension), which
     # the whitelist lists.
-    assert entry["professional"].startswith("f:") and entry["professional"].endswith(
-        ":" + DR_RADIOLOGUE_RPPS
-    )
+    assert is_pseudonym(entry["actor"])
+    assert "f:" not in json.dumps(entry) and DR_RADIOLOGUE_RPPS not in json.dumps(entry)
     assert entry["client_id"] == CLIENT_ID
     assert entry["peer_address"] == "127.0.0.1"
     assert entry["peer_certificate_dn"] == "CN=consumer.localhost,O=DRIMbox viewer tests,C=FR"
@@ -354,7 +360,7 @@ def assert_refused_token(wado: WadoStack, response: httpx.Response, reason: str)
     assert response.json() == {"code": "S403", "message": "Jeton d'accès invalide ou expiré."}
     entry = [e for e in read_audit(wado) if e["event"] == "source_retrieve_refused"][-1]
     assert entry["code"] == "S403" and reason in entry["reason"]
-    assert entry["client_id"] == CLIENT_ID and entry["professional"].startswith("f:")
+    assert entry["client_id"] == CLIENT_ID and is_pseudonym(entry["actor"])
 
 
 def test_a_token_without_scope_all_is_403(wado: WadoStack, client: httpx.Client) -> None:
@@ -473,7 +479,7 @@ def test_a_client_certificate_the_whitelist_does_not_list_is_403(
     entry = [e for e in read_audit(wado) if e["event"] == "source_retrieve_refused"][-1]
     assert entry["code"] == "S403L"
     assert entry["peer_certificate_dn"] == "CN=intrus.localhost,O=DRIMbox viewer tests,C=FR"
-    assert "professional" not in entry  # refused before the token was looked at
+    assert entry.get("actor") is None  # refused before the token was looked at
 
 
 def read_audit(wado: WadoStack) -> list[dict[str, object]]:

@@ -59,6 +59,8 @@ def production(**overrides: object) -> Settings:
         "locations": "vi1.example.fr=https://pacs.example.fr/dicom-web",
         "state_url": "postgresql+psycopg://drimbox@db.example.fr/drimbox",
         "state_key_file": "/run/secrets/state-key",
+        "audit_url": "postgresql+psycopg://drimbox@db.example.fr/drimbox",
+        "audit_key_file": "/run/secrets/audit-key",
         **overrides,
     }
     return Settings.from_env({}, **values)
