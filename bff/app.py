@@ -342,7 +342,8 @@ def create_app(settings: Settings) -> Starlette:
             state.close()
             remove_handler(audit_handler)
             if trail.handler is not None:
-                remove_handler(trail.handler)  # the queued entries written first (bounded)
+                trail.handler.stop()  # the queued entries written first (bounded)
+                remove_handler(trail.handler)
             if trail.log is not None:
                 trail.log.close()
 

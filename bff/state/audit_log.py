@@ -288,6 +288,10 @@ class SqlAuditHandler(logging.Handler):
                 try:
                     self._log.append(batch)
                     break
+                except (TypeError, ValueError):  # an entry that cannot be written: never
+                    log.exception("audit: %d entries not writable, dropped", len(batch))
+                    self.dropped += len(batch)
+                    break
                 except StateUnavailable as exc:
                     wait = _RETRY_S[min(attempt, len(_RETRY_S) - 1)]
                     log.warning("audit table unavailable (%s): retrying in %s s", exc.detail, wait)
@@ -307,14 +311,16 @@ class SqlAuditHandler(logging.Handler):
         with self._idle:
             return self._idle.wait_for(lambda: self._pending == 0, timeout)
 
-    def close(self, timeout: float = 5.0) -> None:
+    def stop(self, timeout: float = 5.0) -> None:
         """Stop the writer once the queue is written, or after ``timeout`` seconds
-        (what is left is said in the log)."""
+        (what is left is said in the log). The app's lifespan calls it; ``close()``
+        does not stop the writer: ``logging.config.dictConfig`` (uvicorn's, at each
+        server's start) closes every existing handler."""
         self.wait_written(timeout)
         self._stop.set()
         self._queue.put(None)
         self._thread.join(timeout=5.0)
-        super().close()
+        self.close()
 
 
 @dataclass

@@ -146,7 +146,7 @@ def test_entries_carry_the_request_context_with_pseudonyms(audit_log: AuditLog) 
         reset(token)
         logger.removeHandler(trail.handler)
     assert trail.handler.wait_written(10)
-    trail.handler.close()
+    trail.handler.stop()
     (entry,) = audit_log.query()
     actor = pseudonyms.actor("psc", "the-psc-subject")
     assert entry["actor"] == actor and len(actor or "") == 32
@@ -171,7 +171,7 @@ def test_a_database_outage_never_blocks_the_request_and_the_queue_is_bounded() -
         logger.removeHandler(handler)
     assert handler.dropped >= 1
     assert not handler.wait_written(0)  # kept, not lost: written when the database is back
-    handler.close(timeout=0)
+    handler.stop(timeout=0)
     audit_log.close()
 
 
