@@ -88,7 +88,7 @@ def test_a_row_altered_past_the_triggers_is_named_by_verify(
         "UPDATE audit_entry SET entry = replace(entry, '10:00:03', '11:00:03') WHERE seq = 4",
     )
     assert main(["audit", "verify"]) == 1
-    assert "BROKEN at seq 4" in capsys.readouterr().err
+    assert "BROKEN at seq 4: its content does not match its hash" in capsys.readouterr().err
     superuser(
         audit_url,
         "SET session_replication_role = replica",

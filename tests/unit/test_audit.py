@@ -30,6 +30,7 @@ def entries(n: int, start: int = 0) -> list[dict[str, object]]:
             "event": "access_granted" if i % 2 else "link_opened",
             "study_uid": f"1.2.3.{i % 3}",
             "actor": "a" * 32,
+            "code": f"E42{i % 5}",
         }
         for i in range(start, start + n)
     ]
@@ -88,11 +89,7 @@ def test_an_update_or_delete_is_refused_by_the_table(audit_log: AuditLog, url: s
 @pytest.mark.parametrize(
     ("tamper", "seq", "reason"),
     [
-        (
-            "UPDATE audit_entry SET entry = replace(entry, 'link', 'lynx') WHERE seq = 3",
-            3,
-            "content",
-        ),
+        ("UPDATE audit_entry SET entry = replace(entry, 'E422', 'E420') WHERE seq = 3", 3, "hash"),
         ("UPDATE audit_entry SET event = 'logout' WHERE seq = 4", 4, "columns"),
         ("DELETE FROM audit_entry WHERE seq = 2", 2, "missing"),
         ("DELETE FROM audit_entry WHERE seq = 6", 6, "removed"),
