@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import socket
 import ssl
 import time
 from collections.abc import Iterator
@@ -42,6 +43,7 @@ from bff.idp.users import load_users
 from bff.services import services_of
 from bff.settings import Settings
 from bff.source.listener import source_api_options
+from bff.state.audit_log import AuditLog
 from tests.access import LoopbackTransport, psc_access_token
 from tests.conftest import Pacs, make_settings
 from tests.consumer_stack import from_test_ca, whitelisted
@@ -276,6 +278,33 @@ def test_instance_form_answers_one_part(wado: WadoStack, client: httpx.Client, t
     assert f"transfer-syntax={JPEG_LS}" in response.headers["content-type"]
     parts = read_parts(response)
     assert len(parts) == 1 and parts[0].body == expected[sop]
+
+
+def test_no_image_leaves_when_the_audit_table_cannot_take_the_retrieval(
+    wado: WadoStack, client: httpx.Client, token: str
+) -> None:
+    """Issue 15 item 5, fail closed: a Source API retrieval is written to the audit table
+    before anything is asked of the PACS or sent; the table's database unreachable (a
+    real PostgreSQL client refused at a closed port), the answer is 503 E508, no DICOM."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    trail = services_of(wado.app).audit_trail
+    trail.log = AuditLog(f"postgresql+psycopg://drimbox@127.0.0.1:{port}/drimbox")
+    sop = sorted(stored_files(wado.study, wado.study.series_uids[1]))[0]
+    try:
+        for path in (f"{wado.series_path()}/instances/{sop}", f"{wado.series_path()}/metadata"):
+            refused = client.get(wado.url(path), headers=headers(token, wado.study.kos_sop_uid))
+            assert_error(refused, 503, "E508")
+            assert b"DICM" not in refused.content
+    finally:
+        trail.log.close()
+        trail.log = None
+    answer = client.get(
+        wado.url(f"{wado.series_path()}/instances/{sop}"),
+        headers=headers(token, wado.study.kos_sop_uid),
+    )
+    assert answer.status_code == 200
 
 
 def test_explicit_little_endian_when_jpegls_is_not_accepted(
