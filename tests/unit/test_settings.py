@@ -89,3 +89,24 @@ def test_source_ports() -> None:
     assert production(source_ports="443").source_port_set() == {443}
     with pytest.raises(ValueError, match="SOURCE_PORTS"):
         production(source_ports="443,8443")
+
+
+# -- shared state and the audit table (issue 15 items 1 and 5) ----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("missing", "named"),
+    [
+        ({"state_url": "memory"}, "DRIMBOX_STATE_URL"),
+        ({"state_key_file": ""}, "DRIMBOX_STATE_KEY_FILE"),
+        ({"audit_url": ""}, "DRIMBOX_AUDIT_URL"),
+        ({"audit_key_file": ""}, "DRIMBOX_AUDIT_KEY_FILE"),
+    ],
+)
+def test_production_needs_a_shared_state_and_an_audit_table(
+    missing: dict[str, str], named: str
+) -> None:
+    assert production().state_url.startswith("postgresql")
+    with pytest.raises(ValueError, match=named):
+        production(**missing)
+    Settings.from_env({}, **missing)  # the demo may
