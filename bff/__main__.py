@@ -1,4 +1,4 @@
-"""Command line: ``drimbox-viewer serve | demo | kos | idp``."""
+"""Command line: ``drimbox-viewer serve | demo | kos | db | audit | idp``."""
 
 from __future__ import annotations
 
@@ -212,6 +212,8 @@ def cmd_idp(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     from bff.archive.cli import register as register_kos
     from bff.demo.stack import DEMO_USERS_FILE
+    from bff.migrations.cli import register as register_db
+    from bff.migrations.cli import register_audit
 
     parser = argparse.ArgumentParser(prog="drimbox-viewer", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -243,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     idp.add_argument("--issuer-base", default=None)
     idp.set_defaults(func=cmd_idp)
     register_kos(sub)
+    register_db(sub)
+    register_audit(sub)
     args = parser.parse_args(argv)
     return int(args.func(args))
 

@@ -27,7 +27,7 @@ from bff.access.limits import InFlight, RateLimit
 from bff.access.local_patient_id import LocalPatientIds
 from bff.access.published import PublishedKos
 from bff.archive.store import ArchiveStore
-from bff.audit import configure_audit
+from bff.audit import Pseudonymizer, add_handler, configure_audit, remove_handler
 from bff.auth.introspect import PscIntrospector
 from bff.auth.middleware import SessionMiddleware
 from bff.auth.oidc import (
@@ -53,6 +53,7 @@ from bff.export.pacs import pacs_export_routes
 from bff.export.routes import export_routes
 from bff.facade.progress import progress_routes
 from bff.facade.routes import dicomweb_routes
+from bff.migrations import database_urls, require_head, upgrade
 from bff.origins.factory import OriginFactory
 from bff.origins.remote import source_client
 from bff.origins.whitelist_file import load_whitelist
@@ -62,8 +63,13 @@ from bff.source.admin import UPLOAD_PATHS as ADMIN_UPLOAD_PATHS
 from bff.source.admin import Admin, admin_routes
 from bff.source.routes import source_routes
 from bff.source.wado import consumer_api_routes
+from bff.state.audit_log import AuditLog, AuditTrail, SqlAuditHandler
+from bff.state.backend import MemoryBackend, StateBackend
+from bff.state.sealing import Sealer, load_keys
+from bff.state.sql import SqlBackend
 from bff.transcode import EncodeParams, TranscodePool
 from bff.web import errors as web_errors
+from bff.web.audit_context import AuditContext
 from bff.web.headers import (
     SecurityHeaders,
     content_security_policy,
@@ -147,8 +153,35 @@ SESSION_PURGE_S = 60.0
 async def _purge_sessions(sessions: SessionStore, logins: PendingLogins) -> None:
     while True:
         await asyncio.sleep(SESSION_PURGE_S)
-        sessions.purge()
-        logins.purge()
+        try:
+            await asyncio.to_thread(sessions.purge)
+            await asyncio.to_thread(logins.purge)
+        except ViewerError as exc:  # the state's database down: try again next time
+            log.warning("state purge failed: %s", exc.detail)
+
+
+def prepare_schema(settings: Settings) -> None:
+    """Production: every database at the migrations' head, or no start (run ``drimbox-
+    viewer db upgrade`` first; the schema is never changed at start). Demo and tests:
+    upgraded here (the embedded SQLite)."""
+    for url in database_urls(settings):
+        if settings.mode == "production":
+            require_head(url)
+        else:
+            upgrade(url)
+
+
+def state_store(settings: Settings) -> tuple[StateBackend, Sealer]:
+    """Where sessions, logins and hand-overs are kept, and the key sealing them."""
+    if settings.state_key_file:
+        sealer = Sealer(load_keys(settings.state_key_file, settings.state_old_key_files))
+    else:
+        sealer = Sealer.ephemeral()
+    if settings.state_url == "memory":
+        return MemoryBackend(), sealer
+    if not settings.state_key_file:
+        log.warning("DRIMBOX_STATE_KEY_FILE is empty: stored sessions die with this process")
+    return SqlBackend(settings.state_url), sealer
 
 
 async def _kos_state(archive: ArchiveStore, kos_sop_uid: str) -> str | None:
@@ -190,6 +223,26 @@ def local_patient_ids(settings: Settings) -> LocalPatientIds:
     )
 
 
+def _audit_trail(scope: Scope) -> AuditTrail | None:
+    services = getattr(scope["app"].state, "services", None)
+    return services.audit_trail if isinstance(services, Services) else None
+
+
+def audit_trail(settings: Settings) -> AuditTrail:
+    """The audit's pseudonyms, and (with DRIMBOX_AUDIT_URL) its table and writer."""
+    pseudonyms = (
+        Pseudonymizer.from_file(settings.audit_key_file)
+        if settings.audit_key_file
+        else Pseudonymizer.ephemeral()
+    )
+    trail = AuditTrail(pseudonyms)
+    if settings.audit_url:
+        trail.log = AuditLog(settings.audit_url)
+        trail.handler = SqlAuditHandler(trail.log, trail.sink)
+        add_handler(trail.handler)
+    return trail
+
+
 def body_caps(settings: Settings) -> BodyCaps:
     """The request-size policy (issue 13): a small cap everywhere, a KOS and its form on
     the routes that take one."""
@@ -213,6 +266,8 @@ def create_app(settings: Settings) -> Starlette:
             whitelist = load_whitelist(
                 Path(settings.whitelist_file), Path(settings.whitelist_signer_cert)
             )
+        # Then the schema: production refuses to start on a database not migrated.
+        await asyncio.to_thread(prepare_schema, settings)
         pool = TranscodePool(settings.workers)
         pool.warm_up()
         locations = {
@@ -225,9 +280,10 @@ def create_app(settings: Settings) -> Starlette:
             )
             for host, url in settings.location_map().items()
         }
-        archive.create_schema()
         exports.open()  # the export destinations' credentials (a missing file stops here)
+        state, sealer = state_store(settings)
         audit_handler = configure_audit(settings.audit_log)
+        trail = audit_trail(settings)
         # Consumer role: one client towards every Source (mutual TLS, connection pool,
         # whitelisted Sources only).
         client = source_client(settings, whitelist) if settings.consumer_enabled else None
@@ -257,9 +313,12 @@ def create_app(settings: Settings) -> Starlette:
                 max_age=settings.session_max_age,
                 secure=settings.secure_cookie,
                 max_sessions=settings.max_sessions,
+                backend=state,
+                sealer=sealer,
+                touch_every=settings.session_touch_interval,
             ),
             pending=PendingCookies(secret, secure=settings.secure_cookie),
-            logins=PendingLogins(max_entries=settings.max_sessions),
+            logins=PendingLogins(max_entries=settings.max_sessions, backend=state, sealer=sealer),
             archive=archive,
             retriever=retriever,
             origins=OriginFactory(
@@ -282,13 +341,14 @@ def create_app(settings: Settings) -> Starlette:
                 settings.psc_client_secret,
                 timeout=settings.oidc_timeout,
             ),
-            handovers=HandoverStore(),
+            handovers=HandoverStore(backend=state, sealer=sealer),
             published=published,
             frame_waits=InFlight(settings.frame_waits_per_session),
             link_attempts=RateLimit(settings.link_attempts_per_client, LIMIT_WINDOW_S),
             failed_checks=RateLimit(settings.failed_checks_per_subject, LIMIT_WINDOW_S),
             site=site,
             background=background,
+            audit_trail=trail,
             whitelist=whitelist,
             local_patient_ids=local_patient_ids(settings),
         )
@@ -307,8 +367,13 @@ def create_app(settings: Settings) -> Starlette:
                 await client.aclose()
             pool.close()
             archive.close()
-            logging.getLogger("bff.audit").removeHandler(audit_handler)
-            audit_handler.close()
+            state.close()
+            remove_handler(audit_handler)
+            if trail.handler is not None:
+                trail.handler.stop()  # the queued entries written first (bounded)
+                remove_handler(trail.handler)
+            if trail.log is not None:
+                trail.log.close()
 
     return Starlette(
         routes=[
@@ -335,6 +400,7 @@ def create_app(settings: Settings) -> Starlette:
             Middleware(TrustedHosts, hosts=settings.host_names()),
             Middleware(BodyLimits, caps=body_caps(settings)),
             Middleware(SessionMiddleware, store_of=_sessions),
+            Middleware(AuditContext, trail_of=_audit_trail),
             compression_middleware(),
         ],
         exception_handlers={

@@ -23,6 +23,7 @@
     │   ├── DestinationRefused       502 E463  the destination PACS refused the images
     │   └── ExportIncomplete         502 E464  some images sent, others refused
     ├── ServiceBusy                  503 E507  too many sessions at once
+    ├── StateUnavailable             503 E508  the shared state's database failed
     └── UpstreamError                502 E502  the PACS / Source failed
         ├── UpstreamUnavailable      502 E503  connection refused / DNS / reset
         ├── UpstreamTimeout          504 E504  no answer within the configured timeout
@@ -386,3 +387,14 @@ class ServiceBusy(ViewerError):
     status = 503
     code = "E507"
     message = "Le service est momentanément saturé. Veuillez réessayer dans quelques minutes."
+
+
+class StateUnavailable(ViewerError):
+    """The database of the shared state (sessions, logins, hand-overs) failed or did not
+    answer within its bound (issue 15): nothing is decided without it."""
+
+    status = 503
+    code = "E508"
+    message = (
+        "Le service est momentanément indisponible. Veuillez réessayer dans quelques instants."
+    )

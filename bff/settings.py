@@ -119,6 +119,34 @@ SETTINGS: tuple[Setting, ...] = (
         "Prefer DRIMBOX_ARCHIVE_URL_FILE when the URL holds a password.",
     ),
     _s(
+        "STATE_URL",
+        "memory",
+        "Where sessions, logins under way and Consumer hand-overs are kept (issue 15): "
+        "'memory' (this process only: a restart signs everyone out; demo) or a database "
+        "URL every replica shares, e.g. the archive's 'postgresql+psycopg://...' "
+        "(required in production). Prefer DRIMBOX_STATE_URL_FILE when it holds a password.",
+    ),
+    _s(
+        "STATE_KEY_FILE",
+        "",
+        "File holding the AES-256-GCM key (32 random bytes, raw or base64) sealing the "
+        "stored sessions' tokens. Empty: a random key per start (demo). Required in "
+        "production.",
+    ),
+    _s(
+        "STATE_OLD_KEY_FILES",
+        "",
+        "Comma-separated files of earlier state keys, still accepted to open what they "
+        "sealed (key rotation: new key in STATE_KEY_FILE, the old one here until the "
+        "sessions it sealed have expired).",
+    ),
+    _s(
+        "SESSION_TOUCH_INTERVAL",
+        "30",
+        "Seconds between two writes of a session's activity to the state store (not one "
+        "per image request); an idle session may end this much before its idle timeout.",
+    ),
+    _s(
         "ADMIN_SECRET",
         "",
         "Shared secret of the KOS admin API (/api/admin/kos, header "
@@ -265,6 +293,20 @@ SETTINGS: tuple[Setting, ...] = (
         "File of the audit trail (JSON lines): links opened, access granted or refused "
         "with its code, logouts, admin actions, Source API retrievals with the professional "
         "and client asking. Never tokens or patient identity values.",
+    ),
+    _s(
+        "AUDIT_URL",
+        "",
+        "Database of the append-only, hash-chained audit table (issue 15), e.g. the "
+        "archive's PostgreSQL; read with 'drimbox-viewer audit query|verify'. Empty: "
+        "no table (the JSON-lines file only; demo). Required in production.",
+    ),
+    _s(
+        "AUDIT_KEY_FILE",
+        "",
+        "File holding the key (32 bytes or more) of the audit's pseudonyms: actor = "
+        "HMAC of the signed-in subject, session = HMAC of the session id. Empty: a "
+        "random key per start (demo). Required in production.",
     ),
     _s(
         "SOURCE_API_PORT",
@@ -459,6 +501,10 @@ class Settings:
     ohif_dist: Path
     ohif_config: Path
     archive_url: str = field(repr=False)
+    state_url: str = field(repr=False)
+    state_key_file: str
+    state_old_key_files: str
+    session_touch_interval: float
     admin_secret: str = field(repr=False)
     locations: str
     trusted_hosts: str
@@ -489,6 +535,8 @@ class Settings:
     oidc_max_auth_age: float
     oidc_max_token_age: float
     audit_log: Path
+    audit_url: str = field(repr=False)
+    audit_key_file: str
     source_api_port: int
     source_api_clients: str
     tls_cert: str
@@ -616,6 +664,17 @@ class Settings:
             ):
                 # The local demo identity provider is for demo and test configurations only.
                 raise ValueError(f"identity provider {issuer!r} is refused in production mode")
+        if self.state_url == "memory":
+            # A restart (an upgrade) would sign everyone out, and replicas would not
+            # know each other's sessions: production shares its state (issue 15).
+            raise ValueError("DRIMBOX_STATE_URL (a shared database) is required in production mode")
+        if not self.state_key_file:
+            raise ValueError("DRIMBOX_STATE_KEY_FILE is required in production mode")
+        if not self.audit_url or not self.audit_key_file:
+            # A hospital's audit trail: tamper-evident, shared, with pseudonymous actors.
+            raise ValueError(
+                "DRIMBOX_AUDIT_URL and DRIMBOX_AUDIT_KEY_FILE are required in production mode"
+            )
 
     def location_map(self) -> dict[str, str]:
         """Host name -> DICOMweb URL of its PACS ('*' -> DRIMBOX_UPSTREAM_URL when empty)."""

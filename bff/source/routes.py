@@ -52,6 +52,7 @@ from bff.errors import (
 )
 from bff.services import (
     Services,
+    audit_as,
     client_key,
     location_of,
     pending_of,
@@ -212,6 +213,7 @@ async def callback(request: Request) -> Response:
             raise LoginFailed("callback without a pending link")
         session = _new_session(request)
         _sign_in(session, started, claims, result.tokens)
+        audit_as(request, session)
         audit("consumer_sign_in", provider="psc")
         return _signed_in(request, RedirectResponse("/consumer", 303), session)
     link, location = pending.link, pending.location
@@ -227,6 +229,7 @@ async def callback(request: Request) -> Response:
             "access_refused",
             location=location,
             study_uid=link.study_uid,
+            actor=services.audit_trail.pseudonymizer.actor(started.provider, claims.get("sub")),
             profile=started.profile,
             provider=started.provider,
             code=exc.reason,
@@ -240,6 +243,7 @@ async def callback(request: Request) -> Response:
     await check_images_patient(services.origins.pacs(location), kos, location)
     session = _new_session(request)
     _sign_in(session, started, claims, result.tokens)
+    audit_as(request, session)
     session.open_study(
         OpenedStudy(
             location,

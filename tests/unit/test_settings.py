@@ -57,6 +57,10 @@ def production(**overrides: object) -> Settings:
         "whitelist_file": "/etc/drimbox/liste-blanche.xml",
         "whitelist_signer_cert": "/etc/drimbox/ans-signature.pem",
         "locations": "vi1.example.fr=https://pacs.example.fr/dicom-web",
+        "state_url": "postgresql+psycopg://drimbox@db.example.fr/drimbox",
+        "state_key_file": "/run/secrets/state-key",
+        "audit_url": "postgresql+psycopg://drimbox@db.example.fr/drimbox",
+        "audit_key_file": "/run/secrets/audit-key",
         **overrides,
     }
     return Settings.from_env({}, **values)
@@ -106,3 +110,24 @@ def test_local_patient_id_issuers_are_oids_and_test_ones_are_refused_in_producti
     kept = production(local_patient_id_url=url, local_patient_id_issuers=real)
     assert kept.local_patient_id_issuer_set() == {"1.2.250.1.213.1.4.8", "1.2.250.1.213.1.4.9"}
     assert production().local_patient_id_url == ""  # off: the default issuers are harmless
+
+
+# -- shared state and the audit table (issue 15 items 1 and 5) ----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("missing", "named"),
+    [
+        ({"state_url": "memory"}, "DRIMBOX_STATE_URL"),
+        ({"state_key_file": ""}, "DRIMBOX_STATE_KEY_FILE"),
+        ({"audit_url": ""}, "DRIMBOX_AUDIT_URL"),
+        ({"audit_key_file": ""}, "DRIMBOX_AUDIT_KEY_FILE"),
+    ],
+)
+def test_production_needs_a_shared_state_and_an_audit_table(
+    missing: dict[str, str], named: str
+) -> None:
+    assert production().state_url.startswith("postgresql")
+    with pytest.raises(ValueError, match=named):
+        production(**missing)
+    Settings.from_env({}, **missing)  # the demo may
