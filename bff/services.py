@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.applications import Starlette
@@ -32,6 +32,7 @@ from bff.origins.factory import OriginFactory
 from bff.origins.whitelist import Whitelist
 from bff.settings import Settings
 from bff.web.cookies import with_pending_cookie, with_session_cookie
+from bff.web.metrics import Metrics
 from bff.web.static import OhifSite
 
 
@@ -66,6 +67,8 @@ class Services:
     background: set[asyncio.Task[Any]]
     #: the ANS whitelist, verified (both roles); None: every Source and Consumer refused
     whitelist: Whitelist | None = None
+    #: Prometheus metrics of this application (issue 15 item 4)
+    metrics: Metrics = field(default_factory=Metrics)
 
     @property
     def open_access(self) -> bool:

@@ -45,6 +45,7 @@ from sqlalchemy import (
     delete,
     event,
     insert,
+    literal,
     select,
     update,
 )
@@ -180,6 +181,11 @@ class ArchiveStore:
 
     def close(self) -> None:
         self._engine.dispose()
+
+    def ping(self) -> None:
+        """One round trip to the database (readiness, bff/web/probes.py)."""
+        with self._engine.connect() as conn:
+            conn.execute(select(literal(1)))
 
     # -- writes ---------------------------------------------------------------------------
 
