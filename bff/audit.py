@@ -12,7 +12,8 @@ values. Who and from where come from the request's context (:func:`bind`, set by
 - ``session``: the HMAC of the session id (entries of one session go together; the
   cookie cannot be rebuilt from it);
 - ``client_ip``: the TCP peer (behind a proxy: what the proxy says, docs/deployment);
-- ``request_id``: the request's id (None until the request-id middleware sets it);
+- ``request_id``: the request's id (:mod:`bff.requestid`), the same as in the
+  application log, the access log and the upstream calls;
 - on the Source API, the Consumer's certificate subject (``peer_certificate_dn``), its
   whitelist entry and client id; the professional is the actor (the HMAC of his PSC
   subject, which holds his RPPS: ``drimbox-viewer audit actor psc <subject>`` finds his
@@ -35,6 +36,8 @@ import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+
+from bff.requestid import current_request_id
 
 AUDIT_LOGGER = "bff.audit"
 #: The fields the context adds to every entry (an entry's own fields win).
@@ -99,6 +102,11 @@ class Pseudonymizer:
 
 
 def audit(event: str, **fields: Any) -> None:
+    """Write one entry; it carries the id of the request being served, if any (issue 15
+    item 4: the same id as the application log, the access log and the upstream calls)."""
+    request_id = current_request_id()
+    if request_id is not None:
+        fields.setdefault("request_id", request_id)
     logging.getLogger(AUDIT_LOGGER).info(event, extra={"audit": {"event": event, **fields}})
 
 

@@ -35,6 +35,7 @@ from bff.origins.whitelist import Whitelist
 from bff.settings import Settings
 from bff.state.audit_log import AuditTrail
 from bff.web.cookies import with_pending_cookie, with_session_cookie
+from bff.web.metrics import Metrics
 from bff.web.static import OhifSite
 
 
@@ -75,6 +76,8 @@ class Services:
     )
     #: pseudonyms of the audit, and its table (issue 15 item 5, bff/state/audit_log.py)
     audit_trail: AuditTrail = field(default_factory=lambda: AuditTrail(Pseudonymizer.ephemeral()))
+    #: Prometheus metrics of this application (issue 15 item 4)
+    metrics: Metrics = field(default_factory=Metrics)
 
     @property
     def open_access(self) -> bool:
