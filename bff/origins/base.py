@@ -73,6 +73,10 @@ class SeriesProgress:
 class StudyOrigin(ABC):
     """The source of every answer about one study, for one request."""
 
+    #: DB.VI-CO.42: whether the viewer offers to export this study to the practice's
+    #: PACS (the Consumer's studies opened from a KOS; not the Source viewer's).
+    exports_to_pacs: bool = False
+
     def __init__(
         self,
         study_uid: str,

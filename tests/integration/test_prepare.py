@@ -125,6 +125,14 @@ def test_publication_prepares_and_an_opening_transcodes_and_streams_nothing(
             server.archive().list(), preparations=server.archive().preparations()
         )
         assert f"prepared {study.n_instances}/{study.n_instances}" in listing
+        # The metrics say it too (issue 15's /metrics).
+        exposition = server.services.metrics.exposition().decode()
+        assert f"drimbox_prepared_store_instances {float(study.n_instances)}" in exposition
+        assert f"drimbox_prepared_instances_total {float(study.n_instances)}" in exposition
+        assert (
+            f'drimbox_transcode_pool_submitted_total{{lane="background"}} '
+            f"{float(study.n_instances)}" in exposition
+        )
 
         # The opening of the prepared study: no transcoding, no series from the PACS.
         asked_before = len(server.asked)
