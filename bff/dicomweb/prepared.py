@@ -245,6 +245,13 @@ class PreparedStore:
             body, entry.media_type, entry.transfer_syntax_uid, data_offset, data_length
         )
 
+    def frame_count(
+        self, form: str, origin: str, study_uid: str, series_uid: str, sop_uid: str
+    ) -> int | None:
+        """How many frames a prepared instance has; None when it is not prepared."""
+        entry = self._index.get((form, origin, study_uid, series_uid, sop_uid))
+        return None if entry is None else len(entry.spans)
+
     def series_facts(
         self, form: str, origin: str, study_uid: str, series_uid: str
     ) -> dict[str, dict[str, Any]] | None:

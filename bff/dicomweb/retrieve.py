@@ -737,6 +737,15 @@ class Retriever:
             self.form(upstream.serve), upstream.origin, study_uid, series_uid, sop_uid, frame_number
         )
 
+    def prepared_frame_count(
+        self, upstream: DicomwebUpstream, study_uid: str, series_uid: str, sop_uid: str
+    ) -> int | None:
+        """How many frames a prepared instance has (issue 16); None when not prepared."""
+        if self.prepared is None:
+            return None
+        form = self.form(upstream.serve)
+        return self.prepared.frame_count(form, upstream.origin, study_uid, series_uid, sop_uid)
+
     @property
     def params(self) -> EncodeParams:
         """How lossless sources are encoded (the metadata rewrite must say the same)."""

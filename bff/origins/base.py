@@ -273,6 +273,11 @@ class StudyOrigin(ABC):
     async def frame_count(self, series_uid: str, sop_uid: str) -> int:
         """How many frames an instance has (known once its first frame is served)."""
         upstream = self.upstream_for(series_uid)
+        prepared = self.retriever.prepared_frame_count(
+            upstream, self.study_uid, series_uid, sop_uid
+        )
+        if prepared is not None:  # prepared at publication (issue 16): nothing to wait for
+            return prepared
         await self.retriever.frame(upstream, self.study_uid, series_uid, sop_uid, 1)
         found = self.retriever.find(upstream.origin, self.study_uid, series_uid)
         facts = found.delivered.get(sop_uid) if found else None
