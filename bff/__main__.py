@@ -45,7 +45,16 @@ def _servers(app: Any, settings: Settings) -> list[uvicorn.Server]:
     """The BFF's listener, plus (Source role) the mutual-TLS listener for Consumers:
     same event loop, the Source API only, client certificates required
     (bff/source/listener.py)."""
-    servers = [_server(app, settings.host, settings.port, settings.log_level)]
+    # X-Forwarded-For / -Proto believed from the balancer only (docs/deployment.md).
+    servers = [
+        _server(
+            app,
+            settings.host,
+            settings.port,
+            settings.log_level,
+            forwarded_allow_ips=settings.forwarded_allow_ips,
+        )
+    ]
     if settings.source_api_port:
         options = source_api_options(app, settings)
         servers.append(

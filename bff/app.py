@@ -69,6 +69,7 @@ from bff.web.headers import (
 )
 from bff.web.hosts import TrustedHosts
 from bff.web.limits import BodyCaps, BodyLimits
+from bff.web.owner import StudyOwner
 from bff.web.static import OhifSite, compression_middleware
 
 log = logging.getLogger(__name__)
@@ -265,6 +266,7 @@ def create_app(settings: Settings) -> Starlette:
             site=site,
             background=background,
             whitelist=whitelist,
+            owner=StudyOwner(settings.owner_url) if settings.owner_url else None,
         )
         services = app.state.services
         purge = asyncio.create_task(_purge_sessions(services.sessions, services.logins))
@@ -272,6 +274,8 @@ def create_app(settings: Settings) -> Starlette:
             yield
         finally:
             purge.cancel()
+            if services.owner is not None:
+                await services.owner.aclose()
             await retriever.aclose()
             for upstream in locations.values():
                 await upstream.aclose()

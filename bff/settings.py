@@ -355,6 +355,22 @@ SETTINGS: tuple[Setting, ...] = (
         "Consumer role: seconds to wait for a Source's next bytes (spec note to DB.VI-SO.28).",
     ),
     _s(
+        "OWNER_URL",
+        "",
+        "Several replicas behind the balancer (docs/deployment.md): base URL of the "
+        "balancer's internal listener that sends a study's image requests to the replica "
+        "owning it (consistent hash of the study UID). The grant then asks that owner to "
+        "start the exam's retrieval (POST /api/prefetch/{study}, with the new session), so "
+        "only the owner streams it from the PACS. Empty: the granting replica starts it.",
+    ),
+    _s(
+        "FORWARDED_ALLOW_IPS",
+        "127.0.0.1",
+        "Addresses of the reverse proxies (the balancer) whose X-Forwarded-For and "
+        "X-Forwarded-Proto the BFF believes, comma-separated (uvicorn's forwarded_allow_ips); "
+        "from any other peer those headers are ignored. '*' is refused in production mode.",
+    ),
+    _s(
         "MODE",
         "demo",
         "'demo' (the local identity provider may be used, relaxed cookie) or 'production'.",
@@ -441,6 +457,8 @@ class Settings:
     consumer_demo_kos: str
     consumer_images: str
     source_timeout: float
+    owner_url: str
+    forwarded_allow_ips: str
     mode: str
     log_level: str
 
@@ -491,6 +509,8 @@ class Settings:
             # Issue 13 item 6: no unsigned whitelist in any mode (the demo signs its own).
             raise ValueError("DRIMBOX_WHITELIST_SIGNER_CERT is required with a whitelist")
         self.source_port_set()  # raises on a malformed DRIMBOX_SOURCE_PORTS
+        if self.owner_url and not self.owner_url.startswith(("http://", "https://")):
+            raise ValueError("DRIMBOX_OWNER_URL must be an http(s) URL")
 
     def _validate_production(self) -> None:
         if self.open_access:
@@ -508,6 +528,8 @@ class Settings:
             raise ValueError("DRIMBOX_FCP_ENCRYPTION_KEY is required in production mode")
         if (self.consumer_enabled or self.source_api_port) and not self.whitelist_file:
             raise ValueError("DRIMBOX_WHITELIST_FILE is required in production mode")
+        if "*" in {ip.strip() for ip in self.forwarded_allow_ips.split(",")}:
+            raise ValueError("DRIMBOX_FORWARDED_ALLOW_IPS='*' is refused in production mode")
         if self.source_port_set() != {443}:
             raise ValueError("DRIMBOX_SOURCE_PORTS other than 443 is refused in production mode")
         issuers = [self.psc_issuer, self.fcp_issuer, *([self.fc_issuer] if self.fc_enabled else [])]

@@ -31,7 +31,14 @@ from bff.archive.kos import KosRecord
 from bff.audit import audit
 from bff.auth.sessions import OpenedStudy, Session
 from bff.errors import AuthenticationRequired, BadRequest, Forbidden, NotFound
-from bff.services import location_of, pending_of, services_of, with_cookie, with_pending
+from bff.services import (
+    location_of,
+    pending_of,
+    services_of,
+    start_at_owner,
+    with_cookie,
+    with_pending,
+)
 from bff.web.boot import before_viewer_head
 from bff.web.pages import escape, layout
 from bff.web.uploads import read_body, read_kos_upload, read_upload_form
@@ -70,7 +77,7 @@ def grant_remote(
         OpenedStudy(location, record.study_uid, record.sop_uid, opening_display(record), opening)
     )
     origin = services.origins.remote(location, record, token, opening.kos_bytes)
-    origin.start_at_grant(str(request.base_url).rstrip("/") + "/dicomweb", series_uid)
+    start_at_owner(request, origin, session, series_uid)
     audit(
         "consumer_opened",
         study_uid=record.study_uid,
