@@ -1,4 +1,4 @@
-"""Command line: ``drimbox-viewer serve | demo | kos | idp``."""
+"""Command line: ``drimbox-viewer serve | demo | kos | db | idp``."""
 
 from __future__ import annotations
 
@@ -188,6 +188,7 @@ def cmd_idp(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     from bff.archive.cli import register as register_kos
     from bff.demo.stack import DEMO_USERS_FILE
+    from bff.migrations.cli import register as register_db
 
     parser = argparse.ArgumentParser(prog="drimbox-viewer", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -213,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     idp.add_argument("--issuer-base", default=None)
     idp.set_defaults(func=cmd_idp)
     register_kos(sub)
+    register_db(sub)
     args = parser.parse_args(argv)
     return int(args.func(args))
 

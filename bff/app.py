@@ -50,6 +50,7 @@ from bff.errors import ViewerError
 from bff.export.routes import export_routes
 from bff.facade.progress import progress_routes
 from bff.facade.routes import dicomweb_routes
+from bff.migrations import database_urls, require_head, upgrade
 from bff.origins.factory import OriginFactory
 from bff.origins.remote import source_client
 from bff.origins.whitelist_file import load_whitelist
@@ -59,6 +60,9 @@ from bff.source.admin import UPLOAD_PATHS as ADMIN_UPLOAD_PATHS
 from bff.source.admin import Admin, admin_routes
 from bff.source.routes import source_routes
 from bff.source.wado import consumer_api_routes
+from bff.state.backend import MemoryBackend, StateBackend
+from bff.state.sealing import Sealer, load_keys
+from bff.state.sql import SqlBackend
 from bff.transcode import EncodeParams, TranscodePool
 from bff.web import errors as web_errors
 from bff.web.headers import (
@@ -145,8 +149,35 @@ SESSION_PURGE_S = 60.0
 async def _purge_sessions(sessions: SessionStore, logins: PendingLogins) -> None:
     while True:
         await asyncio.sleep(SESSION_PURGE_S)
-        sessions.purge()
-        logins.purge()
+        try:
+            await asyncio.to_thread(sessions.purge)
+            await asyncio.to_thread(logins.purge)
+        except ViewerError as exc:  # the state's database down: try again next time
+            log.warning("state purge failed: %s", exc.detail)
+
+
+def prepare_schema(settings: Settings) -> None:
+    """Production: every database at the migrations' head, or no start (run ``drimbox-
+    viewer db upgrade`` first; the schema is never changed at start). Demo and tests:
+    upgraded here (the embedded SQLite)."""
+    for url in database_urls(settings):
+        if settings.mode == "production":
+            require_head(url)
+        else:
+            upgrade(url)
+
+
+def state_store(settings: Settings) -> tuple[StateBackend, Sealer]:
+    """Where sessions, logins and hand-overs are kept, and the key sealing them."""
+    if settings.state_key_file:
+        sealer = Sealer(load_keys(settings.state_key_file, settings.state_old_key_files))
+    else:
+        sealer = Sealer.ephemeral()
+    if settings.state_url == "memory":
+        return MemoryBackend(), sealer
+    if not settings.state_key_file:
+        log.warning("DRIMBOX_STATE_KEY_FILE is empty: stored sessions die with this process")
+    return SqlBackend(settings.state_url), sealer
 
 
 async def _kos_state(archive: ArchiveStore, kos_sop_uid: str) -> str | None:
@@ -183,6 +214,8 @@ def create_app(settings: Settings) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # The schema first: production refuses to start on a database not migrated.
+        await asyncio.to_thread(prepare_schema, settings)
         # The ANS whitelist, both roles, verified first: an unsigned or tampered list
         # stops the start before anything else is built (issue 13 item 6).
         whitelist = None
@@ -202,7 +235,7 @@ def create_app(settings: Settings) -> Starlette:
             )
             for host, url in settings.location_map().items()
         }
-        archive.create_schema()
+        state, sealer = state_store(settings)
         audit_handler = configure_audit(settings.audit_log)
         # Consumer role: one client towards every Source (mutual TLS, connection pool,
         # whitelisted Sources only).
@@ -233,9 +266,12 @@ def create_app(settings: Settings) -> Starlette:
                 max_age=settings.session_max_age,
                 secure=settings.secure_cookie,
                 max_sessions=settings.max_sessions,
+                backend=state,
+                sealer=sealer,
+                touch_every=settings.session_touch_interval,
             ),
             pending=PendingCookies(secret, secure=settings.secure_cookie),
-            logins=PendingLogins(max_entries=settings.max_sessions),
+            logins=PendingLogins(max_entries=settings.max_sessions, backend=state, sealer=sealer),
             archive=archive,
             retriever=retriever,
             origins=OriginFactory(
@@ -258,7 +294,7 @@ def create_app(settings: Settings) -> Starlette:
                 settings.psc_client_secret,
                 timeout=settings.oidc_timeout,
             ),
-            handovers=HandoverStore(),
+            handovers=HandoverStore(backend=state, sealer=sealer),
             published=published,
             frame_waits=InFlight(settings.frame_waits_per_session),
             link_attempts=RateLimit(settings.link_attempts_per_client, LIMIT_WINDOW_S),
@@ -283,6 +319,7 @@ def create_app(settings: Settings) -> Starlette:
                 await client.aclose()
             pool.close()
             archive.close()
+            state.close()
             logging.getLogger("bff.audit").removeHandler(audit_handler)
             audit_handler.close()
 

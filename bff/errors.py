@@ -18,6 +18,7 @@
     ├── UnsupportedTransferSyntax    415 E441  a Deflated DICOM file (never inflated)
     ├── TooManyRequests              429 E429  a per-session / per-client bound reached
     ├── ServiceBusy                  503 E507  too many sessions at once
+    ├── StateUnavailable             503 E508  the shared state's database failed
     └── UpstreamError                502 E502  the PACS / Source failed
         ├── UpstreamUnavailable      502 E503  connection refused / DNS / reset
         ├── UpstreamTimeout          504 E504  no answer within the configured timeout
@@ -327,3 +328,14 @@ class ServiceBusy(ViewerError):
     status = 503
     code = "E507"
     message = "Le service est momentanément saturé. Veuillez réessayer dans quelques minutes."
+
+
+class StateUnavailable(ViewerError):
+    """The database of the shared state (sessions, logins, hand-overs) failed or did not
+    answer within its bound (issue 15): nothing is decided without it."""
+
+    status = 503
+    code = "E508"
+    message = (
+        "Le service est momentanément indisponible. Veuillez réessayer dans quelques instants."
+    )

@@ -119,6 +119,34 @@ SETTINGS: tuple[Setting, ...] = (
         "Prefer DRIMBOX_ARCHIVE_URL_FILE when the URL holds a password.",
     ),
     _s(
+        "STATE_URL",
+        "memory",
+        "Where sessions, logins under way and Consumer hand-overs are kept (issue 15): "
+        "'memory' (this process only: a restart signs everyone out; demo) or a database "
+        "URL every replica shares, e.g. the archive's 'postgresql+psycopg://...' "
+        "(required in production). Prefer DRIMBOX_STATE_URL_FILE when it holds a password.",
+    ),
+    _s(
+        "STATE_KEY_FILE",
+        "",
+        "File holding the AES-256-GCM key (32 random bytes, raw or base64) sealing the "
+        "stored sessions' tokens. Empty: a random key per start (demo). Required in "
+        "production.",
+    ),
+    _s(
+        "STATE_OLD_KEY_FILES",
+        "",
+        "Comma-separated files of earlier state keys, still accepted to open what they "
+        "sealed (key rotation: new key in STATE_KEY_FILE, the old one here until the "
+        "sessions it sealed have expired).",
+    ),
+    _s(
+        "SESSION_TOUCH_INTERVAL",
+        "30",
+        "Seconds between two writes of a session's activity to the state store (not one "
+        "per image request); an idle session may end this much before its idle timeout.",
+    ),
+    _s(
         "ADMIN_SECRET",
         "",
         "Shared secret of the KOS admin API (/api/admin/kos, header "
@@ -410,6 +438,10 @@ class Settings:
     ohif_dist: Path
     ohif_config: Path
     archive_url: str = field(repr=False)
+    state_url: str = field(repr=False)
+    state_key_file: str
+    state_old_key_files: str
+    session_touch_interval: float
     admin_secret: str = field(repr=False)
     locations: str
     trusted_hosts: str
@@ -542,6 +574,12 @@ class Settings:
             ):
                 # The local demo identity provider is for demo and test configurations only.
                 raise ValueError(f"identity provider {issuer!r} is refused in production mode")
+        if self.state_url == "memory":
+            # A restart (an upgrade) would sign everyone out, and replicas would not
+            # know each other's sessions: production shares its state (issue 15).
+            raise ValueError("DRIMBOX_STATE_URL (a shared database) is required in production mode")
+        if not self.state_key_file:
+            raise ValueError("DRIMBOX_STATE_KEY_FILE is required in production mode")
 
     def location_map(self) -> dict[str, str]:
         """Host name -> DICOMweb URL of its PACS ('*' -> DRIMBOX_UPSTREAM_URL when empty)."""

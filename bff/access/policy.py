@@ -14,9 +14,11 @@ deployment.
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass, field
+from typing import Any
 
-from bff.archive.kos import KosRecord
+from bff.archive.kos import KosRecord, record_from_json, record_to_json
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,17 @@ class RemoteOpening:
     record: KosRecord
     #: the KOS as the Consumer received it (the study download includes it)
     kos_bytes: bytes = field(default=b"", repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON data (stored with a session or a hand-over, sealed)."""
+        return {
+            "record": record_to_json(self.record),
+            "kos": base64.b64encode(self.kos_bytes).decode("ascii"),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RemoteOpening:
+        return cls(record_from_json(data["record"]), base64.b64decode(data["kos"]))
 
 
 @dataclass(frozen=True)

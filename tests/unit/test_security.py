@@ -291,6 +291,8 @@ def test_the_trusted_hosts_are_the_locations_and_the_configured_names() -> None:
         "session_secret": "s" * 32,
         "psc_issuer": "https://psc.example",
         "fcp_issuer": "https://fcp.example",
+        "state_url": "postgresql+psycopg://drimbox@db.example/drimbox",
+        "state_key_file": "/run/secrets/state-key",
     }
     with pytest.raises(ValueError, match="DRIMBOX_LOCATIONS or DRIMBOX_TRUSTED_HOSTS"):
         Settings.from_env({}, **production)

@@ -57,6 +57,8 @@ def production(**overrides: object) -> Settings:
         "whitelist_file": "/etc/drimbox/liste-blanche.xml",
         "whitelist_signer_cert": "/etc/drimbox/ans-signature.pem",
         "locations": "vi1.example.fr=https://pacs.example.fr/dicom-web",
+        "state_url": "postgresql+psycopg://drimbox@db.example.fr/drimbox",
+        "state_key_file": "/run/secrets/state-key",
         **overrides,
     }
     return Settings.from_env({}, **values)
