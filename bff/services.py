@@ -164,6 +164,8 @@ def start_at_owner(
     if services.owner is None:
         origin.start_at_grant(str(connection.base_url).rstrip("/") + "/dicomweb", series_uid)
         return
+    # Written for every replica before the owner is asked to find it.
+    services.sessions.save(session)
     cookie = (services.sessions.cookie_name, services.sessions.cookie_value(session))
     task = asyncio.create_task(
         services.owner.prefetch(

@@ -402,6 +402,10 @@ def _replica_env(
         "DRIMBOX_OWNER_URL": f"http://127.0.0.1:{internal_port}",
         "DRIMBOX_ARCHIVE_URL_FILE": str(files["database_url"]),
         "DRIMBOX_SESSION_SECRET_FILE": str(files["session_secret"]),
+        # Sessions, logins under way and hand-overs, shared by the replicas (issue 15
+        # item 1), their tokens sealed with the state key.
+        "DRIMBOX_STATE_URL_FILE": str(files["database_url"]),
+        "DRIMBOX_STATE_KEY_FILE": str(files["state_key"]),
         "DRIMBOX_PSC_ISSUER": f"{issuer}/psc",
         "DRIMBOX_FCP_ISSUER": f"{issuer}/fcp",
         "DRIMBOX_PSC_CLIENT_ID": CLIENT_ID,
@@ -487,6 +491,9 @@ def running_stack(
             secrets_dir, "fcp-encryption-key.jwk", json.dumps(fcp_key.as_dict(private=True))
         ),
         "handover_secret": _secret_file(secrets_dir, "handover-secret", handover_secret),
+        "state_key": _secret_file(
+            secrets_dir, "state-key", base64.b64encode(secrets.token_bytes(32)).decode()
+        ),
         "source_cert": drim["server"].cert,
         "source_key": drim["server"].key,
         "client_ca": drim["client"].ca_cert,
@@ -496,7 +503,6 @@ def running_stack(
         "whitelist": whitelist,
         "whitelist_signer": signer.cert,
     }
-    publish_demo_kos(database_url, study.kos_path, location=LOCATION, cda_id=DEMO_CDA_ID)
 
     asked: list[str] = []
     origin = f"https://{LOCATION}:{public_port}"
@@ -504,7 +510,10 @@ def running_stack(
     with contextlib.ExitStack() as stack:
         proxy = stack.enter_context(EgressProxy(DOMAIN))
         pacs_url = stack.enter_context(
-            live_server(counting_proxy(pacs_dicomweb_url, asked), lifespan="off")
+            live_server(
+                counting_proxy(pacs_dicomweb_url.removesuffix("/dicom-web"), asked),
+                lifespan="off",
+            )
         )
         idp_transport = httpx.AsyncHTTPTransport(
             proxy=proxy.url, verify=ssl.create_default_context(cafile=str(ca[0]))
@@ -567,6 +576,10 @@ def running_stack(
             }
         )
         try:
+            # The operator's migration step (compose.yaml's one-shot 'migrate'), then the
+            # publication of the demo KOS in the archive (DB.SO.22).
+            migrate(replicas[0].env, work / "migrate.log")
+            publish_demo_kos(database_url, study.kos_path, location=LOCATION, cda_id=DEMO_CDA_ID)
             for replica in replicas:
                 replica.start()
             balancer.start(text)
@@ -590,6 +603,21 @@ def running_stack(
             for replica in replicas:
                 replica.stop()
             idp_transport_close(idp_transport)
+
+
+def migrate(env: dict[str, str], log: Path) -> None:
+    """``drimbox-viewer db upgrade`` with the replicas' settings."""
+    done = subprocess.run(
+        [str(SERVE), "db", "upgrade"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    log.write_text(done.stdout + done.stderr, encoding="utf-8")
+    if done.returncode != 0:
+        raise RuntimeError(f"db upgrade failed: {done.stdout}{done.stderr}")
 
 
 def idp_transport_close(transport: httpx.AsyncHTTPTransport) -> None:

@@ -94,8 +94,10 @@ def test_the_source_api_passes_through_to_the_replicas_mutual_tls(stack: Stack) 
     cert, key = stack.client_tls
     context.load_cert_chain(str(cert), str(key))
     answer = _resolve_get(url, httpx.HTTPTransport(verify=context))
-    # The replica's Source API answered (no PSC token: refused by the application).
-    assert answer.status_code == 401, answer.text
+    # The replica's Source API answered (no PSC token: refused by the application, the
+    # Tableau 2 status of a bad token).
+    assert answer.status_code == 403, answer.text
+    assert answer.json()["code"] == "S403"
 
 
 def _resolve_get(url: str, transport: httpx.HTTPTransport) -> httpx.Response:
