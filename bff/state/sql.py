@@ -88,9 +88,11 @@ def make_engine(url: str, *, timeout: float | None = DB_TIMEOUT_S) -> Engine:
     if timeout is not None and not is_sqlite:
         options["pool_timeout"] = timeout
     if timeout is not None and parsed.get_backend_name() == "postgresql":
+        given = parsed.query.get("options", "")  # e.g. "-c TimeZone=..." in the URL: kept
+        given = given if isinstance(given, str) else " ".join(given)
         options["connect_args"] = {
             "connect_timeout": max(1, round(timeout)),
-            "options": f"-c statement_timeout={round(timeout * 1000)}",
+            "options": f"{given} -c statement_timeout={round(timeout * 1000)}".strip(),
         }
     engine = create_engine(url, **options)
     if is_sqlite:
