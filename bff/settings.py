@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from bff.machine import available_cpus, available_memory
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -85,7 +87,9 @@ SETTINGS: tuple[Setting, ...] = (
     _s(
         "TRANSCODE_WORKERS",
         "0",
-        "Processes in the transcoding pool; 0 means one per CPU core.",
+        "Processes in the transcoding pool; 0 means one per CPU this process may use: the "
+        "smallest of the cgroup CPU limit (a container's, cgroup v2 cpu.max or v1 CFS "
+        "quota, rounded up) and the CPU affinity (bff/machine.py).",
     ),
     _s(
         "LOSSY_QUALITY",
@@ -404,6 +408,50 @@ SETTINGS: tuple[Setting, ...] = (
         "'demo' (the local identity provider may be used, relaxed cookie) or 'production'.",
     ),
     _s("LOG_LEVEL", "INFO", "Python logging level."),
+    _s(
+        "LOG_FORMAT",
+        "auto",
+        "Application and access log format on standard error: 'json' (one object per "
+        "line: time, level, logger, message, request_id, and the access log's fields), "
+        "'text', or 'auto' (json in production mode, text in demo mode). See "
+        "docs/operations.md.",
+    ),
+    _s(
+        "METRICS_PORT",
+        "0",
+        "Port of the internal listener serving Prometheus /metrics (and /livez, /readyz) "
+        "on DRIMBOX_METRICS_HOST, for the monitoring network only. 0: no such listener; "
+        "then /metrics is served on the main listener in demo mode only (never in "
+        "production mode: the main listener is public).",
+    ),
+    _s(
+        "METRICS_HOST",
+        "127.0.0.1",
+        "Address of the metrics listener (an internal interface; '0.0.0.0' in a container "
+        "whose port only the monitoring network reaches).",
+    ),
+    _s(
+        "READAHEAD_BUDGET_BYTES",
+        "0",
+        "Bytes of received, not yet transcoded instances held by all series retrievals "
+        "together (each also holds at most 384 MiB); a retrieval over the budget goes on "
+        "with one instance in hand (reading the PACS as the pool frees room). 0: a quarter "
+        "of the memory this process may use (cgroup limit, else physical), at least 64 MiB.",
+    ),
+    _s(
+        "DRAIN_NOTICE_S",
+        "5",
+        "On SIGTERM: seconds /readyz answers 503 while requests are still served, so that "
+        "the balancer's probe sees it and sends new users elsewhere, before the listener "
+        "closes (see docs/operations.md).",
+    ),
+    _s(
+        "DRAIN_GRACE_S",
+        "30",
+        "On SIGTERM: the most seconds in-flight requests (a study download, a series "
+        "stream) are given to finish; the process then exits 0. A second SIGTERM or "
+        "SIGINT stops at once.",
+    ),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -493,6 +541,12 @@ class Settings:
     forwarded_allow_ips: str
     mode: str
     log_level: str
+    log_format: str
+    metrics_port: int
+    metrics_host: str
+    readahead_budget_bytes: int
+    drain_notice_s: float
+    drain_grace_s: float
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -543,6 +597,23 @@ class Settings:
         self.source_port_set()  # raises on a malformed DRIMBOX_SOURCE_PORTS
         if self.owner_url and not self.owner_url.startswith(("http://", "https://")):
             raise ValueError("DRIMBOX_OWNER_URL must be an http(s) URL")
+        self._validate_operations()
+
+    def _validate_operations(self) -> None:
+        """Issue 15 items 2 and 4: logs, metrics listener, readahead budget, drain."""
+        if self.log_format not in {"auto", "json", "text"}:
+            raise ValueError("DRIMBOX_LOG_FORMAT must be 'auto', 'json' or 'text'")
+        if not 0 <= self.metrics_port < 65536:
+            raise ValueError("DRIMBOX_METRICS_PORT must be a port number (0: none)")
+        if self.metrics_port and self.metrics_port in {self.port, self.source_api_port}:
+            # The metrics listener is the internal one: never a public listener's port.
+            raise ValueError(
+                "DRIMBOX_METRICS_PORT must differ from DRIMBOX_PORT and DRIMBOX_SOURCE_API_PORT"
+            )
+        if self.readahead_budget_bytes < 0:
+            raise ValueError("DRIMBOX_READAHEAD_BUDGET_BYTES must be 0 (auto) or positive")
+        if self.drain_notice_s < 0 or self.drain_grace_s < 0:
+            raise ValueError("DRIMBOX_DRAIN_NOTICE_S and DRIMBOX_DRAIN_GRACE_S must be >= 0")
 
     def _validate_production(self) -> None:
         if self.open_access:
@@ -580,6 +651,23 @@ class Settings:
             raise ValueError("DRIMBOX_STATE_URL (a shared database) is required in production mode")
         if not self.state_key_file:
             raise ValueError("DRIMBOX_STATE_KEY_FILE is required in production mode")
+        for name, path in self.data_paths().items():
+            # Issue 15: production never writes into the code (the checkout, or the
+            # installed package's directory): explicit data paths, e.g. /var/lib/...
+            if path.resolve().is_relative_to(PROJECT_ROOT):
+                raise ValueError(
+                    f"DRIMBOX_{name} is inside the code directory ({PROJECT_ROOT}): "
+                    "production mode needs data paths outside it (e.g. /var/lib/drimbox-viewer)"
+                )
+
+    def data_paths(self) -> dict[str, Path]:
+        """The files and directories the BFF writes, by setting name."""
+        paths = {"AUDIT_LOG": self.audit_log}
+        if self.frame_disk_cache_dir:
+            paths["FRAME_DISK_CACHE_DIR"] = Path(self.frame_disk_cache_dir)
+        if self.archive_url.startswith("sqlite:///"):
+            paths["ARCHIVE_URL"] = Path(self.archive_url.removeprefix("sqlite:///"))
+        return paths
 
     def location_map(self) -> dict[str, str]:
         """Host name -> DICOMweb URL of its PACS ('*' -> DRIMBOX_UPSTREAM_URL when empty)."""
@@ -630,7 +718,22 @@ class Settings:
 
     @property
     def workers(self) -> int:
-        return self.transcode_workers or (os.cpu_count() or 1)
+        return self.transcode_workers or available_cpus()
+
+    @property
+    def readahead_budget(self) -> int:
+        """DRIMBOX_READAHEAD_BUDGET_BYTES, 0 resolved for this machine."""
+        return self.readahead_budget_bytes or max(64 * 1024**2, available_memory() // 4)
+
+    @property
+    def resolved_log_format(self) -> str:
+        if self.log_format != "auto":
+            return self.log_format
+        return "json" if self.mode == "production" else "text"
+
+    def metrics_on_main_listener(self) -> bool:
+        """/metrics on the public listener: demo mode without a metrics listener only."""
+        return self.mode == "demo" and not self.metrics_port
 
 
 def _convert(kind: Any, raw: Any) -> Any:

@@ -48,6 +48,14 @@ def test_every_setting_is_a_field_and_documented() -> None:
 # -- the ANS whitelist and Sources' ports (issue 13 item 6) ------------------------------
 
 
+#: Production writes outside the code (issue 15).
+DATA_PATHS: dict[str, object] = {
+    "archive_url": "sqlite:////var/lib/drimbox-viewer/archive.db",
+    "audit_log": Path("/var/lib/drimbox-viewer/audit.jsonl"),
+    "frame_disk_cache_dir": "/var/cache/drimbox-viewer/frames",
+}
+
+
 def production(**overrides: object) -> Settings:
     values: dict[str, object] = {
         "mode": "production",
@@ -59,6 +67,7 @@ def production(**overrides: object) -> Settings:
         "locations": "vi1.example.fr=https://pacs.example.fr/dicom-web",
         "state_url": "postgresql+psycopg://drimbox@db.example.fr/drimbox",
         "state_key_file": "/run/secrets/state-key",
+        **DATA_PATHS,
         **overrides,
     }
     return Settings.from_env({}, **values)
@@ -87,3 +96,50 @@ def test_source_ports() -> None:
     assert production(source_ports="443").source_port_set() == {443}
     with pytest.raises(ValueError, match="SOURCE_PORTS"):
         production(source_ports="443,8443")
+
+
+# -- operations (issue 15 items 2 and 4) -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "inside"),
+    [
+        ("archive_url", f"sqlite:///{PROJECT_ROOT / 'var' / 'archive.db'}"),
+        ("audit_log", PROJECT_ROOT / "var" / "audit.jsonl"),
+        ("frame_disk_cache_dir", str(PROJECT_ROOT / "var" / "frame-cache")),
+    ],
+)
+def test_production_refuses_data_paths_inside_the_code(name: str, inside: object) -> None:
+    with pytest.raises(ValueError, match=f"DRIMBOX_{name.upper()} is inside the code"):
+        production(**{name: inside})
+    # The demo writes into var/ of the checkout, as before.
+    Settings.from_env({}, **{name: inside})
+
+
+def test_production_defaults_write_into_the_code_and_are_refused() -> None:
+    values = {k: v for k, v in DATA_PATHS.items() if k != "audit_log"}
+    with pytest.raises(ValueError, match="DRIMBOX_AUDIT_LOG is inside the code"):
+        production(**values, audit_log=Settings.from_env({}).audit_log)
+    assert production().data_paths()["ARCHIVE_URL"] == Path("/var/lib/drimbox-viewer/archive.db")
+    # A PostgreSQL archive is no path; an empty disk cache dir writes nothing.
+    paths = production(archive_url="postgresql+psycopg://db/drimbox", frame_disk_cache_dir="")
+    assert set(paths.data_paths()) == {"AUDIT_LOG"}
+
+
+def test_metrics_never_on_the_public_listener_in_production() -> None:
+    assert Settings.from_env({}).metrics_on_main_listener()  # demo: /metrics on the BFF
+    assert not Settings.from_env({}, metrics_port=9100).metrics_on_main_listener()
+    assert not production().metrics_on_main_listener()
+    assert not production(metrics_port=9100).metrics_on_main_listener()
+    with pytest.raises(ValueError, match="METRICS_PORT must differ"):
+        production(metrics_port=8080)
+    with pytest.raises(ValueError, match="METRICS_PORT must differ"):
+        Settings.from_env({}, source_api_port=8443, metrics_port=8443)
+
+
+def test_log_format_json_in_production_text_in_the_demo() -> None:
+    assert production().resolved_log_format == "json"
+    assert Settings.from_env({}).resolved_log_format == "text"
+    assert Settings.from_env({}, log_format="json").resolved_log_format == "json"
+    with pytest.raises(ValueError, match="LOG_FORMAT"):
+        Settings.from_env({}, log_format="xml")
