@@ -67,6 +67,9 @@ def test_one_replica_owns_the_study_and_streams_each_series_once(
     callback), and every image request went there: Orthanc was asked each series once."""
     _whole_study(stack_page, stack)
     uid = stack.study.study_uid
+    counts = stack.series_retrievals()
+    assert set(counts) == set(stack.study.series_uids), counts
+    assert all(n == 1 for n in counts.values()), counts
     prefetches = [
         line for line in stack.balancer.access_log() if f"POST /api/prefetch/{uid} " in line
     ]
@@ -74,9 +77,6 @@ def test_one_replica_owns_the_study_and_streams_each_series_once(
     owners = stack.upstreams_of(f"/dicomweb/studies/{uid}/series/")
     assert len(owners) == 1, owners
     assert stack.upstreams_of(f"/api/prefetch/{uid}") == owners
-    counts = stack.series_retrievals()
-    assert set(counts) == set(stack.study.series_uids), counts
-    assert all(n == 1 for n in counts.values()), counts
 
 
 def test_the_source_api_passes_through_to_the_replicas_mutual_tls(stack: Stack) -> None:
