@@ -172,3 +172,26 @@ def test_the_balancer_refuses_what_is_internal(stack: Stack) -> None:
         answer = _resolve_get(stack.origin + path, httpx.HTTPTransport(verify=context))
         assert answer.status_code == 404, path
     assert isinstance(context, ssl.SSLContext)
+
+
+def test_the_owner_prefetch_needs_the_session_and_its_csrf_token(
+    stack: Stack, stack_page: Any
+) -> None:
+    """POST /api/prefetch/{study} on a replica: the same access decision as every image
+    route, plus the session's CSRF token (bff/facade/routes.py)."""
+    replica = stack.replicas[0]
+    url = f"{replica.url}/api/prefetch/{stack.study.study_uid}"
+    forwarded = {"Host": f"{LOCATION}:{stack.balancer.public_port}", "X-Forwarded-Proto": "https"}
+    anonymous = httpx.post(url, headers=forwarded, trust_env=False, timeout=10)
+    assert anonymous.status_code == 401
+    cookie = "; ".join(f"{c['name']}={c['value']}" for c in stack_page.context.cookies())
+    no_csrf = httpx.post(url, headers={**forwarded, "Cookie": cookie}, trust_env=False, timeout=10)
+    assert no_csrf.status_code == 400
+    assert no_csrf.json()["code"]
+    other_study = httpx.post(
+        f"{replica.url}/api/prefetch/1.2.3.4",
+        headers={**forwarded, "Cookie": cookie, "X-CSRF-Token": "x"},
+        trust_env=False,
+        timeout=10,
+    )
+    assert other_study.status_code == 404
