@@ -16,16 +16,6 @@ from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, save_screenshot
 from tests.integration.pg import find_bin_dir, temporary_postgres
 from tests.production_stack import NGINX, Stack, running_stack
 
-#: More environment for the replicas: the shared session store (issue 15 item 1).
-SHARED_STATE_ENV: dict[str, str] = {}
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
-    report = yield
-    setattr(item, f"rep_{report.when}", report)
-    return report
-
 
 @pytest.fixture(scope="module")
 def stack(pacs: Pacs, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
@@ -43,7 +33,6 @@ def stack(pacs: Pacs, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stac
             pacs.study,
             pacs.dicomweb_url,
             database_url,
-            replica_env=SHARED_STATE_ENV,
         ) as running,
     ):
         yield running
