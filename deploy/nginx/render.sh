@@ -2,8 +2,8 @@
 # Render the balancer template (drimbox-viewer.conf) from the environment, then run the
 # command (nginx). Every marker NAME is taken from BALANCER_NAME; one left unset stops here.
 set -eu
-template=/etc/drimbox/drimbox-viewer.conf.template
-out=/etc/drimbox/nginx.conf
+template=${DRIMBOX_BALANCER_TEMPLATE:-/etc/drimbox/drimbox-viewer.conf.template}
+out=${DRIMBOX_BALANCER_CONF:-/etc/drimbox/nginx.conf}
 cp "$template" "$out.tmp"
 for name in $(grep -o '@[A-Z_]*@' "$template" | sort -u | tr -d @); do
   value=$(printenv "BALANCER_$name" || true)
