@@ -143,3 +143,25 @@ def test_log_format_json_in_production_text_in_the_demo() -> None:
     assert Settings.from_env({}, log_format="json").resolved_log_format == "json"
     with pytest.raises(ValueError, match="LOG_FORMAT"):
         Settings.from_env({}, log_format="xml")
+
+
+def test_production_believes_forwarded_headers_from_named_proxies_only() -> None:
+    """Behind the balancer (docs/deployment.md): X-Forwarded-For/-Proto from any peer would
+    let a client choose its address and scheme."""
+    assert production(forwarded_allow_ips="10.0.0.5").forwarded_allow_ips == "10.0.0.5"
+    with pytest.raises(ValueError, match="FORWARDED_ALLOW_IPS"):
+        production(forwarded_allow_ips="10.0.0.5, *")
+
+
+def test_the_owner_url_is_an_http_url() -> None:
+    assert production(owner_url="http://10.0.0.5:8081").owner_url == "http://10.0.0.5:8081"
+    with pytest.raises(ValueError, match="DRIMBOX_OWNER_URL"):
+        production(owner_url="10.0.0.5:8081")
+
+
+def test_the_server_believes_the_configured_proxies_only() -> None:
+    from bff.__main__ import _servers
+
+    (server,) = _servers(object(), production(forwarded_allow_ips="10.0.0.5"))
+    assert server.config.proxy_headers
+    assert server.config.forwarded_allow_ips == "10.0.0.5"
