@@ -231,7 +231,9 @@ async def open_by_hand(request: Request) -> Response:
         raise BadRequest("series not in the KOS")
     token = str(session.tokens.get("access_token", ""))
     grant_remote(request, session, RemoteOpening(record, body), token, series_uid)
-    return RedirectResponse(_viewer(record, series_uid), 303)
+    # The grant written to the shared store (with_cookie saves the session): another
+    # replica, or this one after a restart, serves the images with it.
+    return with_cookie(request, RedirectResponse(_viewer(record, series_uid), 303), session)
 
 
 def _demo_kos(request: Request) -> Path | None:
