@@ -6,25 +6,35 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import uvicorn
 
 from bff.app import create_app
+from bff.logs import configure_logging
 from bff.settings import PROJECT_ROOT, Settings
 from bff.source.listener import source_api_options
+from bff.web.drain import Drain
+from bff.web.observe import Operations, operations_app
 
 log = logging.getLogger("bff")
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def _configure_logging(level: str, fmt: str = "text") -> None:
+    configure_logging(level, fmt, sys.stderr)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server without its own signal handling: :func:`_serve` handles SIGTERM
+    (the drain) and SIGINT for every listener of the process at once."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 def _server(app: Any, host: str, port: int, level: str, **extra: Any) -> uvicorn.Server:
@@ -34,17 +44,21 @@ def _server(app: Any, host: str, port: int, level: str, **extra: Any) -> uvicorn
         host=host,
         port=port,
         log_level=level.lower(),
+        log_config=None,  # uvicorn's loggers go to ours (bff/logs.py: text or JSON)
         timeout_graceful_shutdown=5,
-        access_log=False,  # OIDC codes travel in URLs; the audit trail says what matters
+        # Our access log (bff/web/observe.py) never records a query string: OIDC codes
+        # and states travel in those of /auth/callback.
+        access_log=False,
         **options,
     )
-    return uvicorn.Server(config)
+    return _Server(config)
 
 
-def _servers(app: Any, settings: Settings) -> list[uvicorn.Server]:
+def _servers(app: Any, settings: Settings, ops: Operations | None = None) -> list[uvicorn.Server]:
     """The BFF's listener, plus (Source role) the mutual-TLS listener for Consumers:
     same event loop, the Source API only, client certificates required
-    (bff/source/listener.py)."""
+    (bff/source/listener.py), plus the internal metrics listener (DRIMBOX_METRICS_PORT:
+    /metrics, /livez, /readyz only)."""
     # X-Forwarded-For / -Proto believed from the balancer only (docs/deployment.md).
     servers = [
         _server(
@@ -55,6 +69,17 @@ def _servers(app: Any, settings: Settings) -> list[uvicorn.Server]:
             forwarded_allow_ips=settings.forwarded_allow_ips,
         )
     ]
+    if settings.metrics_port and ops is not None:
+        servers.append(
+            _server(
+                operations_app(ops),
+                settings.metrics_host,
+                settings.metrics_port,
+                settings.log_level,
+                lifespan="off",
+                proxy_headers=False,
+            )
+        )
     if settings.source_api_port:
         options = source_api_options(app, settings)
         servers.append(
@@ -69,8 +94,75 @@ def _servers(app: Any, settings: Settings) -> list[uvicorn.Server]:
     return servers
 
 
-async def _serve(servers: list[uvicorn.Server], *, ready_lines: list[str]) -> None:
+@contextlib.contextmanager
+def _signals(
+    servers: list[uvicorn.Server], drain: Drain | None, settings: Settings | None
+) -> Iterator[None]:
+    """SIGTERM drains (bff/web/drain.py) when ``drain`` is given; SIGINT, a second
+    SIGTERM, or SIGTERM without a drain stop every listener at once (uvicorn's own
+    graceful shutdown: connections closed, requests given a few seconds)."""
+    loop = asyncio.get_running_loop()
+    tasks: set[asyncio.Task[None]] = set()
+
+    def stop() -> None:
+        for server in servers:
+            if server.should_exit:
+                server.force_exit = True
+            server.should_exit = True
+
+    def on_sigterm() -> None:
+        if drain is None or settings is None or drain.draining:
+            stop()
+            return
+        drain.start()
+        task = loop.create_task(_drain_then_stop(drain, settings, stop))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+    loop.add_signal_handler(signal.SIGINT, stop)
+    try:
+        yield
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+        loop.remove_signal_handler(signal.SIGINT)
+        for task in tasks:
+            task.cancel()
+
+
+async def _drain_then_stop(drain: Drain, settings: Settings, stop: Any) -> None:
+    """Issue 15 item 2: readiness is 503 now; requests are served for the notice (the
+    balancer's probe sees it), in-flight ones until they finish or the grace is spent."""
+    grace = max(settings.drain_grace_s, settings.drain_notice_s)
+    log.info(
+        "SIGTERM: draining (readiness 503), %d request(s) in flight, grace %.0f s",
+        drain.in_flight,
+        grace,
+    )
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + grace
+    await asyncio.sleep(settings.drain_notice_s)
+    finished = await drain.idle(max(0.0, deadline - loop.time()))
+    if finished:
+        log.info("drained: no request in flight, stopping")
+    else:
+        log.warning("drain grace spent with %d request(s) in flight, stopping", drain.in_flight)
+    stop()
+
+
+async def _serve(
+    servers: list[uvicorn.Server],
+    *,
+    ready_lines: list[str],
+    drain: Drain | None = None,
+    settings: Settings | None = None,
+) -> None:
     """Run the servers together; print ``ready_lines`` once all accept connections."""
+    with _signals(servers, drain, settings):
+        await _serve_all(servers, ready_lines)
+
+
+async def _serve_all(servers: list[uvicorn.Server], ready_lines: list[str]) -> None:
     tasks = [asyncio.create_task(s.serve()) for s in servers]
     while not all(s.started for s in servers) and not any(t.done() for t in tasks):
         await asyncio.sleep(0.05)
@@ -86,8 +178,11 @@ async def _serve(servers: list[uvicorn.Server], *, ready_lines: list[str]) -> No
 def cmd_serve(args: argparse.Namespace) -> int:
     overrides = {"port": args.port} if args.port is not None else {}
     settings = Settings.from_env(**overrides)
-    _configure_logging(settings.log_level)
-    asyncio.run(_serve(_servers(create_app(settings), settings), ready_lines=[]))
+    _configure_logging(settings.log_level, settings.resolved_log_format)
+    ops = Operations()
+    app = create_app(settings, operations=ops)
+    servers = _servers(app, settings, ops)
+    asyncio.run(_serve(servers, ready_lines=[], drain=ops.drain, settings=settings))
     return 0
 
 

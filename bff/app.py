@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -42,8 +43,10 @@ from bff.auth.pending import PendingCookies, PendingLogins
 from bff.auth.sessions import SessionStore
 from bff.consumer.routes import UPLOAD_PATHS as CONSUMER_UPLOAD_PATHS
 from bff.consumer.routes import consumer_routes
+from bff.dicomweb.budget import ReadaheadBudget
 from bff.dicomweb.cache import FrameCache
 from bff.dicomweb.disk_cache import DiskFrameCache
+from bff.dicomweb.observe import ObservedTransport
 from bff.dicomweb.retrieve import Retriever
 from bff.dicomweb.upstream import DicomwebUpstream
 from bff.errors import ViewerError
@@ -73,7 +76,9 @@ from bff.web.headers import (
 )
 from bff.web.hosts import TrustedHosts
 from bff.web.limits import BodyCaps, BodyLimits
+from bff.web.observe import Observe, Operations
 from bff.web.owner import StudyOwner
+from bff.web.probes import CHECK_TIMEOUT_S, Check, Readiness, http_get, pool_answers, writable_dir
 from bff.web.static import OhifSite, compression_middleware
 
 log = logging.getLogger(__name__)
@@ -207,7 +212,38 @@ def body_caps(settings: Settings) -> BodyCaps:
     return BodyCaps(settings.max_form_bytes, dict.fromkeys(paths, upload))
 
 
-def create_app(settings: Settings) -> Starlette:
+def _readiness(
+    services: Services, pool: TranscodePool, disk: DiskFrameCache | None, probe: httpx.AsyncClient
+) -> Readiness:
+    """Issue 15 item 4: what /readyz checks (bff/web/probes.py)."""
+    hard: dict[str, Check] = {
+        "database": functools.partial(asyncio.to_thread, services.archive.ping),
+        "transcode_pool": pool_answers(pool, CHECK_TIMEOUT_S / 2),
+    }
+    if disk is not None:
+        hard["disk_cache"] = writable_dir(disk.directory)
+    soft: dict[str, Check] = {
+        f"pacs:{host}": up.reachable for host, up in services.origins.locations.items()
+    }
+    for name, provider in services.providers.items():
+        url = provider.config.issuer.rstrip("/") + "/.well-known/openid-configuration"
+        soft[f"identity_provider:{name}"] = http_get(probe, url)
+    return Readiness(hard, soft)
+
+
+def _pacs_transport(operations: Operations) -> httpx.AsyncBaseTransport:
+    """The PACS client's transport: the request id sent, failures counted."""
+    inner = httpx.AsyncHTTPTransport(
+        limits=httpx.Limits(max_connections=32, max_keepalive_connections=16)
+    )
+    return ObservedTransport(inner, "pacs", operations.metrics.upstream_error)
+
+
+def create_app(settings: Settings, *, operations: Operations | None = None) -> Starlette:
+    """``operations``: the probes' and metrics' state, shared with the internal listener
+    and the drain on SIGTERM (bff/__main__.py); a fresh one by default."""
+    ops = operations or Operations()
+    ops.metrics_public = settings.metrics_on_main_listener()
     site = OhifSite(settings)
     archive = ArchiveStore(settings.archive_url)  # no I/O until used
     published = PublishedKos(functools.partial(_kos_state, archive))
@@ -232,6 +268,7 @@ def create_app(settings: Settings) -> Starlette:
                 auth=settings.upstream_auth,
                 connect_timeout=settings.upstream_connect_timeout,
                 read_timeout=settings.upstream_read_timeout,
+                transport=_pacs_transport(ops),
             )
             for host, url in settings.location_map().items()
         }
@@ -239,13 +276,18 @@ def create_app(settings: Settings) -> Starlette:
         audit_handler = configure_audit(settings.audit_log)
         # Consumer role: one client towards every Source (mutual TLS, connection pool,
         # whitelisted Sources only).
-        client = source_client(settings, whitelist) if settings.consumer_enabled else None
+        client = (
+            source_client(settings, whitelist, on_error=ops.metrics.upstream_error)
+            if settings.consumer_enabled
+            else None
+        )
         disk = None
         if settings.frame_disk_cache_dir:
             disk = DiskFrameCache(
                 Path(settings.frame_disk_cache_dir), settings.frame_disk_cache_bytes
             )
             await asyncio.to_thread(disk.open)
+        budget = ReadaheadBudget(settings.readahead_budget)
         retriever = Retriever(
             FrameCache(settings.cache_max_bytes),
             pool,
@@ -254,6 +296,8 @@ def create_app(settings: Settings) -> Starlette:
             max_part_bytes=settings.max_part_bytes,
             workers=settings.workers + 1,
             disk=disk,
+            budget=budget,
+            on_frame_wait=ops.metrics.observe_frame_wait,
         )
         background: set[asyncio.Task[Any]] = set()
         providers, jwks = build_providers(settings)
@@ -303,12 +347,22 @@ def create_app(settings: Settings) -> Starlette:
             background=background,
             whitelist=whitelist,
             owner=StudyOwner(settings.owner_url) if settings.owner_url else None,
+            metrics=ops.metrics,
         )
         services = app.state.services
+        ops.metrics.sources.cache = retriever.cache
+        ops.metrics.sources.disk = disk
+        ops.metrics.sources.pool = pool
+        ops.metrics.sources.budget = budget
+        ops.metrics.sources.draining = lambda: ops.drain.draining
+        probe_client = httpx.AsyncClient(timeout=CHECK_TIMEOUT_S)
+        ops.readiness = _readiness(services, pool, disk, probe_client)
         purge = asyncio.create_task(_purge_sessions(services.sessions, services.logins))
         try:
             yield
         finally:
+            ops.readiness = None
+            await probe_client.aclose()
             purge.cancel()
             if services.owner is not None:
                 await services.owner.aclose()
@@ -337,6 +391,9 @@ def create_app(settings: Settings) -> Starlette:
             *site.routes(),
         ],
         middleware=[
+            # Outermost: request id, access log, metrics, and the probes, which answer
+            # whatever the Host (a balancer's probe; bff/web/observe.py).
+            Middleware(Observe, ops=ops),
             Middleware(
                 SecurityHeaders,
                 csp=_csp(settings, site),

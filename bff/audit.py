@@ -2,8 +2,9 @@
 
 Entries name what happened (event, location, study, KOS, outcome and error code, the
 names of mismatching identity traits) but never tokens, cookies or patient identity
-values. The Source API names who asked (the professional's PSC subject and RPPS, the
-Consumer's client id, the peer), as access to patient data by professionals is traced.
+values. Each entry carries the request id (bff/requestid.py). The Source API names who
+asked (the professional's PSC subject and RPPS, the Consumer's client id, the peer), as
+access to patient data by professionals is traced.
 """
 
 from __future__ import annotations
@@ -14,10 +15,17 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from bff.requestid import current_request_id
+
 AUDIT_LOGGER = "bff.audit"
 
 
 def audit(event: str, **fields: Any) -> None:
+    """Write one entry; it carries the id of the request being served, if any (issue 15
+    item 4: the same id as the application log, the access log and the upstream calls)."""
+    request_id = current_request_id()
+    if request_id is not None:
+        fields.setdefault("request_id", request_id)
     logging.getLogger(AUDIT_LOGGER).info(event, extra={"audit": {"event": event, **fields}})
 
 

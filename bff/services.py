@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.applications import Starlette
@@ -32,6 +32,7 @@ from bff.origins.factory import OriginFactory
 from bff.origins.whitelist import Whitelist
 from bff.settings import Settings
 from bff.web.cookies import with_pending_cookie, with_session_cookie
+from bff.web.metrics import Metrics
 from bff.web.owner import StudyOwner
 from bff.web.static import OhifSite
 
@@ -69,6 +70,8 @@ class Services:
     whitelist: Whitelist | None = None
     #: several replicas: the way to a study's owner (bff/web/owner.py); None: this one
     owner: StudyOwner | None = None
+    #: Prometheus metrics of this application (issue 15 item 4)
+    metrics: Metrics = field(default_factory=Metrics)
 
     @property
     def open_access(self) -> bool:

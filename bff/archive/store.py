@@ -42,6 +42,7 @@ from sqlalchemy import (
     Text,
     delete,
     insert,
+    literal,
     select,
     update,
 )
@@ -165,6 +166,11 @@ class ArchiveStore:
 
     def close(self) -> None:
         self._engine.dispose()
+
+    def ping(self) -> None:
+        """One round trip to the database (readiness, bff/web/probes.py)."""
+        with self._engine.connect() as conn:
+            conn.execute(select(literal(1)))
 
     # -- writes ---------------------------------------------------------------------------
 

@@ -49,6 +49,7 @@ from bff.errors import (
     LoginFailed,
     NotFound,
     TooManyRequests,
+    ViewerError,
 )
 from bff.services import (
     Services,
@@ -194,7 +195,33 @@ def _signed_in(request: Request, response: Response, session: Session) -> Respon
 
 
 async def callback(request: Request) -> Response:
+    """The provider's redirect back (DB.VI-SO.130-137): the login's outcome is counted
+    by provider (metrics, issue 15 item 4): success, refused (an access check said no),
+    failed (the login itself: state, provider error, token checks), error (unexpected)."""
+    metrics = services_of(request).metrics
+    provider: list[str] = []  # named once the pending login is found
+
+    def named() -> str:
+        return provider[0] if provider else "unknown"
+
+    try:
+        response = await _callback(request, provider)
+    except AccessRefused:
+        metrics.login(named(), "refused")
+        raise
+    except ViewerError:
+        metrics.login(named(), "failed")
+        raise
+    except Exception:
+        metrics.login(named(), "error")
+        raise
+    metrics.login(named(), "success")
+    return response
+
+
+async def _callback(request: Request, named: list[str]) -> Response:
     pending, started = _pending_login(request)
+    named.append(started.provider)
     if "error" in request.query_params or "code" not in request.query_params:
         raise LoginFailed("provider answered an error", code="E431")
     services = services_of(request)

@@ -39,7 +39,7 @@ def make(pool: Any, budget: ReadaheadBudget | None) -> Retriever:
     return Retriever(
         FrameCache(10**6),
         pool,
-        EncodeParams(),  # type: ignore[arg-type]
+        EncodeParams(),
         frame_timeout=5,
         max_part_bytes=10**6,
         workers=1,
