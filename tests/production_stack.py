@@ -191,14 +191,13 @@ class Replica:
         self.wait_ready()
 
     def wait_ready(self) -> None:
+        """Until /readyz says 200 (database, pool and cache answer: issue 15 item 4)."""
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
                 raise RuntimeError(f"replica {self.name} exited: {self.log_tail()}")
             with contextlib.suppress(httpx.HTTPError):
-                answer = httpx.get(
-                    self.url + "/auth/jwks", headers={"Host": LOCATION}, timeout=2, trust_env=False
-                )
+                answer = httpx.get(self.url + "/readyz", timeout=2, trust_env=False)
                 if answer.status_code == 200:
                     return
             time.sleep(0.2)

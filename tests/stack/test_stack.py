@@ -166,9 +166,16 @@ def test_restarting_every_replica_keeps_the_session(stack: Stack, stack_page: An
 
 
 def test_the_balancer_refuses_what_is_internal(stack: Stack) -> None:
-    """The admin API and the replicas' prefetch are not reachable from outside."""
+    """The admin API, the replicas' prefetch, probes and metrics are not reachable from
+    outside."""
     context = stack.tls_context()
-    for path in ("/api/admin/kos", f"/api/prefetch/{stack.study.study_uid}"):
+    for path in (
+        "/api/admin/kos",
+        f"/api/prefetch/{stack.study.study_uid}",
+        "/readyz",
+        "/livez",
+        "/metrics",
+    ):
         answer = _resolve_get(stack.origin + path, httpx.HTTPTransport(verify=context))
         assert answer.status_code == 404, path
     assert isinstance(context, ssl.SSLContext)
