@@ -147,6 +147,8 @@ def test_a_replica_killed_mid_viewing_does_not_sign_the_viewer_out(
     uid = stack.study.study_uid
     (owner,) = stack.upstreams_of(f"/dicomweb/studies/{uid}/series/")
     victim = next(r for r in stack.replicas if r.address == owner)
+    survivor = next(r for r in stack.replicas if r is not victim)
+    seen = len(stack.balancer.access_log())
     victim.kill()
     try:
         stack_page.reload()
@@ -154,6 +156,13 @@ def test_a_replica_killed_mid_viewing_does_not_sign_the_viewer_out(
         _whole_study(stack_page, stack)
     finally:
         victim.start()
+    # The study moved to the other replica (the next on the hash ring).
+    after = [
+        line.rsplit(" ", 1)[-1]
+        for line in stack.balancer.access_log()[seen:]
+        if f"/dicomweb/studies/{uid}/series/" in line and '" 200 ' in line
+    ]
+    assert after and set(after) == {survivor.address}, after
 
 
 def test_restarting_every_replica_keeps_the_session(stack: Stack, stack_page: Any) -> None:
