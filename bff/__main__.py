@@ -1,4 +1,4 @@
-"""Command line: ``drimbox-viewer serve | demo | kos | db | idp``."""
+"""Command line: ``drimbox-viewer serve | demo | kos | db | audit | idp``."""
 
 from __future__ import annotations
 
@@ -304,6 +304,7 @@ def _without_demo(_args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     from bff.archive.cli import register as register_kos
     from bff.migrations.cli import register as register_db
+    from bff.migrations.cli import register_audit
 
     demo_here = _has_demo()
 
@@ -332,6 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     idp.set_defaults(func=cmd_idp if demo_here else _without_demo)
     register_kos(sub)
     register_db(sub)
+    register_audit(sub)
     args = parser.parse_args(argv)
     return int(args.func(args))
 

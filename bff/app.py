@@ -27,7 +27,7 @@ from bff.access.handover import HandoverStore
 from bff.access.limits import InFlight, RateLimit
 from bff.access.published import PublishedKos
 from bff.archive.store import ArchiveStore
-from bff.audit import configure_audit
+from bff.audit import Pseudonymizer, add_handler, configure_audit, remove_handler
 from bff.auth.introspect import PscIntrospector
 from bff.auth.middleware import SessionMiddleware
 from bff.auth.oidc import (
@@ -63,11 +63,13 @@ from bff.source.admin import UPLOAD_PATHS as ADMIN_UPLOAD_PATHS
 from bff.source.admin import Admin, admin_routes
 from bff.source.routes import source_routes
 from bff.source.wado import consumer_api_routes
+from bff.state.audit_log import AuditLog, AuditTrail, SqlAuditHandler
 from bff.state.backend import MemoryBackend, StateBackend
 from bff.state.sealing import Sealer, load_keys
 from bff.state.sql import SqlBackend
 from bff.transcode import EncodeParams, TranscodePool
 from bff.web import errors as web_errors
+from bff.web.audit_context import AuditContext
 from bff.web.headers import (
     SecurityHeaders,
     content_security_policy,
@@ -204,6 +206,26 @@ def _sessions(scope: Scope) -> SessionStore | None:
     return services.sessions if isinstance(services, Services) else None
 
 
+def _audit_trail(scope: Scope) -> AuditTrail | None:
+    services = getattr(scope["app"].state, "services", None)
+    return services.audit_trail if isinstance(services, Services) else None
+
+
+def audit_trail(settings: Settings) -> AuditTrail:
+    """The audit's pseudonyms, and (with DRIMBOX_AUDIT_URL) its table and writer."""
+    pseudonyms = (
+        Pseudonymizer.from_file(settings.audit_key_file)
+        if settings.audit_key_file
+        else Pseudonymizer.ephemeral()
+    )
+    trail = AuditTrail(pseudonyms)
+    if settings.audit_url:
+        trail.log = AuditLog(settings.audit_url)
+        trail.handler = SqlAuditHandler(trail.log, trail.sink)
+        add_handler(trail.handler)
+    return trail
+
+
 def body_caps(settings: Settings) -> BodyCaps:
     """The request-size policy (issue 13): a small cap everywhere, a KOS and its form on
     the routes that take one."""
@@ -274,6 +296,7 @@ def create_app(settings: Settings, *, operations: Operations | None = None) -> S
         }
         state, sealer = state_store(settings)
         audit_handler = configure_audit(settings.audit_log)
+        trail = audit_trail(settings)
         # Consumer role: one client towards every Source (mutual TLS, connection pool,
         # whitelisted Sources only).
         client = (
@@ -345,6 +368,7 @@ def create_app(settings: Settings, *, operations: Operations | None = None) -> S
             failed_checks=RateLimit(settings.failed_checks_per_subject, LIMIT_WINDOW_S),
             site=site,
             background=background,
+            audit_trail=trail,
             whitelist=whitelist,
             owner=StudyOwner(settings.owner_url) if settings.owner_url else None,
             metrics=ops.metrics,
@@ -374,8 +398,12 @@ def create_app(settings: Settings, *, operations: Operations | None = None) -> S
             pool.close()
             archive.close()
             state.close()
-            logging.getLogger("bff.audit").removeHandler(audit_handler)
-            audit_handler.close()
+            remove_handler(audit_handler)
+            if trail.handler is not None:
+                trail.handler.stop()  # the queued entries written first (bounded)
+                remove_handler(trail.handler)
+            if trail.log is not None:
+                trail.log.close()
 
     return Starlette(
         routes=[
@@ -404,6 +432,7 @@ def create_app(settings: Settings, *, operations: Operations | None = None) -> S
             Middleware(TrustedHosts, hosts=settings.host_names()),
             Middleware(BodyLimits, caps=body_caps(settings)),
             Middleware(SessionMiddleware, store_of=_sessions),
+            Middleware(AuditContext, trail_of=_audit_trail),
             compression_middleware(),
         ],
         exception_handlers={

@@ -20,6 +20,7 @@ from bff.access.handover import HandoverStore
 from bff.access.limits import InFlight, RateLimit
 from bff.access.published import PublishedKos
 from bff.archive.store import ArchiveStore
+from bff.audit import Pseudonymizer
 from bff.auth.introspect import PscIntrospector
 from bff.auth.middleware import read_cookie
 from bff.auth.oidc import OidcProvider
@@ -31,6 +32,7 @@ from bff.origins.base import StudyOrigin
 from bff.origins.factory import OriginFactory
 from bff.origins.whitelist import Whitelist
 from bff.settings import Settings
+from bff.state.audit_log import AuditTrail
 from bff.web.cookies import with_pending_cookie, with_session_cookie
 from bff.web.metrics import Metrics
 from bff.web.owner import StudyOwner
@@ -72,6 +74,8 @@ class Services:
     owner: StudyOwner | None = None
     #: Prometheus metrics of this application (issue 15 item 4)
     metrics: Metrics = field(default_factory=Metrics)
+    #: pseudonyms of the audit, and its table (issue 15 item 5, bff/state/audit_log.py)
+    audit_trail: AuditTrail = field(default_factory=lambda: AuditTrail(Pseudonymizer.ephemeral()))
 
     @property
     def open_access(self) -> bool:
@@ -138,6 +142,13 @@ def client_key(connection: HTTPConnection) -> str:
 def with_cookie(connection: HTTPConnection, response: Response, session: Session) -> Response:
     """``response`` carrying ``session``'s cookie (bff/web/cookies.py)."""
     return with_session_cookie(response, services_of(connection).sessions, session)
+
+
+def audit_as(connection: HTTPConnection, session: Session) -> None:
+    """This request's audit entries from now on name ``session`` and its person (a
+    sign-in or hand-over made it during the request)."""
+    trail = services_of(connection).audit_trail
+    trail.bind_session(session.id, session.provider, session.subject)
 
 
 def pending_of(connection: HTTPConnection) -> Pending | None:

@@ -299,6 +299,20 @@ SETTINGS: tuple[Setting, ...] = (
         "and client asking. Never tokens or patient identity values.",
     ),
     _s(
+        "AUDIT_URL",
+        "",
+        "Database of the append-only, hash-chained audit table (issue 15), e.g. the "
+        "archive's PostgreSQL; read with 'drimbox-viewer audit query|verify'. Empty: "
+        "no table (the JSON-lines file only; demo). Required in production.",
+    ),
+    _s(
+        "AUDIT_KEY_FILE",
+        "",
+        "File holding the key (32 bytes or more) of the audit's pseudonyms: actor = "
+        "HMAC of the signed-in subject, session = HMAC of the session id. Empty: a "
+        "random key per start (demo). Required in production.",
+    ),
+    _s(
         "SOURCE_API_PORT",
         "0",
         "Source role: port of the mutual-TLS listener serving Consumer DRIMboxes "
@@ -520,6 +534,8 @@ class Settings:
     oidc_max_auth_age: float
     oidc_max_token_age: float
     audit_log: Path
+    audit_url: str = field(repr=False)
+    audit_key_file: str
     source_api_port: int
     source_api_clients: str
     tls_cert: str
@@ -651,6 +667,11 @@ class Settings:
             raise ValueError("DRIMBOX_STATE_URL (a shared database) is required in production mode")
         if not self.state_key_file:
             raise ValueError("DRIMBOX_STATE_KEY_FILE is required in production mode")
+        if not self.audit_url or not self.audit_key_file:
+            # A hospital's audit trail: tamper-evident, shared, with pseudonymous actors.
+            raise ValueError(
+                "DRIMBOX_AUDIT_URL and DRIMBOX_AUDIT_KEY_FILE are required in production mode"
+            )
         for name, path in self.data_paths().items():
             # Issue 15: production never writes into the code (the checkout, or the
             # installed package's directory): explicit data paths, e.g. /var/lib/...

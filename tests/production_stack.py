@@ -405,6 +405,9 @@ def _replica_env(
         # item 1), their tokens sealed with the state key.
         "DRIMBOX_STATE_URL_FILE": str(files["database_url"]),
         "DRIMBOX_STATE_KEY_FILE": str(files["state_key"]),
+        # The hash-chained audit table (issue 15 item 5), its pseudonyms' key.
+        "DRIMBOX_AUDIT_URL_FILE": str(files["database_url"]),
+        "DRIMBOX_AUDIT_KEY_FILE": str(files["audit_key"]),
         "DRIMBOX_PSC_ISSUER": f"{issuer}/psc",
         "DRIMBOX_FCP_ISSUER": f"{issuer}/fcp",
         "DRIMBOX_PSC_CLIENT_ID": CLIENT_ID,
@@ -490,6 +493,7 @@ def running_stack(
             secrets_dir, "fcp-encryption-key.jwk", json.dumps(fcp_key.as_dict(private=True))
         ),
         "handover_secret": _secret_file(secrets_dir, "handover-secret", handover_secret),
+        "audit_key": _secret_file(secrets_dir, "audit-key", secrets.token_urlsafe(48)),
         "state_key": _secret_file(
             secrets_dir, "state-key", base64.b64encode(secrets.token_bytes(32)).decode()
         ),

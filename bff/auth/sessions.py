@@ -34,6 +34,7 @@ import hmac
 import json
 import logging
 import secrets
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -204,6 +205,8 @@ class SessionStore:
         # still run on every load).
         self._verified: OrderedDict[str, str] = OrderedDict()
         self._cache: OrderedDict[str, _Cached] = OrderedDict()
+        # A shared store is read from threads (bff/auth/middleware.py): both memos locked.
+        self._lock = threading.Lock()
 
     @property
     def shared(self) -> bool:
@@ -236,10 +239,11 @@ class SessionStore:
 
     def _remember(self, session: Session, written_seen: float) -> _Cached:
         cached = _Cached(session, self._clock(), written_seen)
-        self._cache[session.id] = cached
-        self._cache.move_to_end(session.id)
-        while len(self._cache) > CACHED_SESSIONS:
-            self._cache.popitem(last=False)
+        with self._lock:
+            self._cache[session.id] = cached
+            self._cache.move_to_end(session.id)
+            while len(self._cache) > CACHED_SESSIONS:
+                self._cache.popitem(last=False)
         return cached
 
     # -- life cycle -------------------------------------------------------------------------
@@ -288,22 +292,25 @@ class SessionStore:
         """The session id a cookie names, if its signature holds."""
         if not cookie:
             return None
-        session_id = self._verified.get(cookie)
+        with self._lock:
+            session_id = self._verified.get(cookie)
         if session_id is None:
             try:
                 session_id = str(self._serializer.loads(cookie, max_age=int(self.max_age)))
             except BadSignature:  # includes SignatureExpired
                 return None
-            self._verified[cookie] = session_id
-            while len(self._verified) > VERIFIED_COOKIES:
-                self._verified.popitem(last=False)
+            with self._lock:
+                self._verified[cookie] = session_id
+                while len(self._verified) > VERIFIED_COOKIES:
+                    self._verified.popitem(last=False)
         return session_id
 
     def _read(self, session_id: str, now: float) -> _Cached | None:
-        cached = self._cache.get(session_id)
-        if cached is not None and 0 <= now - cached.read_at <= self._cache_ttl:
-            return cached
-        self._cache.pop(session_id, None)
+        with self._lock:
+            cached = self._cache.get(session_id)
+            if cached is not None and 0 <= now - cached.read_at <= self._cache_ttl:
+                return cached
+            self._cache.pop(session_id, None)
         entry = self._backend.get("session", session_id)
         session = self._decode(session_id, entry) if entry is not None else None
         return self._remember(session, entry.last_seen) if session and entry else None
@@ -389,7 +396,8 @@ class SessionStore:
 
     def delete(self, session: Session) -> None:
         self._backend.delete("session", session.id)
-        self._cache.pop(session.id, None)
+        with self._lock:
+            self._cache.pop(session.id, None)
 
     def check_csrf(self, session: Session, token: str) -> bool:
         return hmac.compare_digest(session.csrf_token.encode(), token.encode())

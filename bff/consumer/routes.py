@@ -32,6 +32,7 @@ from bff.audit import audit
 from bff.auth.sessions import OpenedStudy, Session
 from bff.errors import AuthenticationRequired, BadRequest, Forbidden, NotFound
 from bff.services import (
+    audit_as,
     location_of,
     pending_of,
     services_of,
@@ -119,6 +120,12 @@ async def handover(request: Request) -> Response:
         raise BadRequest("series not in the KOS")
     opening = RemoteOpening(record, body)
     one_time = services.handovers.add(opening, token, series_uid)
+    audit(
+        "consumer_handover",
+        study_uid=record.study_uid,
+        kos_sop_uid=record.sop_uid,
+        series_uid=series_uid,
+    )
     # The Source is asked for the series metadata now, while the browser comes (issue 5,
     # DB.VI-CO.39: OHIF's first image waits for it; the Source takes 1-2 s to answer
     # it). Kept server side (bff/dicomweb/metadata_ahead.py), never served before the
@@ -144,6 +151,7 @@ async def open_handover(request: Request) -> Response:
     session.provider = "psc"
     session.subject = session.subject or "consumer-handover"
     session.tokens = {"access_token": item.access_token}
+    audit_as(request, session)
     grant_remote(request, session, item.opening, item.access_token, item.series_uid)
     return with_cookie(
         request, RedirectResponse(_viewer(item.opening.record, item.series_uid), 303), session

@@ -2,7 +2,8 @@
 
 One chain of revisions (``versions/``) for every table the BFF writes: the KOS archive
 (``kos``, ``kos_series``, ``kos_instance``: the baseline, as ``create_all`` made them
-before migrations existed) and the shared state (``state_entry``). A deployment runs
+before migrations existed), the shared state (``state_entry``) and the audit trail
+(``audit_entry``, ``audit_head``, append-only triggers). A deployment runs
 ``drimbox-viewer db upgrade`` before starting a new version; production never creates
 or alters a table at start and refuses to start when a database is not at the head
 (:func:`require_head`). The demo and the tests upgrade their embedded SQLite at start.
@@ -84,9 +85,10 @@ def require_head(url: str) -> None:
 
 
 def database_urls(settings: Settings) -> list[str]:
-    """The databases the BFF writes (the archive's, and the state's unless in memory);
-    each holds the whole schema (one database for both in production)."""
+    """The databases the BFF writes (the archive's, the state's unless in memory, the
+    audit trail's if any); each holds the whole schema (one database in production)."""
     urls = [settings.archive_url]
-    if settings.state_url != "memory" and settings.state_url not in urls:
-        urls.append(settings.state_url)
+    for url in (settings.state_url, settings.audit_url):
+        if url and url != "memory" and url not in urls:
+            urls.append(url)
     return urls

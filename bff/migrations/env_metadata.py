@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bff.archive.store import metadata as archive_metadata
+from bff.state.audit_log import metadata as audit_metadata
 from bff.state.sql import metadata as state_metadata
 
-target_metadata = [archive_metadata, state_metadata]
+target_metadata = [archive_metadata, state_metadata, audit_metadata]

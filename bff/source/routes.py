@@ -53,6 +53,7 @@ from bff.errors import (
 )
 from bff.services import (
     Services,
+    audit_as,
     client_key,
     location_of,
     pending_of,
@@ -240,6 +241,7 @@ async def _callback(request: Request, named: list[str]) -> Response:
             raise LoginFailed("callback without a pending link")
         session = _new_session(request)
         _sign_in(session, started, claims, result.tokens)
+        audit_as(request, session)
         audit("consumer_sign_in", provider="psc")
         return _signed_in(request, RedirectResponse("/consumer", 303), session)
     link, location = pending.link, pending.location
@@ -255,6 +257,7 @@ async def _callback(request: Request, named: list[str]) -> Response:
             "access_refused",
             location=location,
             study_uid=link.study_uid,
+            actor=services.audit_trail.pseudonymizer.actor(started.provider, claims.get("sub")),
             profile=started.profile,
             provider=started.provider,
             code=exc.reason,
@@ -268,6 +271,7 @@ async def _callback(request: Request, named: list[str]) -> Response:
     await check_images_patient(services.origins.pacs(location), kos, location)
     session = _new_session(request)
     _sign_in(session, started, claims, result.tokens)
+    audit_as(request, session)
     session.open_study(
         OpenedStudy(
             location,

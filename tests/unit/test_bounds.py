@@ -77,6 +77,7 @@ class Bff:
         if psc:
             session.subject, session.provider, session.profile = "dr", "psc", "professional"
             session.tokens = {"access_token": "psc-token"}
+            self.sessions.save(session)  # for every reader of the store (issue 15)
         return session
 
     def post(

@@ -265,6 +265,7 @@ class Facade:
         session.subject = "someone"
         opening = RemoteOpening(_record()) if remote else None
         session.open_study(OpenedStudy(LOCATION, STUDY, "1.2.3.500", {}, opening))
+        self.sessions.save(session)  # what /auth/callback stores (issue 15)
         self.client.cookies.set(COOKIE_NAME, self.sessions.cookie_value(session))
         self.client.headers["X-CSRF-Token"] = session.csrf_token
 

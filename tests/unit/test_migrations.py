@@ -92,6 +92,8 @@ def test_production_does_not_start_on_a_database_behind(tmp_path: Path) -> None:
         archive_url=archive_url,
         state_url=state_url,
         state_key_file=str(key),
+        audit_url=archive_url,
+        audit_key_file=str(key),
         audit_log=tmp_path / "audit.jsonl",
     )
     with pytest.raises(SchemaNotCurrent, match="0001"), TestClient(create_app(settings)):

@@ -294,6 +294,8 @@ def test_the_trusted_hosts_are_the_locations_and_the_configured_names() -> None:
         "fcp_issuer": "https://fcp.example",
         "state_url": "postgresql+psycopg://drimbox@db.example/drimbox",
         "state_key_file": "/run/secrets/state-key",
+        "audit_url": "postgresql+psycopg://drimbox@db.example/drimbox",
+        "audit_key_file": "/run/secrets/audit-key",
         **DATA_PATHS,
     }
     with pytest.raises(ValueError, match="DRIMBOX_LOCATIONS or DRIMBOX_TRUSTED_HOSTS"):

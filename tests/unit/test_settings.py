@@ -67,6 +67,8 @@ def production(**overrides: object) -> Settings:
         "locations": "vi1.example.fr=https://pacs.example.fr/dicom-web",
         "state_url": "postgresql+psycopg://drimbox@db.example.fr/drimbox",
         "state_key_file": "/run/secrets/state-key",
+        "audit_url": "postgresql+psycopg://drimbox@db.example.fr/drimbox",
+        "audit_key_file": "/run/secrets/audit-key",
         **DATA_PATHS,
         **overrides,
     }
@@ -165,3 +167,24 @@ def test_the_server_believes_the_configured_proxies_only() -> None:
     (server,) = _servers(object(), production(forwarded_allow_ips="10.0.0.5"))
     assert server.config.proxy_headers
     assert server.config.forwarded_allow_ips == "10.0.0.5"
+
+
+# -- shared state and the audit table (issue 15 items 1 and 5) ----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("missing", "named"),
+    [
+        ({"state_url": "memory"}, "DRIMBOX_STATE_URL"),
+        ({"state_key_file": ""}, "DRIMBOX_STATE_KEY_FILE"),
+        ({"audit_url": ""}, "DRIMBOX_AUDIT_URL"),
+        ({"audit_key_file": ""}, "DRIMBOX_AUDIT_KEY_FILE"),
+    ],
+)
+def test_production_needs_a_shared_state_and_an_audit_table(
+    missing: dict[str, str], named: str
+) -> None:
+    assert production().state_url.startswith("postgresql")
+    with pytest.raises(ValueError, match=named):
+        production(**missing)
+    Settings.from_env({}, **missing)  # the demo may
