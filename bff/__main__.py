@@ -15,7 +15,7 @@ from typing import Any
 import uvicorn
 
 from bff.app import create_app
-from bff.logs import configure_logging
+from bff.logs import ACCESS_LOGGER, configure_logging
 from bff.settings import PROJECT_ROOT, Settings
 from bff.source.listener import source_api_options
 from bff.web.drain import Drain
@@ -201,6 +201,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from bff.idp.users import load_users
 
     _configure_logging("INFO")
+    # The demo's terminal shows what happens, not a line per frame (serve logs them all).
+    logging.getLogger(ACCESS_LOGGER).setLevel(logging.WARNING)
     var = Path(args.var)
     data_dir = var / f"demo-data-{args.slices}-{args.seed}"
     log.info("writing the demo study (%d slices) into %s", args.slices, data_dir)

@@ -23,15 +23,10 @@ from typing import IO
 
 import httpx
 import pytest
-from starlette.applications import Starlette
-from starlette.background import BackgroundTask
-from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
-from starlette.routing import Route
 
 from bff.settings import PROJECT_ROOT
 from tests.conftest import Pacs
-from tests.servers import free_port, live_server
+from tests.servers import BodyFilter, counting_proxy, free_port, live_server
 from tests.waiting import poll
 
 pytestmark = pytest.mark.integration
@@ -43,53 +38,30 @@ class Gate:
         self.open = threading.Event()
 
 
-def gated_proxy(target: str, gate: Gate) -> Starlette:
-    """Forwards GETs to ``target`` as they stream; the first series retrieval
-    (``.../studies/{s}/series/{x}``) pauses after its first chunk until the gate opens."""
+def hold_first_series(gate: Gate) -> BodyFilter:
+    """The first series retrieval (``.../studies/{s}/series/{x}``) pauses after its first
+    chunk until the gate opens; everything else passes."""
 
-    async def forward(request: Request) -> Response:
-        client = httpx.AsyncClient(base_url=target, timeout=120)
-        upstream = await client.send(
-            client.build_request(
-                "GET",
-                request.url.path,
-                params=request.query_params,
-                headers={"Accept": request.headers.get("accept", "*/*")},
-            ),
-            stream=True,
-        )
-        parts = request.url.path.rstrip("/").split("/")
-        is_series = len(parts) >= 2 and parts[-2] == "series"
-        hold = is_series and not gate.held.is_set()
+    async def body(path: str, raw: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        parts = path.rstrip("/").split("/")
+        hold = len(parts) >= 2 and parts[-2] == "series" and not gate.held.is_set()
         if hold:
             gate.held.set()
+        first = True
+        async for chunk in raw:
+            yield chunk
+            if first and hold:
+                first = False
+                await asyncio.to_thread(gate.open.wait, 120)
 
-        async def body() -> AsyncIterator[bytes]:
-            first = True
-            async for chunk in upstream.aiter_raw():
-                yield chunk
-                if first and hold:
-                    first = False
-                    await asyncio.to_thread(gate.open.wait, 120)
-
-        async def close() -> None:
-            await upstream.aclose()
-            await client.aclose()
-
-        return StreamingResponse(
-            body(),
-            upstream.status_code,
-            headers={"content-type": upstream.headers.get("content-type", "")},
-            background=BackgroundTask(close),
-        )
-
-    return Starlette(routes=[Route("/{path:path}", forward)])
+    return body
 
 
 @pytest.fixture()
 def gate_and_proxy(pacs: Pacs) -> Iterator[tuple[Gate, str]]:
     gate = Gate()
-    with live_server(gated_proxy(pacs.process.base_url, gate), lifespan="off") as url:
+    proxy = counting_proxy(pacs.process.base_url, [], body=hold_first_series(gate))
+    with live_server(proxy, lifespan="off") as url:
         try:
             yield gate, url
         finally:

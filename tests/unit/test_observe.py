@@ -119,3 +119,41 @@ async def test_drain_waits_for_requests_in_flight() -> None:
     await asyncio.sleep(0)
     drain.left()
     assert await waiting
+
+
+@pytest.mark.anyio
+async def test_upstream_calls_carry_the_request_id_and_report_failures() -> None:
+    """The transport under the PACS client and the Consumer's client towards Sources
+    (bff/dicomweb/observe.py): the unit part; tests/integration/test_operations.py sees
+    the id arrive at a real server in front of Orthanc."""
+    import httpx
+
+    from bff.dicomweb.observe import ObservedTransport
+
+    seen: list[str | None] = []
+    errors: list[tuple[str, str]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("x-request-id"))
+        if request.url.path == "/down":
+            raise httpx.ConnectError("refused", request=request)
+        if request.url.path == "/slow":
+            raise httpx.ReadTimeout("slow", request=request)
+        return httpx.Response(503 if request.url.path == "/busy" else 200)
+
+    transport = ObservedTransport(
+        httpx.MockTransport(handler), "source", lambda u, c: errors.append((u, c))
+    )
+    async with httpx.AsyncClient(transport=transport, base_url="https://source") as client:
+        token = bind_request_id("req-abcdef0123")
+        try:
+            assert (await client.get("/ok")).status_code == 200
+            assert (await client.get("/busy")).status_code == 503
+            for path in ("/down", "/slow"):
+                with pytest.raises(httpx.TransportError):
+                    await client.get(path)
+        finally:
+            reset_request_id(token)
+        await client.get("/ok")  # outside a request: no header
+    assert seen == ["req-abcdef0123"] * 4 + [None]
+    assert errors == [("source", "503"), ("source", "connect"), ("source", "timeout")]
