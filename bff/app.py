@@ -272,8 +272,6 @@ def create_app(settings: Settings, *, operations: Operations | None = None) -> S
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        # The schema first: production refuses to start on a database not migrated.
-        await asyncio.to_thread(prepare_schema, settings)
         # The ANS whitelist, both roles, verified first: an unsigned or tampered list
         # stops the start before anything else is built (issue 13 item 6).
         whitelist = None
@@ -281,6 +279,8 @@ def create_app(settings: Settings, *, operations: Operations | None = None) -> S
             whitelist = load_whitelist(
                 Path(settings.whitelist_file), Path(settings.whitelist_signer_cert)
             )
+        # Then the schema: production refuses to start on a database not migrated.
+        await asyncio.to_thread(prepare_schema, settings)
         pool = TranscodePool(settings.workers)
         pool.warm_up()
         locations = {
