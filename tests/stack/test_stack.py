@@ -77,6 +77,13 @@ def test_one_replica_owns_the_study_and_streams_each_series_once(
     owners = stack.upstreams_of(f"/dicomweb/studies/{uid}/series/")
     assert len(owners) == 1, owners
     assert stack.upstreams_of(f"/api/prefetch/{uid}") == owners
+    # The export to the practice's PACS (DB.VI-CO.42) runs its job on one replica: asked
+    # four times (round robin would alternate), it is always the owner that answers.
+    for _ in range(4):
+        stack_page.evaluate(
+            "(u) => fetch('/api/pacs-export/' + u, {credentials: 'same-origin'})", uid
+        )
+    assert stack.upstreams_of(f"/api/pacs-export/{uid}") == owners
 
 
 def test_the_source_api_passes_through_to_the_replicas_mutual_tls(stack: Stack) -> None:
