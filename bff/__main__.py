@@ -60,7 +60,16 @@ def _servers(app: Any, settings: Settings, ops: Operations | None = None) -> lis
     same event loop, the Source API only, client certificates required
     (bff/source/listener.py), plus the internal metrics listener (DRIMBOX_METRICS_PORT:
     /metrics, /livez, /readyz only)."""
-    servers = [_server(app, settings.host, settings.port, settings.log_level)]
+    # X-Forwarded-For / -Proto believed from the balancer only (docs/deployment.md).
+    servers = [
+        _server(
+            app,
+            settings.host,
+            settings.port,
+            settings.log_level,
+            forwarded_allow_ips=settings.forwarded_allow_ips,
+        )
+    ]
     if settings.metrics_port and ops is not None:
         servers.append(
             _server(
@@ -306,11 +315,33 @@ def cmd_idp(args: argparse.Namespace) -> int:
     return 0
 
 
+#: The demo's users (bff/idp/demo-users.json: in the checkout only, not in the wheel).
+DEMO_USERS_FILE = PROJECT_ROOT / "bff" / "idp" / "demo-users.json"
+
+
+def _has_demo() -> bool:
+    """The demo tooling and identity provider are in the checkout, not in the production
+    wheel (issue 15; pyproject.toml excludes them)."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) is not None for m in ("bff.demo", "bff.idp"))
+
+
+def _without_demo(_args: argparse.Namespace) -> int:
+    print(
+        "the demo and the local identity provider are not part of this installation "
+        "(production wheel): run them from the source checkout",
+        file=sys.stderr,
+    )
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     from bff.archive.cli import register as register_kos
-    from bff.demo.stack import DEMO_USERS_FILE
     from bff.migrations.cli import register as register_db
     from bff.migrations.cli import register_audit
+
+    demo_here = _has_demo()
 
     parser = argparse.ArgumentParser(prog="drimbox-viewer", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -334,13 +365,13 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--slices", type=int, default=300, help="CT slices in the demo study")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--var", default=str(PROJECT_ROOT / "var"), help="working directory")
-    demo.set_defaults(func=cmd_demo)
+    demo.set_defaults(func=cmd_demo if demo_here else _without_demo)
     idp = sub.add_parser("idp", help="the local identity provider alone (demo mode only)")
     idp.add_argument("--port", type=int, default=9000)
     idp.add_argument("--users", default=str(DEMO_USERS_FILE))
     idp.add_argument("--clients", required=True, help="clients JSON file (bff/idp/clients.py)")
     idp.add_argument("--issuer-base", default=None)
-    idp.set_defaults(func=cmd_idp)
+    idp.set_defaults(func=cmd_idp if demo_here else _without_demo)
     register_kos(sub)
     register_db(sub)
     register_audit(sub)

@@ -84,6 +84,7 @@ from bff.web.headers import (
 from bff.web.hosts import TrustedHosts
 from bff.web.limits import BodyCaps, BodyLimits
 from bff.web.observe import Observe, Operations
+from bff.web.owner import StudyOwner
 from bff.web.probes import CHECK_TIMEOUT_S, Check, Readiness, http_get, pool_answers, writable_dir
 from bff.web.static import OhifSite, compression_middleware
 
@@ -425,6 +426,7 @@ def create_app(settings: Settings, *, operations: Operations | None = None) -> S
             whitelist=whitelist,
             local_patient_ids=local_patient_ids(settings),
             preparer=preparer,
+            owner=StudyOwner(settings.owner_url) if settings.owner_url else None,
             metrics=ops.metrics,
         )
         services = app.state.services
@@ -451,6 +453,8 @@ def create_app(settings: Settings, *, operations: Operations | None = None) -> S
                     await preparing
             changed.clear()
             await exports.aclose()
+            if services.owner is not None:
+                await services.owner.aclose()
             await retriever.aclose()
             await services.local_patient_ids.aclose()
             for upstream in locations.values():

@@ -37,6 +37,7 @@ from bff.settings import Settings
 from bff.state.audit_log import AuditTrail
 from bff.web.cookies import with_pending_cookie, with_session_cookie
 from bff.web.metrics import Metrics
+from bff.web.owner import StudyOwner
 from bff.web.static import OhifSite
 
 
@@ -81,6 +82,8 @@ class Services:
     audit_trail: AuditTrail = field(default_factory=lambda: AuditTrail(Pseudonymizer.ephemeral()))
     #: Prometheus metrics of this application (issue 15 item 4)
     metrics: Metrics = field(default_factory=Metrics)
+    #: several replicas: the way to a study's owner (bff/web/owner.py); None: this one
+    owner: StudyOwner | None = None
 
     @property
     def open_access(self) -> bool:
@@ -166,3 +169,35 @@ def pending_of(connection: HTTPConnection) -> Pending | None:
 def with_pending(connection: HTTPConnection, response: Response, pending: Pending) -> Response:
     """``response`` carrying the pending cookie (bff/web/cookies.py)."""
     return with_pending_cookie(response, services_of(connection).pending, pending)
+
+
+def start_at_owner(
+    connection: HTTPConnection,
+    origin: StudyOrigin,
+    session: Session,
+    series_uid: str | None = None,
+) -> None:
+    """At the grant: start the exam's retrieval (metadata prepared, series streaming)
+    where its images will be served, while the browser loads OHIF. One replica: here.
+    Several behind the balancer (DRIMBOX_OWNER_URL): on the replica owning the study
+    (bff/web/owner.py), asked in the background with the session just made, so that
+    two replicas never stream the same series (DB.VI-CS.17)."""
+    services = services_of(connection)
+    if services.owner is None:
+        origin.start_at_grant(str(connection.base_url).rstrip("/") + "/dicomweb", series_uid)
+        return
+    # Written for every replica before the owner is asked to find it.
+    services.sessions.save(session)
+    cookie = (services.sessions.cookie_name, services.sessions.cookie_value(session))
+    task = asyncio.create_task(
+        services.owner.prefetch(
+            host=connection.headers.get("host", ""),
+            study_uid=origin.study_uid,
+            cookie=cookie,
+            csrf_token=session.csrf_token,
+            series_uid=series_uid,
+        ),
+        name=f"prefetch at the owner {origin.study_uid}",
+    )
+    services.background.add(task)
+    task.add_done_callback(services.background.discard)

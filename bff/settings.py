@@ -491,6 +491,22 @@ SETTINGS: tuple[Setting, ...] = (
         "Largest STOW-RS request of an export, in bytes (instances are sent in batches).",
     ),
     _s(
+        "OWNER_URL",
+        "",
+        "Several replicas behind the balancer (docs/deployment.md): base URL of the "
+        "balancer's internal listener that sends a study's image requests to the replica "
+        "owning it (consistent hash of the study UID). The grant then asks that owner to "
+        "start the exam's retrieval (POST /api/prefetch/{study}, with the new session), so "
+        "only the owner streams it from the PACS. Empty: the granting replica starts it.",
+    ),
+    _s(
+        "FORWARDED_ALLOW_IPS",
+        "127.0.0.1",
+        "Addresses of the reverse proxies (the balancer) whose X-Forwarded-For and "
+        "X-Forwarded-Proto the BFF believes, comma-separated (uvicorn's forwarded_allow_ips); "
+        "from any other peer those headers are ignored. '*' is refused in production mode.",
+    ),
+    _s(
         "MODE",
         "demo",
         "'demo' (the local identity provider may be used, relaxed cookie) or 'production'.",
@@ -642,6 +658,8 @@ class Settings:
     export_timeout: float
     export_max_jobs: int
     export_batch_bytes: int
+    owner_url: str
+    forwarded_allow_ips: str
     mode: str
     log_level: str
     log_format: str
@@ -708,6 +726,8 @@ class Settings:
         self.export_destination_list()  # raises on a malformed DRIMBOX_EXPORT_DESTINATIONS
         if self.export_timeout <= 0 or self.export_max_jobs <= 0 or self.export_batch_bytes <= 0:
             raise ValueError("DRIMBOX_EXPORT_TIMEOUT, _MAX_JOBS and _BATCH_BYTES must be positive")
+        if self.owner_url and not self.owner_url.startswith(("http://", "https://")):
+            raise ValueError("DRIMBOX_OWNER_URL must be an http(s) URL")
         self._validate_operations()
 
     def _validate_operations(self) -> None:
@@ -742,6 +762,8 @@ class Settings:
             raise ValueError("DRIMBOX_FCP_ENCRYPTION_KEY is required in production mode")
         if (self.consumer_enabled or self.source_api_port) and not self.whitelist_file:
             raise ValueError("DRIMBOX_WHITELIST_FILE is required in production mode")
+        if "*" in {ip.strip() for ip in self.forwarded_allow_ips.split(",")}:
+            raise ValueError("DRIMBOX_FORWARDED_ALLOW_IPS='*' is refused in production mode")
         if self.source_port_set() != {443}:
             raise ValueError("DRIMBOX_SOURCE_PORTS other than 443 is refused in production mode")
         test_ins = self.local_patient_id_issuer_set() & TEST_INS_OIDS

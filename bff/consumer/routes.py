@@ -37,6 +37,7 @@ from bff.services import (
     location_of,
     pending_of,
     services_of,
+    start_at_owner,
     with_cookie,
     with_pending,
 )
@@ -96,7 +97,7 @@ async def grant_remote(
         patient_id=opening.local_patient_id,
         patient_issuer=opening.local_patient_issuer,
     )
-    origin.start_at_grant(str(request.base_url).rstrip("/") + "/dicomweb", series_uid)
+    start_at_owner(request, origin, session, series_uid)
     audit(
         "consumer_opened",
         study_uid=record.study_uid,
@@ -259,7 +260,9 @@ async def open_by_hand(request: Request) -> Response:
         raise BadRequest("series not in the KOS")
     token = str(session.tokens.get("access_token", ""))
     await grant_remote(request, session, RemoteOpening(record, body), token, series_uid)
-    return RedirectResponse(_viewer(record, series_uid), 303)
+    # The grant written to the shared store (with_cookie saves the session): another
+    # replica, or this one after a restart, serves the images with it.
+    return with_cookie(request, RedirectResponse(_viewer(record, series_uid), 303), session)
 
 
 def _demo_kos(request: Request) -> Path | None:

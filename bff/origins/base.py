@@ -148,8 +148,9 @@ class StudyOrigin(ABC):
         """A small rendered JPEG (DB.VI-CS.16): of the instance, or the series' middle one."""
 
     @abstractmethod
-    def start_at_grant(self, root: str) -> None:
-        """Start what the viewer will ask first (metadata, images), while OHIF boots."""
+    def start_at_grant(self, root: str, series_uid: str | None = None) -> None:
+        """Start what the viewer will ask first (metadata, images), while OHIF boots
+        (``series_uid``: a series-level opening, DB.VI-CS.05)."""
 
     @abstractmethod
     async def export_plan(self) -> ExportPlan:

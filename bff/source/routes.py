@@ -58,6 +58,7 @@ from bff.services import (
     location_of,
     pending_of,
     services_of,
+    start_at_owner,
     study_origin,
     with_cookie,
     with_pending,
@@ -288,7 +289,7 @@ async def _callback(request: Request, named: list[str]) -> Response:
         profile=session.profile,
         provider=started.provider,
     )
-    start_retrievals(request, kos.record, location)
+    start_retrievals(request, kos.record, location, session)
     return _signed_in(request, RedirectResponse(_viewer_url([link.study_uid]), 303), session)
 
 
@@ -322,17 +323,18 @@ def _background(services: Services, work: Coroutine[Any, Any, None], name: str) 
     task.add_done_callback(services.background.discard)
 
 
-def start_retrievals(request: Request, record: KosRecord, location: str) -> None:
+def start_retrievals(request: Request, record: KosRecord, location: str, session: Session) -> None:
     """Start pulling the exam now, while the browser loads OHIF (the origin's
     start_at_grant: metadata answers prepared as OHIF will ask for them, same host,
-    institution from the KOS)."""
+    institution from the KOS), on the replica that will serve its images
+    (:func:`~bff.services.start_at_owner`)."""
     origin = services_of(request).origins.local(
         location,
         record.study_uid,
         institution=record.institution_name,
         kos_series=[s.series_uid for s in record.series],
     )
-    origin.start_at_grant(str(request.base_url).rstrip("/") + "/dicomweb")
+    start_at_owner(request, origin, session)
 
 
 def _sign_in(

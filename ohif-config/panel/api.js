@@ -88,10 +88,23 @@ export async function getSessionState() {
   }
 }
 
+/**
+ * GET /api/progress names the first study of the viewer's URL: behind the balancer the
+ * request then goes to the replica that retrieves that study (docs/deployment.md); the BFF
+ * itself answers for every study of the session whatever the parameter.
+ * @param {string} search the page's location.search
+ * @returns {string}
+ */
+export function progressUrl(search) {
+  const uids = new URLSearchParams(search).get('StudyInstanceUIDs') || '';
+  const first = uids.split(',')[0].trim();
+  return first ? `/api/progress?studyUID=${encodeURIComponent(first)}` : '/api/progress';
+}
+
 /** @returns {Promise<ProgressAnswer>} never rejects */
 export async function getProgress() {
   try {
-    const r = await fetch('/api/progress', { credentials: 'same-origin', headers: JSON_HEADERS });
+    const r = await fetch(progressUrl(window.location.search), { credentials: 'same-origin', headers: JSON_HEADERS });
     if (!r.ok) return { ok: false, status: r.status, series: [] };
     const data = /** @type {{series?: SeriesProgress[]}} */ (await r.json());
     return { ok: true, status: r.status, series: (data && data.series) || [] };

@@ -148,7 +148,7 @@ class FakeOrigin(StudyOrigin):
     def prefer(self, series_uid: str) -> None:
         self.calls.append(f"prefer {series_uid}")
 
-    def start_at_grant(self, root: str) -> None:
+    def start_at_grant(self, root: str, series_uid: str | None = None) -> None:
         self.calls.append("start_at_grant")
 
     async def export_plan(self) -> ExportPlan:

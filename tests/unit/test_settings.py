@@ -122,27 +122,6 @@ def test_local_patient_id_issuers_are_oids_and_test_ones_are_refused_in_producti
     assert production().local_patient_id_url == ""  # off: the default issuers are harmless
 
 
-# -- shared state and the audit table (issue 15 items 1 and 5) ----------------------------------
-
-
-@pytest.mark.parametrize(
-    ("missing", "named"),
-    [
-        ({"state_url": "memory"}, "DRIMBOX_STATE_URL"),
-        ({"state_key_file": ""}, "DRIMBOX_STATE_KEY_FILE"),
-        ({"audit_url": ""}, "DRIMBOX_AUDIT_URL"),
-        ({"audit_key_file": ""}, "DRIMBOX_AUDIT_KEY_FILE"),
-    ],
-)
-def test_production_needs_a_shared_state_and_an_audit_table(
-    missing: dict[str, str], named: str
-) -> None:
-    assert production().state_url.startswith("postgresql")
-    with pytest.raises(ValueError, match=named):
-        production(**missing)
-    Settings.from_env({}, **missing)  # the demo may
-
-
 # -- operations (issue 15 items 2 and 4) -----------------------------------------------------
 
 
@@ -191,3 +170,46 @@ def test_log_format_json_in_production_text_in_the_demo() -> None:
     assert Settings.from_env({}, log_format="json").resolved_log_format == "json"
     with pytest.raises(ValueError, match="LOG_FORMAT"):
         Settings.from_env({}, log_format="xml")
+
+
+def test_production_believes_forwarded_headers_from_named_proxies_only() -> None:
+    """Behind the balancer (docs/deployment.md): X-Forwarded-For/-Proto from any peer would
+    let a client choose its address and scheme."""
+    assert production(forwarded_allow_ips="10.0.0.5").forwarded_allow_ips == "10.0.0.5"
+    with pytest.raises(ValueError, match="FORWARDED_ALLOW_IPS"):
+        production(forwarded_allow_ips="10.0.0.5, *")
+
+
+def test_the_owner_url_is_an_http_url() -> None:
+    assert production(owner_url="http://10.0.0.5:8081").owner_url == "http://10.0.0.5:8081"
+    with pytest.raises(ValueError, match="DRIMBOX_OWNER_URL"):
+        production(owner_url="10.0.0.5:8081")
+
+
+def test_the_server_believes_the_configured_proxies_only() -> None:
+    from bff.__main__ import _servers
+
+    (server,) = _servers(object(), production(forwarded_allow_ips="10.0.0.5"))
+    assert server.config.proxy_headers
+    assert server.config.forwarded_allow_ips == "10.0.0.5"
+
+
+# -- shared state and the audit table (issue 15 items 1 and 5) ----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("missing", "named"),
+    [
+        ({"state_url": "memory"}, "DRIMBOX_STATE_URL"),
+        ({"state_key_file": ""}, "DRIMBOX_STATE_KEY_FILE"),
+        ({"audit_url": ""}, "DRIMBOX_AUDIT_URL"),
+        ({"audit_key_file": ""}, "DRIMBOX_AUDIT_KEY_FILE"),
+    ],
+)
+def test_production_needs_a_shared_state_and_an_audit_table(
+    missing: dict[str, str], named: str
+) -> None:
+    assert production().state_url.startswith("postgresql")
+    with pytest.raises(ValueError, match=named):
+        production(**missing)
+    Settings.from_env({}, **missing)  # the demo may
