@@ -153,6 +153,12 @@ def test_publication_prepares_and_an_opening_transcodes_and_streams_nothing(
         first, again = (client.get(url, headers={"Accept": FRAME_ACCEPT}) for _ in range(2))
         assert first.content == again.content
         assert first.headers["content-type"] == again.headers["content-type"]
+        # The pixel data as bulk data (its frames) of a prepared instance: from the store.
+        bulk = client.get(url.replace("/frames/1", "/bulk/7fe00010"))
+        assert bulk.status_code == 200
+        syntax, data = read_frame(bulk)
+        assert syntax.encode() + b"|" + data == prepared_frames[sop_uid]
+        assert pool.submitted["interactive"] == 0
     # The same frames from a BFF that prepares nothing: the live path's answer.
     with (
         bff(pacs, prepare_at_publication=False) as live,
