@@ -275,6 +275,14 @@ class ArchiveStore:
             conn.execute(delete(table).where(table.c.kos_sop_uid == preparation.kos_sop_uid))
             conn.execute(insert(table).values(**values))
 
+    def publications(self) -> dict[str, tuple[str, datetime]]:
+        """Every KOS's state and last publication time, by SOP Instance UID: one light
+        query (no series, no instances) for the preparation's periodic look."""
+        query = select(kos_table.c.sop_uid, kos_table.c.state, kos_table.c.updated_at)
+        with self._engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return {row.sop_uid: (row.state, _utc(row.updated_at)) for row in rows}
+
     def drop_preparation(self, kos_sop_uid: str) -> None:
         table = kos_preparation_table
         with self._engine.begin() as conn:

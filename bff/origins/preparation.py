@@ -113,24 +113,37 @@ class Preparer:
                     await self._wake.wait()
 
     async def scan(self) -> None:
-        """Drop what unpublished KOS alone referenced; prepare what is missing."""
+        """Drop what unpublished KOS alone referenced; prepare what is missing. One light
+        query of every KOS's state; whole records are read only for those with work."""
         self.stats["scans"] += 1
-        entries = await asyncio.to_thread(self._archive.list, limit=MAX_KOS_PER_SCAN)
+        states = await asyncio.to_thread(self._archive.publications)
         preparations = await asyncio.to_thread(self._archive.preparations)
-        published = [e for e in entries if e.state == "published"]
-        kept = {key for e in published for key in self._series_keys(e)}
-        for entry in entries:
-            if entry.state != "published" and entry.record.sop_uid in preparations:
-                self._drop(entry, kept)
-                await asyncio.to_thread(self._archive.drop_preparation, entry.record.sop_uid)
-        for entry in published:
-            done = preparations.get(entry.record.sop_uid)
+        gone = [s for s, (state, _) in states.items() if state != "published" and s in preparations]
+        if gone:
+            published = await asyncio.to_thread(
+                self._archive.list, state="published", limit=MAX_KOS_PER_SCAN
+            )
+            kept = {key for e in published for key in self._series_keys(e)}
+            for sop_uid in gone:
+                entry = await asyncio.to_thread(self._archive.get, sop_uid)
+                if entry is not None:
+                    self._drop(entry, kept)
+                await asyncio.to_thread(self._archive.drop_preparation, sop_uid)
+        for sop_uid, (state, updated_at) in states.items():
+            done = preparations.get(sop_uid)
+            if state != "published" or (
+                done is not None
+                and done.publication == updated_at.isoformat()
+                and done.state != "preparing"  # "preparing": a restart resumes it
+            ):
+                continue
+            entry = await asyncio.to_thread(self._archive.get, sop_uid)
+            if entry is None or entry.state != "published":
+                continue
             if done is not None and done.publication != self._publication(entry):
                 # Published again: what the PACS holds now is prepared anew (instances
                 # re-sent under the same UIDs are not kept from the earlier publication).
                 self._drop(entry, set())
-            elif done is not None and done.state != "preparing":
-                continue  # done for this publication ("preparing": a restart resumes it)
             await self.prepare(entry)
 
     # -- one KOS ----------------------------------------------------------------------------

@@ -255,3 +255,29 @@ def test_a_cli_publication_is_prepared_and_survives_a_restart(pacs: Pacs, tmp_pa
         )
         pool = again.services.retriever._pool
         assert pool.submitted == {"interactive": 0, "background": 0}
+
+
+def test_publishing_again_prepares_anew_from_the_pacs(pacs: Pacs) -> None:
+    """The staleness rule (docs/transcoding.md): a KOS published again has its series
+    prepared again from what the PACS holds now, not kept from the earlier publication."""
+    n = pacs.study.n_instances
+    with bff(pacs) as server, httpx.Client(base_url=server.url, timeout=60) as client:
+        publish(client, pacs)
+        first = wait_state(server, pacs, "prepared")
+        pool = server.services.retriever._pool
+        assert pool.submitted["background"] == n
+        publish(client, pacs)  # the same KOS again: a new publication
+
+        def again() -> Preparation | None:
+            found = preparation(server, pacs)
+            return (
+                found
+                if found is not None
+                and found.state == "prepared"
+                and found.publication != first.publication
+                else None
+            )
+
+        second = poll(again, timeout=120)
+        assert second is not None and second.prepared == n
+        assert pool.submitted["background"] == 2 * n  # every instance transcoded anew
