@@ -35,6 +35,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import threading
 from dataclasses import asdict, dataclass
@@ -50,6 +51,8 @@ SUFFIX = ".prep"
 MANIFEST = "series.json"
 #: Format of an entry; bumped when the layout or the transcoder's output changes.
 VERSION = 1
+#: What a UID may be, the only thing of an instance that names a file here.
+_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 #: Longest first line of an entry (its JSON header): a bound on what open() reads.
 MAX_HEADER_BYTES = 1 << 20
 
@@ -303,7 +306,10 @@ class PreparedStore:
     # -- writing (in a thread) -------------------------------------------------------------
 
     def put(self, form: str, origin: str, instance: TranscodedInstance) -> None:
-        """Keep one instance's served form; :class:`StoreFull` past the bound."""
+        """Keep one instance's served form; :class:`StoreFull` past the bound; ValueError
+        for an instance whose SOP Instance UID is not a UID (it names the file)."""
+        if len(instance.sop_uid) > 64 or not _UID.fullmatch(instance.sop_uid):
+            raise ValueError("not a SOP Instance UID")
         raw, boundary, spans = _encode(instance, form, origin)
         key = (form, origin, instance.study_uid, instance.series_uid, instance.sop_uid)
         with self._lock:

@@ -284,7 +284,12 @@ class Preparer:
                     log.warning("instance %s is not of series %s: skipped", sop_uid, series_uid)
                     complete = False
                     continue
-                await asyncio.to_thread(self._store.put, form, origin, instance)
+                try:
+                    await asyncio.to_thread(self._store.put, form, origin, instance)
+                except ValueError as exc:  # a SOP Instance UID that is no UID
+                    log.warning("instance of series %s not prepared: %s", series_uid, exc)
+                    complete = False
+                    continue
                 facts[sop_uid] = _facts(instance)
                 self.stats["instances_prepared"] += 1
                 done += 1

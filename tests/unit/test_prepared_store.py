@@ -90,3 +90,15 @@ def test_the_bound_is_never_passed(tmp_path: Path) -> None:
     assert 0 < store.nbytes <= 1500 and len(store) == 1
     freed = store.drop_series(FORM, ORIGIN, STUDY, SERIES)
     assert freed > 500 and store.nbytes == 0 and len(store) == 0
+
+
+@pytest.mark.parametrize("sop_uid", ["../../escape", "1.2/3", "", "1." * 40 + "1"])
+def test_an_instance_whose_uid_is_no_uid_is_refused(tmp_path: Path, sop_uid: str) -> None:
+    """The SOP Instance UID names the entry's file: anything but a UID is refused, and
+    nothing is written (hostile input from a PACS)."""
+    store = PreparedStore(tmp_path / "p", 1 << 20)
+    store.open()
+    with pytest.raises(ValueError):
+        store.put(FORM, ORIGIN, instance(sop_uid, (b"x",)))
+    assert len(store) == 0 and store.nbytes == 0
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
