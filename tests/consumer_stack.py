@@ -368,7 +368,7 @@ def drimm(pacs: Pacs, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Drim
             export_tls_port,
             str(pki["server"].ca_cert),
         ),
-        export_timeout=5.0,
+        export_timeout=30.0,  # the destinations answer at once; headroom for a loaded CI
     )
     source_app = create_app(source_settings)
     consumer_app = create_app(consumer_settings)
