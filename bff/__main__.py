@@ -274,6 +274,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
             locations=f"{args.consumer_location}={pacs.dicomweb_url}",
             archive_url=f"sqlite:///{var / 'demo-consumer-archive.db'}",
             audit_log=var / "demo-consumer-audit.jsonl",
+            # A Consumer publishes nothing: no preparation, no store (issue 16).
+            prepare_at_publication=False,
+            prepared_dir="",
             consumer_enabled=True,
             consumer_handover_secret=secrets_module.token_urlsafe(24),
             source_client_cert=str(pki["client"].cert),

@@ -13,7 +13,7 @@ import contextlib
 import functools
 import logging
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,7 @@ from bff.dicomweb.budget import ReadaheadBudget
 from bff.dicomweb.cache import FrameCache
 from bff.dicomweb.disk_cache import DiskFrameCache
 from bff.dicomweb.observe import ObservedTransport
+from bff.dicomweb.prepared import PreparedStore
 from bff.dicomweb.retrieve import Retriever
 from bff.dicomweb.upstream import DicomwebUpstream
 from bff.errors import ViewerError
@@ -58,6 +59,7 @@ from bff.facade.progress import progress_routes
 from bff.facade.routes import dicomweb_routes
 from bff.migrations import database_urls, require_head, upgrade
 from bff.origins.factory import OriginFactory
+from bff.origins.preparation import Preparer
 from bff.origins.remote import source_client
 from bff.origins.whitelist_file import load_whitelist
 from bff.services import Services
@@ -292,6 +294,14 @@ def create_app(settings: Settings, *, operations: Operations | None = None) -> S
     site = OhifSite(settings)
     archive = ArchiveStore(settings.archive_url)  # no I/O until used
     published = PublishedKos(functools.partial(_kos_state, archive))
+    #: told of every KOS the admin API publishes or unpublishes (the preparation, issue 16)
+    changed: list[Callable[[str], None]] = []
+
+    def kos_changed(kos_sop_uid: str) -> None:
+        published.forget(kos_sop_uid)
+        for listener in list(changed):
+            listener(kos_sop_uid)
+
     exports = PacsExports(settings)  # DB.VI-CO.42; no I/O until the lifespan
 
     @contextlib.asynccontextmanager
@@ -335,18 +345,37 @@ def create_app(settings: Settings, *, operations: Operations | None = None) -> S
                 Path(settings.frame_disk_cache_dir), settings.frame_disk_cache_bytes
             )
             await asyncio.to_thread(disk.open)
+        prepared = None
+        if settings.prepared_dir:
+            prepared = PreparedStore(Path(settings.prepared_dir), settings.prepared_bytes)
+            await asyncio.to_thread(prepared.open)
+        params = EncodeParams(quality=settings.lossy_quality, codec=settings.lossy_codec)
         budget = ReadaheadBudget(settings.readahead_budget)
         retriever = Retriever(
             FrameCache(settings.cache_max_bytes),
             pool,
-            EncodeParams(quality=settings.lossy_quality, codec=settings.lossy_codec),
+            params,
             frame_timeout=settings.frame_wait_timeout,
             max_part_bytes=settings.max_part_bytes,
             workers=settings.workers + 1,
             disk=disk,
+            prepared=prepared,
             budget=budget,
             on_frame_wait=ops.metrics.observe_frame_wait,
         )
+        # Issue 16: published exams are transcoded once, in the background.
+        preparer = None
+        if prepared is not None and settings.prepare_at_publication:
+            preparer = Preparer(
+                archive,
+                locations,
+                prepared,
+                pool,
+                params,
+                max_part_bytes=settings.max_part_bytes,
+                scan_interval=settings.prepare_scan_interval,
+            )
+            changed.append(preparer.changed)
         background: set[asyncio.Task[Any]] = set()
         providers, jwks = build_providers(settings)
         secret = settings.session_secret or secrets.token_urlsafe(32)
@@ -396,6 +425,7 @@ def create_app(settings: Settings, *, operations: Operations | None = None) -> S
             audit_trail=trail,
             whitelist=whitelist,
             local_patient_ids=local_patient_ids(settings),
+            preparer=preparer,
             owner=StudyOwner(settings.owner_url) if settings.owner_url else None,
             metrics=ops.metrics,
         )
@@ -404,16 +434,24 @@ def create_app(settings: Settings, *, operations: Operations | None = None) -> S
         ops.metrics.sources.disk = disk
         ops.metrics.sources.pool = pool
         ops.metrics.sources.budget = budget
+        ops.metrics.sources.prepared = prepared
+        ops.metrics.sources.preparation = preparer.stats if preparer is not None else None
         ops.metrics.sources.draining = lambda: ops.drain.draining
         probe_client = httpx.AsyncClient(timeout=CHECK_TIMEOUT_S)
         ops.readiness = _readiness(services, pool, disk, probe_client)
         purge = asyncio.create_task(_purge_sessions(services.sessions, services.logins))
+        preparing = asyncio.create_task(preparer.run()) if preparer is not None else None
         try:
             yield
         finally:
             ops.readiness = None
             await probe_client.aclose()
             purge.cancel()
+            if preparing is not None:
+                preparing.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await preparing
+            changed.clear()
             await exports.aclose()
             if services.owner is not None:
                 await services.owner.aclose()
@@ -442,7 +480,7 @@ def create_app(settings: Settings, *, operations: Operations | None = None) -> S
             *export_routes(),
             *pacs_export_routes(exports),
             *admin_routes(
-                Admin(settings.admin_secret, archive, published.forget, settings.max_kos_bytes)
+                Admin(settings.admin_secret, archive, kos_changed, settings.max_kos_bytes)
             ),
             *dicomweb_routes(),
             *site.routes(),

@@ -31,6 +31,7 @@ from bff.dicomweb.retrieve import Retriever
 from bff.errors import AuthenticationRequired, BadRequest
 from bff.origins.base import StudyOrigin
 from bff.origins.factory import OriginFactory
+from bff.origins.preparation import Preparer
 from bff.origins.whitelist import Whitelist
 from bff.settings import Settings
 from bff.state.audit_log import AuditTrail
@@ -75,6 +76,8 @@ class Services:
     local_patient_ids: LocalPatientIds = field(
         default_factory=lambda: LocalPatientIds(None, frozenset(), timeout=1.0)
     )
+    #: the preparation of published exams (issue 16); None when turned off
+    preparer: Preparer | None = None
     #: pseudonyms of the audit, and its table (issue 15 item 5, bff/state/audit_log.py)
     audit_trail: AuditTrail = field(default_factory=lambda: AuditTrail(Pseudonymizer.ephemeral()))
     #: Prometheus metrics of this application (issue 15 item 4)

@@ -28,6 +28,7 @@ from typing import Any
 from bff.dicomweb import key_images
 from bff.dicomweb.cache import CachedFrame
 from bff.dicomweb.multipart import Part
+from bff.dicomweb.prepared import PreparedFrame
 from bff.dicomweb.retrieve import Retriever, SeriesRetrieval
 from bff.dicomweb.series_metadata import (
     PreparedMetadata,
@@ -264,9 +265,20 @@ class StudyOrigin(ABC):
             )
         )
 
+    def prepared_frame(self, series_uid: str, sop_uid: str, number: int) -> PreparedFrame | None:
+        """The whole answer of a frame prepared at publication (issue 16), or None."""
+        return self.retriever.prepared_frame(
+            self.upstream_for(series_uid), self.study_uid, series_uid, sop_uid, number
+        )
+
     async def frame_count(self, series_uid: str, sop_uid: str) -> int:
         """How many frames an instance has (known once its first frame is served)."""
         upstream = self.upstream_for(series_uid)
+        prepared = self.retriever.prepared_frame_count(
+            upstream, self.study_uid, series_uid, sop_uid
+        )
+        if prepared is not None:  # prepared at publication (issue 16): nothing to wait for
+            return prepared
         await self.retriever.frame(upstream, self.study_uid, series_uid, sop_uid, 1)
         found = self.retriever.find(upstream.origin, self.study_uid, series_uid)
         facts = found.delivered.get(sop_uid) if found else None

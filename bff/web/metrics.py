@@ -18,7 +18,10 @@ Series (all prefixed ``drimbox_``):
   ``readahead_over_budget_total``;
 - ``upstream_errors_total{upstream="pacs"|"source",code}``;
 - ``logins_total{provider,outcome}``;
-- ``draining`` gauge (1 after SIGTERM).
+- ``draining`` gauge (1 after SIGTERM);
+- issue 16: ``prepared_store_bytes``, ``prepared_store_instances`` gauges (the exams
+  prepared at publication), ``prepared_instances_total`` (instances this process
+  prepared), ``transcode_pool_submitted_total{lane="interactive"|"background"}``.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from prometheus_client.registry import Collector
 from bff.dicomweb.budget import ReadaheadBudget
 from bff.dicomweb.cache import FrameCache
 from bff.dicomweb.disk_cache import DiskFrameCache
+from bff.dicomweb.prepared import PreparedStore
 from bff.transcode import TranscodePool
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -84,6 +88,9 @@ class Sources:
     pool: TranscodePool | None = None
     budget: ReadaheadBudget | None = None
     draining: Callable[[], bool] = lambda: False
+    #: the exams prepared at publication and the preparer's counters (issue 16)
+    prepared: PreparedStore | None = None
+    preparation: dict[str, int] | None = None
 
 
 class _Collector(Collector):
@@ -119,6 +126,31 @@ class _Collector(Collector):
             )
             yield GaugeMetricFamily(
                 "drimbox_transcode_pool_workers", "Transcoding worker processes.", s.pool.workers
+            )
+            submitted = CounterMetricFamily(
+                "drimbox_transcode_pool_submitted",
+                "Jobs handed to the transcoding workers, by lane (background: preparation).",
+                labels=["lane"],
+            )
+            for lane, count in s.pool.submitted.items():
+                submitted.add_metric([lane], count)
+            yield submitted
+        if s.prepared is not None:
+            yield GaugeMetricFamily(
+                "drimbox_prepared_store_bytes",
+                "Bytes of the exams prepared at publication.",
+                value=s.prepared.nbytes,
+            )
+            yield GaugeMetricFamily(
+                "drimbox_prepared_store_instances",
+                "Instances prepared at publication, in the store.",
+                value=len(s.prepared),
+            )
+        if s.preparation is not None:
+            yield CounterMetricFamily(
+                "drimbox_prepared_instances",
+                "Instances this process transcoded at publication.",
+                value=s.preparation["instances_prepared"],
             )
         if s.budget is not None:
             yield GaugeMetricFamily(

@@ -76,6 +76,7 @@ def serve(tmp_path: Path, pacs_url: str, port: int, stderr: IO[bytes]) -> subpro
         "DRIMBOX_ARCHIVE_URL": f"sqlite:///{tmp_path / 'archive.db'}",
         "DRIMBOX_AUDIT_LOG": str(tmp_path / "audit.jsonl"),
         "DRIMBOX_FRAME_DISK_CACHE_DIR": str(tmp_path / "frames"),
+        "DRIMBOX_PREPARED_DIR": str(tmp_path / "prepared"),
         "DRIMBOX_TRANSCODE_WORKERS": "1",
         "DRIMBOX_LOG_FORMAT": "json",
         "DRIMBOX_DRAIN_NOTICE_S": "0",

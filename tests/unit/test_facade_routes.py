@@ -139,6 +139,9 @@ class FakeOrigin(StudyOrigin):
         self.calls.append(f"frame_count {series_uid}")
         return 2
 
+    def prepared_frame(self, series_uid: str, sop_uid: str, number: int) -> None:
+        return None  # nothing prepared at publication here (issue 16)
+
     def start_series(self, series_uid: str) -> None:
         self.calls.append(f"start_series {series_uid}")
 

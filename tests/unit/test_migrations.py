@@ -96,6 +96,7 @@ def test_production_does_not_start_on_a_database_behind(tmp_path: Path) -> None:
         audit_key_file=str(key),
         audit_log=tmp_path / "audit.jsonl",
         frame_disk_cache_dir=str(tmp_path / "frames"),
+        prepared_dir=str(tmp_path / "prepared"),
     )
     with pytest.raises(SchemaNotCurrent, match="0001"), TestClient(create_app(settings)):
         pass

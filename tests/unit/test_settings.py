@@ -53,6 +53,7 @@ DATA_PATHS: dict[str, object] = {
     "archive_url": "sqlite:////var/lib/drimbox-viewer/archive.db",
     "audit_log": Path("/var/lib/drimbox-viewer/audit.jsonl"),
     "frame_disk_cache_dir": "/var/cache/drimbox-viewer/frames",
+    "prepared_dir": "/var/lib/drimbox-viewer/prepared",
 }
 
 
@@ -130,6 +131,7 @@ def test_local_patient_id_issuers_are_oids_and_test_ones_are_refused_in_producti
         ("archive_url", f"sqlite:///{PROJECT_ROOT / 'var' / 'archive.db'}"),
         ("audit_log", PROJECT_ROOT / "var" / "audit.jsonl"),
         ("frame_disk_cache_dir", str(PROJECT_ROOT / "var" / "frame-cache")),
+        ("prepared_dir", str(PROJECT_ROOT / "var" / "prepared")),  # issue 16
     ],
 )
 def test_production_refuses_data_paths_inside_the_code(name: str, inside: object) -> None:
@@ -145,7 +147,9 @@ def test_production_defaults_write_into_the_code_and_are_refused() -> None:
         production(**values, audit_log=Settings.from_env({}).audit_log)
     assert production().data_paths()["ARCHIVE_URL"] == Path("/var/lib/drimbox-viewer/archive.db")
     # A PostgreSQL archive is no path; an empty disk cache dir writes nothing.
-    paths = production(archive_url="postgresql+psycopg://db/drimbox", frame_disk_cache_dir="")
+    paths = production(
+        archive_url="postgresql+psycopg://db/drimbox", frame_disk_cache_dir="", prepared_dir=""
+    )
     assert set(paths.data_paths()) == {"AUDIT_LOG"}
 
 

@@ -482,6 +482,7 @@ def test_an_unsigned_or_foreign_list_stops_the_start(
         "audit_log": tmp_path / "audit.jsonl",
         "archive_url": f"sqlite:///{tmp_path / 'archive.db'}",
         "frame_disk_cache_dir": str(tmp_path / "frames"),
+        "prepared_dir": str(tmp_path / "prepared"),
     }
     if mode == "production":
         values.update(
