@@ -14,13 +14,14 @@ A database made by ``create_all`` before migrations (its ``kos`` table present, 
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 
 from bff.settings import Settings
@@ -59,11 +60,22 @@ def current(url: str) -> str | None:
         engine.dispose()
 
 
+#: Upgrades in this process, one at a time: the demo starts its Source and Consumer on
+#: one SQLite file at once, and two upgrades interleaved both create the same tables.
+_UPGRADING = threading.Lock()
+#: PostgreSQL: the key of the transaction-level advisory lock that serialises upgrades
+#: started by several processes (replicas, a migration job) on one database.
+UPGRADE_LOCK_KEY = 0x44524D42  # 'DRMB'
+
+
 def upgrade(url: str, revision: str = "head") -> None:
-    """Bring the database at ``url`` to ``revision`` (adopting a pre-migration schema)."""
+    """Bring the database at ``url`` to ``revision`` (adopting a pre-migration schema).
+    Concurrent upgrades of one database wait for each other: the second finds it done."""
     engine = make_engine(url, timeout=None)
     try:
-        with engine.begin() as conn:
+        with _UPGRADING, engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": UPGRADE_LOCK_KEY})
             config = _config(conn)
             if MigrationContext.configure(conn).get_current_revision() is None and inspect(
                 conn

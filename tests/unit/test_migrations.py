@@ -101,3 +101,30 @@ def test_production_does_not_start_on_a_database_behind(tmp_path: Path) -> None:
     with pytest.raises(SchemaNotCurrent, match="0001"), TestClient(create_app(settings)):
         pass
     assert current(state_url) == "0001"  # production never migrates at start
+
+
+def test_upgrades_started_together_on_one_database_both_succeed(tmp_path: Path) -> None:
+    """The demo starts its Source and its Consumer on one SQLite file at once: both
+    upgrade it at start. Interleaved, both created the same tables and the demo did not
+    start ("table state_entry already exists"); one at a time, the second finds it done."""
+    import threading
+
+    errors: list[BaseException] = []
+
+    def run(url: str, start: threading.Barrier) -> None:
+        start.wait()
+        try:
+            upgrade(url)
+        except BaseException as exc:
+            errors.append(exc)
+
+    for attempt in range(3):
+        url = f"sqlite:///{tmp_path / f'shared-{attempt}.sqlite'}"
+        start = threading.Barrier(2)
+        threads = [threading.Thread(target=run, args=(url, start)) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        assert current(url) == head()
