@@ -16,6 +16,7 @@ import os
 import stat
 from collections.abc import Iterator
 from multiprocessing.connection import Connection
+from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
 import pytest
@@ -223,9 +224,10 @@ def test_the_lock_files_are_private(
 # -- real processes ----------------------------------------------------------------------
 
 
-def _writer(directory: str, max_bytes: int, first: int, count: int) -> None:
+def _writer(directory: str, max_bytes: int, first: int, count: int, started: Barrier) -> None:
     cache = SharedDiskFrameCache(Path(directory), max_bytes)
     cache.open()
+    started.wait(60)  # both replicas up before either writes
     for n in range(first, first + count):
         cache.put(key(n), inst(n))
     cache.close()
@@ -243,8 +245,9 @@ def test_two_processes_writing_past_the_bound_keep_one_total_under_it(tmp_path: 
     directory = tmp_path / "frames"
     bound = 10 * size
     spawn = multiprocessing.get_context("spawn")
+    started = spawn.Barrier(2)
     writers = [
-        spawn.Process(target=_writer, args=(str(directory), bound, first, 40))
+        spawn.Process(target=_writer, args=(str(directory), bound, first, 40, started))
         for first in (0, 1000)
     ]
     for w in writers:
