@@ -114,11 +114,15 @@ class SharedDiskFrameCache(DiskFrameCache):
         """Create the directory (private), then rebuild the ledger from the entries under
         its lock (removing what dead writers left) and evict if over the bound."""
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self._ledger_fd = os.open(self.directory / LEDGER, os.O_RDWR | os.O_CREAT, 0o600)
-        self._evict_fd = os.open(self.directory / EVICT_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
-        with self._ledger():
-            found = self._scan()
-            self._write_ledger(sum(f.size for f in found), len(found))
+        try:
+            self._ledger_fd = os.open(self.directory / LEDGER, os.O_RDWR | os.O_CREAT, 0o600)
+            self._evict_fd = os.open(self.directory / EVICT_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+            with self._ledger():  # no working flock (NFS without locks): refused here
+                found = self._scan()
+                self._write_ledger(sum(f.size for f in found), len(found))
+        except OSError:
+            self.close()
+            raise
         log.info(
             "shared frame disk cache %s: %d entries, %d bytes",
             self.directory,

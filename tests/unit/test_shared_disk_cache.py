@@ -10,6 +10,7 @@ order matters, never waited for.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import multiprocessing
 import os
@@ -278,3 +279,17 @@ def test_the_evict_lock_is_released_when_its_holder_dies(tmp_path: Path) -> None
     assert cache._take_evict_lock()  # the kernel released it with the process
     cache._release_evict_lock()
     cache.close()
+
+
+def test_a_volume_without_working_locks_is_refused_at_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """NFS mounted without lock support answers ENOLCK: the replica does not start with a
+    bound nobody enforces. (A test double: this machine's file systems all lock.)"""
+
+    def no_locks(fd: int, operation: int) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with pytest.raises(OSError, match="No locks available"):
+        SharedDiskFrameCache(tmp_path / "frames", 10**6).open()
