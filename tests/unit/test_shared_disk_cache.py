@@ -67,6 +67,13 @@ def on_disk(directory: Path) -> tuple[int, int]:
     return sum(f.stat().st_size for f in files), len(files)
 
 
+def with_one_entry(directory: Path) -> SharedDiskFrameCache:
+    cache = SharedDiskFrameCache(directory, 10**6)
+    cache.open()
+    cache.put(key(1), inst(1))
+    return cache
+
+
 def age(cache: SharedDiskFrameCache, k: str, seconds_ago: int) -> None:
     """Set an entry's recency (its mtime), as a hit that long ago would have."""
     path = cache._path(k)
@@ -180,9 +187,7 @@ def test_a_crash_leftover_is_ignored_then_removed_a_live_write_is_kept(
     tmp_path: Path,
 ) -> None:
     directory = tmp_path / "frames"
-    first = SharedDiskFrameCache(directory, 10**6)
-    first.open()
-    first.put(key(1), inst(1))
+    first = with_one_entry(directory)
     shard = first._path(key(1)).parent
     dead = shard / f".{key(2)}.inst.999999.1"  # a writer killed mid-write
     dead.write_bytes(b'{"study_uid":')
@@ -203,11 +208,13 @@ def test_the_ledger_is_rebuilt_at_start_when_a_writer_died_before_counting(
     tmp_path: Path,
 ) -> None:
     directory = tmp_path / "frames"
-    cache = SharedDiskFrameCache(directory, 10**6)
-    cache.open()
-    cache.put(key(1), inst(1))
-    cache.close()
-    (directory / LEDGER).write_bytes(b"garbage")  # or a rename whose count never came
+    with_one_entry(directory).close()
+    (directory / LEDGER).write_bytes(b"0 0\n")  # the rename done, the count never came
+    restarted = SharedDiskFrameCache(directory, 10**6)
+    restarted.open()
+    assert (restarted.nbytes, len(restarted)) == on_disk(directory) != (0, 0)
+    restarted.close()
+    (directory / LEDGER).write_bytes(b"garbage")  # a damaged ledger
     restarted = SharedDiskFrameCache(directory, 10**6)
     restarted.open()
     assert (restarted.nbytes, len(restarted)) == on_disk(directory)
