@@ -117,9 +117,7 @@ class SharedDiskFrameCache(DiskFrameCache):
         try:
             self._ledger_fd = os.open(self.directory / LEDGER, os.O_RDWR | os.O_CREAT, 0o600)
             self._evict_fd = os.open(self.directory / EVICT_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
-            with self._ledger():  # no working flock (NFS without locks): refused here
-                found = self._scan()
-                self._write_ledger(sum(f.size for f in found), len(found))
+            self._recount()  # no working flock (NFS without locks): refused here
         except OSError:
             self.close()
             raise
@@ -305,6 +303,11 @@ class SharedDiskFrameCache(DiskFrameCache):
         removed = False
         target = int(self.max_bytes * self.low_water)
         found = sorted(self._scan(), key=lambda f: (f.mtime_ns, f.path.name))
+        if sum(f.size for f in found) <= self.max_bytes:
+            # What is there fits: the ledger counts entries that are gone (removed by
+            # hand). Count again, exactly, rather than evict what is there; if entries
+            # written since the scan put it over the bound, another round evicts.
+            return self._recount() or self._seen[0] > self.max_bytes
         batch = 64  # the ledger lock is held for a few unlinks at a time
         for start in range(0, len(found), batch):
             with self._ledger() as (total, count):
@@ -323,14 +326,16 @@ class SharedDiskFrameCache(DiskFrameCache):
                 self._write_ledger(total, count)
                 if total <= target:
                     return True
-        # Every entry scanned is gone and the ledger still says too much: it drifted (a
-        # writer died between its rename and its ledger update), or writers were quick.
-        # Count again, exactly.
-        with self._ledger() as (total, _):
+        # Every entry scanned is gone and the ledger still says too much: it drifted, or
+        # writers were quick. Count again, exactly.
+        return self._recount() or removed
+
+    def _recount(self) -> bool:
+        """The ledger set from a scan under its lock: whether it changed."""
+        with self._ledger() as (total, count):
             found = self._scan()
-            exact = sum(f.size for f in found)
-            self._write_ledger(exact, len(found))
-        return removed or exact != total
+            self._write_ledger(sum(f.size for f in found), len(found))
+        return self._seen != (total, count)
 
     def _scan(self) -> list[_Found]:
         """Every entry, and the removal of temporary files no live writer holds."""

@@ -221,6 +221,20 @@ def test_the_ledger_is_rebuilt_at_start_when_a_writer_died_before_counting(
     restarted.close()
 
 
+def test_entries_removed_by_hand_are_recounted_not_made_up_for_by_evicting(
+    pair: tuple[SharedDiskFrameCache, SharedDiskFrameCache, int],
+) -> None:
+    a, b, size = pair
+    for n in range(9):
+        a.put(key(n), inst(n))
+    for n in range(5):
+        a._path(key(n)).unlink()  # an operator freeing space: the ledger still says 9
+    b.put(key(9), inst(9))
+    b.put(key(10), inst(10))  # the ledger says 11 entries, over the bound of 10
+    assert on_disk(a.directory) == (6 * size, 6)  # nothing there was evicted
+    assert (a.nbytes, len(a)) == on_disk(a.directory)
+
+
 def test_the_lock_files_are_private(
     pair: tuple[SharedDiskFrameCache, SharedDiskFrameCache, int],
 ) -> None:
