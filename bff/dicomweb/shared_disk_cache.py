@@ -8,9 +8,10 @@ accounting lives in the directory itself, never in a process.
 - ``ledger``: the total bytes and number of entries, rewritten under an exclusive
   ``flock`` on it. Every change of the set of entries (a new entry moved into place, an
   entry removed) is made while holding that lock, so the ledger counts each entry once
-  whoever wrote it. The lock is held for a ``stat`` and a ``rename`` or ``unlink``, never
-  for a scan (except the one at :meth:`open`, which rebuilds the ledger exactly: what a
-  crash between a rename and its ledger update left uncounted is found there).
+  whoever wrote it. The lock is held for a ``stat`` and a ``rename`` or ``unlink``, and
+  for a scan only to recount: at :meth:`open` (what a crash between a rename and its
+  ledger update left uncounted is found there) and when an eviction finds the ledger
+  counting entries that are gone (removed by hand).
 - ``evict.lock``: one replica at a time evicts, holding an exclusive ``flock`` on it
   (taken without waiting: a replica that finds it held leaves the work to the holder,
   which looks at the ledger again after releasing it). The evictor scans the entries
@@ -72,9 +73,6 @@ class Entry:
     file: BinaryIO
     device: int
     inode: int
-
-    def close(self) -> None:
-        self.file.close()
 
 
 @dataclass(frozen=True)
