@@ -32,7 +32,7 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --home-dir /var/lib/drimbox --shell /usr/sbin/nologin drimbox \
- && install -d -o drimbox -g drimbox -m 0700 /var/lib/drimbox
+ && install -d -o drimbox -g drimbox -m 0700 /var/lib/drimbox /var/cache/drimbox/frames
 COPY --from=build /opt/drimbox/venv /opt/drimbox/venv
 COPY --from=build /src/ohif-dist /opt/drimbox/ohif-dist
 COPY --from=build /src/ohif-config /opt/drimbox/ohif-config
@@ -44,7 +44,8 @@ ENV DRIMBOX_MODE=production \
     DRIMBOX_FRAME_DISK_CACHE_DIR=/var/lib/drimbox/frame-cache \
     DRIMBOX_AUDIT_LOG=/var/lib/drimbox/audit.jsonl \
     PATH=/opt/drimbox/venv/bin:/usr/sbin:/usr/bin:/sbin:/bin
-# Frame cache and audit file: a volume (the data directory).
+# Frame cache and audit file: a volume (the data directory). A frame cache shared by
+# replicas is mounted at /var/cache/drimbox/frames (compose.yaml), private to drimbox.
 VOLUME ["/var/lib/drimbox"]
 USER drimbox
 EXPOSE 8080 8443

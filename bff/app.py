@@ -50,6 +50,7 @@ from bff.dicomweb.disk_cache import DiskFrameCache
 from bff.dicomweb.observe import ObservedTransport
 from bff.dicomweb.prepared import PreparedStore
 from bff.dicomweb.retrieve import Retriever
+from bff.dicomweb.shared_disk_cache import SharedDiskFrameCache
 from bff.dicomweb.upstream import DicomwebUpstream
 from bff.errors import ViewerError
 from bff.export.jobs import PacsExports
@@ -341,9 +342,9 @@ def create_app(settings: Settings, *, operations: Operations | None = None) -> S
         )
         disk = None
         if settings.frame_disk_cache_dir:
-            disk = DiskFrameCache(
-                Path(settings.frame_disk_cache_dir), settings.frame_disk_cache_bytes
-            )
+            # Issue 15 item 2: replicas on one volume share one size accountant.
+            kind = SharedDiskFrameCache if settings.frame_disk_cache_shared else DiskFrameCache
+            disk = kind(Path(settings.frame_disk_cache_dir), settings.frame_disk_cache_bytes)
             await asyncio.to_thread(disk.open)
         prepared = None
         if settings.prepared_dir:
@@ -456,6 +457,8 @@ def create_app(settings: Settings, *, operations: Operations | None = None) -> S
             if services.owner is not None:
                 await services.owner.aclose()
             await retriever.aclose()
+            if disk is not None:
+                await asyncio.to_thread(disk.close)
             await services.local_patient_ids.aclose()
             for upstream in locations.values():
                 await upstream.aclose()

@@ -108,6 +108,14 @@ SETTINGS: tuple[Setting, ...] = (
         "process (kos add); the admin API's publications are prepared at once.",
     ),
     _s(
+        "FRAME_DISK_CACHE_SHARED",
+        "false",
+        "true: that directory is a volume shared by several replicas; the bound is then "
+        "kept by one size accountant in the directory itself (a ledger and an eviction "
+        "lock taken with flock; NFS needs v4 locks: docs/deployment.md). false: one process "
+        "per directory, its accounting in memory.",
+    ),
+    _s(
         "MAX_PART_BYTES",
         str(512 * 1024**2),
         "Largest single DICOM instance accepted from the upstream multipart stream.",
@@ -590,6 +598,7 @@ class Settings:
     prepared_dir: str
     prepared_bytes: int
     prepare_scan_interval: float
+    frame_disk_cache_shared: bool
     max_part_bytes: int
     transcode_workers: int
     lossy_quality: str
@@ -715,6 +724,8 @@ class Settings:
             raise ValueError("byte limits must be positive")
         if not 0 < self.prepare_scan_interval <= 86400:
             raise ValueError("DRIMBOX_PREPARE_SCAN_INTERVAL must be in (0, 86400] seconds")
+        if self.frame_disk_cache_shared and not self.frame_disk_cache_dir:
+            raise ValueError("DRIMBOX_FRAME_DISK_CACHE_SHARED needs DRIMBOX_FRAME_DISK_CACHE_DIR")
         if self.oidc_max_auth_age <= 0 or self.oidc_max_token_age <= 0:
             raise ValueError("DRIMBOX_OIDC_MAX_AUTH_AGE and _MAX_TOKEN_AGE must be positive")
         if self.admin_secret and len(self.admin_secret) < 16:

@@ -168,6 +168,7 @@ class Replica:
     source_api_port: int
     env: dict[str, str]
     log: Path
+    metrics_port: int = 0
     process: subprocess.Popen[bytes] | None = None
     _log_file: IO[bytes] | None = field(default=None, repr=False)
 
@@ -178,6 +179,14 @@ class Replica:
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    def metrics(self) -> str:
+        """The replica's Prometheus exposition (its internal metrics listener)."""
+        answer = httpx.get(
+            f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10, trust_env=False
+        )
+        answer.raise_for_status()
+        return answer.text
 
     def start(self) -> None:
         self._log_file = self.log.open("ab")
@@ -373,6 +382,7 @@ def _replica_env(
     name: str,
     port: int,
     source_api_port: int,
+    metrics_port: int,
     work: Path,
     files: dict[str, Path],
     pacs_url: str,
@@ -416,7 +426,11 @@ def _replica_env(
         "DRIMBOX_FCP_CLIENT_SECRET_FILE": str(files["client_secret"]),
         "DRIMBOX_FCP_ENCRYPTION_KEY_FILE": str(files["fcp_key"]),
         "DRIMBOX_AUDIT_LOG": str(work / f"audit-{name}.jsonl"),
-        "DRIMBOX_FRAME_DISK_CACHE_DIR": str(work / f"frame-cache-{name}"),
+        # One disk frame cache on a volume both replicas mount, one size accountant in it
+        # (issue 15 item 2): a study that moves to the other replica is not transcoded again.
+        "DRIMBOX_FRAME_DISK_CACHE_DIR": str(work / "frame-cache"),
+        "DRIMBOX_FRAME_DISK_CACHE_SHARED": "true",
+        "DRIMBOX_METRICS_PORT": str(metrics_port),
         "DRIMBOX_TRANSCODE_WORKERS": "1",
         "DRIMBOX_UPSTREAM_CONNECT_TIMEOUT": "2",
         "DRIMBOX_UPSTREAM_READ_TIMEOUT": "20",
@@ -538,11 +552,12 @@ def running_stack(
         stack.enter_context(live_server(idp, port=idp_port))
         replicas = []
         for name in ("a", "b"):
-            port, source_api_port = free_port(), free_port()
+            port, source_api_port, metrics_port = free_port(), free_port(), free_port()
             env = _replica_env(
                 name=name,
                 port=port,
                 source_api_port=source_api_port,
+                metrics_port=metrics_port,
                 work=work,
                 files=files,
                 pacs_url=pacs_url + "/dicom-web",
@@ -552,7 +567,8 @@ def running_stack(
                 ca_cert=ca[0],
                 extra=replica_env or {},
             )
-            replicas.append(Replica(name, port, source_api_port, env, work / f"replica-{name}.log"))
+            log = work / f"replica-{name}.log"
+            replicas.append(Replica(name, port, source_api_port, env, log, metrics_port))
         balancer = Balancer(work / "nginx", public_port, owner_port)
         balancer.prefix.mkdir()
         servers = "\n        ".join(

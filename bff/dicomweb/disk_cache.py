@@ -14,6 +14,11 @@ files (a JSON header line then the frames), written atomically; the total size i
 bounded (least recently used entries removed first). What is cached is what the BFF
 already serves to any granted viewer, so the directory must be as private as the PACS:
 it is created mode 0700. Disabled when ``DRIMBOX_FRAME_DISK_CACHE_DIR`` is empty.
+
+This class keeps its size accounting (recency, byte total) in the process: one process
+per directory. Replicas sharing one volume use
+:class:`~bff.dicomweb.shared_disk_cache.SharedDiskFrameCache` instead
+(``DRIMBOX_FRAME_DISK_CACHE_SHARED``): same entries, one size accountant in the directory.
 """
 
 from __future__ import annotations
@@ -46,14 +51,14 @@ def entry_key(source: bytes, params: EncodeParams) -> str:
     return digest.hexdigest()
 
 
-def _encode(instance: TranscodedInstance) -> bytes:
+def encode_entry(instance: TranscodedInstance) -> bytes:
     header = asdict(instance)
     frames = header.pop("frames")
     header["frame_lengths"] = [len(f) for f in frames]
     return json.dumps(header, separators=(",", ":")).encode() + b"\n" + b"".join(frames)
 
 
-def _decode(raw: bytes) -> TranscodedInstance:
+def decode_entry(raw: bytes) -> TranscodedInstance:
     line, _, body = raw.partition(b"\n")
     header = json.loads(line)
     lengths = header.pop("frame_lengths")
@@ -108,7 +113,7 @@ class DiskFrameCache:
             return None
         path = self._path(key)
         try:
-            instance = _decode(path.read_bytes())
+            instance = decode_entry(path.read_bytes())
             os.utime(path)  # recency survives a restart
         except (OSError, ValueError, TypeError, KeyError) as exc:
             log.warning("frame disk cache entry %s unreadable, dropped: %r", key, exc)
@@ -119,7 +124,7 @@ class DiskFrameCache:
         return instance
 
     def put(self, key: str, instance: TranscodedInstance) -> None:
-        raw = _encode(instance)
+        raw = encode_entry(instance)
         if len(raw) > self.max_bytes:
             return
         path = self._path(key)
@@ -137,6 +142,9 @@ class DiskFrameCache:
             self._total += len(raw) - self._sizes.pop(key, 0)
             self._sizes[key] = len(raw)
         self._evict()
+
+    def close(self) -> None:
+        """Nothing to release here (the shared cache holds its lock files open)."""
 
     @property
     def nbytes(self) -> int:

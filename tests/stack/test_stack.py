@@ -7,6 +7,7 @@ series, on the replica that owns the study)."""
 from __future__ import annotations
 
 import ssl
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -14,7 +15,8 @@ import httpx
 import pytest
 
 from tests.e2e.test_viewer import wait_for_image
-from tests.production_stack import LOCATION, SOURCE_API_HOST, Stack
+from tests.integration.test_operations import metric
+from tests.production_stack import LOCATION, SOURCE_API_HOST, Replica, Stack
 from tests.waiting import poll
 
 pytestmark = [pytest.mark.stack, pytest.mark.e2e]
@@ -148,13 +150,29 @@ def test_a_consumer_handover_posted_to_one_replica_opens_on_the_other(stack: Sta
     assert again.status_code == 401
 
 
+def _disk_cache(replica: Replica) -> tuple[float, float]:
+    """The replica's disk frame cache lookups: (hits, misses)."""
+    text = replica.metrics()
+    return (
+        metric(text, "drimbox_frame_cache_hits_total", cache="disk"),
+        metric(text, "drimbox_frame_cache_misses_total", cache="disk"),
+    )
+
+
 def test_a_replica_killed_mid_viewing_does_not_sign_the_viewer_out(
     stack: Stack, stack_page: Any
 ) -> None:
+    """...and the study's new owner serves it from the shared disk frame cache (issue 15
+    item 2: one volume, one size accountant), without transcoding it again."""
     uid = stack.study.study_uid
     (owner,) = stack.upstreams_of(f"/dicomweb/studies/{uid}/series/")
     victim = next(r for r in stack.replicas if r.address == owner)
     survivor = next(r for r in stack.replicas if r is not victim)
+    _whole_study(stack_page, stack)
+    shared = Path(victim.env["DRIMBOX_FRAME_DISK_CACHE_DIR"])
+    entries = poll(lambda: len(list(shared.glob("*/*.inst"))) >= stack.study.n_instances, 60)
+    assert entries, "the owner's disk writes did not land"
+    hits, misses = _disk_cache(survivor)
     seen = len(stack.balancer.access_log())
     victim.kill()
     try:
@@ -170,6 +188,11 @@ def test_a_replica_killed_mid_viewing_does_not_sign_the_viewer_out(
         if f"/dicomweb/studies/{uid}/series/" in line and '" 200 ' in line
     ]
     assert after and set(after) == {survivor.address}, after
+    # Every instance the survivor received was found in the shared cache: none transcoded
+    # (each transcoding follows a disk miss, bff/dicomweb/retrieve.py).
+    hits_after, misses_after = _disk_cache(survivor)
+    assert misses_after == misses
+    assert hits_after - hits >= stack.study.n_instances
 
 
 def test_restarting_every_replica_keeps_the_session(stack: Stack, stack_page: Any) -> None:

@@ -99,6 +99,23 @@ def test_the_bff_environment_passes_the_production_checks(
     assert settings.owner_url and settings.forwarded_allow_ips != "*"
 
 
+def test_the_replicas_share_one_frame_cache_volume(compose: dict[str, Any]) -> None:
+    """Issue 15 item 2: one disk frame cache on a named volume both replicas mount at the
+    cache directory, in shared mode (one size accountant in the volume)."""
+    replicas = [s for s in _bff_services(compose).values() if "command" not in s]
+    mounts = []
+    for service in replicas:
+        env = service["environment"]
+        assert str(env["DRIMBOX_FRAME_DISK_CACHE_SHARED"]).lower() == "true"
+        directory = env["DRIMBOX_FRAME_DISK_CACHE_DIR"]
+        (volume,) = [v for v in service["volumes"] if str(v).endswith(":" + directory)]
+        mounts.append(volume)
+    assert len(set(mounts)) == 1
+    assert mounts[0].split(":", 1)[0] in compose["volumes"]
+    # The image creates the mount point private to its user: a new volume copies that.
+    assert f"-m 0700 /var/lib/drimbox {directory}" in DOCKERFILE.read_text(encoding="utf-8")
+
+
 def test_no_checkout_mounted_no_install_at_start(compose: dict[str, Any]) -> None:
     for name, service in compose["services"].items():
         for volume in service.get("volumes", []):

@@ -213,3 +213,11 @@ def test_production_needs_a_shared_state_and_an_audit_table(
     with pytest.raises(ValueError, match=named):
         production(**missing)
     Settings.from_env({}, **missing)  # the demo may
+
+
+def test_a_shared_disk_cache_needs_its_directory() -> None:
+    """Issue 15 item 2: shared mode names the volume every replica mounts."""
+    with pytest.raises(ValueError, match="FRAME_DISK_CACHE_SHARED needs"):
+        Settings.from_env({}, frame_disk_cache_shared=True, frame_disk_cache_dir="")
+    assert production(frame_disk_cache_shared=True).frame_disk_cache_shared
+    assert not Settings.from_env({}).frame_disk_cache_shared  # the demo: single mode
