@@ -430,6 +430,11 @@ def _replica_env(
         # (issue 15 item 2): a study that moves to the other replica is not transcoded again.
         "DRIMBOX_FRAME_DISK_CACHE_DIR": str(work / "frame-cache"),
         "DRIMBOX_FRAME_DISK_CACHE_SHARED": "true",
+        # The exams prepared at publication (issue 16): outside the code, as production needs.
+        "DRIMBOX_PREPARED_DIR": str(work / f"prepared-{name}"),
+        # Preparation is counted by its own tests; here each series is retrieved only by
+        # the study's owner (one retrieval per series, counted at Orthanc).
+        "DRIMBOX_PREPARE_AT_PUBLICATION": "false",
         "DRIMBOX_METRICS_PORT": str(metrics_port),
         "DRIMBOX_TRANSCODE_WORKERS": "1",
         "DRIMBOX_UPSTREAM_CONNECT_TIMEOUT": "2",
