@@ -108,6 +108,13 @@ SETTINGS: tuple[Setting, ...] = (
         "process (kos add); the admin API's publications are prepared at once.",
     ),
     _s(
+        "PREPARE_LEASE",
+        "120",
+        "Seconds a replica's lease on a KOS's preparation holds without renewal (renewed "
+        "every third of it while it prepares). Several replicas on one database prepare each "
+        "KOS once; a dead replica's preparation is taken over by another after this long.",
+    ),
+    _s(
         "MAX_PART_BYTES",
         str(512 * 1024**2),
         "Largest single DICOM instance accepted from the upstream multipart stream.",
@@ -590,6 +597,7 @@ class Settings:
     prepared_dir: str
     prepared_bytes: int
     prepare_scan_interval: float
+    prepare_lease: float
     max_part_bytes: int
     transcode_workers: int
     lossy_quality: str
@@ -715,6 +723,8 @@ class Settings:
             raise ValueError("byte limits must be positive")
         if not 0 < self.prepare_scan_interval <= 86400:
             raise ValueError("DRIMBOX_PREPARE_SCAN_INTERVAL must be in (0, 86400] seconds")
+        if not 3 <= self.prepare_lease <= 86400:
+            raise ValueError("DRIMBOX_PREPARE_LEASE must be in [3, 86400] seconds")
         if self.oidc_max_auth_age <= 0 or self.oidc_max_token_age <= 0:
             raise ValueError("DRIMBOX_OIDC_MAX_AUTH_AGE and _MAX_TOKEN_AGE must be positive")
         if self.admin_secret and len(self.admin_secret) < 16:
