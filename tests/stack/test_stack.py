@@ -64,7 +64,21 @@ def test_one_replica_owns_the_study_and_streams_each_series_once(
     stack: Stack, stack_page: Any
 ) -> None:
     """The grant's prefetch went to the study's owner (whichever replica took the login
-    callback), and every image request went there: Orthanc was asked each series once."""
+    callback), and every image request went there: Orthanc was asked each series once.
+
+    Issues 15 and 16: that once is the preparation at publication, done by one replica
+    under its lease into the store both replicas share (the stack waits for it before
+    the viewing): the owner then opened the whole study from the store, asking Orthanc
+    for no series at all, whichever replica prepared it."""
+    from bff.archive.store import ArchiveStore
+
+    archive = ArchiveStore(stack.database_url)
+    try:
+        done = archive.preparations()[stack.study.kos_sop_uid]
+    finally:
+        archive.close()
+    assert (done.state, done.prepared, done.claimed_by) == ("prepared", done.total, None)
+    assert stack.series_retrievals() == dict.fromkeys(stack.study.series_uids, 1)
     _whole_study(stack_page, stack)
     uid = stack.study.study_uid
     counts = stack.series_retrievals()
