@@ -32,7 +32,7 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --home-dir /var/lib/drimbox --shell /usr/sbin/nologin drimbox \
- && install -d -o drimbox -g drimbox -m 0700 /var/lib/drimbox /var/cache/drimbox/frames
+ && install -d -o drimbox -g drimbox -m 0700 /var/lib/drimbox /var/cache/drimbox/frames /var/cache/drimbox/prepared
 COPY --from=build /opt/drimbox/venv /opt/drimbox/venv
 COPY --from=build /src/ohif-dist /opt/drimbox/ohif-dist
 COPY --from=build /src/ohif-config /opt/drimbox/ohif-config

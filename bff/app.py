@@ -375,6 +375,7 @@ def create_app(settings: Settings, *, operations: Operations | None = None) -> S
                 params,
                 max_part_bytes=settings.max_part_bytes,
                 scan_interval=settings.prepare_scan_interval,
+                lease_seconds=settings.prepare_lease,
             )
             changed.append(preparer.changed)
         background: set[asyncio.Task[Any]] = set()
@@ -465,6 +466,8 @@ def create_app(settings: Settings, *, operations: Operations | None = None) -> S
             if client is not None:
                 await client.aclose()
             pool.close()
+            if prepared is not None:
+                prepared.close()
             archive.close()
             state.close()
             remove_handler(audit_handler)

@@ -116,6 +116,13 @@ SETTINGS: tuple[Setting, ...] = (
         "per directory, its accounting in memory.",
     ),
     _s(
+        "PREPARE_LEASE",
+        "120",
+        "Seconds a replica's lease on a KOS's preparation holds without renewal (renewed "
+        "every third of it while it prepares). Several replicas on one database prepare each "
+        "KOS once; a dead replica's preparation is taken over by another after this long.",
+    ),
+    _s(
         "MAX_PART_BYTES",
         str(512 * 1024**2),
         "Largest single DICOM instance accepted from the upstream multipart stream.",
@@ -599,6 +606,7 @@ class Settings:
     prepared_bytes: int
     prepare_scan_interval: float
     frame_disk_cache_shared: bool
+    prepare_lease: float
     max_part_bytes: int
     transcode_workers: int
     lossy_quality: str
@@ -726,6 +734,8 @@ class Settings:
             raise ValueError("DRIMBOX_PREPARE_SCAN_INTERVAL must be in (0, 86400] seconds")
         if self.frame_disk_cache_shared and not self.frame_disk_cache_dir:
             raise ValueError("DRIMBOX_FRAME_DISK_CACHE_SHARED needs DRIMBOX_FRAME_DISK_CACHE_DIR")
+        if not 3 <= self.prepare_lease <= 86400:
+            raise ValueError("DRIMBOX_PREPARE_LEASE must be in [3, 86400] seconds")
         if self.oidc_max_auth_age <= 0 or self.oidc_max_token_age <= 0:
             raise ValueError("DRIMBOX_OIDC_MAX_AUTH_AGE and _MAX_TOKEN_AGE must be positive")
         if self.admin_secret and len(self.admin_secret) < 16:

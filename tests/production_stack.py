@@ -52,6 +52,7 @@ from bff.idp.app import IdpClient, create_idp_app
 from bff.idp.users import load_users
 from bff.settings import PROJECT_ROOT
 from tests.servers import counting_proxy, free_port, live_server
+from tests.waiting import poll
 
 DOMAIN = "drimbox.test"
 LOCATION = f"vi1.{DOMAIN}"
@@ -430,11 +431,10 @@ def _replica_env(
         # (issue 15 item 2): a study that moves to the other replica is not transcoded again.
         "DRIMBOX_FRAME_DISK_CACHE_DIR": str(work / "frame-cache"),
         "DRIMBOX_FRAME_DISK_CACHE_SHARED": "true",
-        # The exams prepared at publication (issue 16): outside the code, as production needs.
-        "DRIMBOX_PREPARED_DIR": str(work / f"prepared-{name}"),
-        # Preparation is counted by its own tests; here each series is retrieved only by
-        # the study's owner (one retrieval per series, counted at Orthanc).
-        "DRIMBOX_PREPARE_AT_PUBLICATION": "false",
+        # The exams prepared at publication (issue 16): one store on a volume shared by
+        # the replicas, each KOS prepared by one of them (the lease in the database).
+        "DRIMBOX_PREPARED_DIR": str(work / "prepared"),
+        "DRIMBOX_PREPARE_SCAN_INTERVAL": "1",
         "DRIMBOX_METRICS_PORT": str(metrics_port),
         "DRIMBOX_TRANSCODE_WORKERS": "1",
         "DRIMBOX_UPSTREAM_CONNECT_TIMEOUT": "2",
@@ -607,6 +607,7 @@ def running_stack(
             for replica in replicas:
                 replica.start()
             balancer.start(text)
+            wait_prepared(database_url, study)
             yield Stack(
                 work=work,
                 study=study,
@@ -627,6 +628,22 @@ def running_stack(
             for replica in replicas:
                 replica.stop()
             idp_transport_close(idp_transport)
+
+
+def wait_prepared(database_url: str, study: DemoStudy) -> None:
+    """The demo KOS, published before the replicas started, prepared by one of them."""
+    from bff.archive.store import ArchiveStore
+
+    archive = ArchiveStore(database_url)
+    try:
+
+        def prepared() -> bool:
+            found = archive.preparations().get(study.kos_sop_uid)
+            return found is not None and found.state == "prepared"
+
+        assert poll(prepared, timeout=180), archive.preparations()
+    finally:
+        archive.close()
 
 
 def migrate(env: dict[str, str], log: Path) -> None:

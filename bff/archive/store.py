@@ -14,7 +14,9 @@ Tables (portable SQL only: no SQLite- or PostgreSQL-specific syntax)::
     kos_instance  (kos_sop_uid, series_uid) FK, sop_uid; PK (kos_sop_uid, series_uid,
                   sop_uid), sop_class_uid, position
     kos_preparation  kos_sop_uid PK: the preparation of its served form (issue 16):
-                  state, instances prepared / referenced, bytes, for which publication
+                  state, instances prepared / referenced, bytes, for which publication;
+                  the lease of the replica preparing it (claimed_by, lease_until): one
+                  preparation per KOS across replicas (issues 15 and 16)
 
 Methods are synchronous and keep transactions short; async callers run them through a
 thread (``starlette.concurrency.run_in_threadpool``).
@@ -28,7 +30,7 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -46,6 +48,7 @@ from sqlalchemy import (
     delete,
     insert,
     literal,
+    or_,
     select,
     update,
 )
@@ -131,6 +134,9 @@ kos_preparation_table = Table(
     Column("nbytes", BigInteger(), nullable=False),
     Column("detail", String(), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    #: the replica preparing it now, and until when its lease holds (issues 15 and 16)
+    Column("claimed_by", String(128)),
+    Column("lease_until", DateTime(timezone=True)),
 )
 
 #: States of a preparation (issue 16).
@@ -149,6 +155,9 @@ class Preparation:
     nbytes: int
     detail: str
     updated_at: datetime
+    #: the replica holding the preparation's lease, and until when (None: unclaimed)
+    claimed_by: str | None = None
+    lease_until: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -302,9 +311,118 @@ class ArchiveStore:
                 nbytes=row.nbytes,
                 detail=row.detail,
                 updated_at=_utc(row.updated_at),
+                claimed_by=row.claimed_by,
+                lease_until=None if row.lease_until is None else _utc(row.lease_until),
             )
             for row in rows
         }
+
+    # -- one preparation per KOS across replicas (issues 15 and 16) -------------------------
+    #
+    # The shared database is the coordinator: a replica prepares a KOS only while it holds
+    # the row's lease, taken by one atomic conditional UPDATE (portable: SQLite serialises
+    # writers, PostgreSQL re-checks the WHERE on the row it locks), renewed while it works,
+    # and every progress write is fenced by it (a replica whose lease was taken over writes
+    # nothing more and stops). A dead replica's lease expires; another takes it over.
+
+    def claim_preparation(
+        self, kos_sop_uid: str, publication: str, total: int, owner: str, lease_seconds: float
+    ) -> bool:
+        """Take the lease of one KOS's preparation for ``publication``; False when another
+        replica holds an unexpired lease or this publication is already prepared."""
+        table = kos_preparation_table
+        now = _now()
+        until = now + timedelta(seconds=lease_seconds)
+        claim = {"claimed_by": owner, "lease_until": until, "updated_at": now}
+        with self._engine.begin() as conn:
+            result = conn.execute(
+                update(table)
+                .where(
+                    table.c.kos_sop_uid == kos_sop_uid,
+                    or_(
+                        table.c.claimed_by.is_(None),
+                        table.c.lease_until < now,
+                        table.c.claimed_by == owner,
+                    ),
+                    # still work to do: another publication, or an unfinished one
+                    or_(table.c.publication != publication, table.c.state == "preparing"),
+                )
+                .values(**claim, publication=publication, state="preparing", total=total)
+            )
+            if result.rowcount:
+                return True
+        try:
+            with self._engine.begin() as conn:
+                conn.execute(
+                    insert(table).values(
+                        kos_sop_uid=kos_sop_uid,
+                        publication=publication,
+                        state="preparing",
+                        prepared=0,
+                        total=total,
+                        nbytes=0,
+                        detail="",
+                        **claim,
+                    )
+                )
+        except IntegrityError:  # the row exists: held by another, or done
+            return False
+        return True
+
+    def record_preparation(
+        self, preparation: Preparation, owner: str, lease_seconds: float | None
+    ) -> bool:
+        """Write progress under the lease (renewed for ``lease_seconds``; None releases
+        it); False when ``owner`` no longer holds it (taken over, or the row dropped)."""
+        if preparation.state not in PREPARATION_STATES:
+            raise ValueError(f"state must be one of {PREPARATION_STATES}")
+        table = kos_preparation_table
+        now = _now()
+        values: dict[str, Any] = {
+            "publication": preparation.publication,
+            "state": preparation.state,
+            "prepared": preparation.prepared,
+            "total": preparation.total,
+            "nbytes": preparation.nbytes,
+            "detail": preparation.detail[:500],
+            "updated_at": _utc(preparation.updated_at),
+        }
+        if lease_seconds is None:
+            values.update(claimed_by=None, lease_until=None)
+        else:
+            values["lease_until"] = now + timedelta(seconds=lease_seconds)
+        with self._engine.begin() as conn:
+            result = conn.execute(
+                update(table)
+                .where(table.c.kos_sop_uid == preparation.kos_sop_uid, table.c.claimed_by == owner)
+                .values(**values)
+            )
+            return bool(result.rowcount)
+
+    def renew_preparation(self, kos_sop_uid: str, owner: str, lease_seconds: float) -> bool:
+        """Extend the lease; False when ``owner`` no longer holds it."""
+        table = kos_preparation_table
+        until = _now() + timedelta(seconds=lease_seconds)
+        with self._engine.begin() as conn:
+            result = conn.execute(
+                update(table)
+                .where(table.c.kos_sop_uid == kos_sop_uid, table.c.claimed_by == owner)
+                .values(lease_until=until)
+            )
+            return bool(result.rowcount)
+
+    def drop_unclaimed_preparation(self, kos_sop_uid: str) -> bool:
+        """Drop the row of an unpublished KOS unless a replica holds its lease; True when
+        this call dropped it (that replica alone drops its series from the store)."""
+        table = kos_preparation_table
+        with self._engine.begin() as conn:
+            result = conn.execute(
+                delete(table).where(
+                    table.c.kos_sop_uid == kos_sop_uid,
+                    or_(table.c.claimed_by.is_(None), table.c.lease_until < _now()),
+                )
+            )
+            return bool(result.rowcount)
 
     def get(self, sop_uid: str) -> ArchivedKos | None:
         found = self._select([kos_table.c.sop_uid == sop_uid], limit=1)

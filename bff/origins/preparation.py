@@ -20,6 +20,14 @@ A KOS published again (a new ``updated_at``) is prepared anew from the PACS (its
 instances re-sent under the same UIDs are replaced). A KOS unpublished stops its
 preparation and drops its series from the store, unless another published KOS references
 them. docs/transcoding.md states the staleness rule and its safety argument.
+
+Several replicas (issues 15 and 16) share the archive's database and one store directory
+(a shared volume). Each KOS is prepared by one replica only: the one holding the lease of
+its ``kos_preparation`` row (:meth:`ArchiveStore.claim_preparation`, an atomic
+conditional UPDATE), renewed every third of ``DRIMBOX_PREPARE_LEASE`` while it works;
+every progress write is fenced by the lease, so a replica whose lease was taken over
+stops. When a replica dies its lease expires and the next replica's scan takes the KOS
+over, skipping every instance already in the shared store. docs/deployment.md.
 """
 
 from __future__ import annotations
@@ -28,6 +36,9 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import os
+import secrets
+import socket
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -53,6 +64,17 @@ class Stopped(Exception):
     """The KOS being prepared was unpublished (or published again) meanwhile."""
 
 
+class LeaseLost(Exception):
+    """Another replica took this preparation's lease over (this one was too slow to renew
+    it, or the row was dropped): it writes nothing more."""
+
+
+def replica_name() -> str:
+    """This replica's name in the leases: host, process and a random part (two app
+    instances in one process are two replicas)."""
+    return f"{socket.gethostname()[:64]}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
 def _facts(instance: TranscodedInstance) -> dict[str, Any]:
     facts = dataclasses.asdict(instance)
     facts["n_frames"] = len(facts.pop("frames"))
@@ -76,6 +98,8 @@ class Preparer:
         *,
         max_part_bytes: int,
         scan_interval: float,
+        lease_seconds: float = 120.0,
+        owner: str | None = None,
     ) -> None:
         self._archive = archive
         self._locations = locations
@@ -84,11 +108,24 @@ class Preparer:
         self._params = params
         self._max_part_bytes = max_part_bytes
         self._scan_interval = scan_interval
+        self._lease = lease_seconds
+        #: this replica's name in the leases of the shared database
+        self.owner = owner or replica_name()
+        #: set by the renewal task when the lease of the KOS being prepared was lost
+        self._lost = False
         self._wake = asyncio.Event()
         #: KOS whose state changed here (admin API): re-read before the next instance
         self._changed: set[str] = set()
         #: counters for logs, tests and metrics
-        self.stats = {"instances_prepared": 0, "instances_skipped": 0, "scans": 0, "dropped": 0}
+        self.stats = {
+            "instances_prepared": 0,
+            "instances_skipped": 0,
+            "scans": 0,
+            "dropped": 0,
+            # KOS this replica prepared (claimed), and KOS left to another's lease
+            "claimed": 0,
+            "busy_elsewhere": 0,
+        }
         #: set after every scan (tests wait on it)
         self.scanned = asyncio.Event()
 
@@ -125,10 +162,14 @@ class Preparer:
             )
             kept = {key for e in published for key in self._series_keys(e)}
             for sop_uid in gone:
+                # One replica drops the row (none while a replica holds its lease: that
+                # one sees the unpublication, stops and releases it) and that one alone
+                # deletes the series from the shared store.
+                if not await asyncio.to_thread(self._archive.drop_unclaimed_preparation, sop_uid):
+                    continue
                 entry = await asyncio.to_thread(self._archive.get, sop_uid)
                 if entry is not None:
                     self._drop(entry, kept)
-                await asyncio.to_thread(self._archive.drop_preparation, sop_uid)
         for sop_uid, (state, updated_at) in states.items():
             done = preparations.get(sop_uid)
             if state != "published" or (
@@ -140,11 +181,7 @@ class Preparer:
             entry = await asyncio.to_thread(self._archive.get, sop_uid)
             if entry is None or entry.state != "published":
                 continue
-            if done is not None and done.publication != self._publication(entry):
-                # Published again: what the PACS holds now is prepared anew (instances
-                # re-sent under the same UIDs are not kept from the earlier publication).
-                self._drop(entry, set())
-            await self.prepare(entry)
+            await self.prepare(entry, done)
 
     # -- one KOS ----------------------------------------------------------------------------
 
@@ -185,8 +222,16 @@ class Preparer:
         )
 
     async def _record(
-        self, entry: ArchivedKos, state: str, prepared: int, detail: str = ""
+        self,
+        entry: ArchivedKos,
+        state: str,
+        prepared: int,
+        detail: str = "",
+        *,
+        release: bool = False,
     ) -> None:
+        """Write progress under the lease (renewing it; ``release`` gives it back);
+        :class:`LeaseLost` when this replica no longer holds it."""
         preparation = Preparation(
             kos_sop_uid=entry.record.sop_uid,
             publication=self._publication(entry),
@@ -197,7 +242,12 @@ class Preparer:
             detail=detail,
             updated_at=_now(),
         )
-        await asyncio.to_thread(self._archive.set_preparation, preparation)
+        lease = None if release else self._lease
+        held = await asyncio.to_thread(
+            self._archive.record_preparation, preparation, self.owner, lease
+        )
+        if not held:
+            raise LeaseLost(entry.record.sop_uid)
 
     async def _check_still_published(self, entry: ArchivedKos) -> None:
         sop_uid = entry.record.sop_uid
@@ -208,11 +258,60 @@ class Preparer:
         if now is None or now.state != "published" or now.updated_at != entry.updated_at:
             raise Stopped(sop_uid)
 
-    async def prepare(self, entry: ArchivedKos) -> None:
-        """Prepare every series of one published KOS (what is in the store is kept)."""
+    async def prepare(self, entry: ArchivedKos, before: Preparation | None = None) -> bool:
+        """Prepare every series of one published KOS (what is in the store is kept), if
+        this replica takes its lease; False when another replica holds it or this
+        publication is prepared already. ``before``: its row as the scan read it."""
+        sop_uid = entry.record.sop_uid
+        claimed = await asyncio.to_thread(
+            self._archive.claim_preparation,
+            sop_uid,
+            self._publication(entry),
+            len(self._referenced(entry)),
+            self.owner,
+            self._lease,
+        )
+        if not claimed:
+            self.stats["busy_elsewhere"] += 1
+            return False
+        self.stats["claimed"] += 1
+        self._lost = False
+        renewing = asyncio.create_task(self._renew(sop_uid))
+        try:
+            if before is not None and before.publication != self._publication(entry):
+                # Published again: what the PACS holds now is prepared anew (instances
+                # re-sent under the same UIDs are not kept from the earlier publication).
+                self._drop(entry, set())
+            await self._prepare_claimed(entry)
+        except LeaseLost:
+            log.warning("preparation of KOS %s taken over by another replica", sop_uid)
+        finally:
+            renewing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewing
+        return True
+
+    async def _renew(self, sop_uid: str) -> None:
+        """Renew the lease every third of its length while the preparation runs."""
+        while True:
+            await asyncio.sleep(self._lease / 3)
+            try:
+                held = await asyncio.to_thread(
+                    self._archive.renew_preparation, sop_uid, self.owner, self._lease
+                )
+            except Exception:  # a database hiccup: the next renewal may pass
+                log.exception("lease renewal of KOS %s failed", sop_uid)
+                continue
+            if not held:
+                self._lost = True
+                return
+
+    async def _prepare_claimed(self, entry: ArchivedKos) -> None:
         upstream = self._upstream(entry)
         if upstream is None:
-            await self._record(entry, "failed", 0, f"unknown location {entry.location}")
+            await self._record(
+                entry, "failed", 0, f"unknown location {entry.location}", release=True
+            )
             return
         form = self._form(upstream)
         params = dataclasses.replace(self._params, serve=upstream.serve)
@@ -229,13 +328,16 @@ class Preparer:
             log.info(
                 "preparation of KOS %s stopped: no longer this publication", entry.record.sop_uid
             )
+            # The lease is given back: the next scan (here or elsewhere) drops or re-claims.
+            prepared = self._prepared_count(entry, form, upstream.origin)
+            await self._record(entry, "preparing", prepared, release=True)
             return
         except StoreFull as exc:
             state, detail = "full", str(exc)
         except ViewerError as exc:
             state, detail = "failed", f"{exc.code}: {exc.detail}"[:500]
         prepared = self._prepared_count(entry, form, upstream.origin)
-        await self._record(entry, state, prepared, detail)
+        await self._record(entry, state, prepared, detail, release=True)
         log.info(
             "KOS %s %s: %d/%d instances, store %d bytes",
             entry.record.sop_uid,
@@ -265,6 +367,8 @@ class Preparer:
             upstream, series_path(study_uid, series_uid), max_part_bytes=self._max_part_bytes
         ) as parts:
             async for part in parts:
+                if self._lost:
+                    raise LeaseLost(entry.record.sop_uid)
                 await self._check_still_published(entry)
                 sop_uid = str(peek_header(part.body).SOPInstanceUID)
                 known = await asyncio.to_thread(

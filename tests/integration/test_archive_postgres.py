@@ -92,6 +92,14 @@ def test_preparation_round_trip(store: ArchiveStore) -> None:
     sqlite_tests.test_preparation_round_trip(store)  # issue 16; a BIGINT byte count
 
 
+def test_preparation_lease(store: ArchiveStore) -> None:
+    sqlite_tests.test_preparation_lease(store)  # issues 15 and 16: the lease SQL
+
+
+def test_a_preparation_lease_goes_to_one_of_many_claimers(store: ArchiveStore) -> None:
+    sqlite_tests.test_a_preparation_lease_goes_to_one_of_many_claimers(store)
+
+
 def test_timestamps_are_utc_whatever_the_session_time_zone(database_url: str) -> None:
     # psycopg returns timestamptz in the session time zone: the store must hand back UTC.
     paris = make_url(database_url).update_query_dict({"options": "-c TimeZone=Europe/Paris"})

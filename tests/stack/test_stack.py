@@ -7,7 +7,6 @@ series, on the replica that owns the study)."""
 from __future__ import annotations
 
 import ssl
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -66,7 +65,21 @@ def test_one_replica_owns_the_study_and_streams_each_series_once(
     stack: Stack, stack_page: Any
 ) -> None:
     """The grant's prefetch went to the study's owner (whichever replica took the login
-    callback), and every image request went there: Orthanc was asked each series once."""
+    callback), and every image request went there: Orthanc was asked each series once.
+
+    Issues 15 and 16: that once is the preparation at publication, done by one replica
+    under its lease into the store both replicas share (the stack waits for it before
+    the viewing): the owner then opened the whole study from the store, asking Orthanc
+    for no series at all, whichever replica prepared it."""
+    from bff.archive.store import ArchiveStore
+
+    archive = ArchiveStore(stack.database_url)
+    try:
+        done = archive.preparations()[stack.study.kos_sop_uid]
+    finally:
+        archive.close()
+    assert (done.state, done.prepared, done.claimed_by) == ("prepared", done.total, None)
+    assert stack.series_retrievals() == dict.fromkeys(stack.study.series_uids, 1)
     _whole_study(stack_page, stack)
     uid = stack.study.study_uid
     counts = stack.series_retrievals()
@@ -150,29 +163,24 @@ def test_a_consumer_handover_posted_to_one_replica_opens_on_the_other(stack: Sta
     assert again.status_code == 401
 
 
-def _disk_cache(replica: Replica) -> tuple[float, float]:
-    """The replica's disk frame cache lookups: (hits, misses)."""
+def _interactive_jobs(replica: Replica) -> float:
+    """Transcodings the replica ran for viewers (not the preparation's background lane)."""
     text = replica.metrics()
-    return (
-        metric(text, "drimbox_frame_cache_hits_total", cache="disk"),
-        metric(text, "drimbox_frame_cache_misses_total", cache="disk"),
-    )
+    return metric(text, "drimbox_transcode_pool_submitted_total", lane="interactive")
 
 
 def test_a_replica_killed_mid_viewing_does_not_sign_the_viewer_out(
     stack: Stack, stack_page: Any
 ) -> None:
-    """...and the study's new owner serves it from the shared disk frame cache (issue 15
-    item 2: one volume, one size accountant), without transcoding it again."""
+    """...and the study's new owner serves it from the prepared store on the volume both
+    replicas share (issues 15 and 16), without asking the PACS or transcoding anything."""
     uid = stack.study.study_uid
     (owner,) = stack.upstreams_of(f"/dicomweb/studies/{uid}/series/")
     victim = next(r for r in stack.replicas if r.address == owner)
     survivor = next(r for r in stack.replicas if r is not victim)
     _whole_study(stack_page, stack)
-    shared = Path(victim.env["DRIMBOX_FRAME_DISK_CACHE_DIR"])
-    entries = poll(lambda: len(list(shared.glob("*/*.inst"))) >= stack.study.n_instances, 60)
-    assert entries, "the owner's disk writes did not land"
-    hits, misses = _disk_cache(survivor)
+    jobs = _interactive_jobs(survivor)
+    retrievals = stack.series_retrievals()
     seen = len(stack.balancer.access_log())
     victim.kill()
     try:
@@ -188,11 +196,9 @@ def test_a_replica_killed_mid_viewing_does_not_sign_the_viewer_out(
         if f"/dicomweb/studies/{uid}/series/" in line and '" 200 ' in line
     ]
     assert after and set(after) == {survivor.address}, after
-    # Every instance the survivor received was found in the shared cache: none transcoded
-    # (each transcoding follows a disk miss, bff/dicomweb/retrieve.py).
-    hits_after, misses_after = _disk_cache(survivor)
-    assert misses_after == misses
-    assert hits_after - hits >= stack.study.n_instances
+    # Served from the shared prepared store: nothing transcoded, no series asked again.
+    assert _interactive_jobs(survivor) == jobs
+    assert stack.series_retrievals() == retrievals
 
 
 def test_restarting_every_replica_keeps_the_session(stack: Stack, stack_page: Any) -> None:

@@ -508,3 +508,76 @@ def test_preparation_round_trip(store: ArchiveStore) -> None:
     store.drop_preparation(sop_uid)
     assert store.preparations() == {}
     assert "prepared" not in format_table(store.list(), preparations={})
+
+
+def test_preparation_lease(store: ArchiveStore) -> None:
+    """Issues 15 and 16: one preparation per KOS across replicas. The lease is taken by
+    one replica at a time, renewed and fenced (a replica that lost it writes nothing), a
+    dead replica's expired lease is taken over, and a publication prepared is not
+    claimed again (a new publication is)."""
+    from datetime import UTC, datetime
+
+    from bff.archive.store import Preparation
+
+    ds = make_kos()
+    store.publish(parse_kos(ds), cda_id=CDA_ID, location="*")
+    sop_uid = str(ds.SOPInstanceUID)
+
+    def progress(state: str, prepared: int, publication: str = "p1") -> Preparation:
+        return Preparation(sop_uid, publication, state, prepared, 10, 0, "", datetime.now(UTC))
+
+    assert store.claim_preparation(sop_uid, "p1", 10, "replica-a", 60)
+    assert not store.claim_preparation(sop_uid, "p1", 10, "replica-b", 60)  # held by A
+    row = store.preparations()[sop_uid]
+    assert (row.state, row.claimed_by, row.total) == ("preparing", "replica-a", 10)
+    assert row.lease_until is not None and row.lease_until > datetime.now(UTC)
+    assert not store.record_preparation(progress("preparing", 5), "replica-b", 60)
+    assert not store.renew_preparation(sop_uid, "replica-b", 60)
+    assert store.record_preparation(progress("preparing", 5), "replica-a", 60)
+    assert store.renew_preparation(sop_uid, "replica-a", 60)
+    assert not store.drop_unclaimed_preparation(sop_uid)  # held: not dropped under A
+
+    # A dies: its lease runs out (here: renewed into the past) and B takes over.
+    assert store.renew_preparation(sop_uid, "replica-a", -1)
+    assert store.claim_preparation(sop_uid, "p1", 10, "replica-b", 60)
+    assert store.preparations()[sop_uid].prepared == 5  # the progress is kept
+    assert not store.record_preparation(progress("prepared", 10), "replica-a", None)  # fenced
+    assert store.record_preparation(progress("prepared", 10), "replica-b", None)  # released
+    row = store.preparations()[sop_uid]
+    assert (row.state, row.prepared, row.claimed_by, row.lease_until) == (
+        "prepared",
+        10,
+        None,
+        None,
+    )
+    # Prepared for p1: nobody claims it again; a new publication is claimed.
+    assert not store.claim_preparation(sop_uid, "p1", 10, "replica-a", 60)
+    assert store.claim_preparation(sop_uid, "p2", 10, "replica-a", 60)
+    assert store.record_preparation(progress("preparing", 3, "p2"), "replica-a", None)
+    assert store.drop_unclaimed_preparation(sop_uid)
+    assert not store.drop_unclaimed_preparation(sop_uid)  # one replica drops it
+    assert store.preparations() == {}
+
+
+def test_a_preparation_lease_goes_to_one_of_many_claimers(store: ArchiveStore) -> None:
+    """Replicas claiming the same KOS at the same moment: exactly one gets it."""
+    import threading
+
+    ds = make_kos()
+    store.publish(parse_kos(ds), cda_id=CDA_ID, location="*")
+    sop_uid = str(ds.SOPInstanceUID)
+    start = threading.Barrier(6)
+    won: list[str] = []
+
+    def claim(name: str) -> None:
+        start.wait(timeout=30)
+        if store.claim_preparation(sop_uid, "p1", 10, name, 60):
+            won.append(name)
+
+    threads = [threading.Thread(target=claim, args=(f"replica-{n}",)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert len(won) == 1
+    assert store.preparations()[sop_uid].claimed_by == won[0]

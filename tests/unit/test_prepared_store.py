@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from bff.dicomweb import prepared
 from bff.dicomweb.multipart import MultipartParser, parse_content_type
 from bff.dicomweb.prepared import PreparedStore, StoreFull
 from bff.transcode import TranscodedInstance
@@ -101,4 +102,82 @@ def test_an_instance_whose_uid_is_no_uid_is_refused(tmp_path: Path, sop_uid: str
     with pytest.raises(ValueError):
         store.put(FORM, ORIGIN, instance(sop_uid, (b"x",)))
     assert len(store) == 0 and store.nbytes == 0
-    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert [p for p in written if p.name not in {".lock", ".ledger"}] == []
+
+
+# -- one store shared by several replicas (issues 15 and 16) ---------------------------------
+
+
+def two_replicas(directory: Path, bound: int = 1 << 20) -> tuple[PreparedStore, PreparedStore]:
+    a, b = PreparedStore(directory, bound), PreparedStore(directory, bound)
+    a.open()
+    b.open()
+    return a, b
+
+
+def test_an_instance_written_by_one_replica_is_answered_by_another(tmp_path: Path) -> None:
+    """B's index was built before A wrote: B finds A's entry and series in the directory."""
+    a, b = two_replicas(tmp_path / "p")
+    assert b.frame(FORM, ORIGIN, STUDY, SERIES, "1.9.1", 1) is None  # not prepared yet
+    a.put(FORM, ORIGIN, instance("1.9.1", (b"first-frame",)))
+    a.complete(FORM, ORIGIN, STUDY, SERIES, {"1.9.1": {"n_frames": 1}})
+    # B's miss is remembered briefly; past it, B looks again (its clock is not waited on).
+    b._misses.clear()
+    found = b.frame(FORM, ORIGIN, STUDY, SERIES, "1.9.1", 1)
+    assert found is not None and found.data == b"first-frame"
+    assert b.series_facts(FORM, ORIGIN, STUDY, SERIES) == {"1.9.1": {"n_frames": 1}}
+    assert b.has_instance(FORM, ORIGIN, STUDY, SERIES, "1.9.1")
+
+
+def test_a_miss_is_remembered_and_bounded(tmp_path: Path) -> None:
+    a, b = two_replicas(tmp_path / "p")
+    assert b.frame(FORM, ORIGIN, STUDY, SERIES, "1.9.2", 1) is None
+    a.put(FORM, ORIGIN, instance("1.9.2", (b"x",)))
+    # Within MISS_TTL the miss holds: no file opened per request for what is not prepared.
+    assert b.frame(FORM, ORIGIN, STUDY, SERIES, "1.9.2", 1) is None
+    for n in range(prepared.MAX_MISSES + 10):
+        b.has_instance(FORM, ORIGIN, STUDY, SERIES, f"1.8.{n}")
+    assert len(b._misses) <= prepared.MAX_MISSES
+
+
+@pytest.mark.parametrize("sop_uid", ["../../p/.ledger", "1.2/3", "..", "1." * 40 + "1"])
+def test_a_lookup_by_a_name_that_is_no_uid_opens_no_file(tmp_path: Path, sop_uid: str) -> None:
+    """The SOP Instance UID of a lookup comes from the request URL: never a path."""
+    a, b = two_replicas(tmp_path / "p")
+    a.put(FORM, ORIGIN, instance("1.9.3", (b"x",)))
+    assert b.frame(FORM, ORIGIN, STUDY, SERIES, sop_uid, 1) is None
+    assert b._misses == {}  # refused before any file system look
+
+
+def test_an_entry_replaced_by_another_replica_is_read_anew(tmp_path: Path) -> None:
+    """A KOS published again is prepared anew by one replica: the other, whose index
+    holds the old entry, answers the new bytes (the inode changed), never a mix."""
+    a, b = two_replicas(tmp_path / "p")
+    a.put(FORM, ORIGIN, instance("1.9.4", (b"old",)))
+    b._misses.clear()
+    old = b.frame(FORM, ORIGIN, STUDY, SERIES, "1.9.4", 1)
+    assert old is not None and old.data == b"old"
+    a.put(FORM, ORIGIN, instance("1.9.4", (b"the corrected frame", b"and a second")))
+    new = b.frame(FORM, ORIGIN, STUDY, SERIES, "1.9.4", 2)
+    assert new is not None and new.data == b"and a second"
+    assert parsed(new.body, new.media_type)[1] == b"and a second"
+    a.drop_series(FORM, ORIGIN, STUDY, SERIES)
+    assert b.frame(FORM, ORIGIN, STUDY, SERIES, "1.9.4", 1) is None  # dropped elsewhere
+
+
+def test_one_size_bound_for_every_replica(tmp_path: Path) -> None:
+    """The ledger counts both replicas' writes: together they never pass the bound, and
+    a drop by either gives the bytes back to both."""
+    a, b = two_replicas(tmp_path / "p", bound=1500)
+    a.put(FORM, ORIGIN, instance("1.9.5", (b"a" * 500,)))
+    assert a.nbytes == b.nbytes > 500
+    with pytest.raises(StoreFull):
+        b.put(FORM, ORIGIN, instance("1.9.6", (b"b" * 900,)))
+    b.put(FORM, ORIGIN, instance("1.9.5", (b"c" * 500,)))  # a replacement: no growth
+    assert a.nbytes == b.nbytes <= 1500
+    b.drop_series(FORM, ORIGIN, STUDY, SERIES)
+    assert a.nbytes == b.nbytes == 0
+    reopened = PreparedStore(tmp_path / "p", 1500)
+    reopened.open()  # a replica starting keeps the shared count
+    assert reopened.nbytes == 0
