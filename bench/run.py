@@ -46,6 +46,8 @@ class World:
     browser: Any
     timeout: float
     consumer_port: int  # fixed: the Consumer's origin is registered at the provider
+    #: the HTTP/2 balancer's public port (its https origin is registered at the provider)
+    balancer_port: int = 0
 
     @property
     def series_uid(self) -> str:
@@ -317,4 +319,92 @@ def run_baseline(world: World, throttled: bool) -> dict[str, Any]:
         out: dict[str, Any] = _measure(world, throttled, open_viewer, from_fetch=False).as_dict()
         out["proxy"] = proxy.stats()
         out["orthanc_cpu_s"] = round(_orthanc_cpu(world) - orthanc_before, 2)
+    return out
+
+
+def prepare_frames(world: World, frames_dir: str) -> dict[str, Any]:
+    """Fill ``frames_dir`` with the served form of every frame of the series before the
+    measured opening: the surrogate of the preparation at publication (issue 16 item 1,
+    another branch) until it lands: one untimed opening by a simulated viewer (no
+    browser) through a BFF on that disk cache, stopped before the measured BFF starts
+    (its memory cache empty). Returns what the preparation cost."""
+    from bench.load import new_client, run_async, run_viewers, sign_in_many
+
+    link = world.stack.viewer_link(world.study, SOURCE_LOCATION)
+    base = world.stack.bff_url(SOURCE_LOCATION)
+    with _source_server(world, free_port(), f"prepare-{secrets.token_hex(3)}", frames_dir) as bff:
+        jars = sign_in_many(link, 1, PATIENT)
+
+        async def one() -> Any:
+            client = new_client(jars[0])
+            try:
+                return await run_viewers([client], base, world.study.study_uid, world.series_uid)
+            finally:
+                await client.aclose()
+
+        result = run_async(one)
+        if result.errors:
+            raise RuntimeError(f"preparation: {result.errors[0]}")
+        return {"prepared_by": "untimed_opening", "frames": result.frames, "bff": bff.stats()}
+
+
+def run_source_prepared(world: World, throttled: bool, *, http2: bool = False) -> dict[str, Any]:
+    """Issue 16 item 6: an opening of a study whose frames are prepared (the served form
+    on the BFF's disk before the opening, nothing transcoded in it). ``http2``: the browser
+    goes through the production balancer (deploy/nginx, TLS + HTTP/2) to the BFF."""
+    tag = f"prepared-{secrets.token_hex(3)}"
+    frames_dir = str(world.work / f"frames-{tag}")
+    out: dict[str, Any] = {"preparation": prepare_frames(world, frames_dir)}
+    orthanc_before = _orthanc_cpu(world)
+    with _source_server(world, free_port(), tag, frames_dir) as bff:
+        if http2:
+            from bench.balancer import through_balancer
+
+            with through_balancer(world) as (browser, link):
+                result = measure(
+                    browser,
+                    series_uid=world.series_uid,
+                    n_frames=world.n_frames,
+                    throttled=throttled,
+                    open_viewer=_patient_opens(link, think=True),
+                    timeout=world.timeout,
+                    from_fetch_start=True,
+                )
+        else:
+            link = world.stack.viewer_link(world.study, SOURCE_LOCATION)
+            result = _measure(world, throttled, _patient_opens(link, think=True), True)
+        out.update(result.as_dict())
+        out["bff"] = bff.stats()
+        out["orthanc_cpu_s"] = round(_orthanc_cpu(world) - orthanc_before, 2)
+    return out
+
+
+def run_load(world: World, viewers: int) -> dict[str, Any]:
+    """Issue 16 item 5: ``viewers`` simulated viewers at once on ONE Source BFF serving
+    prepared frames, then the same frames from nginx (bench.load)."""
+    from bench.load import load_run
+
+    tag = f"load-{secrets.token_hex(3)}"
+    frames_dir = str(world.work / f"frames-{tag}")
+    preparation = prepare_frames(world, frames_dir)
+    with _source_server(world, free_port(), tag, frames_dir) as bff:
+        assert bff.sampler is not None
+        sampler = bff.sampler
+
+        def cpu() -> float:
+            sampler.sample()
+            return sampler.cpu_seconds
+
+        out = load_run(
+            link=world.stack.viewer_link(world.study, SOURCE_LOCATION),
+            base=world.stack.bff_url(SOURCE_LOCATION),
+            study_uid=world.study.study_uid,
+            series_uid=world.series_uid,
+            viewers=viewers,
+            patient=PATIENT,
+            work=world.work / tag,
+            sampler_cpu=cpu,
+        )
+        out["bff_peak_rss_bytes"] = bff.stats().get("peak_rss_bytes")
+    out["preparation"] = preparation
     return out
