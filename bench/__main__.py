@@ -60,6 +60,9 @@ def _summary(samples: list[dict[str, Any]]) -> dict[str, Any]:
     cpus = [(s.get("bff") or s.get("proxy") or {}).get("cpu_s") for s in samples]
     known = [c for c in cpus if c is not None]
     out["cpu_s"] = round(statistics.median(known), 2) if known else None
+    opening = [(s.get("bff") or {}).get("opening_cpu_s") for s in samples]
+    if any(c is not None for c in opening):
+        out["opening_cpu_s"] = round(statistics.median(c for c in opening if c is not None), 2)
     errors = [s["error"] for s in samples if s.get("error")]
     if errors:
         out["errors"] = errors

@@ -165,9 +165,11 @@ def run_source(
             out["first_opening_t_all_s"] = first.t_all_s
     orthanc_before = _orthanc_cpu(world)
     with _source_server(world, free_port(), tag, frames_dir) as bff:
+        cpu_at_start = bff.stats().get("cpu_s", 0.0)
         result = _measure(world, throttled, open_viewer, from_fetch=True)
         out.update(result.as_dict())
         out["bff"] = bff.stats()
+        out["bff"]["opening_cpu_s"] = round(out["bff"]["cpu_s"] - cpu_at_start, 2)
         out["orthanc_cpu_s"] = round(_orthanc_cpu(world) - orthanc_before, 2)
         if with_quality:
             out["quality"] = _quality(world, link)
@@ -357,10 +359,13 @@ def run_source_prepared(world: World, throttled: bool, *, http2: bool = False) -
     out: dict[str, Any] = {"preparation": prepare_frames(world, frames_dir)}
     orthanc_before = _orthanc_cpu(world)
     with _source_server(world, free_port(), tag, frames_dir) as bff:
+        # The BFF's CPU from its start includes its boot (imports, pool workers): the
+        # opening's own share is kept beside it.
+        cpu_at_start = bff.stats().get("cpu_s", 0.0)
         if http2:
             from bench.balancer import through_balancer
 
-            with through_balancer(world) as (browser, link):
+            with through_balancer(world) as (browser, link, protocols):
                 result = measure(
                     browser,
                     series_uid=world.series_uid,
@@ -370,11 +375,13 @@ def run_source_prepared(world: World, throttled: bool, *, http2: bool = False) -
                     timeout=world.timeout,
                     from_fetch_start=True,
                 )
+                out["balancer_protocols"] = protocols()
         else:
             link = world.stack.viewer_link(world.study, SOURCE_LOCATION)
             result = _measure(world, throttled, _patient_opens(link, think=True), True)
         out.update(result.as_dict())
         out["bff"] = bff.stats()
+        out["bff"]["opening_cpu_s"] = round(out["bff"]["cpu_s"] - cpu_at_start, 2)
         out["orthanc_cpu_s"] = round(_orthanc_cpu(world) - orthanc_before, 2)
     return out
 

@@ -122,3 +122,15 @@ def test_nginx_serves_the_frames_as_one_multipart_type() -> None:
     conf = nginx_static_conf(Path("/p"), Path("/r"), 8)
     assert "listen 127.0.0.1:8;" in conf and "root /r;" in conf and "sendfile on;" in conf
     assert "boundary=drimbox-bench-static" in conf
+
+
+def test_the_http2_row_counts_the_protocols_of_the_balancers_log() -> None:
+    from bench.balancer import protocols
+
+    log = [
+        '127.0.0.1 [2026-12-05T20:31:00+00:00] "GET /viewer HTTP/2.0" 200 10 0.001 study=- x',
+        '127.0.0.1 [2026-12-05T20:31:00+00:00] "GET /dicomweb/studies/1.2 HTTP/2.0" 200 1 0.0',
+        '127.0.0.1 [2026-12-05T20:31:00+00:00] "GET / HTTP/1.1" 200 1 0.0 study=- x',
+        "garbage",
+    ]
+    assert protocols(log) == {"HTTP/2.0": 2, "HTTP/1.1": 1}
