@@ -69,8 +69,14 @@ def _whitelist(world: World) -> dict[str, object]:
 
 
 def _source_server(
-    world: World, api_port: int, tag: str, frames_dir: str | None = None
+    world: World,
+    api_port: int,
+    tag: str,
+    frames_dir: str | None = None,
+    prepared_dir: str | None = None,
 ) -> ServerProcess:
+    """``prepared_dir``: the BFF prepares the published KOS at start into it (issue 16),
+    or serves what an earlier BFF prepared there; None: no preparation (a cold opening)."""
     values: dict[str, object] = {
         **_whitelist(world),
         **world.stack.bff_overrides(),
@@ -82,6 +88,9 @@ def _source_server(
         # Each run starts cold (its own, empty disk cache of transcoded frames) unless
         # it is given the cache an earlier opening filled.
         "frame_disk_cache_dir": frames_dir or str(world.work / f"frames-{tag}"),
+        # Transcoding at publication (issue 16) only where a run asks for it.
+        "prepare_at_publication": prepared_dir is not None,
+        "prepared_dir": prepared_dir or str(world.work / f"prepared-{tag}"),
         "source_api_port": api_port,
         "tls_cert": world.pki["server"].cert,
         "tls_key": world.pki["server"].key,
@@ -246,6 +255,8 @@ def run_consumer(world: World, throttled: bool, lossy: bool = False) -> dict[str
         "audit_log": world.work / f"audit-{tag}.jsonl",
         # Each run starts cold: its own, empty disk cache of transcoded frames.
         "frame_disk_cache_dir": str(world.work / f"frames-{tag}"),
+        "prepare_at_publication": False,
+        "prepared_dir": str(world.work / f"prepared-{tag}"),
         "consumer_enabled": True,
         "consumer_handover_secret": secret,
         "consumer_images": "lossy" if lossy else "lossless",

@@ -13,7 +13,7 @@ import contextlib
 import functools
 import logging
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,7 @@ from bff.consumer.routes import UPLOAD_PATHS as CONSUMER_UPLOAD_PATHS
 from bff.consumer.routes import consumer_routes
 from bff.dicomweb.cache import FrameCache
 from bff.dicomweb.disk_cache import DiskFrameCache
+from bff.dicomweb.prepared import PreparedStore
 from bff.dicomweb.retrieve import Retriever
 from bff.dicomweb.upstream import DicomwebUpstream
 from bff.errors import ViewerError
@@ -52,6 +53,7 @@ from bff.export.routes import export_routes
 from bff.facade.progress import progress_routes
 from bff.facade.routes import dicomweb_routes
 from bff.origins.factory import OriginFactory
+from bff.origins.preparation import Preparer
 from bff.origins.remote import source_client
 from bff.origins.whitelist_file import load_whitelist
 from bff.services import Services
@@ -200,6 +202,13 @@ def create_app(settings: Settings) -> Starlette:
     site = OhifSite(settings)
     archive = ArchiveStore(settings.archive_url)  # no I/O until used
     published = PublishedKos(functools.partial(_kos_state, archive))
+    #: told of every KOS the admin API publishes or unpublishes (the preparation, issue 16)
+    changed: list[Callable[[str], None]] = []
+
+    def kos_changed(kos_sop_uid: str) -> None:
+        published.forget(kos_sop_uid)
+        for listener in list(changed):
+            listener(kos_sop_uid)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -233,15 +242,34 @@ def create_app(settings: Settings) -> Starlette:
                 Path(settings.frame_disk_cache_dir), settings.frame_disk_cache_bytes
             )
             await asyncio.to_thread(disk.open)
+        prepared = None
+        if settings.prepared_dir:
+            prepared = PreparedStore(Path(settings.prepared_dir), settings.prepared_bytes)
+            await asyncio.to_thread(prepared.open)
+        params = EncodeParams(quality=settings.lossy_quality, codec=settings.lossy_codec)
         retriever = Retriever(
             FrameCache(settings.cache_max_bytes),
             pool,
-            EncodeParams(quality=settings.lossy_quality, codec=settings.lossy_codec),
+            params,
             frame_timeout=settings.frame_wait_timeout,
             max_part_bytes=settings.max_part_bytes,
             workers=settings.workers + 1,
             disk=disk,
+            prepared=prepared,
         )
+        # Issue 16: published exams are transcoded once, in the background.
+        preparer = None
+        if prepared is not None and settings.prepare_at_publication:
+            preparer = Preparer(
+                archive,
+                locations,
+                prepared,
+                pool,
+                params,
+                max_part_bytes=settings.max_part_bytes,
+                scan_interval=settings.prepare_scan_interval,
+            )
+            changed.append(preparer.changed)
         background: set[asyncio.Task[Any]] = set()
         providers, jwks = build_providers(settings)
         secret = settings.session_secret or secrets.token_urlsafe(32)
@@ -287,13 +315,20 @@ def create_app(settings: Settings) -> Starlette:
             background=background,
             whitelist=whitelist,
             local_patient_ids=local_patient_ids(settings),
+            preparer=preparer,
         )
         services = app.state.services
         purge = asyncio.create_task(_purge_sessions(services.sessions, services.logins))
+        preparing = asyncio.create_task(preparer.run()) if preparer is not None else None
         try:
             yield
         finally:
             purge.cancel()
+            if preparing is not None:
+                preparing.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await preparing
+            changed.clear()
             await retriever.aclose()
             await services.local_patient_ids.aclose()
             for upstream in locations.values():
@@ -313,7 +348,7 @@ def create_app(settings: Settings) -> Starlette:
             *progress_routes(),
             *export_routes(),
             *admin_routes(
-                Admin(settings.admin_secret, archive, published.forget, settings.max_kos_bytes)
+                Admin(settings.admin_secret, archive, kos_changed, settings.max_kos_bytes)
             ),
             *dicomweb_routes(),
             *site.routes(),

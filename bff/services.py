@@ -30,6 +30,7 @@ from bff.dicomweb.retrieve import Retriever
 from bff.errors import AuthenticationRequired, BadRequest
 from bff.origins.base import StudyOrigin
 from bff.origins.factory import OriginFactory
+from bff.origins.preparation import Preparer
 from bff.origins.whitelist import Whitelist
 from bff.settings import Settings
 from bff.web.cookies import with_pending_cookie, with_session_cookie
@@ -71,6 +72,8 @@ class Services:
     local_patient_ids: LocalPatientIds = field(
         default_factory=lambda: LocalPatientIds(None, frozenset(), timeout=1.0)
     )
+    #: the preparation of published exams (issue 16); None when turned off
+    preparer: Preparer | None = None
 
     @property
     def open_access(self) -> bool:

@@ -78,6 +78,34 @@ SETTINGS: tuple[Setting, ...] = (
         "Upper bound, in bytes, of that disk cache (least recently used entries go first).",
     ),
     _s(
+        "PREPARE_AT_PUBLICATION",
+        "true",
+        "'true': when a KOS is published (kos add, admin API) the BFF transcodes every "
+        "instance of its series in the background, below the viewers' openings, into "
+        "DRIMBOX_PREPARED_DIR; an opening of a prepared exam then streams and transcodes "
+        "nothing (issue 16, docs/transcoding.md). 'false': nothing is prepared (what was "
+        "prepared earlier is still served).",
+    ),
+    _s(
+        "PREPARED_DIR",
+        str(PROJECT_ROOT / "var" / "prepared"),
+        "Directory of the exams prepared at publication (each frame's answer as served). "
+        "Created private (0700): it holds images. Empty disables preparation and the store.",
+    ),
+    _s(
+        "PREPARED_BYTES",
+        str(16 * 1024**3),
+        "Upper bound, in bytes, of that directory: about 25 MB per 1300-slice CT "
+        "(docs/performance.md). A preparation that would pass it stops ('full' in kos list); "
+        "a prepared exam is never evicted for another.",
+    ),
+    _s(
+        "PREPARE_SCAN_INTERVAL",
+        "30",
+        "Seconds between two looks at the KOS archive for publications made by another "
+        "process (kos add); the admin API's publications are prepared at once.",
+    ),
+    _s(
         "MAX_PART_BYTES",
         str(512 * 1024**2),
         "Largest single DICOM instance accepted from the upstream multipart stream.",
@@ -424,6 +452,10 @@ class Settings:
     cache_max_bytes: int
     frame_disk_cache_dir: str
     frame_disk_cache_bytes: int
+    prepare_at_publication: bool
+    prepared_dir: str
+    prepared_bytes: int
+    prepare_scan_interval: float
     max_part_bytes: int
     transcode_workers: int
     lossy_quality: str
@@ -524,10 +556,13 @@ class Settings:
             self.cache_max_bytes <= 0
             or self.max_part_bytes <= 0
             or self.frame_disk_cache_bytes <= 0
+            or self.prepared_bytes <= 0
             or self.max_form_bytes <= 0
             or self.max_kos_bytes <= 0
         ):
             raise ValueError("byte limits must be positive")
+        if not 0 < self.prepare_scan_interval <= 86400:
+            raise ValueError("DRIMBOX_PREPARE_SCAN_INTERVAL must be in (0, 86400] seconds")
         if self.oidc_max_auth_age <= 0 or self.oidc_max_token_age <= 0:
             raise ValueError("DRIMBOX_OIDC_MAX_AUTH_AGE and _MAX_TOKEN_AGE must be positive")
         if self.admin_secret and len(self.admin_secret) < 16:

@@ -55,6 +55,7 @@ def make_settings(upstream_url: str, **overrides: object) -> Settings:
         "archive_url": f"sqlite:///{scratch / 'archive.db'}",
         "audit_log": scratch / "audit.jsonl",
         "frame_disk_cache_dir": str(scratch / "frame-cache"),  # cold for each app
+        "prepared_dir": str(scratch / "prepared"),  # issue 16: nothing prepared before
         "transcode_workers": 2,
         "frame_wait_timeout": 20.0,
         "upstream_read_timeout": 10.0,

@@ -2,7 +2,8 @@
 
     kos add FILE --cda-id OID [--location HOST]   publish (or publish again) a KOS file
     kos remove SOP_UID                            unpublish (the row stays, for the audit)
-    kos list [--state S] [--show-identity]        a table of the archive
+    kos list [--state S] [--show-identity]        a table of the archive, with how far
+                                                  each KOS's images are prepared (issue 16)
 
 ``--location`` is the host name of the viewer location whose PACS holds the images
 (e.g. ``vi1.999.mesimagesmedicales.fr``); the default ``*`` means the default location.
@@ -14,11 +15,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from bff.archive.kos import KosError, read_kos
-from bff.archive.store import DEFAULT_LOCATION, STATES, ArchivedKos, ArchiveStore
+from bff.archive.store import DEFAULT_LOCATION, STATES, ArchivedKos, ArchiveStore, Preparation
 from bff.settings import Settings
 
 
@@ -95,13 +96,23 @@ def cmd_list(args: argparse.Namespace) -> int:
     store = _store()
     try:
         entries = store.list(state=args.state, limit=args.limit)
+        preparations = store.preparations()
     finally:
         store.close()
-    print(format_table(entries, show_identity=args.show_identity))
+    print(format_table(entries, show_identity=args.show_identity, preparations=preparations))
     return 0
 
 
-COLUMNS = ("SOP UID", "STUDY UID", "ACCESSION^ISSUER", "CDA ID", "LOCATION", "STATE", "INSTITUTION")
+COLUMNS = (
+    "SOP UID",
+    "STUDY UID",
+    "ACCESSION^ISSUER",
+    "CDA ID",
+    "LOCATION",
+    "STATE",
+    "PREPARED",
+    "INSTITUTION",
+)
 IDENTITY_COLUMNS = ("BIRTH NAME", "GIVEN NAMES", "SEX", "BORN", "BIRTHPLACE", "INS", "IPP")
 
 
@@ -110,7 +121,15 @@ def _cell(value: str) -> str:
     return "".join(ch if ch.isprintable() else "?" for ch in value)
 
 
-def _row(entry: ArchivedKos, show_identity: bool) -> list[str]:
+def prepared_cell(preparation: Preparation | None) -> str:
+    """How far the served form of a KOS's instances is prepared (issue 16), e.g.
+    ``prepared 1300/1300``, ``preparing 125/1300``, ``full 800/1300``; '-' for none."""
+    if preparation is None:
+        return "-"
+    return f"{preparation.state} {preparation.prepared}/{preparation.total}"
+
+
+def _row(entry: ArchivedKos, show_identity: bool, preparation: Preparation | None) -> list[str]:
     record = entry.record
     row = [
         record.sop_uid,
@@ -119,6 +138,7 @@ def _row(entry: ArchivedKos, show_identity: bool) -> list[str]:
         entry.cda_id,
         entry.location,
         entry.state,
+        prepared_cell(preparation) if entry.state == "published" else "-",
         record.institution_name,
     ]
     if show_identity:
@@ -135,10 +155,18 @@ def _row(entry: ArchivedKos, show_identity: bool) -> list[str]:
     return [_cell(value) for value in row]
 
 
-def format_table(entries: Sequence[ArchivedKos], *, show_identity: bool = False) -> str:
+def format_table(
+    entries: Sequence[ArchivedKos],
+    *,
+    show_identity: bool = False,
+    preparations: Mapping[str, Preparation] | None = None,
+) -> str:
     """A plain-text table, one KOS a line; patient identity only with ``show_identity``."""
     header = list(COLUMNS) + (list(IDENTITY_COLUMNS) if show_identity else [])
-    rows = [header] + [_row(entry, show_identity) for entry in entries]
+    found = preparations or {}
+    rows = [header] + [
+        _row(entry, show_identity, found.get(entry.record.sop_uid)) for entry in entries
+    ]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = [
         "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()

@@ -13,6 +13,8 @@ Tables (portable SQL only: no SQLite- or PostgreSQL-specific syntax)::
     kos_series    (kos_sop_uid FK, series_uid) PK, retrieve_url, position
     kos_instance  (kos_sop_uid, series_uid) FK, sop_uid; PK (kos_sop_uid, series_uid,
                   sop_uid), sop_class_uid, position
+    kos_preparation  kos_sop_uid PK: the preparation of its served form (issue 16):
+                  state, instances prepared / referenced, bytes, for which publication
 
 Methods are synchronous and keep transactions short; async callers run them through a
 thread (``starlette.concurrency.run_in_threadpool``).
@@ -116,6 +118,37 @@ kos_instance_table = Table(
         ondelete="CASCADE",
     ),
 )
+
+kos_preparation_table = Table(
+    "kos_preparation",
+    metadata,
+    Column("kos_sop_uid", String(64), primary_key=True),
+    #: the publication prepared (the KOS row's updated_at): a new one prepares anew
+    Column("publication", String(40), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("prepared", Integer(), nullable=False),
+    Column("total", Integer(), nullable=False),
+    Column("nbytes", Integer(), nullable=False),
+    Column("detail", String(), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+#: States of a preparation (issue 16).
+PREPARATION_STATES = ("preparing", "prepared", "partial", "full", "failed")
+
+
+@dataclass(frozen=True)
+class Preparation:
+    """How far the served form of a published KOS's instances is prepared (issue 16)."""
+
+    kos_sop_uid: str
+    publication: str
+    state: str
+    prepared: int
+    total: int
+    nbytes: int
+    detail: str
+    updated_at: datetime
 
 
 @dataclass(frozen=True)
@@ -228,6 +261,50 @@ class ArchiveStore:
             return bool(result.rowcount)
 
     # -- reads ----------------------------------------------------------------------------
+
+    # -- preparation at publication (issue 16) ---------------------------------------------
+
+    def set_preparation(self, preparation: Preparation) -> None:
+        """Record (replace) the preparation of one KOS."""
+        if preparation.state not in PREPARATION_STATES:
+            raise ValueError(f"state must be one of {PREPARATION_STATES}")
+        table = kos_preparation_table
+        values = {
+            "kos_sop_uid": preparation.kos_sop_uid,
+            "publication": preparation.publication,
+            "state": preparation.state,
+            "prepared": preparation.prepared,
+            "total": preparation.total,
+            "nbytes": preparation.nbytes,
+            "detail": preparation.detail[:500],
+            "updated_at": _utc(preparation.updated_at),
+        }
+        with self._engine.begin() as conn:
+            conn.execute(delete(table).where(table.c.kos_sop_uid == preparation.kos_sop_uid))
+            conn.execute(insert(table).values(**values))
+
+    def drop_preparation(self, kos_sop_uid: str) -> None:
+        table = kos_preparation_table
+        with self._engine.begin() as conn:
+            conn.execute(delete(table).where(table.c.kos_sop_uid == kos_sop_uid))
+
+    def preparations(self) -> dict[str, Preparation]:
+        """Every KOS's preparation, by KOS SOP Instance UID."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(select(kos_preparation_table)).all()
+        return {
+            row.kos_sop_uid: Preparation(
+                kos_sop_uid=row.kos_sop_uid,
+                publication=row.publication,
+                state=row.state,
+                prepared=row.prepared,
+                total=row.total,
+                nbytes=row.nbytes,
+                detail=row.detail,
+                updated_at=_utc(row.updated_at),
+            )
+            for row in rows
+        }
 
     def get(self, sop_uid: str) -> ArchivedKos | None:
         found = self._select([kos_table.c.sop_uid == sop_uid], limit=1)

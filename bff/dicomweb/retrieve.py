@@ -35,6 +35,7 @@ from bff.dicomweb.disk_cache import DiskFrameCache, entry_key
 from bff.dicomweb.metadata_ahead import MetadataAhead
 from bff.dicomweb.multipart import Part
 from bff.dicomweb.part10 import DEFLATED_SYNTAXES, file_meta, transfer_syntax
+from bff.dicomweb.prepared import PreparedFrame, PreparedStore, form_of
 from bff.dicomweb.series_metadata import (
     ContextKey,
     PreparedMetadata,
@@ -152,9 +153,11 @@ class SeriesRetrieval:
         readahead_bytes: int,
         workers: int,
         disk: DiskFrameCache | None = None,
+        prepared: PreparedStore | None = None,
     ) -> None:
         self.key = key
         self._disk = disk
+        self._prepared = prepared
         self._writes: set[asyncio.Task[None]] = set()
         self._upstream = upstream
         self._cache = cache
@@ -170,6 +173,8 @@ class SeriesRetrieval:
         #: DICOM JSON headers of the instances received (a Source without /metadata).
         #: Kept as parsed (raw elements, converted only if ever needed: issue 5).
         self.headers: dict[str, pydicom.Dataset] = {}
+        #: Answered from the prepared store (issue 16): no stream, no transcoding.
+        self.prepared = False
         #: Instances the series should hold, when known (metadata, KOS), for progress.
         self.expected: int | None = None
         self.description = ""
@@ -271,7 +276,40 @@ class SeriesRetrieval:
     def _path(self) -> str:
         return series_path(self.key.study_uid, self.key.series_uid, self.key.sop_uid)
 
+    def _deliver_prepared(self) -> bool:
+        """A series prepared at publication (issue 16): what its preparation learnt is
+        delivered at once; its frames are answered from the store (Retriever.frame), so
+        nothing is streamed from the PACS and nothing is transcoded."""
+        if self._prepared is None or self.key.sop_uid is not None:
+            return False
+        facts = self._prepared.series_facts(
+            form_of(self._params), self._upstream.origin, self.key.study_uid, self.key.series_uid
+        )
+        if facts is None:
+            return False
+        for sop_uid, fact in facts.items():
+            instance = InstanceFacts(
+                n_frames=fact["n_frames"],
+                transfer_syntax_uid=fact["transfer_syntax_uid"],
+                source_transfer_syntax_uid=fact["source_transfer_syntax_uid"],
+                source_pixel_bytes=fact["source_pixel_bytes"],
+                served_bytes=fact["served_bytes"],
+                lossy=fact["lossy"],
+                lossy_method=fact["lossy_method"],
+                attribute_overrides=fact["attribute_overrides"],
+            )
+            if instance.lossy:
+                self._lossy_source_bytes += instance.source_pixel_bytes
+                self._lossy_served_bytes += instance.served_bytes
+            self.delivered[sop_uid] = instance
+        self.received = len(facts)
+        self.prepared = True
+        return True
+
     async def _run(self) -> None:
+        if self._deliver_prepared():
+            self._finish()
+            return
         workers = [asyncio.create_task(self._transcode_loop()) for _ in range(self._workers)]
         try:
             await self._read_stream()
@@ -469,12 +507,16 @@ class Retriever:
         workers: int,
         readahead_bytes: int = 384 * 1024**2,
         disk: DiskFrameCache | None = None,
+        prepared: PreparedStore | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``clock``: what the expiry of warm_metadata()'s answers is measured with
         (tests move it)."""
         self.cache = cache
         self.disk = disk
+        #: the served form of published exams, made at publication (issue 16)
+        self.prepared = prepared
+        self._forms: dict[str, str] = {}
         self._pool = pool
         self._params = params
         self._frame_timeout = frame_timeout
@@ -606,6 +648,7 @@ class Retriever:
             readahead_bytes=self._readahead_bytes,
             workers=self._workers,
             disk=self.disk,
+            prepared=self.prepared,
         )
         if sop_uid is None:
             retrieval.preferred = functools.partial(
@@ -632,6 +675,29 @@ class Retriever:
             del self._preferred[key]
         self._preferred[(upstream.origin, study_uid)] = retrieval
         return retrieval
+
+    def form(self, serve: str) -> str:
+        """The prepared store's name of the form served by an upstream (issue 16)."""
+        form = self._forms.get(serve)
+        if form is None:
+            form = self._forms[serve] = form_of(dataclasses.replace(self._params, serve=serve))
+        return form
+
+    def prepared_frame(
+        self,
+        upstream: DicomwebUpstream,
+        study_uid: str,
+        series_uid: str,
+        sop_uid: str,
+        frame_number: int,
+    ) -> PreparedFrame | None:
+        """The frame's whole answer when its exam was prepared at publication (issue 16),
+        else None (the live path)."""
+        if self.prepared is None:
+            return None
+        return self.prepared.frame(
+            self.form(upstream.serve), upstream.origin, study_uid, series_uid, sop_uid, frame_number
+        )
 
     @property
     def params(self) -> EncodeParams:
@@ -666,6 +732,9 @@ class Retriever:
         hit = self.cache.get(key)
         if hit is not None:
             return hit
+        prepared = self.prepared_frame(upstream, study_uid, series_uid, sop_uid, frame_number)
+        if prepared is not None:
+            return CachedFrame(prepared.data, prepared.transfer_syntax_uid)
         series = self.find(upstream.origin, study_uid, series_uid)
         if alone and (series is None or not series.started):
             retrieval = self.ensure(upstream, study_uid, series_uid, sop_uid)

@@ -211,6 +211,21 @@ async def frames(request: Request) -> Response:
     raw = str(request.path_params["frames"])
     if not FRAMES.match(raw):
         raise BadRequest("bad frame list")
+    if raw.isdigit():
+        # Issue 16 item 2: a frame prepared at publication is answered as stored, its
+        # multipart framing included (bff/dicomweb/prepared.py): one read, no wait.
+        try:
+            prepared = origin.prepared_frame(series_uid, sop_uid, int(raw))
+        except NotFound:  # e.g. a virtual key-image series: the path below knows it
+            prepared = None
+        if prepared is not None:
+            syntax = prepared.transfer_syntax_uid
+            if not _accepts_syntax(request.headers.get("accept", ""), syntax):
+                raise NotAcceptable(f"client does not accept {syntax}")
+            return Response(
+                prepared.body,
+                headers={"Content-Type": prepared.media_type, "Cache-Control": NO_STORE},
+            )
     numbers = [int(n) for n in raw.split(",")]
     return await _frames_response(request, origin, series_uid, sop_uid, numbers)
 

@@ -28,6 +28,7 @@ from typing import Any
 from bff.dicomweb import key_images
 from bff.dicomweb.cache import CachedFrame
 from bff.dicomweb.multipart import Part
+from bff.dicomweb.prepared import PreparedFrame
 from bff.dicomweb.retrieve import Retriever, SeriesRetrieval
 from bff.dicomweb.series_metadata import (
     PreparedMetadata,
@@ -257,6 +258,12 @@ class StudyOrigin(ABC):
                     for n in numbers
                 )
             )
+        )
+
+    def prepared_frame(self, series_uid: str, sop_uid: str, number: int) -> PreparedFrame | None:
+        """The whole answer of a frame prepared at publication (issue 16), or None."""
+        return self.retriever.prepared_frame(
+            self.upstream_for(series_uid), self.study_uid, series_uid, sop_uid, number
         )
 
     async def frame_count(self, series_uid: str, sop_uid: str) -> int:

@@ -28,7 +28,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
-from bff.archive.store import DEFAULT_LOCATION, STATES, ArchivedKos, ArchiveStore
+from bff.archive.store import DEFAULT_LOCATION, STATES, ArchivedKos, ArchiveStore, Preparation
 from bff.errors import BadRequest, Forbidden, NotFound, ViewerError
 from bff.web.uploads import read_body, read_kos_upload
 
@@ -96,6 +96,7 @@ async def publish_kos(admin: Admin, request: Request) -> JSONResponse:
     except ViewerError as exc:
         _audit(request, "kos.publish.rejected", logging.WARNING, reason=exc.detail[:200])
         raise
+    admin.changed(record.sop_uid)  # prepared at once (issue 16)
     _audit(
         request,
         "kos.publish",
@@ -128,9 +129,18 @@ async def unpublish_kos(admin: Admin, request: Request) -> JSONResponse:
     return JSONResponse({"sop_uid": sop_uid, "state": "unpublished"})
 
 
-def summary(entry: ArchivedKos) -> dict[str, Any]:
-    """What the admin listing shows of an archived KOS: no patient identity."""
+def summary(entry: ArchivedKos, preparation: Preparation | None = None) -> dict[str, Any]:
+    """What the admin listing shows of an archived KOS: no patient identity; how far its
+    images are prepared (issue 16: ``prepared`` null when nothing was)."""
     record = entry.record
+    prepared = None
+    if preparation is not None and entry.state == "published":
+        prepared = {
+            "state": preparation.state,
+            "instances": preparation.prepared,
+            "total": preparation.total,
+            "store_bytes": preparation.nbytes,
+        }
     return {
         "sop_uid": record.sop_uid,
         "study_uid": record.study_uid,
@@ -146,6 +156,7 @@ def summary(entry: ArchivedKos) -> dict[str, Any]:
         "instance_count": sum(len(s.instances) for s in record.series),
         "published_at": entry.published_at.isoformat(),
         "updated_at": entry.updated_at.isoformat(),
+        "prepared": prepared,
     }
 
 
@@ -158,5 +169,8 @@ async def list_kos(admin: Admin, request: Request) -> JSONResponse:
     if not limit_text.isdigit() or not 1 <= int(limit_text) <= 10000:
         raise BadRequest("admin kos.list: bad limit")
     entries = await run_in_threadpool(admin.archive.list, state=state, limit=int(limit_text))
+    preparations = await run_in_threadpool(admin.archive.preparations)
     _audit(request, "kos.list", state=state, count=len(entries))
-    return JSONResponse([summary(entry) for entry in entries])
+    return JSONResponse(
+        [summary(entry, preparations.get(entry.record.sop_uid)) for entry in entries]
+    )

@@ -67,7 +67,13 @@ class TranscodePool:
     """``workers`` niced processes for the throughput work (transcoding), plus one process
     at normal priority for urgent work the first image waits for (the series metadata,
     bff.dicomweb.series_metadata): queued behind transcoding jobs, at low priority against
-    the browser's boot on a 2-core machine, that build took 1-2 s instead of 0.3 s."""
+    the browser's boot on a 2-core machine, that build took 1-2 s instead of 0.3 s.
+
+    Background work (the preparation of a published exam, issue 16) goes through a lane
+    below the viewers' openings: a background job is handed to the workers only while no
+    interactive job is waiting or running, and never more than ``workers`` at once, so an
+    opening's instance waits at most for the background jobs already running, never for
+    the preparation's backlog (the executor's queue is first in, first out)."""
 
     def __init__(self, workers: int) -> None:
         if workers < 1:
@@ -75,6 +81,13 @@ class TranscodePool:
         self.workers = workers
         self._executors: dict[bool, ProcessPoolExecutor] = {}
         self._closed = False
+        #: interactive jobs handed to the workers and not done; background jobs running
+        self._interactive = 0
+        self._background = 0
+        self._lane: asyncio.Condition | None = None
+        self._lane_loop: asyncio.AbstractEventLoop | None = None
+        #: jobs handed to the workers since the start, by lane (metrics, tests)
+        self.submitted = {"interactive": 0, "background": 0}
 
     def _get_executor(self, urgent: bool = False) -> ProcessPoolExecutor:
         if self._closed:
@@ -89,15 +102,57 @@ class TranscodePool:
             )
         return executor
 
-    async def transcode(self, data: bytes, params: EncodeParams) -> TranscodedInstance:
-        """Run :func:`transcode_instance` in a worker; its errors are re-raised here."""
-        return await self.run(_transcode_in_worker, data, params)
+    async def transcode(
+        self, data: bytes, params: EncodeParams, *, background: bool = False
+    ) -> TranscodedInstance:
+        """Run :func:`transcode_instance` in a worker; its errors are re-raised here.
+        ``background``: in the lane below interactive work (preparation, issue 16)."""
+        return await self.run(_transcode_in_worker, data, params, background=background)
 
-    async def run(self, function: Callable[..., T], *args: object, urgent: bool = False) -> T:
+    def _condition(self) -> asyncio.Condition:
+        """The lane's condition, of the running loop (a pool may outlive a test's loop)."""
+        loop = asyncio.get_running_loop()
+        if self._lane is None or self._lane_loop is not loop:
+            self._lane, self._lane_loop = asyncio.Condition(), loop
+        return self._lane
+
+    async def run(
+        self,
+        function: Callable[..., T],
+        *args: object,
+        urgent: bool = False,
+        background: bool = False,
+    ) -> T:
         """Run a module-level function in a worker (``urgent``: in the normal-priority
-        one, ahead of any transcoding). A worker that dies (a crash in a codec, the OOM
-        killer) breaks its executor: this call fails, and the next one gets a fresh pool
-        rather than failing forever."""
+        one, ahead of any transcoding; ``background``: in the throughput workers, only
+        while no interactive job waits or runs). A worker that dies (a crash in a codec,
+        the OOM killer) breaks its executor: this call fails, and the next one gets a
+        fresh pool rather than failing forever."""
+        if urgent:
+            return await self._submit(function, args, urgent=True)
+        lane = self._condition()
+        if background:
+            async with lane:
+                await lane.wait_for(
+                    lambda: self._interactive == 0 and self._background < self.workers
+                )
+                self._background += 1
+        else:
+            self._interactive += 1
+        self.submitted["background" if background else "interactive"] += 1
+        try:
+            return await self._submit(function, args, urgent=False)
+        finally:
+            async with lane:
+                if background:
+                    self._background -= 1
+                else:
+                    self._interactive -= 1
+                lane.notify_all()
+
+    async def _submit(
+        self, function: Callable[..., T], args: tuple[object, ...], *, urgent: bool
+    ) -> T:
         loop = asyncio.get_running_loop()
         executor = self._get_executor(urgent)
         try:

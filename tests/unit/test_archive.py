@@ -459,7 +459,9 @@ async def test_admin_api_publish_list_delete(
         assert response.status_code == 200
         assert response.json() == {"sop_uid": sop_uid, "state": "unpublished"}
         assert archive.get(sop_uid).state == "unpublished"  # type: ignore[union-attr]
-        assert [sop_uid] == CHANGED  # the grants' check asks the archive again (issue 13)
+        # Told of the publication (its preparation starts, issue 16), then of the
+        # unpublication (the grants' check asks the archive again, issue 13).
+        assert [sop_uid, sop_uid] == CHANGED
         assert (await client.delete("/api/admin/kos/9.9.9", headers=auth)).status_code == 404
         listing = await client.get("/api/admin/kos?state=unpublished", headers=auth)
         assert [i["sop_uid"] for i in listing.json()] == [sop_uid]

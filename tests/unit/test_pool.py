@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+from pathlib import Path
 
 import pytest
 
 from bff.transcode import EncodeParams, TranscodePool
 from bff.transcode.pool import WORKER_NICENESS, TranscodeFailed
+from tests.waiting import poll
 
 
 class Unpicklable(Exception):
@@ -96,3 +98,51 @@ def test_urgent_work_runs_at_normal_priority_beside_the_niced_transcoders() -> N
         asyncio.run(scenario())
     finally:
         pool.close()
+
+
+def started(log: str, label: str, release: str) -> str:
+    """A job that says when it starts (one line appended to ``log``), then holds its
+    worker until ``release`` exists (bounded): the start order is the fact tested."""
+    import pathlib
+    import time
+
+    with open(log, "a", encoding="utf-8") as out:
+        out.write(label + "\n")
+    deadline = time.monotonic() + 30
+    while not pathlib.Path(release).exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return label
+
+
+def test_an_opening_starts_before_the_preparations_backlog(tmp_path: Path) -> None:
+    """Issue 16: the preparation of published exams runs below interactive openings. With
+    one worker busy on a preparation job and five more queued, an opening's job submitted
+    then starts next, before the remaining preparation jobs (counted: the order in which
+    the jobs started, not how long anything took)."""
+    log, release = tmp_path / "order", tmp_path / "release"
+    pool = TranscodePool(1)
+
+    async def scenario() -> list[str]:
+        backlog = [
+            asyncio.create_task(
+                pool.run(started, str(log), f"prepare-{i}", str(release), background=True)
+            )
+            for i in range(6)
+        ]
+        # The first preparation job holds the only worker.
+        assert await asyncio.to_thread(
+            poll, lambda: log.exists() and log.read_text().split() == ["prepare-0"]
+        )
+        opening = asyncio.create_task(pool.run(started, str(log), "opening", str(release)))
+        await asyncio.sleep(0)  # the opening's job is handed to the pool
+        release.touch()
+        await asyncio.gather(opening, *backlog)
+        return log.read_text().split()
+
+    try:
+        order = asyncio.run(scenario())
+    finally:
+        pool.close()
+    assert order[:2] == ["prepare-0", "opening"]
+    assert sorted(order[2:]) == [f"prepare-{i}" for i in range(1, 6)]
+    assert pool.submitted == {"interactive": 1, "background": 6}
