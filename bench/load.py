@@ -150,6 +150,16 @@ def load_keys(bff: LoadResult, bff_cpu_s: float | None, nginx: LoadResult | None
     return out
 
 
+def check_multipart(content_type: str, body: bytes, url: str) -> None:
+    """A frame answer is a multipart/related body opening with its boundary (what OHIF
+    parses): a malformed served form fails the run instead of being counted."""
+    match = re.search(r'boundary="?([^";]+)"?', content_type)
+    if not content_type.startswith("multipart/related") or match is None:
+        raise RuntimeError(f"frame answer is not multipart/related ({content_type[:80]}): {url}")
+    if not body.startswith(b"--" + match.group(1).encode()):
+        raise RuntimeError(f"frame answer does not open with its boundary: {url}")
+
+
 def instance_order(metadata: list[dict[str, Any]]) -> list[str]:
     """SOP Instance UIDs of a series' metadata sorted as OHIF's stack shows them (by
     Instance Number, then the UID)."""
@@ -222,6 +232,7 @@ async def fetch_frames(
             answer = await client.get(url, headers={"Accept": FRAME_ACCEPT})
             if answer.status_code != 200:
                 raise RuntimeError(f"frame answered HTTP {answer.status_code}: {url}")
+            check_multipart(answer.headers.get("content-type", ""), answer.content, url)
             done = time.perf_counter()
             run.latencies_s.append(done - sent)
             run.frame_bytes += len(answer.content)

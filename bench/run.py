@@ -48,6 +48,8 @@ class World:
     consumer_port: int  # fixed: the Consumer's origin is registered at the provider
     #: the HTTP/2 balancer's public port (its https origin is registered at the provider)
     balancer_port: int = 0
+    #: the exam's preparation at publication, once done (bench.run.prepare_frames)
+    preparation: dict[str, Any] | None = None
 
     @property
     def series_uid(self) -> str:
@@ -335,30 +337,54 @@ def run_baseline(world: World, throttled: bool) -> dict[str, Any]:
     return out
 
 
-def prepare_frames(world: World, frames_dir: str) -> dict[str, Any]:
-    """Fill ``frames_dir`` with the served form of every frame of the series before the
-    measured opening: the surrogate of the preparation at publication (issue 16 item 1,
-    another branch) until it lands: one untimed opening by a simulated viewer (no
-    browser) through a BFF on that disk cache, stopped before the measured BFF starts
-    (its memory cache empty). Returns what the preparation cost."""
-    from bench.load import new_client, run_async, run_viewers, sign_in_many
+#: Longest wait for the preparation at publication of the benchmark CT.
+PREPARE_TIMEOUT_S = 900.0
+#: The preparation's final states (bff.archive.store.PREPARATION_STATES).
+PREPARATION_DONE = ("prepared", "partial", "full", "failed")
 
-    link = world.stack.viewer_link(world.study, SOURCE_LOCATION)
-    base = world.stack.bff_url(SOURCE_LOCATION)
-    with _source_server(world, free_port(), f"prepare-{secrets.token_hex(3)}", frames_dir) as bff:
-        jars = sign_in_many(link, 1, PATIENT)
 
-        async def one() -> Any:
-            client = new_client(jars[0])
-            try:
-                return await run_viewers([client], base, world.study.study_uid, world.series_uid)
-            finally:
-                await client.aclose()
+def prepare_frames(world: World) -> dict[str, Any]:
+    """The exam prepared at publication (issue 16 item 1, bff/origins/preparation.py),
+    once per bench: a BFF with ``prepare_at_publication`` starts on the published KOS,
+    prepares the served form of every instance into ``world.work/prepared`` and records
+    its progress in the archive; it is stopped once the archive says 'prepared'. The
+    measured BFFs of the prepared rows and of the load start on that directory (their
+    memory caches empty). Returns the preparation's state, size and duration."""
+    if world.preparation is not None:
+        return world.preparation
+    from bff.archive.store import ArchiveStore
 
-        result = run_async(one)
-        if result.errors:
-            raise RuntimeError(f"preparation: {result.errors[0]}")
-        return {"prepared_by": "untimed_opening", "frames": result.frames, "bff": bff.stats()}
+    prepared_dir = str(world.work / "prepared")
+    kos = world.study.kos_sop_uid
+    store = ArchiveStore(world.archive_url)
+    tag = f"prepare-{secrets.token_hex(3)}"
+    started = time.perf_counter()
+    try:
+        with _source_server(world, free_port(), tag, prepared_dir=prepared_dir) as bff:
+            deadline = time.monotonic() + PREPARE_TIMEOUT_S
+            row = store.preparations().get(kos)
+            while row is None or row.state not in PREPARATION_DONE:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"preparation not done after {PREPARE_TIMEOUT_S} s: {row}")
+                if bff.proc is not None and bff.proc.poll() is not None:
+                    raise RuntimeError("the preparing BFF exited")
+                time.sleep(0.5)  # a bench's wait on the archive's row, not a test
+                row = store.preparations().get(kos)
+            took = time.perf_counter() - started
+            stats = bff.stats()
+    finally:
+        store.close()
+    if row.state != "prepared":
+        raise RuntimeError(f"preparation ended {row.state}: {row.detail}")
+    world.preparation = {
+        "prepared_dir": prepared_dir,
+        "state": row.state,
+        "instances": row.total,
+        "bytes": row.nbytes,
+        "seconds": round(took, 1),
+        "bff_cpu_s": stats.get("cpu_s"),
+    }
+    return world.preparation
 
 
 def run_source_prepared(world: World, throttled: bool, *, http2: bool = False) -> dict[str, Any]:
@@ -366,10 +392,10 @@ def run_source_prepared(world: World, throttled: bool, *, http2: bool = False) -
     on the BFF's disk before the opening, nothing transcoded in it). ``http2``: the browser
     goes through the production balancer (deploy/nginx, TLS + HTTP/2) to the BFF."""
     tag = f"prepared-{secrets.token_hex(3)}"
-    frames_dir = str(world.work / f"frames-{tag}")
-    out: dict[str, Any] = {"preparation": prepare_frames(world, frames_dir)}
+    preparation = prepare_frames(world)
+    out: dict[str, Any] = {"preparation": preparation}
     orthanc_before = _orthanc_cpu(world)
-    with _source_server(world, free_port(), tag, frames_dir) as bff:
+    with _source_server(world, free_port(), tag, prepared_dir=preparation["prepared_dir"]) as bff:
         # The BFF's CPU from its start includes its boot (imports, pool workers): the
         # opening's own share is kept beside it.
         cpu_at_start = bff.stats().get("cpu_s", 0.0)
@@ -403,9 +429,8 @@ def run_load(world: World, viewers: int) -> dict[str, Any]:
     from bench.load import load_run
 
     tag = f"load-{secrets.token_hex(3)}"
-    frames_dir = str(world.work / f"frames-{tag}")
-    preparation = prepare_frames(world, frames_dir)
-    with _source_server(world, free_port(), tag, frames_dir) as bff:
+    preparation = prepare_frames(world)
+    with _source_server(world, free_port(), tag, prepared_dir=preparation["prepared_dir"]) as bff:
         assert bff.sampler is not None
         sampler = bff.sampler
 

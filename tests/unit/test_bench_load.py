@@ -13,6 +13,7 @@ from bench.load import (
     FRAME_ACCEPT,
     LoadResult,
     ViewerRun,
+    check_multipart,
     combine,
     frame_urls,
     instance_order,
@@ -134,3 +135,12 @@ def test_the_http2_row_counts_the_protocols_of_the_balancers_log() -> None:
         "garbage",
     ]
     assert protocols(log) == {"HTTP/2.0": 2, "HTTP/1.1": 1}
+
+
+def test_a_malformed_frame_answer_fails_the_load_run() -> None:
+    kind = 'multipart/related; type="application/octet-stream"; boundary=b1'
+    check_multipart(kind, b"--b1\r\nContent-Type: x\r\n\r\ndata\r\n--b1--\r\n", "u")
+    with pytest.raises(RuntimeError, match="does not open with its boundary"):
+        check_multipart(kind, b'{"version":1}\n--b1\r\n', "u")
+    with pytest.raises(RuntimeError, match="not multipart/related"):
+        check_multipart("application/json", b"{}", "u")
