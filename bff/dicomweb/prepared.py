@@ -208,7 +208,8 @@ class PreparedStore:
             facts["series_uid"],
             facts["sop_uid"],
         )
-        spans = tuple(tuple(span) for span in header["spans"])
+        # The header's spans count from the end of its own line (see _encode).
+        spans = tuple((len(line) + s[0], s[1], s[2], s[3]) for s in header["spans"])
         size = path.stat().st_size
         self._index[key] = _Entry(
             str(path),
