@@ -93,6 +93,8 @@ class ViewerRun:
     first_frame_at: float | None = None
     last_frame_at: float | None = None
     error: str | None = None
+    #: requests sent again on a new connection (see RETRIED)
+    retries: int = 0
 
 
 @dataclass
@@ -103,6 +105,7 @@ class LoadResult:
     bytes: int
     latencies_s: list[float]
     errors: list[str]
+    retries: int = 0
 
     def summary(self) -> dict[str, Any]:
         p50, p99 = percentile(self.latencies_s, 50), percentile(self.latencies_s, 99)
@@ -115,6 +118,7 @@ class LoadResult:
             "p50_ms": round(p50 * 1000, 1) if p50 is not None else None,
             "p99_ms": round(p99 * 1000, 1) if p99 is not None else None,
             "errors": self.errors,
+            "retries": self.retries,
         }
 
 
@@ -132,6 +136,7 @@ def combine(viewers: int, runs: Sequence[ViewerRun]) -> LoadResult:
         bytes=sum(r.frame_bytes for r in runs),
         latencies_s=latencies,
         errors=[r.error for r in runs if r.error],
+        retries=sum(r.retries for r in runs),
     )
 
 
@@ -213,6 +218,21 @@ def new_client(cookies: httpx.Cookies | None = None) -> httpx.AsyncClient:
     )
 
 
+#: What a browser retries once on a reused keep-alive connection the server closed
+#: (uvicorn closes idle ones after 5 s) before any answer byte: the request never reached
+#: the application, so a GET is sent again on a new connection.
+RETRIED = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+
+
+async def get(client: httpx.AsyncClient, url: str, run: ViewerRun, **kwargs: Any) -> httpx.Response:
+    """GET with the browser's one retry on a connection closed under it."""
+    try:
+        return await client.get(url, **kwargs)
+    except RETRIED:
+        run.retries += 1
+        return await client.get(url, **kwargs)
+
+
 async def fetch_frames(
     client: httpx.AsyncClient,
     urls: list[str],
@@ -229,7 +249,7 @@ async def fetch_frames(
             sent = time.perf_counter()
             if run.first_frame_at is None:
                 run.first_frame_at = sent
-            answer = await client.get(url, headers={"Accept": FRAME_ACCEPT})
+            answer = await get(client, url, run, headers={"Accept": FRAME_ACCEPT})
             if answer.status_code != 200:
                 raise RuntimeError(f"frame answered HTTP {answer.status_code}: {url}")
             check_multipart(answer.headers.get("content-type", ""), answer.content, url)
@@ -258,12 +278,13 @@ async def replay_viewer(
     try:
         qido = f"{base}/dicomweb/studies"
         for _ in range(2):
-            (await client.get(qido, params={"StudyInstanceUID": study_uid})).raise_for_status()
-        series = await client.get(f"{qido}/{study_uid}/series")
+            study = await get(client, qido, run, params={"StudyInstanceUID": study_uid})
+            study.raise_for_status()
+        series = await get(client, f"{qido}/{study_uid}/series", run)
         series.raise_for_status()
         uids = [str(s["0020000E"]["Value"][0]) for s in series.json()]
         answers = await asyncio.gather(
-            *(client.get(f"{qido}/{study_uid}/series/{uid}/metadata") for uid in uids)
+            *(get(client, f"{qido}/{study_uid}/series/{uid}/metadata", run) for uid in uids)
         )
         by_series = {}
         for uid, answer in zip(uids, answers, strict=True):

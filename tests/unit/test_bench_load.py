@@ -144,3 +144,31 @@ def test_a_malformed_frame_answer_fails_the_load_run() -> None:
         check_multipart(kind, b'{"version":1}\n--b1\r\n', "u")
     with pytest.raises(RuntimeError, match="not multipart/related"):
         check_multipart("application/json", b"{}", "u")
+
+
+def test_a_get_is_sent_again_once_on_a_connection_closed_under_it() -> None:
+    import asyncio
+
+    import httpx
+
+    from bench.load import get
+
+    calls: list[int] = []
+
+    def closing_once(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        if len(calls) == 1:  # the keep-alive connection the server closed
+            raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
+        if len(calls) >= 3:
+            raise httpx.RemoteProtocolError("again")
+        return httpx.Response(200, content=b"ok")
+
+    async def scenario() -> tuple[int, int]:
+        run = ViewerRun()
+        async with httpx.AsyncClient(transport=httpx.MockTransport(closing_once)) as client:
+            answer = await get(client, "http://h/x", run)
+            with pytest.raises(httpx.RemoteProtocolError):  # only once: the next one fails
+                await get(client, "http://h/y", run)
+        return answer.status_code, run.retries
+
+    assert asyncio.run(scenario()) == (200, 2)
