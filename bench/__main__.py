@@ -4,6 +4,7 @@ Debian's Chromium, unthrottled and at 20 Mbit/s + 20 ms; a table and ``--json``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import sys
@@ -204,13 +205,20 @@ def main(argv: list[str] | None = None) -> int:
         )
         pki = make_test_pki(work / "pki", server_names=("localhost",))
         pki["whitelist_signer"] = make_whitelist_signer(work / "pki")
-        with thread_server(idp, idp_port), sync_playwright() as playwright:
+        # The load benchmark alone needs no browser (nor Playwright's event loop).
+        needs_browser = bool(runs) or args.memory
+        with (
+            thread_server(idp, idp_port),
+            sync_playwright() if needs_browser else contextlib.nullcontext() as playwright,
+        ):
             from bench.browser import CHROMIUM_ARGS
 
-            browser = playwright.chromium.launch(
-                executable_path=CHROMIUM, headless=False, args=CHROMIUM_ARGS, timeout=60_000
-            )
-            report["chromium"] = browser.version
+            browser = None
+            if playwright is not None:
+                browser = playwright.chromium.launch(
+                    executable_path=CHROMIUM, headless=False, args=CHROMIUM_ARGS, timeout=60_000
+                )
+                report["chromium"] = browser.version
             assert pacs.pid is not None
             world = World(
                 study=study,
@@ -267,7 +275,8 @@ def main(argv: list[str] | None = None) -> int:
                 print("[bench] memory: 5 successive openings, then 5 at once", file=sys.stderr)
                 report["memory"] = run_memory(world)
                 print(f"[bench]   {json.dumps(report['memory'])}", file=sys.stderr)
-            browser.close()
+            if browser is not None:
+                browser.close()
     for (run, cond), values in samples.items():
         report.setdefault(run, {})[cond] = _summary(values)
     peaks = [
