@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -27,7 +28,7 @@ from bff.access.limits import InFlight, RateLimit
 from bff.access.local_patient_id import LocalPatientIds
 from bff.access.published import PublishedKos
 from bff.archive.store import ArchiveStore
-from bff.audit import configure_audit
+from bff.audit import Pseudonymizer, add_handler, configure_audit, remove_handler
 from bff.auth.introspect import PscIntrospector
 from bff.auth.middleware import SessionMiddleware
 from bff.auth.oidc import (
@@ -43,15 +44,20 @@ from bff.auth.pending import PendingCookies, PendingLogins
 from bff.auth.sessions import SessionStore
 from bff.consumer.routes import UPLOAD_PATHS as CONSUMER_UPLOAD_PATHS
 from bff.consumer.routes import consumer_routes
+from bff.dicomweb.budget import ReadaheadBudget
 from bff.dicomweb.cache import FrameCache
 from bff.dicomweb.disk_cache import DiskFrameCache
+from bff.dicomweb.observe import ObservedTransport
 from bff.dicomweb.prepared import PreparedStore
 from bff.dicomweb.retrieve import Retriever
 from bff.dicomweb.upstream import DicomwebUpstream
 from bff.errors import ViewerError
+from bff.export.jobs import PacsExports
+from bff.export.pacs import pacs_export_routes
 from bff.export.routes import export_routes
 from bff.facade.progress import progress_routes
 from bff.facade.routes import dicomweb_routes
+from bff.migrations import database_urls, require_head, upgrade
 from bff.origins.factory import OriginFactory
 from bff.origins.preparation import Preparer
 from bff.origins.remote import source_client
@@ -62,8 +68,13 @@ from bff.source.admin import UPLOAD_PATHS as ADMIN_UPLOAD_PATHS
 from bff.source.admin import Admin, admin_routes
 from bff.source.routes import source_routes
 from bff.source.wado import consumer_api_routes
+from bff.state.audit_log import AuditLog, AuditTrail, SqlAuditHandler
+from bff.state.backend import MemoryBackend, StateBackend
+from bff.state.sealing import Sealer, load_keys
+from bff.state.sql import SqlBackend
 from bff.transcode import EncodeParams, TranscodePool
 from bff.web import errors as web_errors
+from bff.web.audit_context import AuditContext
 from bff.web.headers import (
     SecurityHeaders,
     content_security_policy,
@@ -72,6 +83,9 @@ from bff.web.headers import (
 )
 from bff.web.hosts import TrustedHosts
 from bff.web.limits import BodyCaps, BodyLimits
+from bff.web.observe import Observe, Operations
+from bff.web.owner import StudyOwner
+from bff.web.probes import CHECK_TIMEOUT_S, Check, Readiness, http_get, pool_answers, writable_dir
 from bff.web.static import OhifSite, compression_middleware
 
 log = logging.getLogger(__name__)
@@ -147,8 +161,35 @@ SESSION_PURGE_S = 60.0
 async def _purge_sessions(sessions: SessionStore, logins: PendingLogins) -> None:
     while True:
         await asyncio.sleep(SESSION_PURGE_S)
-        sessions.purge()
-        logins.purge()
+        try:
+            await asyncio.to_thread(sessions.purge)
+            await asyncio.to_thread(logins.purge)
+        except ViewerError as exc:  # the state's database down: try again next time
+            log.warning("state purge failed: %s", exc.detail)
+
+
+def prepare_schema(settings: Settings) -> None:
+    """Production: every database at the migrations' head, or no start (run ``drimbox-
+    viewer db upgrade`` first; the schema is never changed at start). Demo and tests:
+    upgraded here (the embedded SQLite)."""
+    for url in database_urls(settings):
+        if settings.mode == "production":
+            require_head(url)
+        else:
+            upgrade(url)
+
+
+def state_store(settings: Settings) -> tuple[StateBackend, Sealer]:
+    """Where sessions, logins and hand-overs are kept, and the key sealing them."""
+    if settings.state_key_file:
+        sealer = Sealer(load_keys(settings.state_key_file, settings.state_old_key_files))
+    else:
+        sealer = Sealer.ephemeral()
+    if settings.state_url == "memory":
+        return MemoryBackend(), sealer
+    if not settings.state_key_file:
+        log.warning("DRIMBOX_STATE_KEY_FILE is empty: stored sessions die with this process")
+    return SqlBackend(settings.state_url), sealer
 
 
 async def _kos_state(archive: ArchiveStore, kos_sop_uid: str) -> str | None:
@@ -190,6 +231,26 @@ def local_patient_ids(settings: Settings) -> LocalPatientIds:
     )
 
 
+def _audit_trail(scope: Scope) -> AuditTrail | None:
+    services = getattr(scope["app"].state, "services", None)
+    return services.audit_trail if isinstance(services, Services) else None
+
+
+def audit_trail(settings: Settings) -> AuditTrail:
+    """The audit's pseudonyms, and (with DRIMBOX_AUDIT_URL) its table and writer."""
+    pseudonyms = (
+        Pseudonymizer.from_file(settings.audit_key_file)
+        if settings.audit_key_file
+        else Pseudonymizer.ephemeral()
+    )
+    trail = AuditTrail(pseudonyms)
+    if settings.audit_url:
+        trail.log = AuditLog(settings.audit_url)
+        trail.handler = SqlAuditHandler(trail.log, trail.sink)
+        add_handler(trail.handler)
+    return trail
+
+
 def body_caps(settings: Settings) -> BodyCaps:
     """The request-size policy (issue 13): a small cap everywhere, a KOS and its form on
     the routes that take one."""
@@ -198,7 +259,38 @@ def body_caps(settings: Settings) -> BodyCaps:
     return BodyCaps(settings.max_form_bytes, dict.fromkeys(paths, upload))
 
 
-def create_app(settings: Settings) -> Starlette:
+def _readiness(
+    services: Services, pool: TranscodePool, disk: DiskFrameCache | None, probe: httpx.AsyncClient
+) -> Readiness:
+    """Issue 15 item 4: what /readyz checks (bff/web/probes.py)."""
+    hard: dict[str, Check] = {
+        "database": functools.partial(asyncio.to_thread, services.archive.ping),
+        "transcode_pool": pool_answers(pool, CHECK_TIMEOUT_S / 2),
+    }
+    if disk is not None:
+        hard["disk_cache"] = writable_dir(disk.directory)
+    soft: dict[str, Check] = {
+        f"pacs:{host}": up.reachable for host, up in services.origins.locations.items()
+    }
+    for name, provider in services.providers.items():
+        url = provider.config.issuer.rstrip("/") + "/.well-known/openid-configuration"
+        soft[f"identity_provider:{name}"] = http_get(probe, url)
+    return Readiness(hard, soft)
+
+
+def _pacs_transport(operations: Operations) -> httpx.AsyncBaseTransport:
+    """The PACS client's transport: the request id sent, failures counted."""
+    inner = httpx.AsyncHTTPTransport(
+        limits=httpx.Limits(max_connections=32, max_keepalive_connections=16)
+    )
+    return ObservedTransport(inner, "pacs", operations.metrics.upstream_error)
+
+
+def create_app(settings: Settings, *, operations: Operations | None = None) -> Starlette:
+    """``operations``: the probes' and metrics' state, shared with the internal listener
+    and the drain on SIGTERM (bff/__main__.py); a fresh one by default."""
+    ops = operations or Operations()
+    ops.metrics_public = settings.metrics_on_main_listener()
     site = OhifSite(settings)
     archive = ArchiveStore(settings.archive_url)  # no I/O until used
     published = PublishedKos(functools.partial(_kos_state, archive))
@@ -210,6 +302,8 @@ def create_app(settings: Settings) -> Starlette:
         for listener in list(changed):
             listener(kos_sop_uid)
 
+    exports = PacsExports(settings)  # DB.VI-CO.42; no I/O until the lifespan
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         # The ANS whitelist, both roles, verified first: an unsigned or tampered list
@@ -219,6 +313,8 @@ def create_app(settings: Settings) -> Starlette:
             whitelist = load_whitelist(
                 Path(settings.whitelist_file), Path(settings.whitelist_signer_cert)
             )
+        # Then the schema: production refuses to start on a database not migrated.
+        await asyncio.to_thread(prepare_schema, settings)
         pool = TranscodePool(settings.workers)
         pool.warm_up()
         locations = {
@@ -228,14 +324,21 @@ def create_app(settings: Settings) -> Starlette:
                 auth=settings.upstream_auth,
                 connect_timeout=settings.upstream_connect_timeout,
                 read_timeout=settings.upstream_read_timeout,
+                transport=_pacs_transport(ops),
             )
             for host, url in settings.location_map().items()
         }
-        archive.create_schema()
+        exports.open()  # the export destinations' credentials (a missing file stops here)
+        state, sealer = state_store(settings)
         audit_handler = configure_audit(settings.audit_log)
+        trail = audit_trail(settings)
         # Consumer role: one client towards every Source (mutual TLS, connection pool,
         # whitelisted Sources only).
-        client = source_client(settings, whitelist) if settings.consumer_enabled else None
+        client = (
+            source_client(settings, whitelist, on_error=ops.metrics.upstream_error)
+            if settings.consumer_enabled
+            else None
+        )
         disk = None
         if settings.frame_disk_cache_dir:
             disk = DiskFrameCache(
@@ -247,6 +350,7 @@ def create_app(settings: Settings) -> Starlette:
             prepared = PreparedStore(Path(settings.prepared_dir), settings.prepared_bytes)
             await asyncio.to_thread(prepared.open)
         params = EncodeParams(quality=settings.lossy_quality, codec=settings.lossy_codec)
+        budget = ReadaheadBudget(settings.readahead_budget)
         retriever = Retriever(
             FrameCache(settings.cache_max_bytes),
             pool,
@@ -256,6 +360,8 @@ def create_app(settings: Settings) -> Starlette:
             workers=settings.workers + 1,
             disk=disk,
             prepared=prepared,
+            budget=budget,
+            on_frame_wait=ops.metrics.observe_frame_wait,
         )
         # Issue 16: published exams are transcoded once, in the background.
         preparer = None
@@ -281,9 +387,12 @@ def create_app(settings: Settings) -> Starlette:
                 max_age=settings.session_max_age,
                 secure=settings.secure_cookie,
                 max_sessions=settings.max_sessions,
+                backend=state,
+                sealer=sealer,
+                touch_every=settings.session_touch_interval,
             ),
             pending=PendingCookies(secret, secure=settings.secure_cookie),
-            logins=PendingLogins(max_entries=settings.max_sessions),
+            logins=PendingLogins(max_entries=settings.max_sessions, backend=state, sealer=sealer),
             archive=archive,
             retriever=retriever,
             origins=OriginFactory(
@@ -306,29 +415,46 @@ def create_app(settings: Settings) -> Starlette:
                 settings.psc_client_secret,
                 timeout=settings.oidc_timeout,
             ),
-            handovers=HandoverStore(),
+            handovers=HandoverStore(backend=state, sealer=sealer),
             published=published,
             frame_waits=InFlight(settings.frame_waits_per_session),
             link_attempts=RateLimit(settings.link_attempts_per_client, LIMIT_WINDOW_S),
             failed_checks=RateLimit(settings.failed_checks_per_subject, LIMIT_WINDOW_S),
             site=site,
             background=background,
+            audit_trail=trail,
             whitelist=whitelist,
             local_patient_ids=local_patient_ids(settings),
             preparer=preparer,
+            owner=StudyOwner(settings.owner_url) if settings.owner_url else None,
+            metrics=ops.metrics,
         )
         services = app.state.services
+        ops.metrics.sources.cache = retriever.cache
+        ops.metrics.sources.disk = disk
+        ops.metrics.sources.pool = pool
+        ops.metrics.sources.budget = budget
+        ops.metrics.sources.prepared = prepared
+        ops.metrics.sources.preparation = preparer.stats if preparer is not None else None
+        ops.metrics.sources.draining = lambda: ops.drain.draining
+        probe_client = httpx.AsyncClient(timeout=CHECK_TIMEOUT_S)
+        ops.readiness = _readiness(services, pool, disk, probe_client)
         purge = asyncio.create_task(_purge_sessions(services.sessions, services.logins))
         preparing = asyncio.create_task(preparer.run()) if preparer is not None else None
         try:
             yield
         finally:
+            ops.readiness = None
+            await probe_client.aclose()
             purge.cancel()
             if preparing is not None:
                 preparing.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await preparing
             changed.clear()
+            await exports.aclose()
+            if services.owner is not None:
+                await services.owner.aclose()
             await retriever.aclose()
             await services.local_patient_ids.aclose()
             for upstream in locations.values():
@@ -337,8 +463,13 @@ def create_app(settings: Settings) -> Starlette:
                 await client.aclose()
             pool.close()
             archive.close()
-            logging.getLogger("bff.audit").removeHandler(audit_handler)
-            audit_handler.close()
+            state.close()
+            remove_handler(audit_handler)
+            if trail.handler is not None:
+                trail.handler.stop()  # the queued entries written first (bounded)
+                remove_handler(trail.handler)
+            if trail.log is not None:
+                trail.log.close()
 
     return Starlette(
         routes=[
@@ -347,6 +478,7 @@ def create_app(settings: Settings) -> Starlette:
             *consumer_routes(),
             *progress_routes(),
             *export_routes(),
+            *pacs_export_routes(exports),
             *admin_routes(
                 Admin(settings.admin_secret, archive, kos_changed, settings.max_kos_bytes)
             ),
@@ -354,6 +486,9 @@ def create_app(settings: Settings) -> Starlette:
             *site.routes(),
         ],
         middleware=[
+            # Outermost: request id, access log, metrics, and the probes, which answer
+            # whatever the Host (a balancer's probe; bff/web/observe.py).
+            Middleware(Observe, ops=ops),
             Middleware(
                 SecurityHeaders,
                 csp=_csp(settings, site),
@@ -364,6 +499,7 @@ def create_app(settings: Settings) -> Starlette:
             Middleware(TrustedHosts, hosts=settings.host_names()),
             Middleware(BodyLimits, caps=body_caps(settings)),
             Middleware(SessionMiddleware, store_of=_sessions),
+            Middleware(AuditContext, trail_of=_audit_trail),
             compression_middleware(),
         ],
         exception_handlers={

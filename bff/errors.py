@@ -17,7 +17,13 @@
     ├── PayloadTooLarge              413 E440  a request body over its route's cap
     ├── UnsupportedTransferSyntax    415 E441  a Deflated DICOM file (never inflated)
     ├── TooManyRequests              429 E429  a per-session / per-client bound reached
+    │   └── ExportBusy               429 E461  a PACS export already running (DB.VI-CO.42)
+    ├── UnknownDestination           400 E460  a PACS export to no configured destination
+    ├── ExportFailed                 502 E462  the export's destination PACS unreachable
+    │   ├── DestinationRefused       502 E463  the destination PACS refused the images
+    │   └── ExportIncomplete         502 E464  some images sent, others refused
     ├── ServiceBusy                  503 E507  too many sessions at once
+    ├── StateUnavailable             503 E508  the shared state's database failed
     └── UpstreamError                502 E502  the PACS / Source failed
         ├── UpstreamUnavailable      502 E503  connection refused / DNS / reset
         ├── UpstreamTimeout          504 E504  no answer within the configured timeout
@@ -321,9 +327,74 @@ class TooManyRequests(ViewerError):
     message = "Trop de demandes en cours. Veuillez patienter quelques instants puis réessayer."
 
 
+class ExportBusy(TooManyRequests):
+    """DB.VI-CO.42: this user already has a PACS export running, or the server runs as
+    many as it allows (DRIMBOX_EXPORT_MAX_JOBS)."""
+
+    code = "E461"
+    message = (
+        "Un export vers le PACS est déjà en cours. Veuillez attendre qu'il se termine "
+        "puis réessayer."
+    )
+
+
+class UnknownDestination(BadRequest):
+    """DB.VI-CO.42: the export names no destination this deployment configures."""
+
+    code = "E460"
+    message = "La destination d'export demandée n'existe pas."
+
+
+class ExportFailed(ViewerError):
+    """DB.VI-CO.42: an export to the practice's PACS failed. Not raised to a route: the
+    export runs in the background and its status carries the code and message. This
+    class: the destination could not be reached (connection refused, no answer in time,
+    association aborted)."""
+
+    status = 502
+    code = "E462"
+    message = (
+        "Le PACS de destination est injoignable. Vérifiez qu'il est en service, puis "
+        "réessayez ; si le problème persiste, prévenez l'administrateur de votre PACS."
+    )
+
+
+class DestinationRefused(ExportFailed):
+    """The destination answered but refused the images (association rejected, STOW-RS
+    4xx, C-STORE failure status, or no presentation context for their transfer syntax:
+    they are never re-encoded)."""
+
+    code = "E463"
+    message = (
+        "Le PACS de destination a refusé les images. Prévenez l'administrateur de votre "
+        "PACS (droits d'accès, titre AE, syntaxes de transfert acceptées)."
+    )
+
+
+class ExportIncomplete(ExportFailed):
+    """Some images reached the destination, others were refused."""
+
+    code = "E464"
+    message = (
+        "L'export est incomplet : une partie des images a été refusée par le PACS de "
+        "destination. Prévenez l'administrateur de votre PACS."
+    )
+
+
 class ServiceBusy(ViewerError):
     """Too many sessions at once: new visitors wait until expired ones are purged."""
 
     status = 503
     code = "E507"
     message = "Le service est momentanément saturé. Veuillez réessayer dans quelques minutes."
+
+
+class StateUnavailable(ViewerError):
+    """The database of the shared state (sessions, logins, hand-overs) failed or did not
+    answer within its bound (issue 15): nothing is decided without it."""
+
+    status = 503
+    code = "E508"
+    message = (
+        "Le service est momentanément indisponible. Veuillez réessayer dans quelques instants."
+    )

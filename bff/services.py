@@ -21,6 +21,7 @@ from bff.access.limits import InFlight, RateLimit
 from bff.access.local_patient_id import LocalPatientIds
 from bff.access.published import PublishedKos
 from bff.archive.store import ArchiveStore
+from bff.audit import Pseudonymizer
 from bff.auth.introspect import PscIntrospector
 from bff.auth.middleware import read_cookie
 from bff.auth.oidc import OidcProvider
@@ -33,7 +34,10 @@ from bff.origins.factory import OriginFactory
 from bff.origins.preparation import Preparer
 from bff.origins.whitelist import Whitelist
 from bff.settings import Settings
+from bff.state.audit_log import AuditTrail
 from bff.web.cookies import with_pending_cookie, with_session_cookie
+from bff.web.metrics import Metrics
+from bff.web.owner import StudyOwner
 from bff.web.static import OhifSite
 
 
@@ -74,6 +78,12 @@ class Services:
     )
     #: the preparation of published exams (issue 16); None when turned off
     preparer: Preparer | None = None
+    #: pseudonyms of the audit, and its table (issue 15 item 5, bff/state/audit_log.py)
+    audit_trail: AuditTrail = field(default_factory=lambda: AuditTrail(Pseudonymizer.ephemeral()))
+    #: Prometheus metrics of this application (issue 15 item 4)
+    metrics: Metrics = field(default_factory=Metrics)
+    #: several replicas: the way to a study's owner (bff/web/owner.py); None: this one
+    owner: StudyOwner | None = None
 
     @property
     def open_access(self) -> bool:
@@ -142,6 +152,13 @@ def with_cookie(connection: HTTPConnection, response: Response, session: Session
     return with_session_cookie(response, services_of(connection).sessions, session)
 
 
+def audit_as(connection: HTTPConnection, session: Session) -> None:
+    """This request's audit entries from now on name ``session`` and its person (a
+    sign-in or hand-over made it during the request)."""
+    trail = services_of(connection).audit_trail
+    trail.bind_session(session.id, session.provider, session.subject)
+
+
 def pending_of(connection: HTTPConnection) -> Pending | None:
     """The report link (or Consumer sign-in) this browser's signed cookie says awaits a
     login; None when absent, forged or too old (bff/auth/pending.py)."""
@@ -152,3 +169,35 @@ def pending_of(connection: HTTPConnection) -> Pending | None:
 def with_pending(connection: HTTPConnection, response: Response, pending: Pending) -> Response:
     """``response`` carrying the pending cookie (bff/web/cookies.py)."""
     return with_pending_cookie(response, services_of(connection).pending, pending)
+
+
+def start_at_owner(
+    connection: HTTPConnection,
+    origin: StudyOrigin,
+    session: Session,
+    series_uid: str | None = None,
+) -> None:
+    """At the grant: start the exam's retrieval (metadata prepared, series streaming)
+    where its images will be served, while the browser loads OHIF. One replica: here.
+    Several behind the balancer (DRIMBOX_OWNER_URL): on the replica owning the study
+    (bff/web/owner.py), asked in the background with the session just made, so that
+    two replicas never stream the same series (DB.VI-CS.17)."""
+    services = services_of(connection)
+    if services.owner is None:
+        origin.start_at_grant(str(connection.base_url).rstrip("/") + "/dicomweb", series_uid)
+        return
+    # Written for every replica before the owner is asked to find it.
+    services.sessions.save(session)
+    cookie = (services.sessions.cookie_name, services.sessions.cookie_value(session))
+    task = asyncio.create_task(
+        services.owner.prefetch(
+            host=connection.headers.get("host", ""),
+            study_uid=origin.study_uid,
+            cookie=cookie,
+            csrf_token=session.csrf_token,
+            series_uid=series_uid,
+        ),
+        name=f"prefetch at the owner {origin.study_uid}",
+    )
+    services.background.add(task)
+    task.add_done_callback(services.background.discard)

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from bff.machine import available_cpus, available_memory
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -95,7 +97,7 @@ SETTINGS: tuple[Setting, ...] = (
     _s(
         "PREPARED_BYTES",
         str(16 * 1024**3),
-        "Upper bound, in bytes, of that directory: about 25 MB per 1300-slice CT "
+        "Upper bound, in bytes, of that directory: about 24 MB per 1300-slice CT "
         "(docs/performance.md). A preparation that would pass it stops ('full' in kos list); "
         "a prepared exam is never evicted for another.",
     ),
@@ -113,7 +115,9 @@ SETTINGS: tuple[Setting, ...] = (
     _s(
         "TRANSCODE_WORKERS",
         "0",
-        "Processes in the transcoding pool; 0 means one per CPU core.",
+        "Processes in the transcoding pool; 0 means one per CPU this process may use: the "
+        "smallest of the cgroup CPU limit (a container's, cgroup v2 cpu.max or v1 CFS "
+        "quota, rounded up) and the CPU affinity (bff/machine.py).",
     ),
     _s(
         "LOSSY_QUALITY",
@@ -145,6 +149,34 @@ SETTINGS: tuple[Setting, ...] = (
         "Database of the KOS archive (DB.SO.22) every access check reads: "
         "'sqlite:///<path>' or 'postgresql+psycopg://user:password@host/db'. "
         "Prefer DRIMBOX_ARCHIVE_URL_FILE when the URL holds a password.",
+    ),
+    _s(
+        "STATE_URL",
+        "memory",
+        "Where sessions, logins under way and Consumer hand-overs are kept (issue 15): "
+        "'memory' (this process only: a restart signs everyone out; demo) or a database "
+        "URL every replica shares, e.g. the archive's 'postgresql+psycopg://...' "
+        "(required in production). Prefer DRIMBOX_STATE_URL_FILE when it holds a password.",
+    ),
+    _s(
+        "STATE_KEY_FILE",
+        "",
+        "File holding the AES-256-GCM key (32 random bytes, raw or base64) sealing the "
+        "stored sessions' tokens. Empty: a random key per start (demo). Required in "
+        "production.",
+    ),
+    _s(
+        "STATE_OLD_KEY_FILES",
+        "",
+        "Comma-separated files of earlier state keys, still accepted to open what they "
+        "sealed (key rotation: new key in STATE_KEY_FILE, the old one here until the "
+        "sessions it sealed have expired).",
+    ),
+    _s(
+        "SESSION_TOUCH_INTERVAL",
+        "30",
+        "Seconds between two writes of a session's activity to the state store (not one "
+        "per image request); an idle session may end this much before its idle timeout.",
     ),
     _s(
         "ADMIN_SECRET",
@@ -295,6 +327,20 @@ SETTINGS: tuple[Setting, ...] = (
         "and client asking. Never tokens or patient identity values.",
     ),
     _s(
+        "AUDIT_URL",
+        "",
+        "Database of the append-only, hash-chained audit table (issue 15), e.g. the "
+        "archive's PostgreSQL; read with 'drimbox-viewer audit query|verify'. Empty: "
+        "no table (the JSON-lines file only; demo). Required in production.",
+    ),
+    _s(
+        "AUDIT_KEY_FILE",
+        "",
+        "File holding the key (32 bytes or more) of the audit's pseudonyms: actor = "
+        "HMAC of the signed-in subject, session = HMAC of the session id. Empty: a "
+        "random key per start (demo). Required in production.",
+    ),
+    _s(
         "SOURCE_API_PORT",
         "0",
         "Source role: port of the mutual-TLS listener serving Consumer DRIMboxes "
@@ -417,11 +463,99 @@ SETTINGS: tuple[Setting, ...] = (
         "the viewer opens with the Source's id (the look-up never blocks the images).",
     ),
     _s(
+        "EXPORT_DESTINATIONS",
+        "",
+        "Consumer role (DB.VI-CO.42): the practice's PACS the radiologist may export an "
+        "exam to, a JSON list; each entry has a 'name' (shown to the user, French) and a "
+        "'protocol': 'stow' with 'url' (the DICOMweb base, STOW-RS to <url>/studies) and an "
+        "optional 'auth_file' (a file holding 'user:password' or 'Bearer <token>') and "
+        "'ca_file' (PEM bundle an https PACS certificate must chain to; default: the "
+        "system's), or "
+        "'cstore' with 'host', 'port', 'called_ae' and 'calling_ae' (DIMSE C-STORE). "
+        "Empty: no export. Prefer DRIMBOX_EXPORT_DESTINATIONS_FILE. See docs/export.md.",
+    ),
+    _s(
+        "EXPORT_TIMEOUT",
+        "30",
+        "Seconds an export waits for its destination PACS: connection, association, each "
+        "answer (STOW-RS, C-STORE).",
+    ),
+    _s(
+        "EXPORT_MAX_JOBS",
+        "2",
+        "PACS exports running at once on this server (one per user at most); beyond: E461.",
+    ),
+    _s(
+        "EXPORT_BATCH_BYTES",
+        str(32 * 1024**2),
+        "Largest STOW-RS request of an export, in bytes (instances are sent in batches).",
+    ),
+    _s(
+        "OWNER_URL",
+        "",
+        "Several replicas behind the balancer (docs/deployment.md): base URL of the "
+        "balancer's internal listener that sends a study's image requests to the replica "
+        "owning it (consistent hash of the study UID). The grant then asks that owner to "
+        "start the exam's retrieval (POST /api/prefetch/{study}, with the new session), so "
+        "only the owner streams it from the PACS. Empty: the granting replica starts it.",
+    ),
+    _s(
+        "FORWARDED_ALLOW_IPS",
+        "127.0.0.1",
+        "Addresses of the reverse proxies (the balancer) whose X-Forwarded-For and "
+        "X-Forwarded-Proto the BFF believes, comma-separated (uvicorn's forwarded_allow_ips); "
+        "from any other peer those headers are ignored. '*' is refused in production mode.",
+    ),
+    _s(
         "MODE",
         "demo",
         "'demo' (the local identity provider may be used, relaxed cookie) or 'production'.",
     ),
     _s("LOG_LEVEL", "INFO", "Python logging level."),
+    _s(
+        "LOG_FORMAT",
+        "auto",
+        "Application and access log format on standard error: 'json' (one object per "
+        "line: time, level, logger, message, request_id, and the access log's fields), "
+        "'text', or 'auto' (json in production mode, text in demo mode). See "
+        "docs/operations.md.",
+    ),
+    _s(
+        "METRICS_PORT",
+        "0",
+        "Port of the internal listener serving Prometheus /metrics (and /livez, /readyz) "
+        "on DRIMBOX_METRICS_HOST, for the monitoring network only. 0: no such listener; "
+        "then /metrics is served on the main listener in demo mode only (never in "
+        "production mode: the main listener is public).",
+    ),
+    _s(
+        "METRICS_HOST",
+        "127.0.0.1",
+        "Address of the metrics listener (an internal interface; '0.0.0.0' in a container "
+        "whose port only the monitoring network reaches).",
+    ),
+    _s(
+        "READAHEAD_BUDGET_BYTES",
+        "0",
+        "Bytes of received, not yet transcoded instances held by all series retrievals "
+        "together (each also holds at most 384 MiB); a retrieval over the budget goes on "
+        "with one instance in hand (reading the PACS as the pool frees room). 0: a quarter "
+        "of the memory this process may use (cgroup limit, else physical), at least 64 MiB.",
+    ),
+    _s(
+        "DRAIN_NOTICE_S",
+        "5",
+        "On SIGTERM: seconds /readyz answers 503 while requests are still served, so that "
+        "the balancer's probe sees it and sends new users elsewhere, before the listener "
+        "closes (see docs/operations.md).",
+    ),
+    _s(
+        "DRAIN_GRACE_S",
+        "30",
+        "On SIGTERM: the most seconds in-flight requests (a study download, a series "
+        "stream) are given to finish; the process then exits 0. A second SIGTERM or "
+        "SIGINT stops at once.",
+    ),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -463,6 +597,10 @@ class Settings:
     ohif_dist: Path
     ohif_config: Path
     archive_url: str = field(repr=False)
+    state_url: str = field(repr=False)
+    state_key_file: str
+    state_old_key_files: str
+    session_touch_interval: float
     admin_secret: str = field(repr=False)
     locations: str
     trusted_hosts: str
@@ -493,6 +631,8 @@ class Settings:
     oidc_max_auth_age: float
     oidc_max_token_age: float
     audit_log: Path
+    audit_url: str = field(repr=False)
+    audit_key_file: str
     source_api_port: int
     source_api_clients: str
     tls_cert: str
@@ -514,8 +654,20 @@ class Settings:
     local_patient_id_auth: str = field(repr=False)
     local_patient_id_issuers: str
     local_patient_id_timeout: float
+    export_destinations: str
+    export_timeout: float
+    export_max_jobs: int
+    export_batch_bytes: int
+    owner_url: str
+    forwarded_allow_ips: str
     mode: str
     log_level: str
+    log_format: str
+    metrics_port: int
+    metrics_host: str
+    readahead_budget_bytes: int
+    drain_notice_s: float
+    drain_grace_s: float
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -571,6 +723,28 @@ class Settings:
             # Issue 13 item 6: no unsigned whitelist in any mode (the demo signs its own).
             raise ValueError("DRIMBOX_WHITELIST_SIGNER_CERT is required with a whitelist")
         self.source_port_set()  # raises on a malformed DRIMBOX_SOURCE_PORTS
+        self.export_destination_list()  # raises on a malformed DRIMBOX_EXPORT_DESTINATIONS
+        if self.export_timeout <= 0 or self.export_max_jobs <= 0 or self.export_batch_bytes <= 0:
+            raise ValueError("DRIMBOX_EXPORT_TIMEOUT, _MAX_JOBS and _BATCH_BYTES must be positive")
+        if self.owner_url and not self.owner_url.startswith(("http://", "https://")):
+            raise ValueError("DRIMBOX_OWNER_URL must be an http(s) URL")
+        self._validate_operations()
+
+    def _validate_operations(self) -> None:
+        """Issue 15 items 2 and 4: logs, metrics listener, readahead budget, drain."""
+        if self.log_format not in {"auto", "json", "text"}:
+            raise ValueError("DRIMBOX_LOG_FORMAT must be 'auto', 'json' or 'text'")
+        if not 0 <= self.metrics_port < 65536:
+            raise ValueError("DRIMBOX_METRICS_PORT must be a port number (0: none)")
+        if self.metrics_port and self.metrics_port in {self.port, self.source_api_port}:
+            # The metrics listener is the internal one: never a public listener's port.
+            raise ValueError(
+                "DRIMBOX_METRICS_PORT must differ from DRIMBOX_PORT and DRIMBOX_SOURCE_API_PORT"
+            )
+        if self.readahead_budget_bytes < 0:
+            raise ValueError("DRIMBOX_READAHEAD_BUDGET_BYTES must be 0 (auto) or positive")
+        if self.drain_notice_s < 0 or self.drain_grace_s < 0:
+            raise ValueError("DRIMBOX_DRAIN_NOTICE_S and DRIMBOX_DRAIN_GRACE_S must be >= 0")
 
     def _validate_production(self) -> None:
         if self.open_access:
@@ -588,6 +762,8 @@ class Settings:
             raise ValueError("DRIMBOX_FCP_ENCRYPTION_KEY is required in production mode")
         if (self.consumer_enabled or self.source_api_port) and not self.whitelist_file:
             raise ValueError("DRIMBOX_WHITELIST_FILE is required in production mode")
+        if "*" in {ip.strip() for ip in self.forwarded_allow_ips.split(",")}:
+            raise ValueError("DRIMBOX_FORWARDED_ALLOW_IPS='*' is refused in production mode")
         if self.source_port_set() != {443}:
             raise ValueError("DRIMBOX_SOURCE_PORTS other than 443 is refused in production mode")
         test_ins = self.local_patient_id_issuer_set() & TEST_INS_OIDS
@@ -597,6 +773,15 @@ class Settings:
                 "DRIMBOX_LOCAL_PATIENT_ID_ISSUERS holds test INS OIDs "
                 f"({', '.join(sorted(test_ins))}): refused in production mode"
             )
+        for destination in self.export_destination_list():
+            if destination.auth_file and not destination.url.startswith("https://"):
+                host = (urlsplit(destination.url).hostname or "").lower()
+                if host not in LOOPBACK_HOSTS:
+                    # Credentials would cross the network in clear text.
+                    raise ValueError(
+                        f"export destination {destination.name!r}: credentials over plain "
+                        "http are refused in production mode (use https)"
+                    )
         issuers = [self.psc_issuer, self.fcp_issuer, *([self.fc_issuer] if self.fc_enabled else [])]
         for issuer in issuers:
             host = (urlsplit(issuer).hostname or "").lower()
@@ -607,6 +792,42 @@ class Settings:
             ):
                 # The local demo identity provider is for demo and test configurations only.
                 raise ValueError(f"identity provider {issuer!r} is refused in production mode")
+        if self.state_url == "memory":
+            # A restart (an upgrade) would sign everyone out, and replicas would not
+            # know each other's sessions: production shares its state (issue 15).
+            raise ValueError("DRIMBOX_STATE_URL (a shared database) is required in production mode")
+        if not self.state_key_file:
+            raise ValueError("DRIMBOX_STATE_KEY_FILE is required in production mode")
+        if not self.audit_url or not self.audit_key_file:
+            # A hospital's audit trail: tamper-evident, shared, with pseudonymous actors.
+            raise ValueError(
+                "DRIMBOX_AUDIT_URL and DRIMBOX_AUDIT_KEY_FILE are required in production mode"
+            )
+        for name, path in self.data_paths().items():
+            # Issue 15: production never writes into the code (the checkout, or the
+            # installed package's directory): explicit data paths, e.g. /var/lib/...
+            if path.resolve().is_relative_to(PROJECT_ROOT):
+                raise ValueError(
+                    f"DRIMBOX_{name} is inside the code directory ({PROJECT_ROOT}): "
+                    "production mode needs data paths outside it (e.g. /var/lib/drimbox-viewer)"
+                )
+
+    def data_paths(self) -> dict[str, Path]:
+        """The files and directories the BFF writes, by setting name."""
+        paths = {"AUDIT_LOG": self.audit_log}
+        if self.frame_disk_cache_dir:
+            paths["FRAME_DISK_CACHE_DIR"] = Path(self.frame_disk_cache_dir)
+        if self.prepared_dir:  # issue 16: the exams prepared at publication
+            paths["PREPARED_DIR"] = Path(self.prepared_dir)
+        databases = {
+            "ARCHIVE_URL": self.archive_url,
+            "STATE_URL": self.state_url,
+            "AUDIT_URL": self.audit_url,
+        }
+        for name, url in databases.items():
+            if url.startswith("sqlite:///"):
+                paths[name] = Path(url.removeprefix("sqlite:///"))
+        return paths
 
     def location_map(self) -> dict[str, str]:
         """Host name -> DICOMweb URL of its PACS ('*' -> DRIMBOX_UPSTREAM_URL when empty)."""
@@ -649,6 +870,10 @@ class Settings:
         """The INS OIDs a practice PACS's INS must be issued under (DB.VI-CS.32)."""
         return frozenset(i.strip() for i in self.local_patient_id_issuers.split(",") if i.strip())
 
+    def export_destination_list(self) -> tuple[ExportDestination, ...]:
+        """The PACS an exam may be exported to (DRIMBOX_EXPORT_DESTINATIONS, DB.VI-CO.42)."""
+        return parse_export_destinations(self.export_destinations)
+
     def source_api_client_ids(self) -> frozenset[str]:
         """The PSC client ids whose tokens the Source API accepts."""
         return frozenset(c.strip() for c in self.source_api_clients.split(",") if c.strip())
@@ -661,7 +886,141 @@ class Settings:
 
     @property
     def workers(self) -> int:
-        return self.transcode_workers or (os.cpu_count() or 1)
+        return self.transcode_workers or available_cpus()
+
+    @property
+    def readahead_budget(self) -> int:
+        """DRIMBOX_READAHEAD_BUDGET_BYTES, 0 resolved for this machine."""
+        return self.readahead_budget_bytes or max(64 * 1024**2, available_memory() // 4)
+
+    @property
+    def resolved_log_format(self) -> str:
+        if self.log_format != "auto":
+            return self.log_format
+        return "json" if self.mode == "production" else "text"
+
+    def metrics_on_main_listener(self) -> bool:
+        """/metrics on the public listener: demo mode without a metrics listener only."""
+        return self.mode == "demo" and not self.metrics_port
+
+
+@dataclass(frozen=True)
+class ExportDestination:
+    """One PACS an exam may be exported to (DB.VI-CO.42): STOW-RS or C-STORE."""
+
+    #: its position in the list ('1', '2', ...): what the browser names it by
+    id: str
+    #: shown to the user (French), e.g. 'PACS du cabinet'
+    name: str
+    #: 'stow' (DICOMweb STOW-RS) or 'cstore' (DIMSE C-STORE)
+    protocol: str
+    url: str = ""
+    #: a file holding 'user:password' (HTTP Basic) or 'Bearer <token>', read at start
+    auth_file: str = field(default="", repr=False)
+    #: PEM bundle an https destination's certificate must chain to ('' : the system's)
+    ca_file: str = ""
+    host: str = ""
+    port: int = 0
+    called_ae: str = ""
+    calling_ae: str = ""
+
+
+#: At most this many destinations (a list for people to choose from).
+MAX_EXPORT_DESTINATIONS = 20
+_AE_TITLE = re.compile(r"[\x20-\x5b\x5d-\x7e]{1,16}")  # PS3.5 AE: no backslash, 16 chars
+_STOW_KEYS = frozenset({"name", "protocol", "url", "auth_file", "ca_file"})
+_CSTORE_KEYS = frozenset({"name", "protocol", "host", "port", "called_ae", "calling_ae"})
+
+
+def parse_export_destinations(raw: str) -> tuple[ExportDestination, ...]:
+    """DRIMBOX_EXPORT_DESTINATIONS, checked (ValueError naming the entry otherwise)."""
+    if not raw.strip():
+        return ()
+    import json
+
+    try:
+        entries = json.loads(raw)
+    except ValueError:
+        raise ValueError("DRIMBOX_EXPORT_DESTINATIONS: not JSON") from None
+    if not isinstance(entries, list) or not 0 < len(entries) <= MAX_EXPORT_DESTINATIONS:
+        raise ValueError(
+            f"DRIMBOX_EXPORT_DESTINATIONS: a JSON list of 1 to {MAX_EXPORT_DESTINATIONS} entries"
+        )
+    out: list[ExportDestination] = []
+    for index, entry in enumerate(entries, 1):
+        where = f"DRIMBOX_EXPORT_DESTINATIONS entry {index}"
+        if not isinstance(entry, dict):
+            raise ValueError(f"{where}: not an object")
+        name = entry.get("name")
+        if (
+            not isinstance(name, str)
+            or not name.strip()
+            or len(name) > 64
+            or any(ord(c) < 32 or ord(c) == 127 for c in name)
+        ):
+            raise ValueError(f"{where}: 'name' must be 1 to 64 printable characters")
+        if name.strip() in {d.name for d in out}:
+            raise ValueError(f"{where}: the name {name!r} is used twice")
+        protocol = entry.get("protocol")
+        if protocol == "stow":
+            unknown = set(entry) - _STOW_KEYS
+            url = entry.get("url")
+            auth_file = entry.get("auth_file", "")
+            ca_file = entry.get("ca_file", "")
+            if (
+                not isinstance(url, str)
+                or not isinstance(auth_file, str)
+                or not isinstance(ca_file, str)
+            ):
+                raise ValueError(f"{where}: 'url', 'auth_file' and 'ca_file' are strings")
+            if ca_file and not url.startswith("https://"):
+                raise ValueError(f"{where}: 'ca_file' is for an https 'url'")
+            parts = urlsplit(url)
+            if (
+                parts.scheme not in {"http", "https"}
+                or not parts.hostname
+                or parts.username is not None
+                or parts.query
+                or parts.fragment
+            ):
+                raise ValueError(
+                    f"{where}: 'url' must be an http(s) URL without user info, query or "
+                    "fragment (credentials go in 'auth_file')"
+                )
+            destination = ExportDestination(
+                str(index),
+                name.strip(),
+                "stow",
+                url=url.rstrip("/"),
+                auth_file=auth_file,
+                ca_file=ca_file,
+            )
+        elif protocol == "cstore":
+            unknown = set(entry) - _CSTORE_KEYS
+            host, port = entry.get("host"), entry.get("port")
+            called, calling = entry.get("called_ae"), entry.get("calling_ae")
+            if not isinstance(host, str) or not host.strip() or any(c in host for c in "/ @"):
+                raise ValueError(f"{where}: 'host' must be a host name or address")
+            if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
+                raise ValueError(f"{where}: 'port' must be a port number")
+            for key, value in (("called_ae", called), ("calling_ae", calling)):
+                if not isinstance(value, str) or not (_AE_TITLE.fullmatch(value) and value.strip()):
+                    raise ValueError(f"{where}: {key!r} must be an AE title (1 to 16 characters)")
+            destination = ExportDestination(
+                str(index),
+                name.strip(),
+                "cstore",
+                host=host.strip(),
+                port=port,
+                called_ae=str(called).strip(),
+                calling_ae=str(calling).strip(),
+            )
+        else:
+            raise ValueError(f"{where}: 'protocol' must be 'stow' or 'cstore'")
+        if unknown:
+            raise ValueError(f"{where}: unknown keys {sorted(unknown)}")
+        out.append(destination)
+    return tuple(out)
 
 
 def _convert(kind: Any, raw: Any) -> Any:

@@ -55,7 +55,10 @@ def make_settings(upstream_url: str, **overrides: object) -> Settings:
         "archive_url": f"sqlite:///{scratch / 'archive.db'}",
         "audit_log": scratch / "audit.jsonl",
         "frame_disk_cache_dir": str(scratch / "frame-cache"),  # cold for each app
-        "prepared_dir": str(scratch / "prepared"),  # issue 16: nothing prepared before
+        # Issue 16: off unless a test asks for it (tests/integration/test_prepare.py):
+        # the other tests count what an opening asks of the PACS and of the pool.
+        "prepare_at_publication": False,
+        "prepared_dir": str(scratch / "prepared"),
         "transcode_workers": 2,
         "frame_wait_timeout": 20.0,
         "upstream_read_timeout": 10.0,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import secrets
 import ssl
 from collections.abc import AsyncIterator, Iterator
@@ -16,6 +17,7 @@ from typing import Any
 import httpx
 import pydicom
 import pytest
+from pydicom.uid import UID
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -24,6 +26,7 @@ from starlette.routing import Route
 from bff.app import create_app
 from bff.demo.dataset import DemoStudy
 from bff.demo.kos import retarget_kos
+from bff.demo.orthanc import OrthancProcess
 from bff.demo.pki import TlsFiles, issue, make_test_pki, make_whitelist_signer
 from bff.demo.stack import DEMO_CDA_ID, DEMO_USERS_FILE, Stack, new_stack, publish_demo_kos
 from bff.demo.whitelist import write_test_whitelist
@@ -84,7 +87,8 @@ class FakeSourceMode:
     #: 'ok'; 'status:<n>' (answers that HTTP status); 'sop_class' / 'syntax' (instances
     #: the Consumer must refuse, E301 / E302); in the middle of a series (before its 4th
     #: instance): 'truncate' (ends the answer without the closing delimiter), 'drop'
-    #: (closes the connection), 'stall' (stops sending).
+    #: (closes the connection), 'stall' (stops sending); 'extra': every instance of the
+    #: study for any series asked (a Source sending more than the KOS grants).
     mode: str = "ok"
     requests: list[str] = field(default_factory=list)
     #: Paths of the stalled streams the client closed (it gave up waiting).
@@ -102,7 +106,7 @@ def _series_files(study: DemoStudy, series_uid: str) -> list[Path]:
 def _spoiled(data: bytes, mode: str) -> bytes:
     ds = pydicom.dcmread(io.BytesIO(data))
     if mode == "sop_class":  # Raw Data Storage: neither Tableau 4 nor Basic Image Review
-        ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.66"
+        ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = UID("1.2.840.10008.5.1.4.1.1.66")
         del ds.PixelData
         for keyword in (
             "Rows",
@@ -117,7 +121,7 @@ def _spoiled(data: bytes, mode: str) -> bytes:
             if keyword in ds:
                 delattr(ds, keyword)
     elif mode == "syntax":  # Deflated Explicit VR LE: outside the DRIM-M list (E302)
-        ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.1.99"
+        ds.file_meta.TransferSyntaxUID = UID("1.2.840.10008.1.2.1.99")
         ds.PixelData = b"\0" * 16
         ds.Rows, ds.Columns = 2, 4
     out = io.BytesIO()
@@ -137,6 +141,8 @@ def fake_source_app(study: DemoStudy, state: FakeSourceMode) -> Starlette:
         if mode.startswith("status:"):
             return Response(b"", int(mode.split(":")[1]))
         files = _series_files(study, request.path_params["series_uid"])
+        if mode == "extra":  # more than the series asked: every instance of the study
+            files = list(study.instance_files)
 
         async def body() -> AsyncIterator[bytes]:
             for index, path in enumerate(files):
@@ -195,6 +201,15 @@ class DrimmStack:
     handover_secret: str
     pki: dict[str, TlsFiles]
     work: Path
+    #: DB.VI-CO.42: the practice's PACS the Consumer exports to (its ports: HTTP for
+    #: STOW-RS, DICOM for C-STORE; a test starts it, :func:`practice_pacs`), and a port
+    #: where no PACS listens (destinations "down").
+    export_ports: tuple[int, int] = (0, 0)
+    export_down_port: int = 0
+    #: where a test may start a STOW-RS double (destination EXPORT_STOW_PARTIAL), and
+    #: one over https (EXPORT_STOW_TLS, EXPORT_STOW_TLS_UNTRUSTED; pki['server'])
+    export_double_port: int = 0
+    export_tls_port: int = 0
 
     def fake_api(self) -> str:
         """A fresh base URL on the misbehaving Source (a new Source for the cache)."""
@@ -204,12 +219,106 @@ class DrimmStack:
         return retarget_kos(self.study.kos_path.read_bytes(), base)
 
 
+#: The practice PACS's AE title (what the Consumer calls) and the Consumer's own.
+PRACTICE_AET = "CABINET"
+CONSUMER_AET = "DRIMBOX-CO"
+#: The export destinations the test Consumer offers, in order (DRIMBOX_EXPORT_DESTINATIONS
+#: ids '1' to '9'): the practice's PACS by STOW-RS and C-STORE, each down, each refusing
+#: (a DICOMweb path it does not serve, an AE title it is not), a STOW-RS double that
+#: stores some instances only, over http, and over https with the CA given ('ca_file') or
+#: not (the system's trust store, which does not know the test CA).
+EXPORT_STOW, EXPORT_CSTORE, EXPORT_STOW_DOWN, EXPORT_CSTORE_DOWN = "1", "2", "3", "4"
+EXPORT_STOW_REFUSED, EXPORT_CSTORE_REFUSED, EXPORT_STOW_PARTIAL = "5", "6", "7"
+EXPORT_STOW_TLS, EXPORT_STOW_TLS_UNTRUSTED = "8", "9"
+
+
+def export_destinations(
+    http_port: int,
+    dicom_port: int,
+    down_port: int,
+    double_port: int = 0,
+    tls_port: int = 0,
+    ca_file: str = "",
+) -> str:
+    tls_url = f"https://localhost:{tls_port or down_port}/dicom-web"
+    return json.dumps(
+        [
+            {
+                "name": "PACS du cabinet",
+                "protocol": "stow",
+                "url": f"http://127.0.0.1:{http_port}/dicom-web",
+            },
+            {
+                "name": "Station du cabinet (DICOM)",
+                "protocol": "cstore",
+                "host": "127.0.0.1",
+                "port": dicom_port,
+                "called_ae": PRACTICE_AET,
+                "calling_ae": CONSUMER_AET,
+            },
+            {
+                "name": "PACS éteint",
+                "protocol": "stow",
+                "url": f"http://127.0.0.1:{down_port}/dicom-web",
+            },
+            {
+                "name": "Station éteinte",
+                "protocol": "cstore",
+                "host": "127.0.0.1",
+                "port": down_port,
+                "called_ae": PRACTICE_AET,
+                "calling_ae": CONSUMER_AET,
+            },
+            {
+                "name": "PACS sans DICOMweb",
+                "protocol": "stow",
+                "url": f"http://127.0.0.1:{http_port}/pas-de-dicom-web",
+            },
+            {
+                "name": "Station mal configurée",
+                "protocol": "cstore",
+                "host": "127.0.0.1",
+                "port": dicom_port,
+                "called_ae": "INCONNU",
+                "calling_ae": CONSUMER_AET,
+            },
+            {
+                "name": "PACS partiel",
+                "protocol": "stow",
+                "url": f"http://127.0.0.1:{double_port or down_port}/dicom-web",
+            },
+            {
+                "name": "PACS partiel (https)",
+                "protocol": "stow",
+                "url": tls_url,
+                "ca_file": ca_file,
+            },
+            {"name": "PACS au certificat inconnu", "protocol": "stow", "url": tls_url},
+        ]
+    )
+
+
+@contextmanager
+def practice_pacs(drimm: DrimmStack, directory: Path) -> Iterator[OrthancProcess]:
+    """A second real Orthanc, the practice's PACS (DB.VI-CO.42): STOW-RS on its DICOMweb
+    port, C-STORE on its DICOM port (AE title :data:`PRACTICE_AET`), empty at start."""
+    http_port, dicom_port = drimm.export_ports
+    with OrthancProcess(
+        directory, http_port=http_port, dicom_port=dicom_port, aet=PRACTICE_AET, name="CABINET"
+    ) as process:
+        yield process
+
+
 @pytest.fixture(scope="module")
 def drimm(pacs: Pacs, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DrimmStack]:
     work = tmp_path_factory.mktemp("drimm")
     pki = make_test_pki(work / "pki", server_names=("localhost",))
     bff_port, api_port, idp_port, co_port, fake_port = (free_port() for _ in range(5))
     spare_ports = (free_port(), free_port(), free_port())
+    export_ports = (free_port(), free_port())
+    export_down_port = free_port()
+    export_double_port = free_port()
+    export_tls_port = free_port()
     # The whitelist names the Source ('localhost': its server certificate) and the
     # Consumer (its client certificate), both roles load it.
     trust = whitelisted(work, ["localhost", "consumer.localhost"])
@@ -252,6 +361,14 @@ def drimm(pacs: Pacs, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Drim
         source_ports=",".join(map(str, (api_port, fake_port, *spare_ports))),
         source_timeout=3.0,
         frame_wait_timeout=8.0,
+        export_destinations=export_destinations(
+            *export_ports,
+            export_down_port,
+            export_double_port,
+            export_tls_port,
+            str(pki["server"].ca_cert),
+        ),
+        export_timeout=5.0,
     )
     source_app = create_app(source_settings)
     consumer_app = create_app(consumer_settings)
@@ -284,6 +401,10 @@ def drimm(pacs: Pacs, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Drim
             handover_secret=secret,
             pki=pki,
             work=work,
+            export_ports=export_ports,
+            export_down_port=export_down_port,
+            export_double_port=export_double_port,
+            export_tls_port=export_tls_port,
         )
 
 

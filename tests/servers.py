@@ -7,7 +7,7 @@ import asyncio
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -86,10 +86,15 @@ def live_server(
         thread.join(timeout=15)
 
 
-def counting_proxy(target: str, asked: list[str]) -> Starlette:
+#: What a proxy may do to an answer's bytes on their way: (request path, body) -> body.
+BodyFilter = Callable[[str, AsyncIterator[bytes]], AsyncIterator[bytes]]
+
+
+def counting_proxy(target: str, asked: list[str], body: BodyFilter | None = None) -> Starlette:
     """A real HTTP server in front of ``target`` (e.g. Orthanc): forwards every GET as it
     streams, and appends its path (with the query, if any) to ``asked`` as it arrives.
-    Serve it with ``lifespan="off"``."""
+    ``body``: passes each answer's bytes on (e.g. holds them, for a slow PACS). Serve it
+    with ``lifespan="off"``."""
 
     async def forward(request: Request) -> Response:
         query = request.url.query
@@ -114,8 +119,9 @@ def counting_proxy(target: str, asked: list[str]) -> Starlette:
             for k, v in upstream.headers.items()
             if k.lower() in ("content-type", "content-encoding")
         }
+        raw = upstream.aiter_raw()
         return StreamingResponse(
-            upstream.aiter_raw(),
+            body(request.url.path, raw) if body is not None else raw,
             upstream.status_code,
             headers=headers,
             background=BackgroundTask(close),

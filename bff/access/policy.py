@@ -14,9 +14,11 @@ deployment.
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass, field
+from typing import Any
 
-from bff.archive.kos import KosRecord
+from bff.archive.kos import KosRecord, record_from_json, record_to_json
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,24 @@ class RemoteOpening:
     #: place of the Source's PatientID (DB.VI-CS.32); '' when none was found
     local_patient_id: str = field(default="", repr=False)
     local_patient_issuer: str = field(default="", repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON data (stored with a session or a hand-over, sealed)."""
+        return {
+            "record": record_to_json(self.record),
+            "kos": base64.b64encode(self.kos_bytes).decode("ascii"),
+            "local_patient_id": self.local_patient_id,
+            "local_patient_issuer": self.local_patient_issuer,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RemoteOpening:
+        return cls(
+            record_from_json(data["record"]),
+            base64.b64decode(data["kos"]),
+            local_patient_id=str(data.get("local_patient_id", "")),
+            local_patient_issuer=str(data.get("local_patient_issuer", "")),
+        )
 
 
 @dataclass(frozen=True)

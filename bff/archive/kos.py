@@ -37,6 +37,7 @@ ISO_IR 192 UTF-8 ...).
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import re
 from collections import abc
@@ -122,6 +123,30 @@ class KosRecord:
     series: tuple[KosSeries, ...]
     is_key_image_note: bool
     description: str
+
+
+def record_to_json(record: KosRecord) -> dict[str, Any]:
+    """The record as plain JSON data (a stored session's or hand-over's study)."""
+    return dataclasses.asdict(record)
+
+
+def record_from_json(data: dict[str, Any]) -> KosRecord:
+    """The record :func:`record_to_json` wrote (KeyError/TypeError when malformed)."""
+    traits = dict(data["traits"])
+    series = tuple(
+        KosSeries(
+            str(s["series_uid"]),
+            s["retrieve_url"],
+            tuple((str(c), str(u)) for c, u in s["instances"]),
+        )
+        for s in data["series"]
+    )
+    values = {k: v for k, v in data.items() if k not in ("traits", "series")}
+    return KosRecord(
+        **values,
+        traits=InsTraits(**{**traits, "given_names": tuple(traits["given_names"])}),
+        series=series,
+    )
 
 
 def read_kos(data: bytes | Path) -> KosRecord:

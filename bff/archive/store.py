@@ -29,10 +29,10 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -43,17 +43,17 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    create_engine,
     delete,
-    event,
     insert,
+    literal,
     select,
     update,
 )
-from sqlalchemy.engine import Connection, Engine, Row, make_url
+from sqlalchemy.engine import Connection, Engine, Row
 from sqlalchemy.exc import IntegrityError
 
 from bff.archive.kos import InsTraits, KosRecord, KosSeries
+from bff.state.sql import make_engine
 
 STATES = ("published", "unpublished")
 DEFAULT_LOCATION = "*"
@@ -128,7 +128,7 @@ kos_preparation_table = Table(
     Column("state", String(16), nullable=False),
     Column("prepared", Integer(), nullable=False),
     Column("total", Integer(), nullable=False),
-    Column("nbytes", Integer(), nullable=False),
+    Column("nbytes", BigInteger(), nullable=False),
     Column("detail", String(), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
@@ -185,34 +185,26 @@ def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def _enable_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    try:
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=5000")
-    finally:
-        cursor.close()
-
-
 class ArchiveStore:
     """The KOS archive. ``url``: ``sqlite:///path/archive.db`` or
     ``postgresql+psycopg://user:password@host/db``."""
 
     def __init__(self, url: str) -> None:
-        parsed = make_url(url)
-        self._is_sqlite = parsed.get_backend_name() == "sqlite"
-        if self._is_sqlite and parsed.database not in (None, "", ":memory:"):
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        self._engine: Engine = create_engine(url, pool_pre_ping=True)
-        if self._is_sqlite:
-            event.listen(self._engine, "connect", _enable_sqlite_pragmas)
+        # SQLite: directory made, WAL, foreign keys; every wait bounded (bff/state/sql.py).
+        self._engine: Engine = make_engine(url)
 
     def create_schema(self) -> None:
+        """Tables made directly (unit tests); deployments run the migrations
+        (``drimbox-viewer db upgrade``, bff/migrations)."""
         metadata.create_all(self._engine)
 
     def close(self) -> None:
         self._engine.dispose()
+
+    def ping(self) -> None:
+        """One round trip to the database (readiness, bff/web/probes.py)."""
+        with self._engine.connect() as conn:
+            conn.execute(select(literal(1)))
 
     # -- writes ---------------------------------------------------------------------------
 

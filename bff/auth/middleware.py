@@ -4,10 +4,12 @@ Puts the :class:`~bff.auth.sessions.Session` (or None) in ``scope["session"]``; 
 access decision reads its grant (``Session.grant``). Every request counts as activity
 (the idle timeout starts again), except the viewer's look at whether its session still
 lives (:data:`UNTOUCHED_PATHS`, issue 14), which must not keep an idle session alive.
+A store in a database is read off the event loop; its failure is a 503 E508.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from http.cookies import SimpleCookie
 
@@ -47,5 +49,10 @@ class SessionMiddleware:
             if store is not None:
                 cookie = read_cookie(scope, store.cookie_name)
                 touch = scope.get("path") not in UNTOUCHED_PATHS
-                scope["session"] = store.load(cookie, touch=touch)
+                if store.shared and cookie:
+                    # A database read (once per few seconds per session) or an activity
+                    # write: never on the event loop (a slow database slows no one else).
+                    scope["session"] = await asyncio.to_thread(store.load, cookie, touch=touch)
+                else:
+                    scope["session"] = store.load(cookie, touch=touch)
         await self.app(scope, receive, send)

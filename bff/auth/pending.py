@@ -10,19 +10,24 @@ session is written for an anonymous view.
   The Consumer's sign-in page uses it too, with no link.
 - :class:`PendingLogins`: the login round trips under way, created when the user clicks
   "sign in" (POST /auth/login, rate-limited per client), keyed by their state, single
-  use, expired after :data:`PENDING_TTL_S`, bounded.
+  use, expired after :data:`PENDING_TTL_S`, bounded. Kept in a
+  :class:`~bff.state.backend.StateBackend` (memory, or the database every replica reads:
+  a login started on one replica finishes on another), their nonce and PKCE verifier
+  sealed (AES-GCM bound to the state, :mod:`bff.state.sealing`).
 
 The session itself is created at the successful callback only (bff/source/routes.py).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
+import json
+import logging
 import secrets
 import time
-from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -30,6 +35,10 @@ from itsdangerous import BadSignature, URLSafeSerializer
 
 from bff.access.params import ViewerLink, parse_link
 from bff.errors import InvalidLink, ServiceBusy
+from bff.state.backend import Entry, MemoryBackend, StateBackend
+from bff.state.sealing import Sealer, SealError
+
+log = logging.getLogger(__name__)
 
 #: How long a pending link, and a login round trip, may wait (profile choice -> provider
 #: -> callback).
@@ -129,32 +138,44 @@ class PendingLogins:
     """Login round trips under way, by state; beyond ``max_entries`` live ones,
     ServiceBusy (E507), like the session store."""
 
-    def __init__(self, *, max_entries: int, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        *,
+        max_entries: int,
+        clock: Callable[[], float] = time.time,
+        backend: StateBackend | None = None,
+        sealer: Sealer | None = None,
+    ) -> None:
         self._max_entries = max_entries
         self._clock = clock
-        # state -> (when it started, the round trip), oldest first
-        self._logins: OrderedDict[str, tuple[float, PendingLogin]] = OrderedDict()
+        self._backend: StateBackend = backend if backend is not None else MemoryBackend()
+        self._sealer = sealer if sealer is not None else Sealer.ephemeral()
 
     def add(self, login: PendingLogin) -> None:
-        if len(self._logins) >= self._max_entries:
+        now = self._clock()
+        payload = json.dumps(dataclasses.asdict(login)).encode()
+        sealed = self._sealer.seal(payload, f"login:{login.state}")
+        entry = Entry(sealed, now, now, now + PENDING_TTL_S)
+        if not self._backend.add("login", login.state, entry, max_entries=self._max_entries):
             self.purge()
-            if len(self._logins) >= self._max_entries:
-                raise ServiceBusy(f"{len(self._logins)} logins under way")
-        self._logins[login.state] = (self._clock(), login)
+            if not self._backend.add("login", login.state, entry, max_entries=self._max_entries):
+                raise ServiceBusy(f"{self._max_entries} logins under way")
 
     def take(self, state: str) -> PendingLogin | None:
         """The round trip of ``state``, removed (single use); None if unknown or old."""
-        started, login = self._logins.pop(state, (0.0, None))
-        if login is None or self._clock() - started > PENDING_TTL_S:
+        entry = self._backend.take("login", state)
+        if entry is None or self._clock() - entry.created_at > PENDING_TTL_S:
             return None
-        return login
+        try:
+            data = json.loads(self._sealer.open(entry.payload, f"login:{state}"))
+            return PendingLogin(**{f.name: str(data[f.name]) for f in fields(PendingLogin)})
+        except (SealError, ValueError, KeyError, TypeError):
+            log.warning("a stored login round trip did not open: treated as absent")
+            return None
 
     def purge(self) -> int:
         """Drop the round trips too old to finish; returns how many."""
-        cutoff, before = self._clock() - PENDING_TTL_S, len(self._logins)
-        while self._logins and next(iter(self._logins.values()))[0] < cutoff:
-            self._logins.popitem(last=False)
-        return before - len(self._logins)
+        return self._backend.purge("login", self._clock())
 
     def __len__(self) -> int:
-        return len(self._logins)
+        return self._backend.count("login")

@@ -32,7 +32,15 @@ from bff.archive.kos import KosRecord
 from bff.audit import audit
 from bff.auth.sessions import OpenedStudy, Session
 from bff.errors import AuthenticationRequired, BadRequest, Forbidden, NotFound
-from bff.services import location_of, pending_of, services_of, with_cookie, with_pending
+from bff.services import (
+    audit_as,
+    location_of,
+    pending_of,
+    services_of,
+    start_at_owner,
+    with_cookie,
+    with_pending,
+)
 from bff.web.boot import before_viewer_head
 from bff.web.pages import escape, layout
 from bff.web.uploads import read_body, read_kos_upload, read_upload_form
@@ -89,7 +97,7 @@ async def grant_remote(
         patient_id=opening.local_patient_id,
         patient_issuer=opening.local_patient_issuer,
     )
-    origin.start_at_grant(str(request.base_url).rstrip("/") + "/dicomweb", series_uid)
+    start_at_owner(request, origin, session, series_uid)
     audit(
         "consumer_opened",
         study_uid=record.study_uid,
@@ -131,6 +139,12 @@ async def handover(request: Request) -> Response:
         raise BadRequest("series not in the KOS")
     opening = RemoteOpening(record, body)
     one_time = services.handovers.add(opening, token, series_uid)
+    audit(
+        "consumer_handover",
+        study_uid=record.study_uid,
+        kos_sop_uid=record.sop_uid,
+        series_uid=series_uid,
+    )
     # The Source is asked for the series metadata now, while the browser comes (issue 5,
     # DB.VI-CO.39: OHIF's first image waits for it; the Source takes 1-2 s to answer
     # it). Kept server side (bff/dicomweb/metadata_ahead.py), never served before the
@@ -158,6 +172,7 @@ async def open_handover(request: Request) -> Response:
     session.provider = "psc"
     session.subject = session.subject or "consumer-handover"
     session.tokens = {"access_token": item.access_token}
+    audit_as(request, session)
     await grant_remote(request, session, item.opening, item.access_token, item.series_uid)
     return with_cookie(
         request, RedirectResponse(_viewer(item.opening.record, item.series_uid), 303), session
@@ -245,7 +260,9 @@ async def open_by_hand(request: Request) -> Response:
         raise BadRequest("series not in the KOS")
     token = str(session.tokens.get("access_token", ""))
     await grant_remote(request, session, RemoteOpening(record, body), token, series_uid)
-    return RedirectResponse(_viewer(record, series_uid), 303)
+    # The grant written to the shared store (with_cookie saves the session): another
+    # replica, or this one after a restart, serves the images with it.
+    return with_cookie(request, RedirectResponse(_viewer(record, series_uid), 303), session)
 
 
 def _demo_kos(request: Request) -> Path | None:

@@ -4,7 +4,9 @@ Configuration facts checked against Orthanc 1.10.1 + DICOMweb plugin 1.7 (Debian
 
 - there is no HTTP bind-address option in 1.10 (``HttpBind`` does not exist): Orthanc listens
   on every interface, and ``RemoteAccessAllowed: false`` makes it refuse non-loopback
-  clients. The C-STORE SCP is switched off (``DicomServerEnabled: false``).
+  clients. The C-STORE SCP is switched off (``DicomServerEnabled: false``) unless a
+  ``dicom_port`` is given (a destination PACS of the export, DB.VI-CO.42): it then accepts
+  C-STORE from any AE (``DicomAlwaysAllowStore``), the stored syntax kept as received.
 - ``MetadataWorkerThreadsCount`` does not exist in DICOMweb 1.7 (it came later); it is not set.
 - ``StudiesMetadata``/``SeriesMetadata`` ``"Full"`` make ``/metadata`` read every instance.
 - The GDCM plugin is NOT loaded by default: in 1.10.1 + GDCM plugin 1.5 its codecs overflow
@@ -69,11 +71,16 @@ class OrthancProcess:
         http_port: int = 0,
         name: str = "DRIMBOX-DEMO",
         gdcm: bool = False,
+        dicom_port: int = 0,
+        aet: str = "ORTHANC",
     ) -> None:
         self.workdir = Path(workdir)
         self.gdcm = gdcm
         self.http_port = http_port or free_loopback_port()
         self.name = name
+        #: the C-STORE SCP's port (0: no DICOM server) and AE title
+        self.dicom_port = dicom_port
+        self.aet = aet
         self._process: subprocess.Popen[bytes] | None = None
         self._log_file: object | None = None
 
@@ -127,6 +134,17 @@ class OrthancProcess:
                 "SeriesMetadata": "Full",
             },
         }
+        if self.dicom_port:
+            config.update(
+                {
+                    "DicomServerEnabled": True,
+                    "DicomPort": self.dicom_port,
+                    "DicomAet": self.aet,
+                    "DicomCheckCalledAet": True,
+                    "DicomAlwaysAllowStore": True,
+                    "DicomScpTimeout": 30,
+                }
+            )
         if self.gdcm:
             # GDCM only for JPEG 2000 (which DCMTK cannot do), see above.
             config["Gdcm"] = {

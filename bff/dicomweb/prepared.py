@@ -208,7 +208,7 @@ class PreparedStore:
             facts["series_uid"],
             facts["sop_uid"],
         )
-        # The header's spans count from the end of its own line (see _encode).
+        # The header's spans count from the end of its own line.
         spans = tuple((len(line) + s[0], s[1], s[2], s[3]) for s in header["spans"])
         size = path.stat().st_size
         self._index[key] = _Entry(
@@ -244,6 +244,13 @@ class PreparedStore:
         return PreparedFrame(
             body, entry.media_type, entry.transfer_syntax_uid, data_offset, data_length
         )
+
+    def frame_count(
+        self, form: str, origin: str, study_uid: str, series_uid: str, sop_uid: str
+    ) -> int | None:
+        """How many frames a prepared instance has; None when it is not prepared."""
+        entry = self._index.get((form, origin, study_uid, series_uid, sop_uid))
+        return None if entry is None else len(entry.spans)
 
     def series_facts(
         self, form: str, origin: str, study_uid: str, series_uid: str

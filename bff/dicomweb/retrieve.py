@@ -30,6 +30,7 @@ from typing import Any
 
 import pydicom
 
+from bff.dicomweb.budget import ReadaheadBudget
 from bff.dicomweb.cache import CachedFrame, FrameCache, FrameKey
 from bff.dicomweb.disk_cache import DiskFrameCache, entry_key
 from bff.dicomweb.metadata_ahead import MetadataAhead
@@ -154,8 +155,11 @@ class SeriesRetrieval:
         workers: int,
         disk: DiskFrameCache | None = None,
         prepared: PreparedStore | None = None,
+        budget: ReadaheadBudget | None = None,
     ) -> None:
         self.key = key
+        #: shared by every retrieval (issue 15 item 2); None: this retrieval's bound only
+        self._budget = budget
         self._disk = disk
         self._prepared = prepared
         self._writes: set[asyncio.Task[None]] = set()
@@ -352,17 +356,41 @@ class SeriesRetrieval:
             return
         if self._upstream.keep_headers:
             self.headers[sop_uid] = header
-        async with self._changed:
-            # Back-pressure: stop reading upstream while too much waits for the pool.
-            await self._changed.wait_for(
-                lambda: self._pending_bytes < self._readahead_bytes or not self._pending
-            )
-            self._pending[sop_uid] = part.body
-            self._pending_bytes += len(part.body)
-            self.received += 1
-            if self._cache_has_waiter(sop_uid):
-                self._priority.appendleft(sop_uid)
-            self._changed.notify_all()
+        nbytes = len(part.body)
+        while True:
+            # Back-pressure: stop reading upstream while too much waits for the pool, in
+            # this retrieval or (the global budget) in all of them together. With nothing
+            # in hand the instance is always kept: every retrieval progresses.
+            released = self._budget.next_release() if self._budget is not None else None
+            async with self._changed:
+                if self._admit(nbytes):
+                    self._pending[sop_uid] = part.body
+                    self._pending_bytes += nbytes
+                    self.received += 1
+                    if self._cache_has_waiter(sop_uid):
+                        self._priority.appendleft(sop_uid)
+                    self._changed.notify_all()
+                    return
+                if released is None:
+                    await self._changed.wait()
+                    continue
+            # Every instance leaving a queue for the pool releases budget (see _dequeued).
+            await released.wait()
+
+    def _admit(self, nbytes: int) -> bool:
+        """Whether an instance of ``nbytes`` may join the queue now (room taken)."""
+        if not self._pending:
+            if self._budget is not None:
+                self._budget.take(nbytes)
+            return True
+        if self._pending_bytes >= self._readahead_bytes:
+            return False
+        return self._budget is None or self._budget.try_take(nbytes)
+
+    def _dequeued(self, nbytes: int) -> None:
+        self._pending_bytes -= nbytes
+        if self._budget is not None:
+            self._budget.release(nbytes)
 
     def _cache_has_waiter(self, sop_uid: str) -> bool:
         key = FrameKey(self._upstream.origin, self.key.study_uid, self.key.series_uid, sop_uid, 1)
@@ -396,7 +424,7 @@ class SeriesRetrieval:
                 item = self._next_pending()
                 if item is None:
                     return
-                self._pending_bytes -= len(item[1])
+                self._dequeued(len(item[1]))
                 self._changed.notify_all()
             sop_uid, data = item
             try:
@@ -465,6 +493,9 @@ class SeriesRetrieval:
 
     def _finish(self) -> None:
         self.finished_at = time.monotonic()
+        if self._pending:  # cancelled with instances still queued: give their room back
+            self._pending.clear()
+            self._dequeued(self._pending_bytes)
         error = self.failure()
         delivered = self.delivered
         study_uid, series_uid = self.key.study_uid, self.key.series_uid
@@ -509,9 +540,15 @@ class Retriever:
         disk: DiskFrameCache | None = None,
         prepared: PreparedStore | None = None,
         clock: Callable[[], float] = time.monotonic,
+        budget: ReadaheadBudget | None = None,
+        on_frame_wait: Callable[[float], None] | None = None,
     ) -> None:
         """``clock``: what the expiry of warm_metadata()'s answers is measured with
-        (tests move it)."""
+        (tests move it). ``budget``: the readahead budget all retrievals share (issue 15
+        item 2). ``on_frame_wait``: told the seconds each frame request that missed the
+        cache waited (the metrics' frame wait)."""
+        self.budget = budget
+        self._on_frame_wait = on_frame_wait
         self.cache = cache
         self.disk = disk
         #: the served form of published exams, made at publication (issue 16)
@@ -649,6 +686,7 @@ class Retriever:
             workers=self._workers,
             disk=self.disk,
             prepared=self.prepared,
+            budget=self.budget,
         )
         if sop_uid is None:
             retrieval.preferred = functools.partial(
@@ -698,6 +736,15 @@ class Retriever:
         return self.prepared.frame(
             self.form(upstream.serve), upstream.origin, study_uid, series_uid, sop_uid, frame_number
         )
+
+    def prepared_frame_count(
+        self, upstream: DicomwebUpstream, study_uid: str, series_uid: str, sop_uid: str
+    ) -> int | None:
+        """How many frames a prepared instance has (issue 16); None when not prepared."""
+        if self.prepared is None:
+            return None
+        form = self.form(upstream.serve)
+        return self.prepared.frame_count(form, upstream.origin, study_uid, series_uid, sop_uid)
 
     @property
     def params(self) -> EncodeParams:
@@ -761,10 +808,14 @@ class Retriever:
         return await self._wait(key)
 
     async def _wait(self, key: FrameKey) -> CachedFrame:
+        started = time.monotonic()
         try:
             return await self.cache.wait(key, self._frame_timeout)
         except TimeoutError as exc:
             raise UpstreamTimeout(f"frame {key} not ready in {self._frame_timeout} s") from exc
+        finally:
+            if self._on_frame_wait is not None:
+                self._on_frame_wait(time.monotonic() - started)
 
     async def aclose(self) -> None:
         for retrieval in list(self._retrievals.values()):

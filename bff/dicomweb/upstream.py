@@ -153,6 +153,17 @@ class DicomwebUpstream:
         if self._owns_client:
             await self._client.aclose()
 
+    async def reachable(self) -> None:
+        """One light QIDO-RS search (readiness warnings, bff/web/probes.py); raises
+        when the service does not answer, or answers an error."""
+        response = await self._client.get(
+            self._url("/studies"),
+            params={"limit": "1", "includefield": "0020000D"},
+            headers={**self._headers, "Accept": DICOM_JSON},
+        )
+        if response.status_code >= 400:
+            raise RuntimeError(f"{self.origin}: HTTP {response.status_code}")
+
     def _url(self, path: str) -> str:
         return self.base_url + path
 

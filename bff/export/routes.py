@@ -35,13 +35,14 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
+from bff.audit import audit
 from bff.errors import AuthenticationRequired
 from bff.export.pdi import PdiLayout, build_dicomdir
 from bff.export.recode import prepare_instance
 from bff.export.texts import index_html, readme_text, summarize
 from bff.export.zipstream import ZipWriter
 from bff.origins.base import ExportPlan, StudyOrigin
-from bff.services import services_of, study_origin, uid_param
+from bff.services import location_of, services_of, study_origin, uid_param
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +165,8 @@ async def download(request: Request) -> Response:
         "Cache-Control": "no-store",
         "X-Content-Type-Options": "nosniff",
     }
+    if request.method == "GET":
+        audit("study_downloaded", study_uid=study_uid, location=location_of(request))
     if request.method == "HEAD":
         # "Is this exam downloadable here?" (the panel asks before showing its button):
         # the same checks, no retrieval. The size is not known up front (re-encoding).

@@ -41,6 +41,7 @@ PIXEL_DATA = "7fe00010"
 #: nothing of it on disk (issue 13). OHIF needs no HTTP cache: cornerstone keeps what it
 #: loaded in memory, and a frame asked again is answered from the BFF's frame cache.
 NO_STORE = "no-store"
+UID_TEXT = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 
 
 def dicomweb_root(request: Request) -> str:
@@ -300,6 +301,25 @@ async def series_priority(request: Request) -> Response:
     )
 
 
+async def prefetch(request: Request) -> Response:
+    """``POST /api/prefetch/{study}[?series=]``: the replica that granted the study (the
+    login callback, the Consumer's opening) asks this one, the study's owner behind the
+    balancer, to start its retrieval now (bff/web/owner.py; DB.VI-CS.17: one retrieval per
+    series, on the replica that serves its frames). Decided like every image route, with
+    the session just made and its CSRF token; the balancer's public side never routes it."""
+    origin = await study_origin(request, uid_param(request, "study_uid"))
+    session = signed_in_session(request)
+    if session is None or not services_of(request).sessions.check_csrf(
+        session, request.headers.get("x-csrf-token", "")
+    ):
+        raise BadRequest("csrf token mismatch")
+    series_uid = request.query_params.get("series") or None
+    if series_uid is not None and (len(series_uid) > 64 or not UID_TEXT.match(series_uid)):
+        raise BadRequest("bad series")
+    origin.start_at_grant(dicomweb_root(request), series_uid)
+    return Response(status_code=204, headers={"Cache-Control": NO_STORE})
+
+
 def dicomweb_routes() -> list[BaseRoute]:
     study = "/dicomweb/studies/{study_uid}"
     series = study + "/series/{series_uid}"
@@ -319,4 +339,5 @@ def dicomweb_routes() -> list[BaseRoute]:
         Route(instance + "/bulk/{tag_path:path}", bulk),
         # issue 6, DB.VI-SO.189: the series the user chose is retrieved first.
         Route("/api/priority/{study_uid}/{series_uid}", series_priority, methods=["POST"]),
+        Route("/api/prefetch/{study_uid}", prefetch, methods=["POST"]),
     ]

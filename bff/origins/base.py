@@ -73,6 +73,10 @@ class SeriesProgress:
 class StudyOrigin(ABC):
     """The source of every answer about one study, for one request."""
 
+    #: DB.VI-CO.42: whether the viewer offers to export this study to the practice's
+    #: PACS (the Consumer's studies opened from a KOS; not the Source viewer's).
+    exports_to_pacs: bool = False
+
     def __init__(
         self,
         study_uid: str,
@@ -144,8 +148,9 @@ class StudyOrigin(ABC):
         """A small rendered JPEG (DB.VI-CS.16): of the instance, or the series' middle one."""
 
     @abstractmethod
-    def start_at_grant(self, root: str) -> None:
-        """Start what the viewer will ask first (metadata, images), while OHIF boots."""
+    def start_at_grant(self, root: str, series_uid: str | None = None) -> None:
+        """Start what the viewer will ask first (metadata, images), while OHIF boots
+        (``series_uid``: a series-level opening, DB.VI-CS.05)."""
 
     @abstractmethod
     async def export_plan(self) -> ExportPlan:
@@ -269,6 +274,11 @@ class StudyOrigin(ABC):
     async def frame_count(self, series_uid: str, sop_uid: str) -> int:
         """How many frames an instance has (known once its first frame is served)."""
         upstream = self.upstream_for(series_uid)
+        prepared = self.retriever.prepared_frame_count(
+            upstream, self.study_uid, series_uid, sop_uid
+        )
+        if prepared is not None:  # prepared at publication (issue 16): nothing to wait for
+            return prepared
         await self.retriever.frame(upstream, self.study_uid, series_uid, sop_uid, 1)
         found = self.retriever.find(upstream.origin, self.study_uid, series_uid)
         facts = found.delivered.get(sop_uid) if found else None

@@ -165,15 +165,19 @@ class LocalPacsOrigin(StudyOrigin):
         for series_uid in self._kos_series:
             self.retriever.warm_metadata(self.upstream, self.study_uid, series_uid)
 
-    def start_at_grant(self, root: str) -> None:
+    def start_at_grant(self, root: str, series_uid: str | None = None) -> None:
         """Start pulling and transcoding the exam, and fetching its series metadata, now,
         while the browser loads OHIF (about 3 s on a 2-core client): by OHIF's first
         requests, metadata and images are already waiting. The metadata answer is
         prepared as OHIF will ask for it (``root``: the viewer follows the grant's
-        redirect on the location's host; institution from the KOS)."""
-        for series_uid in self._kos_series:
+        redirect on the location's host; institution from the KOS). A report link opens
+        a study: ``series_uid`` is not used."""
+        for kos_series_uid in self._kos_series:
             self.retriever.prefetch_metadata(
-                self.upstream, self.study_uid, series_uid, self.context(root, series_uid)
+                self.upstream,
+                self.study_uid,
+                kos_series_uid,
+                self.context(root, kos_series_uid),
             )
         self._kin_index.warm(self.upstream, self.study_uid)
         # OHIF's series search, asked now and shared when OHIF asks it (DicomwebUpstream

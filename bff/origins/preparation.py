@@ -276,6 +276,8 @@ class Preparer:
                 self.stats["instances_prepared"] += 1
                 done += 1
                 if done % PROGRESS_EVERY == 0:
+                    # A KOS unpublished by another process (kos remove) stops it too.
+                    self._changed.add(entry.record.sop_uid)
                     await self._record(
                         entry, "preparing", self._prepared_count(entry, form, origin)
                     )

@@ -36,6 +36,7 @@ import httpx
 from bff.archive.kos import KosRecord
 from bff.audit import audit
 from bff.dicomweb import key_images
+from bff.dicomweb.observe import ErrorSink, ObservedTransport
 from bff.dicomweb.retrieve import Retriever, SeriesRetrieval, retrieval_error
 from bff.dicomweb.series_stream import series_path
 from bff.dicomweb.upstream import DicomwebUpstream
@@ -82,11 +83,14 @@ class RefusedSource(DicomwebUpstream):
         yield  # pragma: no cover
 
 
-def source_client(settings: Settings, whitelist: Whitelist | None) -> httpx.AsyncClient:
+def source_client(
+    settings: Settings, whitelist: Whitelist | None, *, on_error: ErrorSink | None = None
+) -> httpx.AsyncClient:
     """The Consumer's client towards Sources: mutual TLS, CA bundle, Source timeout, and
     only towards whitelisted Sources holding their operator certificate
-    (:class:`PinnedSourceTransport`)."""
-    transport = PinnedSourceTransport(
+    (:class:`PinnedSourceTransport`). ``on_error``: told each failed call (metrics), the
+    request id travels with each call (bff/dicomweb/observe.py)."""
+    transport: httpx.AsyncBaseTransport = PinnedSourceTransport(
         httpx.AsyncHTTPTransport(
             verify=client_tls_context(settings),
             limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
@@ -94,6 +98,7 @@ def source_client(settings: Settings, whitelist: Whitelist | None) -> httpx.Asyn
         whitelist,
         settings.source_port_set(),
     )
+    transport = ObservedTransport(transport, "source", on_error or (lambda _u, _c: None))
     return httpx.AsyncClient(
         transport=transport,
         timeout=httpx.Timeout(settings.source_timeout, connect=min(settings.source_timeout, 10)),
@@ -190,6 +195,8 @@ def source_upstreams(
 class RemoteSourceOrigin(StudyOrigin):
     """A KOS-opened study: kept across the requests of its session (the access decision
     finds it again), so its Source's answers are asked once."""
+
+    exports_to_pacs = True  # DB.VI-CO.42: the Consumer viewer exports what it opened
 
     def __init__(
         self,

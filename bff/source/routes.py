@@ -49,13 +49,16 @@ from bff.errors import (
     LoginFailed,
     NotFound,
     TooManyRequests,
+    ViewerError,
 )
 from bff.services import (
     Services,
+    audit_as,
     client_key,
     location_of,
     pending_of,
     services_of,
+    start_at_owner,
     study_origin,
     with_cookie,
     with_pending,
@@ -193,7 +196,33 @@ def _signed_in(request: Request, response: Response, session: Session) -> Respon
 
 
 async def callback(request: Request) -> Response:
+    """The provider's redirect back (DB.VI-SO.130-137): the login's outcome is counted
+    by provider (metrics, issue 15 item 4): success, refused (an access check said no),
+    failed (the login itself: state, provider error, token checks), error (unexpected)."""
+    metrics = services_of(request).metrics
+    provider: list[str] = []  # named once the pending login is found
+
+    def named() -> str:
+        return provider[0] if provider else "unknown"
+
+    try:
+        response = await _callback(request, provider)
+    except AccessRefused:
+        metrics.login(named(), "refused")
+        raise
+    except ViewerError:
+        metrics.login(named(), "failed")
+        raise
+    except Exception:
+        metrics.login(named(), "error")
+        raise
+    metrics.login(named(), "success")
+    return response
+
+
+async def _callback(request: Request, named: list[str]) -> Response:
     pending, started = _pending_login(request)
+    named.append(started.provider)
     if "error" in request.query_params or "code" not in request.query_params:
         raise LoginFailed("provider answered an error", code="E431")
     services = services_of(request)
@@ -212,6 +241,7 @@ async def callback(request: Request) -> Response:
             raise LoginFailed("callback without a pending link")
         session = _new_session(request)
         _sign_in(session, started, claims, result.tokens)
+        audit_as(request, session)
         audit("consumer_sign_in", provider="psc")
         return _signed_in(request, RedirectResponse("/consumer", 303), session)
     link, location = pending.link, pending.location
@@ -227,6 +257,7 @@ async def callback(request: Request) -> Response:
             "access_refused",
             location=location,
             study_uid=link.study_uid,
+            actor=services.audit_trail.pseudonymizer.actor(started.provider, claims.get("sub")),
             profile=started.profile,
             provider=started.provider,
             code=exc.reason,
@@ -240,6 +271,7 @@ async def callback(request: Request) -> Response:
     await check_images_patient(services.origins.pacs(location), kos, location)
     session = _new_session(request)
     _sign_in(session, started, claims, result.tokens)
+    audit_as(request, session)
     session.open_study(
         OpenedStudy(
             location,
@@ -257,7 +289,7 @@ async def callback(request: Request) -> Response:
         profile=session.profile,
         provider=started.provider,
     )
-    start_retrievals(request, kos.record, location)
+    start_retrievals(request, kos.record, location, session)
     return _signed_in(request, RedirectResponse(_viewer_url([link.study_uid]), 303), session)
 
 
@@ -291,17 +323,18 @@ def _background(services: Services, work: Coroutine[Any, Any, None], name: str) 
     task.add_done_callback(services.background.discard)
 
 
-def start_retrievals(request: Request, record: KosRecord, location: str) -> None:
+def start_retrievals(request: Request, record: KosRecord, location: str, session: Session) -> None:
     """Start pulling the exam now, while the browser loads OHIF (the origin's
     start_at_grant: metadata answers prepared as OHIF will ask for them, same host,
-    institution from the KOS)."""
+    institution from the KOS), on the replica that will serve its images
+    (:func:`~bff.services.start_at_owner`)."""
     origin = services_of(request).origins.local(
         location,
         record.study_uid,
         institution=record.institution_name,
         kos_series=[s.series_uid for s in record.series],
     )
-    origin.start_at_grant(str(request.base_url).rstrip("/") + "/dicomweb")
+    start_at_owner(request, origin, session)
 
 
 def _sign_in(

@@ -150,7 +150,14 @@ def caller(request: Request, token: PscToken | None) -> dict[str, Any]:
         "peer_certificate_dn": _tls(request).get("client_cert_name"),
     }
     if token is not None:
-        fields.update(professional=token.subject, rpps=token.rpps, client_id=token.client_id)
+        # The professional as a pseudonym (HMAC of the PSC subject, which holds his RPPS:
+        # neither is written; 'drimbox-viewer audit actor psc <subject>' finds his
+        # entries with the key) and the Consumer's client id.
+        pseudonyms = services_of(request).audit_trail.pseudonymizer
+        fields.update(
+            actor=pseudonyms.actor("psc", token.subject),
+            client_id=token.client_id,
+        )
     return fields
 
 
@@ -297,6 +304,17 @@ async def retrieve(request: Request) -> Response:
     upstream, kos, location, who = await _checked(request, sop_uid)
     record = kos.record
     series_uid = request.path_params["series_uid"]
+    # Fail closed: nothing is asked of the PACS, nor sent, before the audit table holds
+    # this retrieval (without it: 503 E508; bff/state/audit_log.py).
+    await services_of(request).audit_trail.durable(
+        "source_retrieve",
+        location=location,
+        study_uid=record.study_uid,
+        series_uid=series_uid,
+        sop_uid=sop_uid,
+        kos_sop_uid=record.sop_uid,
+        **who,
+    )
     path = f"/studies/{record.study_uid}/series/{series_uid}"
     if sop_uid is not None:
         path += f"/instances/{sop_uid}"
@@ -313,15 +331,6 @@ async def retrieve(request: Request) -> Response:
         only = accepted.choose(stored, can_decode=can_decode(stored))
     boundary = new_boundary()
     encoder = _Encoder(accepted, boundary, frozenset(uid for _, uid in series.instances), only)
-    audit(
-        "source_retrieve",
-        location=location,
-        study_uid=record.study_uid,
-        series_uid=series_uid,
-        sop_uid=sop_uid,
-        kos_sop_uid=record.sop_uid,
-        **who,
-    )
     content_type = f'multipart/related; type="application/dicom"; boundary={boundary}'
     if only is not None:
         content_type += f"; transfer-syntax={only}"
@@ -335,15 +344,8 @@ async def series_metadata(request: Request) -> Response:
     """The series' DICOM JSON metadata from the PACS, after the same checks."""
     started = time.monotonic()
     upstream, kos, location, who = await _checked(request)
-    checked = time.monotonic()
     series_uid = request.path_params["series_uid"]
-    path = f"/studies/{kos.record.study_uid}/series/{series_uid}/metadata"
-    try:
-        raw = await upstream.get_json_bytes(path)
-    except ViewerError as exc:
-        raise pacs_error(exc, f"GET {path}") from exc
-    fetched = time.monotonic()
-    audit(
+    await services_of(request).audit_trail.durable(  # fail closed, as retrieve()
         "source_metadata",
         location=location,
         study_uid=kos.record.study_uid,
@@ -351,6 +353,13 @@ async def series_metadata(request: Request) -> Response:
         kos_sop_uid=kos.record.sop_uid,
         **who,
     )
+    checked = time.monotonic()
+    path = f"/studies/{kos.record.study_uid}/series/{series_uid}/metadata"
+    try:
+        raw = await upstream.get_json_bytes(path)
+    except ViewerError as exc:
+        raise pacs_error(exc, f"GET {path}") from exc
+    fetched = time.monotonic()
     series = next(s for s in kos.record.series if s.series_uid == series_uid)
     referenced = frozenset(uid for _, uid in series.instances)
     # 7.8 MB of JSON for a 1300-slice CT: parsed, filtered and compressed in a thread,

@@ -79,6 +79,8 @@ class TranscodePool:
         if workers < 1:
             raise ValueError("workers must be >= 1")
         self.workers = workers
+        #: jobs submitted and not finished: queued or running (the metrics' queue depth)
+        self.jobs = 0
         self._executors: dict[bool, ProcessPoolExecutor] = {}
         self._closed = False
         #: interactive jobs handed to the workers and not done; background jobs running
@@ -155,6 +157,7 @@ class TranscodePool:
     ) -> T:
         loop = asyncio.get_running_loop()
         executor = self._get_executor(urgent)
+        self.jobs += 1
         try:
             return await loop.run_in_executor(executor, function, *args)
         except BrokenProcessPool as exc:
@@ -163,6 +166,16 @@ class TranscodePool:
                 del self._executors[urgent]
                 executor.shutdown(wait=False, cancel_futures=True)
             raise TranscodeFailed(f"worker died: {exc}") from None
+        finally:
+            self.jobs -= 1
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def ping(self) -> None:
+        """A no-op job through the normal-priority worker (readiness: the pool answers)."""
+        await self.run(_ping, urgent=True)
 
     def warm_up(self) -> None:
         """Start every worker now (blocking, a second or so) rather than on first use."""

@@ -23,6 +23,9 @@ def _set(response: Response, name: str, value: str, max_age: float, secure: bool
 
 
 def with_session_cookie(response: Response, store: SessionStore, session: Session) -> Response:
+    """The session's cookie on ``response``; the session as it is now is saved first, for
+    every replica (a route changes a session, then answers with its cookie)."""
+    store.save(session)
     return _set(
         response, store.cookie_name, store.cookie_value(session), store.max_age, store.secure
     )

@@ -93,6 +93,8 @@ def error_response(request: Request, exc: ViewerError) -> Response:
 
 
 async def unexpected_error(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, ViewerError):  # raised in a middleware (the session's store)
+        return await viewer_error(request, exc)
     log.exception("unexpected error on %s %s", request.method, request.url.path)
     return render_error(request, 500, ViewerError.code, ViewerError.message)
 

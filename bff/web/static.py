@@ -52,6 +52,10 @@ CACHE_NO_CACHE = "no-cache"
 
 # Path prefixes owned by the API: an unknown path below them is a 404, never index.html.
 API_PREFIXES = ("/dicomweb", "/api")
+#: Probe-like paths the SPA fallback must never answer with OHIF's page (200): the probes
+#: themselves are answered before the routes (bff/web/observe.py); /metrics is not public
+#: in production; /healthz is no probe of ours (a balancer asking it gets a 404).
+PROBE_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/metrics"})
 
 # A content hash right before the extension: ``app.bundle.0f6159c501addfe9.js``,
 # ``0ddf166f7a343eda.wasm``, ``a34f9d1faa5f3315.woff2`` (rspack's [contenthash:16]).
@@ -94,6 +98,7 @@ PANEL_FILES = frozenset(
         "main.js",
         "mention.js",
         "notice.js",
+        "pacs-export.js",
         "panel.css",
         "progress.js",
         "series-choice.js",
@@ -215,7 +220,9 @@ def _serve_dist(request: Request, site: OhifSite, raw_path: str) -> Response:
 
 
 def _is_api_path(url_path: str) -> bool:
-    return any(url_path == p or url_path.startswith(p + "/") for p in API_PREFIXES)
+    return url_path in PROBE_PATHS or any(
+        url_path == p or url_path.startswith(p + "/") for p in API_PREFIXES
+    )
 
 
 def _safe_relative(raw_path: str) -> PurePosixPath | None:

@@ -88,10 +88,23 @@ export async function getSessionState() {
   }
 }
 
+/**
+ * GET /api/progress names the first study of the viewer's URL: behind the balancer the
+ * request then goes to the replica that retrieves that study (docs/deployment.md); the BFF
+ * itself answers for every study of the session whatever the parameter.
+ * @param {string} search the page's location.search
+ * @returns {string}
+ */
+export function progressUrl(search) {
+  const uids = new URLSearchParams(search).get('StudyInstanceUIDs') || '';
+  const first = uids.split(',')[0].trim();
+  return first ? `/api/progress?studyUID=${encodeURIComponent(first)}` : '/api/progress';
+}
+
 /** @returns {Promise<ProgressAnswer>} never rejects */
 export async function getProgress() {
   try {
-    const r = await fetch('/api/progress', { credentials: 'same-origin', headers: JSON_HEADERS });
+    const r = await fetch(progressUrl(window.location.search), { credentials: 'same-origin', headers: JSON_HEADERS });
     if (!r.ok) return { ok: false, status: r.status, series: [] };
     const data = /** @type {{series?: SeriesProgress[]}} */ (await r.json());
     return { ok: true, status: r.status, series: (data && data.series) || [] };
@@ -157,4 +170,77 @@ export function preferSeries(studyUid, seriesUid, csrf) {
     keepalive: true,
     headers: { 'X-CSRF-Token': csrf },
   });
+}
+
+/**
+ * A PACS export and how it stands (GET/POST /api/pacs-export/<study>, DB.VI-CO.42).
+ * @typedef {object} PacsExportJob
+ * @property {string} id
+ * @property {string} study_uid
+ * @property {string | null} series_uid null: the whole exam
+ * @property {string} destination its name, as the user chose it
+ * @property {'running' | 'done' | 'failed'} state
+ * @property {number | null} total
+ * @property {number} sent
+ * @property {number} refused
+ * @property {string | null} code when failed
+ * @property {string} message the French sentence to show
+ */
+
+/**
+ * What the BFF offers for exporting an exam (GET /api/pacs-export/<study>).
+ * @typedef {object} PacsExportOffer
+ * @property {{id: string, name: string}[]} destinations
+ * @property {PacsExportJob | null} job the user's last export of this exam
+ */
+
+/**
+ * @param {string} studyUid
+ * @returns {string}
+ */
+function pacsExportUrl(studyUid) {
+  return '/api/pacs-export/' + encodeURIComponent(studyUid);
+}
+
+/**
+ * The export offer for this exam, or null when none (no destination configured, not a
+ * Consumer exam, no session). Never rejects.
+ * @param {string} studyUid
+ * @returns {Promise<PacsExportOffer | null>}
+ */
+export async function getPacsExport(studyUid) {
+  try {
+    const r = await fetch(pacsExportUrl(studyUid), { credentials: 'same-origin', headers: JSON_HEADERS });
+    return r.ok ? /** @type {Promise<PacsExportOffer>} */ (r.json()) : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Starts exporting the exam (or one series) to a destination. Never rejects: the job, or
+ * the BFF's refusal ({code, message}; status 0 without an answer).
+ * @param {string} studyUid
+ * @param {string} destination a destination id
+ * @param {string} seriesUid '' for the whole exam
+ * @param {string} csrf the session's CSRF token
+ * @returns {Promise<{ok: boolean, status: number, job?: PacsExportJob, code?: string, message?: string}>}
+ */
+export async function startPacsExport(studyUid, destination, seriesUid, csrf) {
+  /** @type {Record<string, string>} */
+  const body = { destination };
+  if (seriesUid) body.series_uid = seriesUid;
+  try {
+    const r = await fetch(pacsExportUrl(studyUid), {
+      method: 'POST',
+      credentials: 'same-origin',
+      headers: { ...JSON_HEADERS, 'Content-Type': 'application/json', 'X-CSRF-Token': csrf },
+      body: JSON.stringify(body),
+    });
+    const data = await r.json().catch(() => ({}));
+    if (r.ok) return { ok: true, status: r.status, job: data };
+    return { ok: false, status: r.status, code: data.code, message: data.message };
+  } catch {
+    return { ok: false, status: 0 };
+  }
 }

@@ -5,7 +5,8 @@
 // eval, no innerHTML: it works under a Content-Security-Policy of 'self'.
 //
 // On opening: the patient's identity from the exam's KOS (identity.js), the download
-// (download.js) and the series choice (series-choice.js) in that dialog, the progress of
+// (download.js), the export to the practice's PACS on the Consumer (pacs-export.js,
+// DB.VI-CO.42) and the series choice (series-choice.js) in that dialog, the progress of
 // the images (progress.js) and the non-diagnostic mention (mention.js). For the life of
 // the page: the viewer tools (tools.js), the objects it cannot show (unsupported.js),
 // OHIF's HTTP failures said in French with their code (http-errors.js, notice.js;
@@ -17,6 +18,7 @@ import { listenHttpErrors, withSeriesError } from './http-errors.js';
 import { showIdentity } from './identity.js';
 import { updateMention } from './mention.js';
 import { showFailure, showUnavailable } from './notice.js';
+import { addPacsExport } from './pacs-export.js';
 import { startProgress } from './progress.js';
 import { offerSeriesChoice } from './series-choice.js';
 import { SESSION_LOOK_MS, endSession, lookAtSession, watchSession } from './session.js';
@@ -88,6 +90,7 @@ function showSession(info) {
   const identity = showIdentity(info, studiesInUrl());
   if (identity) {
     addDownloads(info.studies || [], identity);
+    addPacsExport(info.studies || [], identity);
     offerSeriesChoice(identity);
   }
   updateMention(medicalDevice, []);

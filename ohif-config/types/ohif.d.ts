@@ -27,6 +27,15 @@ export interface DisplaySetService {
   };
   subscribe(event: string, callback: () => void): unknown;
   getActiveDisplaySets(): DisplaySet[];
+  getDisplaySetByUID?(uid: string): (DisplaySet & { SeriesInstanceUID?: string }) | undefined;
+}
+
+/** OHIF's viewport grid: which viewport is active and what each one shows. */
+export interface ViewportGridService {
+  getState(): {
+    activeViewportId?: string;
+    viewports?: Map<string, { displaySetInstanceUIDs?: string[] }>;
+  };
 }
 
 export interface Viewport {
@@ -58,6 +67,6 @@ export interface Cornerstone {
 declare global {
   interface Window {
     cornerstone?: Cornerstone;
-    services?: { displaySetService?: DisplaySetService };
+    services?: { displaySetService?: DisplaySetService; viewportGridService?: ViewportGridService };
   }
 }

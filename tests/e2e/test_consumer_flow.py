@@ -250,7 +250,9 @@ def test_a_session_end_on_the_consumer_points_back_to_its_page(
     page.get_by_role("dialog", name="Identité du patient").wait_for(timeout=30_000)
     csrf = page.evaluate("() => fetch('/api/session').then((r) => r.json()).then((i) => i.csrf)")
     sessions = services_of(drimm.consumer_app).sessions
-    (session,) = [s for s in sessions._sessions.values() if s.csrf_token == csrf]
+    cookie = next(c["value"] for c in page.context.cookies() if c["name"] == sessions.cookie_name)
+    session = sessions.load(cookie, touch=False)
+    assert session is not None and session.csrf_token == csrf
     sessions.delete(session)
     come_back(page)
     cover = page.get_by_role("alertdialog", name="Votre session a pris fin")

@@ -86,6 +86,7 @@ def granted_session(viewer: Viewer, study: Study) -> tuple[Session, str]:
     session.profile, session.provider, session.subject = "professional", "psc", "test"
     session.user_display = "Dr Test"
     session.open_study(OpenedStudy("*", study.study_uid, generate_uid(), DISPLAY))
+    store.save(session)  # what /auth/callback stores (issue 15)
     return session, store.cookie_value(session)
 
 

@@ -307,10 +307,12 @@ def test_an_idle_session_is_said_and_still_logged_out_at_the_provider(
     csrf = page.evaluate(
         "() => fetch('/api/session').then((r) => r.json()).then((info) => info.csrf)"
     )
-    (session,) = [
-        s for s in services_of(source.app).sessions._sessions.values() if s.csrf_token == csrf
-    ]
+    sessions = services_of(source.app).sessions
+    cookie = next(c["value"] for c in page.context.cookies() if c["name"] == sessions.cookie_name)
+    session = sessions.load(cookie, touch=False)
+    assert session is not None and session.csrf_token == csrf
     session.last_seen -= 24 * 3600  # idle for a day: past the idle limit
+    sessions.save(session)
     come_back(page)
     cover = page.get_by_role("alertdialog", name="Votre session a pris fin")
     cover.wait_for(timeout=30_000)

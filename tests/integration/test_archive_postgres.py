@@ -88,6 +88,10 @@ def test_store_republish_unpublish_and_finders(store: ArchiveStore) -> None:
     sqlite_tests.test_store_republish_unpublish_and_finders(store)
 
 
+def test_preparation_round_trip(store: ArchiveStore) -> None:
+    sqlite_tests.test_preparation_round_trip(store)  # issue 16; a BIGINT byte count
+
+
 def test_timestamps_are_utc_whatever_the_session_time_zone(database_url: str) -> None:
     # psycopg returns timestamptz in the session time zone: the store must hand back UTC.
     paris = make_url(database_url).update_query_dict({"options": "-c TimeZone=Europe/Paris"})

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -52,7 +53,11 @@ class Bff:
 @contextmanager
 def bff(pacs: Pacs, **overrides: Any) -> Iterator[Bff]:
     asked: list[str] = []
-    values: dict[str, Any] = {"admin_secret": ADMIN_SECRET, **overrides}
+    values: dict[str, Any] = {
+        "admin_secret": ADMIN_SECRET,
+        "prepare_at_publication": True,
+        **overrides,
+    }
     with (
         live_server(counting_proxy(pacs.process.base_url, asked), lifespan="off") as proxy,
     ):
@@ -120,6 +125,14 @@ def test_publication_prepares_and_an_opening_transcodes_and_streams_nothing(
             server.archive().list(), preparations=server.archive().preparations()
         )
         assert f"prepared {study.n_instances}/{study.n_instances}" in listing
+        # The metrics say it too (issue 15's /metrics).
+        exposition = server.services.metrics.exposition().decode()
+        assert f"drimbox_prepared_store_instances {float(study.n_instances)}" in exposition
+        assert f"drimbox_prepared_instances_total {float(study.n_instances)}" in exposition
+        assert (
+            f'drimbox_transcode_pool_submitted_total{{lane="background"}} '
+            f"{float(study.n_instances)}" in exposition
+        )
 
         # The opening of the prepared study: no transcoding, no series from the PACS.
         asked_before = len(server.asked)
@@ -130,6 +143,22 @@ def test_publication_prepares_and_an_opening_transcodes_and_streams_nothing(
         assert not [p for p in retrievals if not p.endswith(("/metadata", "/instances"))], (
             retrievals
         )
+        # Item 2: the prepared answer is sent as stored, framing included (the live path
+        # frames each answer anew, with a new random boundary).
+        series_uid, _ = ct_series(client, study.study_uid)
+        sop_uid = next(iter(prepared_frames))
+        url = (
+            f"/dicomweb/studies/{study.study_uid}/series/{series_uid}/instances/{sop_uid}/frames/1"
+        )
+        first, again = (client.get(url, headers={"Accept": FRAME_ACCEPT}) for _ in range(2))
+        assert first.content == again.content
+        assert first.headers["content-type"] == again.headers["content-type"]
+        # The pixel data as bulk data (its frames) of a prepared instance: from the store.
+        bulk = client.get(url.replace("/frames/1", "/bulk/7fe00010"))
+        assert bulk.status_code == 200
+        syntax, data = read_frame(bulk)
+        assert syntax.encode() + b"|" + data == prepared_frames[sop_uid]
+        assert pool.submitted["interactive"] == 0
     # The same frames from a BFF that prepares nothing: the live path's answer.
     with (
         bff(pacs, prepare_at_publication=False) as live,
@@ -181,3 +210,48 @@ def test_the_store_bound_holds(pacs: Pacs) -> None:
         # What is not prepared is served live; the opening still works.
         frames = open_series(client, pacs.study.study_uid)
         assert len(frames) > 0
+
+
+def kos_cli(archive_url: str, *args: str) -> str:
+    """``drimbox-viewer kos ...`` as an operator runs it (another process)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "DRIMBOX_ARCHIVE_URL": archive_url}
+    done = subprocess.run(
+        [sys.executable, "-m", "bff", "kos", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return done.stdout
+
+
+def test_a_cli_publication_is_prepared_and_survives_a_restart(pacs: Pacs, tmp_path: Path) -> None:
+    """``kos add`` (another process) is seen by the BFF's scan; ``kos list`` shows the
+    progress; a restarted BFF serves the prepared study from its store, transcoding
+    nothing and preparing nothing again."""
+    study = pacs.study
+    archive_url = f"sqlite:///{tmp_path / 'archive.db'}"
+    shared: dict[str, Any] = {
+        "archive_url": archive_url,
+        "prepared_dir": str(tmp_path / "prepared"),
+        "prepare_scan_interval": 0.5,
+    }
+    with bff(pacs, **shared) as server:
+        kos_cli(archive_url, "add", str(study.kos_path), "--cda-id", CDA_ID)
+        wait_state(server, pacs, "prepared")
+    n = study.n_instances
+    assert f"prepared {n}/{n}" in kos_cli(archive_url, "list")
+    with bff(pacs, **shared) as again, httpx.Client(base_url=again.url, timeout=60) as client:
+        assert len(open_series(client, study.study_uid)) > 0
+        assert poll(
+            lambda: (
+                again.services.preparer is not None and again.services.preparer.stats["scans"] > 0
+            )
+        )
+        pool = again.services.retriever._pool
+        assert pool.submitted == {"interactive": 0, "background": 0}

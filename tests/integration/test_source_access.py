@@ -17,6 +17,7 @@ import httpx
 import pydicom
 import pytest
 
+from bff.auth.sessions import Session
 from bff.demo.stack import CLIENT_ID
 from bff.dicomweb.retrieve import Retriever
 from bff.origins.local import OHIF_SERIES_SEARCH
@@ -477,8 +478,8 @@ def test_logout_ends_the_session_here_and_at_the_provider(
     the provider ends its session (its tokens die) and sends the browser back."""
     assert browser.sign_in(source.link(), "psc", "dr.radiologue").status_code == 303
     csrf = browser.get(bff(source, "/api/session")).json()["csrf"]
-    live = services_of(source.app).sessions._sessions.values()
-    (session,) = [s for s in live if s.csrf_token == csrf]
+    session = _live_session(source, browser)
+    assert session.csrf_token == csrf
     access_token, id_token = session.tokens["access_token"], session.tokens["id_token"]
     # The id_token stays server side until the logout: not in the page data, not a cookie.
     assert id_token not in browser.get(bff(source, "/api/session")).text
@@ -624,17 +625,17 @@ def test_the_viewer_watch_sees_the_session_without_keeping_it_alive(
     assert browser.sign_in(source.link(), "fcp", "dominique.pat-trois").status_code == 303
     info = browser.get(bff(source, "/api/session")).json()
     assert info["reopen"] == "report"
-    (session,) = [
-        s
-        for s in services_of(source.app).sessions._sessions.values()
-        if s.csrf_token == info["csrf"]
-    ]
+    sessions = services_of(source.app).sessions
+    session = _live_session(source, browser)
+    assert session.csrf_token == info["csrf"]
     seen = session.last_seen
     session.last_seen = seen - 100  # as if 100 s idle
+    sessions.save(session)
     state = browser.get(bff(source, "/api/session/state"))
     assert state.status_code == 200 and state.json() == {"active": True}
-    assert session.last_seen == seen - 100  # not counted as activity
+    assert _live_session(source, browser).last_seen == seen - 100  # not counted as activity
     session.last_seen -= 10 * 24 * 3600  # past the idle limit
+    sessions.save(session)
     ended = browser.get(bff(source, "/api/session/state"))
     assert ended.status_code == 401 and ended.json()["code"] == "E401"
 
@@ -647,11 +648,11 @@ def test_a_session_that_expired_is_still_logged_out_at_its_provider(
     that only), once, with the session's CSRF token."""
     assert browser.sign_in(source.link(), "psc", "dr.radiologue").status_code == 303
     csrf = browser.get(bff(source, "/api/session")).json()["csrf"]
-    (session,) = [
-        s for s in services_of(source.app).sessions._sessions.values() if s.csrf_token == csrf
-    ]
+    session = _live_session(source, browser)
+    assert session.csrf_token == csrf
     id_token = session.tokens["id_token"]
     session.last_seen -= 10 * 24 * 3600  # past the idle limit
+    services_of(source.app).sessions.save(session)
     assert browser.get(bff(source, "/api/progress")).status_code == 401
     forged = browser.client.post(bff(source, "/auth/logout"), data={"csrf": "forged"})
     assert forged.status_code == 400
@@ -684,3 +685,11 @@ def test_two_report_links_in_one_browser_grant_both_exams(
     rows = browser.get(bff(source, f"/dicomweb/studies?StudyInstanceUID={both}")).json()
     assert sorted(r["0020000D"]["Value"][0] for r in rows) == sorted(both.split(","))
     assert len(browser.get(bff(source, "/api/session")).json()["studies"]) == 2
+
+
+def _live_session(source: SourceStack, browser: ScriptedBrowser) -> Session:
+    """The session this browser's cookie names, as the store holds it (not touched)."""
+    sessions = services_of(source.app).sessions
+    session = sessions.load(browser.client.cookies.get(sessions.cookie_name), touch=False)
+    assert session is not None
+    return session

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
+import socket
 import ssl
 import time
 from collections.abc import Iterator
@@ -41,6 +43,7 @@ from bff.idp.users import load_users
 from bff.services import services_of
 from bff.settings import Settings
 from bff.source.listener import source_api_options
+from bff.state.audit_log import AuditLog
 from tests.access import LoopbackTransport, psc_access_token
 from tests.conftest import Pacs, make_settings
 from tests.consumer_stack import from_test_ca, whitelisted
@@ -85,6 +88,11 @@ class MovableClock:
 
     def __call__(self) -> float:
         return time.time() + self.offset
+
+
+def is_pseudonym(actor: object) -> bool:
+    """An HMAC-SHA-256 pseudonym (bff/audit.py), not a PSC subject."""
+    return isinstance(actor, str) and re.fullmatch(r"[0-9a-f]{32}", actor) is not None
 
 
 @dataclass(frozen=True)
@@ -246,12 +254,12 @@ def test_series_streams_the_stored_jpegls_instances_byte_for_byte(
     assert {sop_uid(p) for p in parts} == set(expected)
     entry = [e for e in read_audit(wado) if e["event"] == "source_retrieve"][-1]
     assert entry["series_uid"] == series_uid and entry["kos_sop_uid"] == wado.study.kos_sop_uid
-    # Who asked (issue 13 items 5 and 7): the professional's PSC subject, the Consumer's
+    # Who asked (issue 13 items 5 and 7, issue 15 item 5): the professional as a
+    # pseudonym (HMAC of the PSC subject, which holds his RPPS: never written), the Consumer's
     # client, the peer and its certificate (the listener's ASGI tls extension), which
     # the whitelist lists.
-    assert entry["professional"].startswith("f:") and entry["professional"].endswith(
-        ":" + DR_RADIOLOGUE_RPPS
-    )
+    assert is_pseudonym(entry["actor"])
+    assert "f:" not in json.dumps(entry) and DR_RADIOLOGUE_RPPS not in json.dumps(entry)
     assert entry["client_id"] == CLIENT_ID
     assert entry["peer_address"] == "127.0.0.1"
     assert entry["peer_certificate_dn"] == "CN=consumer.localhost,O=DRIMbox viewer tests,C=FR"
@@ -270,6 +278,33 @@ def test_instance_form_answers_one_part(wado: WadoStack, client: httpx.Client, t
     assert f"transfer-syntax={JPEG_LS}" in response.headers["content-type"]
     parts = read_parts(response)
     assert len(parts) == 1 and parts[0].body == expected[sop]
+
+
+def test_no_image_leaves_when_the_audit_table_cannot_take_the_retrieval(
+    wado: WadoStack, client: httpx.Client, token: str
+) -> None:
+    """Issue 15 item 5, fail closed: a Source API retrieval is written to the audit table
+    before anything is asked of the PACS or sent; the table's database unreachable (a
+    real PostgreSQL client refused at a closed port), the answer is 503 E508, no DICOM."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    trail = services_of(wado.app).audit_trail
+    trail.log = AuditLog(f"postgresql+psycopg://drimbox@127.0.0.1:{port}/drimbox")
+    sop = sorted(stored_files(wado.study, wado.study.series_uids[1]))[0]
+    try:
+        for path in (f"{wado.series_path()}/instances/{sop}", f"{wado.series_path()}/metadata"):
+            refused = client.get(wado.url(path), headers=headers(token, wado.study.kos_sop_uid))
+            assert_error(refused, 503, "E508")
+            assert b"DICM" not in refused.content
+    finally:
+        trail.log.close()
+        trail.log = None
+    answer = client.get(
+        wado.url(f"{wado.series_path()}/instances/{sop}"),
+        headers=headers(token, wado.study.kos_sop_uid),
+    )
+    assert answer.status_code == 200
 
 
 def test_explicit_little_endian_when_jpegls_is_not_accepted(
@@ -354,7 +389,7 @@ def assert_refused_token(wado: WadoStack, response: httpx.Response, reason: str)
     assert response.json() == {"code": "S403", "message": "Jeton d'accès invalide ou expiré."}
     entry = [e for e in read_audit(wado) if e["event"] == "source_retrieve_refused"][-1]
     assert entry["code"] == "S403" and reason in entry["reason"]
-    assert entry["client_id"] == CLIENT_ID and entry["professional"].startswith("f:")
+    assert entry["client_id"] == CLIENT_ID and is_pseudonym(entry["actor"])
 
 
 def test_a_token_without_scope_all_is_403(wado: WadoStack, client: httpx.Client) -> None:
@@ -473,7 +508,7 @@ def test_a_client_certificate_the_whitelist_does_not_list_is_403(
     entry = [e for e in read_audit(wado) if e["event"] == "source_retrieve_refused"][-1]
     assert entry["code"] == "S403L"
     assert entry["peer_certificate_dn"] == "CN=intrus.localhost,O=DRIMbox viewer tests,C=FR"
-    assert "professional" not in entry  # refused before the token was looked at
+    assert entry.get("actor") is None  # refused before the token was looked at
 
 
 def read_audit(wado: WadoStack) -> list[dict[str, object]]:

@@ -482,3 +482,29 @@ def test_read_kos_from_a_path(tmp_path: Path) -> None:
     make_kos().save_as(path, enforce_file_format=True)
     assert read_kos(path).accession_number == "ACN101"
     assert dcmread(path).AccessionNumber == ""  # FACTS.md 1: empty at the top level
+
+
+def test_preparation_round_trip(store: ArchiveStore) -> None:
+    """Issue 16: how far a KOS's images are prepared, kept beside the archive (replaced,
+    dropped; a store past 2 GiB fits) and shown by ``kos list``."""
+    from datetime import UTC, datetime
+
+    from bff.archive.cli import format_table
+    from bff.archive.store import Preparation
+
+    ds = make_kos()
+    store.publish(parse_kos(ds), cda_id=CDA_ID, location="*")
+    sop_uid = str(ds.SOPInstanceUID)
+    when = datetime(2026, 12, 5, 20, 0, tzinfo=UTC)
+    first = Preparation(sop_uid, "p1", "preparing", 25, 1300, 5 * 1024**3, "", when)
+    store.set_preparation(first)
+    assert store.preparations() == {sop_uid: first}
+    done = Preparation(sop_uid, "p1", "prepared", 1300, 1300, 5 * 1024**3 + 1, "", when)
+    store.set_preparation(done)
+    assert store.preparations() == {sop_uid: done}
+    assert "prepared 1300/1300" in format_table(store.list(), preparations=store.preparations())
+    with pytest.raises(ValueError):
+        store.set_preparation(Preparation(sop_uid, "p1", "bogus", 0, 0, 0, "", when))
+    store.drop_preparation(sop_uid)
+    assert store.preparations() == {}
+    assert "prepared" not in format_table(store.list(), preparations={})

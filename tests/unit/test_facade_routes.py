@@ -139,13 +139,16 @@ class FakeOrigin(StudyOrigin):
         self.calls.append(f"frame_count {series_uid}")
         return 2
 
+    def prepared_frame(self, series_uid: str, sop_uid: str, number: int) -> None:
+        return None  # nothing prepared at publication here (issue 16)
+
     def start_series(self, series_uid: str) -> None:
         self.calls.append(f"start_series {series_uid}")
 
     def prefer(self, series_uid: str) -> None:
         self.calls.append(f"prefer {series_uid}")
 
-    def start_at_grant(self, root: str) -> None:
+    def start_at_grant(self, root: str, series_uid: str | None = None) -> None:
         self.calls.append("start_at_grant")
 
     async def export_plan(self) -> ExportPlan:
@@ -267,6 +270,7 @@ class Facade:
         session.subject = "someone"
         opening = RemoteOpening(_record()) if remote else None
         session.open_study(OpenedStudy(LOCATION, STUDY, "1.2.3.500", {}, opening))
+        self.sessions.save(session)  # what /auth/callback stores (issue 15)
         self.client.cookies.set(COOKIE_NAME, self.sessions.cookie_value(session))
         self.client.headers["X-CSRF-Token"] = session.csrf_token
 

@@ -31,6 +31,7 @@ from bff.web.headers import SecurityHeaders, content_security_policy, inline_scr
 from bff.web.hosts import TrustedHosts
 from tests.clock import ManualClock
 from tests.unit.test_facade_routes import idle_retriever
+from tests.unit.test_settings import DATA_PATHS
 
 
 class Clock:
@@ -291,6 +292,11 @@ def test_the_trusted_hosts_are_the_locations_and_the_configured_names() -> None:
         "session_secret": "s" * 32,
         "psc_issuer": "https://psc.example",
         "fcp_issuer": "https://fcp.example",
+        "state_url": "postgresql+psycopg://drimbox@db.example/drimbox",
+        "state_key_file": "/run/secrets/state-key",
+        "audit_url": "postgresql+psycopg://drimbox@db.example/drimbox",
+        "audit_key_file": "/run/secrets/audit-key",
+        **DATA_PATHS,
     }
     with pytest.raises(ValueError, match="DRIMBOX_LOCATIONS or DRIMBOX_TRUSTED_HOSTS"):
         Settings.from_env({}, **production)

@@ -481,6 +481,8 @@ def test_an_unsigned_or_foreign_list_stops_the_start(
         "whitelist_signer_cert": str(signer.cert),
         "audit_log": tmp_path / "audit.jsonl",
         "archive_url": f"sqlite:///{tmp_path / 'archive.db'}",
+        "frame_disk_cache_dir": str(tmp_path / "frames"),
+        "prepared_dir": str(tmp_path / "prepared"),
     }
     if mode == "production":
         values.update(
@@ -488,6 +490,10 @@ def test_an_unsigned_or_foreign_list_stops_the_start(
             psc_issuer="https://psc.example.fr",
             fcp_issuer="https://fcp.example.fr",
             trusted_hosts="db1.example.fr",
+            state_url=f"sqlite:///{tmp_path / 'state.db'}",
+            state_key_file=str(tmp_path / "state.key"),
+            audit_url=f"sqlite:///{tmp_path / 'state.db'}",
+            audit_key_file=str(tmp_path / "audit.key"),
         )
     for path in (unsigned, foreign):
         settings = Settings.from_env({}, whitelist_file=str(path), **values)
