@@ -4,6 +4,7 @@ Debian's Chromium, unthrottled and at 20 Mbit/s + 20 ms; a table and ``--json``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import sys
@@ -12,11 +13,32 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.run import World, run_baseline, run_consumer, run_memory, run_source
+from bench.run import (
+    World,
+    run_baseline,
+    run_consumer,
+    run_load,
+    run_memory,
+    run_source,
+    run_source_prepared,
+)
 from bench.stacks import CONSUMER_HOST, SOURCE_LOCATION, free_port, thread_server
 from bff.demo.perf import DEFAULT_OUT, DEFAULT_SEED, DEFAULT_SLICES, make_perf_dataset
 
-RUNS = ("source", "consumer", "baseline", "source_warm", "consumer_lossy")
+RUNS = (
+    "source",
+    "source_prepared",
+    "source_http2",
+    "consumer",
+    "consumer_lossy",
+    "baseline",
+    "source_warm",
+)
+#: Simulated viewers of the load run when neither --runs nor --load is given.
+DEFAULT_LOAD_VIEWERS = 20
+#: Keys of every row of --json (issue 16 item 6), beside the details and the samples.
+ROW_KEYS = ("t_first_s", "t_all_s", "wire_bytes", "cpu_s")
+LOAD_KEYS = ("viewers", "frames_per_s", "p50_ms", "p99_ms", "bff_cpu_s", "nginx_frames_per_s")
 CONDITIONS = ("unthrottled", "throttled_20mbit")
 CHROMIUM = "/usr/bin/chromium"
 
@@ -34,6 +56,14 @@ def _summary(samples: list[dict[str, Any]]) -> dict[str, Any]:
     for key in ("bff", "source_bff", "proxy", "orthanc_cpu_s", "frames_received", "frames_decoded"):
         if key in samples[-1]:
             out[key] = samples[-1][key]
+    # The BFF's CPU seconds of the row (issue 16 item 6): the median over the samples
+    # (the baseline's: its proxy's).
+    cpus = [(s.get("bff") or s.get("proxy") or {}).get("cpu_s") for s in samples]
+    known = [c for c in cpus if c is not None]
+    out["cpu_s"] = round(statistics.median(known), 2) if known else None
+    opening = [(s.get("bff") or {}).get("opening_cpu_s") for s in samples]
+    if any(c is not None for c in opening):
+        out["opening_cpu_s"] = round(statistics.median(c for c in opening if c is not None), 2)
     errors = [s["error"] for s in samples if s.get("error")]
     if errors:
         out["errors"] = errors
@@ -68,6 +98,18 @@ def print_table(report: dict[str, Any]) -> None:
     quality = report.get("quality") or {}
     print(f"\nquality: {json.dumps(quality)}")
     print(f"bff_peak_rss_bytes: {report.get('bff_peak_rss_bytes')}")
+    load = report.get("load")
+    if load and load.get("error"):
+        print(f"load: ERROR {load['error']}")
+    elif load:
+        print(
+            f"load: {load.get('viewers')} viewers, {load.get('frames_per_s')} frames/s, "
+            f"{load.get('mb_per_s')} MB/s, p50 {load.get('p50_ms')} ms, p99 "
+            f"{load.get('p99_ms')} ms, BFF {load.get('bff_cpu_s')} CPU-s "
+            f"({load.get('bff_cpu_ms_per_frame')} ms a frame); nginx static "
+            f"{load.get('nginx_frames_per_s')} frames/s"
+            + (f"  ERRORS: {load['errors'][:2]}" if load.get("errors") else "")
+        )
     memory = report.get("memory")
     if memory:
         mib = [round(b / 2**20) for b in memory["successive_rss_bytes"]]
@@ -80,12 +122,33 @@ def print_table(report: dict[str, Any]) -> None:
         )
 
 
+def plan(runs: str | None, load: int | None) -> tuple[list[str], int]:
+    """(browser runs, simulated viewers of the load run, 0 for none) from --runs and
+    --load: neither given, everything; one given, that one only."""
+    if runs is None and load is None:
+        return list(RUNS), DEFAULT_LOAD_VIEWERS
+    return [r for r in (runs or "").split(",") if r], max(load or 0, 0)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench", description=__doc__)
     parser.add_argument("--slices", type=int, default=DEFAULT_SLICES)
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     parser.add_argument("--data", type=Path, default=DEFAULT_OUT, help="perf data set root")
-    parser.add_argument("--runs", default=",".join(RUNS), help="comma list of " + ",".join(RUNS))
+    parser.add_argument(
+        "--runs",
+        default=None,
+        help="comma list of " + ",".join(RUNS) + " (default: all, unless --load alone)",
+    )
+    parser.add_argument(
+        "--load",
+        type=int,
+        default=None,
+        metavar="N",
+        help="N simulated viewers at once on one BFF, no browser, then the same frames "
+        f"from nginx (default {DEFAULT_LOAD_VIEWERS} when neither --runs nor --load is "
+        "given; --load alone runs only this)",
+    )
     parser.add_argument(
         "--network", default=",".join(CONDITIONS), help="comma list of " + ",".join(CONDITIONS)
     )
@@ -99,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         "Source BFF, and report its RSS (issue 5: flat memory)",
     )
     args = parser.parse_args(argv)
-    runs = [r for r in args.runs.split(",") if r]
+    runs, load_viewers = plan(args.runs, args.load)
     conditions = [c for c in args.network.split(",") if c]
     if set(runs) - set(RUNS) or set(conditions) - set(CONDITIONS):
         parser.error("unknown run or network condition")
@@ -125,11 +188,15 @@ def main(argv: list[str] | None = None) -> int:
         pacs.upload([*study.instance_files, study.kos_path])
         print(f"[bench] PACS loaded in {time.perf_counter() - started:.1f} s", file=sys.stderr)
         bff_port, idp_port, co_port = free_port(), free_port(), free_port()
+        balancer_port = free_port()
         stack = new_stack(
             bff_port,
             idp_port,
             (SOURCE_LOCATION,),
-            extra_origins=(f"http://{CONSUMER_HOST}:{co_port}",),
+            extra_origins=(
+                f"http://{CONSUMER_HOST}:{co_port}",
+                f"https://{SOURCE_LOCATION}:{balancer_port}",  # the HTTP/2 row's balancer
+            ),
         )
         archive_url = f"sqlite:///{work / 'source-archive.db'}"
         publish_demo_kos(archive_url, study.kos_path, location=SOURCE_LOCATION, cda_id=DEMO_CDA_ID)
@@ -138,13 +205,20 @@ def main(argv: list[str] | None = None) -> int:
         )
         pki = make_test_pki(work / "pki", server_names=("localhost",))
         pki["whitelist_signer"] = make_whitelist_signer(work / "pki")
-        with thread_server(idp, idp_port), sync_playwright() as playwright:
+        # The load benchmark alone needs no browser (nor Playwright's event loop).
+        needs_browser = bool(runs) or args.memory
+        with (
+            thread_server(idp, idp_port),
+            sync_playwright() if needs_browser else contextlib.nullcontext() as playwright,
+        ):
             from bench.browser import CHROMIUM_ARGS
 
-            browser = playwright.chromium.launch(
-                executable_path=CHROMIUM, headless=False, args=CHROMIUM_ARGS, timeout=60_000
-            )
-            report["chromium"] = browser.version
+            browser = None
+            if playwright is not None:
+                browser = playwright.chromium.launch(
+                    executable_path=CHROMIUM, headless=False, args=CHROMIUM_ARGS, timeout=60_000
+                )
+                report["chromium"] = browser.version
             assert pacs.pid is not None
             world = World(
                 study=study,
@@ -157,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
                 browser=browser,
                 timeout=args.timeout,
                 consumer_port=co_port,
+                balancer_port=balancer_port,
             )
             samples: dict[tuple[str, str], list[dict[str, Any]]] = {}
             for repeat in range(args.repeat):
@@ -170,6 +245,10 @@ def main(argv: list[str] | None = None) -> int:
                                 result = run_source(world, throttled, wants_quality)
                                 if "quality" in result:
                                     report["quality"] = result.pop("quality")
+                            elif run in ("source_prepared", "source_http2"):
+                                result = run_source_prepared(
+                                    world, throttled, http2=run == "source_http2"
+                                )
                             elif run == "source_warm":
                                 result = run_source(world, throttled, False, warm=True)
                             elif run in ("consumer", "consumer_lossy"):
@@ -185,11 +264,19 @@ def main(argv: list[str] | None = None) -> int:
                             flush=True,
                         )
                         samples.setdefault((run, cond), []).append(result)
+            if load_viewers:
+                print(f"[bench] load: {load_viewers} simulated viewers", file=sys.stderr)
+                try:
+                    report["load"] = run_load(world, load_viewers)
+                except Exception as exc:  # reported, the bench goes on
+                    report["load"] = {"error": f"{type(exc).__name__}: {exc}"[:500]}
+                print(f"[bench]   {json.dumps(report['load'])[:400]}", file=sys.stderr)
             if args.memory:
                 print("[bench] memory: 5 successive openings, then 5 at once", file=sys.stderr)
                 report["memory"] = run_memory(world)
                 print(f"[bench]   {json.dumps(report['memory'])}", file=sys.stderr)
-            browser.close()
+            if browser is not None:
+                browser.close()
     for (run, cond), values in samples.items():
         report.setdefault(run, {})[cond] = _summary(values)
     peaks = [

@@ -46,6 +46,10 @@ class World:
     browser: Any
     timeout: float
     consumer_port: int  # fixed: the Consumer's origin is registered at the provider
+    #: the HTTP/2 balancer's public port (its https origin is registered at the provider)
+    balancer_port: int = 0
+    #: the exam's preparation at publication, once done (bench.run.prepare_frames)
+    preparation: dict[str, Any] | None = None
 
     @property
     def series_uid(self) -> str:
@@ -172,9 +176,11 @@ def run_source(
             out["first_opening_t_all_s"] = first.t_all_s
     orthanc_before = _orthanc_cpu(world)
     with _source_server(world, free_port(), tag, frames_dir) as bff:
+        cpu_at_start = bff.stats().get("cpu_s", 0.0)
         result = _measure(world, throttled, open_viewer, from_fetch=True)
         out.update(result.as_dict())
         out["bff"] = bff.stats()
+        out["bff"]["opening_cpu_s"] = round(out["bff"]["cpu_s"] - cpu_at_start, 2)
         out["orthanc_cpu_s"] = round(_orthanc_cpu(world) - orthanc_before, 2)
         if with_quality:
             out["quality"] = _quality(world, link)
@@ -328,4 +334,120 @@ def run_baseline(world: World, throttled: bool) -> dict[str, Any]:
         out: dict[str, Any] = _measure(world, throttled, open_viewer, from_fetch=False).as_dict()
         out["proxy"] = proxy.stats()
         out["orthanc_cpu_s"] = round(_orthanc_cpu(world) - orthanc_before, 2)
+    return out
+
+
+#: Longest wait for the preparation at publication of the benchmark CT.
+PREPARE_TIMEOUT_S = 900.0
+#: The preparation's final states (bff.archive.store.PREPARATION_STATES).
+PREPARATION_DONE = ("prepared", "partial", "full", "failed")
+
+
+def prepare_frames(world: World) -> dict[str, Any]:
+    """The exam prepared at publication (issue 16 item 1, bff/origins/preparation.py),
+    once per bench: a BFF with ``prepare_at_publication`` starts on the published KOS,
+    prepares the served form of every instance into ``world.work/prepared`` and records
+    its progress in the archive; it is stopped once the archive says 'prepared'. The
+    measured BFFs of the prepared rows and of the load start on that directory (their
+    memory caches empty). Returns the preparation's state, size and duration."""
+    if world.preparation is not None:
+        return world.preparation
+    from bff.archive.store import ArchiveStore
+
+    prepared_dir = str(world.work / "prepared")
+    kos = world.study.kos_sop_uid
+    store = ArchiveStore(world.archive_url)
+    tag = f"prepare-{secrets.token_hex(3)}"
+    started = time.perf_counter()
+    try:
+        with _source_server(world, free_port(), tag, prepared_dir=prepared_dir) as bff:
+            deadline = time.monotonic() + PREPARE_TIMEOUT_S
+            row = store.preparations().get(kos)
+            while row is None or row.state not in PREPARATION_DONE:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"preparation not done after {PREPARE_TIMEOUT_S} s: {row}")
+                if bff.proc is not None and bff.proc.poll() is not None:
+                    raise RuntimeError("the preparing BFF exited")
+                time.sleep(0.5)  # a bench's wait on the archive's row, not a test
+                row = store.preparations().get(kos)
+            took = time.perf_counter() - started
+            stats = bff.stats()
+    finally:
+        store.close()
+    if row.state != "prepared":
+        raise RuntimeError(f"preparation ended {row.state}: {row.detail}")
+    world.preparation = {
+        "prepared_dir": prepared_dir,
+        "state": row.state,
+        "instances": row.total,
+        "bytes": row.nbytes,
+        "seconds": round(took, 1),
+        "bff_cpu_s": stats.get("cpu_s"),
+    }
+    return world.preparation
+
+
+def run_source_prepared(world: World, throttled: bool, *, http2: bool = False) -> dict[str, Any]:
+    """Issue 16 item 6: an opening of a study whose frames are prepared (the served form
+    on the BFF's disk before the opening, nothing transcoded in it). ``http2``: the browser
+    goes through the production balancer (deploy/nginx, TLS + HTTP/2) to the BFF."""
+    tag = f"prepared-{secrets.token_hex(3)}"
+    preparation = prepare_frames(world)
+    out: dict[str, Any] = {"preparation": preparation}
+    orthanc_before = _orthanc_cpu(world)
+    with _source_server(world, free_port(), tag, prepared_dir=preparation["prepared_dir"]) as bff:
+        # The BFF's CPU from its start includes its boot (imports, pool workers): the
+        # opening's own share is kept beside it.
+        cpu_at_start = bff.stats().get("cpu_s", 0.0)
+        if http2:
+            from bench.balancer import through_balancer
+
+            with through_balancer(world) as (browser, link, protocols):
+                result = measure(
+                    browser,
+                    series_uid=world.series_uid,
+                    n_frames=world.n_frames,
+                    throttled=throttled,
+                    open_viewer=_patient_opens(link, think=True),
+                    timeout=world.timeout,
+                    from_fetch_start=True,
+                )
+                out["balancer_protocols"] = protocols()
+        else:
+            link = world.stack.viewer_link(world.study, SOURCE_LOCATION)
+            result = _measure(world, throttled, _patient_opens(link, think=True), True)
+        out.update(result.as_dict())
+        out["bff"] = bff.stats()
+        out["bff"]["opening_cpu_s"] = round(out["bff"]["cpu_s"] - cpu_at_start, 2)
+        out["orthanc_cpu_s"] = round(_orthanc_cpu(world) - orthanc_before, 2)
+    return out
+
+
+def run_load(world: World, viewers: int) -> dict[str, Any]:
+    """Issue 16 item 5: ``viewers`` simulated viewers at once on ONE Source BFF serving
+    prepared frames, then the same frames from nginx (bench.load)."""
+    from bench.load import load_run
+
+    tag = f"load-{secrets.token_hex(3)}"
+    preparation = prepare_frames(world)
+    with _source_server(world, free_port(), tag, prepared_dir=preparation["prepared_dir"]) as bff:
+        assert bff.sampler is not None
+        sampler = bff.sampler
+
+        def cpu() -> float:
+            sampler.sample()
+            return sampler.cpu_seconds
+
+        out = load_run(
+            link=world.stack.viewer_link(world.study, SOURCE_LOCATION),
+            base=world.stack.bff_url(SOURCE_LOCATION),
+            study_uid=world.study.study_uid,
+            series_uid=world.series_uid,
+            viewers=viewers,
+            patient=PATIENT,
+            work=world.work / tag,
+            sampler_cpu=cpu,
+        )
+        out["bff_peak_rss_bytes"] = bff.stats().get("peak_rss_bytes")
+    out["preparation"] = preparation
     return out
