@@ -86,6 +86,16 @@ def original_frames(study: DemoStudy) -> dict[str, Path]:
     return files
 
 
+@pytest.fixture(scope="session")
+def playwright_driver() -> Iterator[object]:
+    """One Playwright driver for the whole run: its sync API runs an event loop that stays
+    up while it is open, and a second one started beside it (the stack's browser, after
+    the Chromium tests' browser) is refused. Every browser of the run is launched from it."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as driver:
+        yield driver
+
+
 # The Source stack (identity provider + BFF with two locations), for integration and e2e.
 from tests.consumer_stack import drimm  # noqa: E402, F401
 from tests.source_stack import other_study, source  # noqa: E402, F401

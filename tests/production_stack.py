@@ -662,8 +662,16 @@ def migrate(env: dict[str, str], log: Path) -> None:
 
 
 def idp_transport_close(transport: httpx.AsyncHTTPTransport) -> None:
-    with contextlib.suppress(RuntimeError):
-        asyncio.run(transport.aclose())
+    """Close it on an event loop of its own: this thread may run one already (Playwright's
+    sync API keeps its loop up for the whole run), where ``asyncio.run`` is refused."""
+
+    def close() -> None:
+        with contextlib.suppress(RuntimeError):
+            asyncio.run(transport.aclose())
+
+    closer = threading.Thread(target=close, name="idp-transport-close")
+    closer.start()
+    closer.join()
 
 
 def _idp_server(internal_port: int, idp_port: int, cert: Path, key: Path) -> str:

@@ -40,20 +40,18 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 @pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
+def browser(playwright_driver: Any) -> Iterator[Any]:
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as playwright:
-        # headless=False: Playwright adds no headless flag of its own, ``--headless=new``
-        # above decides. Plain launch(): Playwright gives it a fresh temporary profile.
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=False, args=CHROMIUM_ARGS, timeout=60_000
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
+    # headless=False: Playwright adds no headless flag of its own, ``--headless=new``
+    # above decides. Plain launch(): Playwright gives it a fresh temporary profile.
+    browser = playwright_driver.chromium.launch(
+        executable_path=str(CHROMIUM), headless=False, args=CHROMIUM_ARGS, timeout=60_000
+    )
+    try:
+        yield browser
+    finally:
+        browser.close()
 
 
 @pytest.fixture

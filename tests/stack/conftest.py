@@ -39,21 +39,19 @@ def stack(pacs: Pacs, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stac
 
 
 @pytest.fixture(scope="module")
-def stack_browser(stack: Stack) -> Iterator[Any]:
+def stack_browser(stack: Stack, playwright_driver: Any) -> Iterator[Any]:
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            headless=False,
-            args=[*CHROMIUM_ARGS, *stack.chromium_args()],
-            timeout=60_000,
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
+    browser = playwright_driver.chromium.launch(
+        executable_path=str(CHROMIUM),
+        headless=False,
+        args=[*CHROMIUM_ARGS, *stack.chromium_args()],
+        timeout=60_000,
+    )
+    try:
+        yield browser
+    finally:
+        browser.close()
 
 
 @pytest.fixture(scope="module")
