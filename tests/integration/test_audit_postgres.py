@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
 
 from bff.__main__ import main
 from bff.app import create_app
@@ -32,7 +31,7 @@ from tests.integration.test_state_postgres import (
     serving,
     view_images,
 )
-from tests.unit.test_audit import entries
+from tests.unit.test_audit import entries, raw
 
 pytestmark = pytest.mark.integration
 
@@ -52,14 +51,8 @@ def audit_log(audit_url: str) -> Iterator[AuditLog]:
     log.close()
 
 
-def superuser(url: str, *statements: str) -> None:
-    engine = create_engine(url)
-    try:
-        with engine.begin() as conn:
-            for statement in statements:
-                conn.execute(text(statement))
-    finally:
-        engine.dispose()
+#: SQL run as the cluster's superuser, past the application and its triggers.
+superuser = raw
 
 
 @pytest.mark.parametrize(
