@@ -33,7 +33,6 @@ import signal
 import ssl
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -202,16 +201,17 @@ class Replica:
 
     def wait_ready(self) -> None:
         """Until /readyz says 200 (database, pool and cache answer: issue 15 item 4)."""
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
+
+        def ready() -> bool:
             if self.process is not None and self.process.poll() is not None:
                 raise RuntimeError(f"replica {self.name} exited: {self.log_tail()}")
             with contextlib.suppress(httpx.HTTPError):
                 answer = httpx.get(self.url + "/readyz", timeout=2, trust_env=False)
-                if answer.status_code == 200:
-                    return
-            time.sleep(0.2)
-        raise RuntimeError(f"replica {self.name} did not start: {self.log_tail()}")
+                return answer.status_code == 200
+            return False
+
+        if not poll(ready, START_TIMEOUT, interval=0.2):
+            raise RuntimeError(f"replica {self.name} did not start: {self.log_tail()}")
 
     def kill(self) -> None:
         """SIGKILL: no drain, no goodbye (a crashed machine)."""
@@ -275,14 +275,17 @@ class Balancer:
             stderr=subprocess.DEVNULL,  # nginx writes its own error.log
             start_new_session=True,
         )
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
+        process = self.process
+
+        def listening() -> bool:
+            if process.poll() is not None:
                 raise RuntimeError(f"nginx exited: {self.error_log()}")
             with contextlib.suppress(OSError), socketpair_probe(self.public_port):
-                return
-            time.sleep(0.1)
-        raise RuntimeError("nginx did not start")
+                return True
+            return False
+
+        if not poll(listening, START_TIMEOUT, interval=0.1):
+            raise RuntimeError("nginx did not start")
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 from pathlib import Path
 
@@ -100,17 +101,16 @@ def test_urgent_work_runs_at_normal_priority_beside_the_niced_transcoders() -> N
         pool.close()
 
 
-def started(log: str, label: str, release: str) -> str:
+def started(log: str, label: str, gate: str) -> str:
     """A job that says when it starts (one line appended to ``log``), then holds its
-    worker until ``release`` exists (bounded): the start order is the fact tested."""
-    import pathlib
-    import time
+    worker until the test lets go of its exclusive lock on ``gate`` (a shared ``flock``
+    blocks until then: an event, not a poll): the start order is the fact tested."""
+    import fcntl
 
     with open(log, "a", encoding="utf-8") as out:
         out.write(label + "\n")
-    deadline = time.monotonic() + 30
-    while not pathlib.Path(release).exists() and time.monotonic() < deadline:
-        time.sleep(0.01)
+    with open(gate, "rb") as held:
+        fcntl.flock(held, fcntl.LOCK_SH)
     return label
 
 
@@ -119,23 +119,27 @@ def test_an_opening_starts_before_the_preparations_backlog(tmp_path: Path) -> No
     one worker busy on a preparation job and five more queued, an opening's job submitted
     then starts next, before the remaining preparation jobs (counted: the order in which
     the jobs started, not how long anything took)."""
-    log, release = tmp_path / "order", tmp_path / "release"
+    log, gate = tmp_path / "order", tmp_path / "gate"
+    gate.touch()
     pool = TranscodePool(1)
 
     async def scenario() -> list[str]:
-        backlog = [
-            asyncio.create_task(
-                pool.run(started, str(log), f"prepare-{i}", str(release), background=True)
+        with gate.open("rb") as closed:
+            fcntl.flock(closed, fcntl.LOCK_EX)  # every job waits for it once started
+            backlog = [
+                asyncio.create_task(
+                    pool.run(started, str(log), f"prepare-{i}", str(gate), background=True)
+                )
+                for i in range(6)
+            ]
+            # The first preparation job holds the only worker.
+            assert await asyncio.to_thread(
+                poll, lambda: log.exists() and log.read_text().split() == ["prepare-0"]
             )
-            for i in range(6)
-        ]
-        # The first preparation job holds the only worker.
-        assert await asyncio.to_thread(
-            poll, lambda: log.exists() and log.read_text().split() == ["prepare-0"]
-        )
-        opening = asyncio.create_task(pool.run(started, str(log), "opening", str(release)))
-        await asyncio.sleep(0)  # the opening's job is handed to the pool
-        release.touch()
+            opening = asyncio.create_task(pool.run(started, str(log), "opening", str(gate)))
+            await asyncio.sleep(0)  # the opening's task runs up to its first wait...
+            assert pool.submitted["interactive"] == 1  # ...so it is queued before the release
+        # The lock is released here: prepare-0 finishes and the queued jobs start in turn.
         await asyncio.gather(opening, *backlog)
         return log.read_text().split()
 
