@@ -9,14 +9,11 @@ test_state_postgres.py runs them on PostgreSQL).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from bff.auth import sessions as sessions_module
 from bff.auth.sessions import SessionStore
 from bff.state.backend import StateBackend
-from tests.state_backends import backend_named
 
 
 class Clock:
@@ -30,14 +27,6 @@ class Clock:
 @pytest.fixture
 def clock() -> Clock:
     return Clock()
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-def backend(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[StateBackend]:
-    with backend_named(request.param, tmp_path_factory.mktemp("state")) as made:
-        yield made
 
 
 @pytest.fixture

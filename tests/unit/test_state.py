@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pydicom
@@ -26,7 +25,6 @@ from bff.errors import ServiceBusy, StateUnavailable
 from bff.state.backend import Entry, StateBackend
 from bff.state.sealing import Sealer, load_keys, parse_key
 from bff.state.sql import SqlBackend
-from tests.state_backends import backend_named
 from tests.unit.test_archive import make_kos
 
 SECRET = "s" * 32
@@ -40,14 +38,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-def backend(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[StateBackend]:
-    with backend_named(request.param, tmp_path_factory.mktemp("state")) as made:
-        yield made
 
 
 @pytest.fixture
