@@ -436,6 +436,7 @@ def create_app(settings: Settings, *, operations: Operations | None = None) -> S
         ops.metrics.sources.disk = disk
         ops.metrics.sources.pool = pool
         ops.metrics.sources.budget = budget
+        ops.metrics.sources.answers = retriever.answers
         ops.metrics.sources.prepared = prepared
         ops.metrics.sources.preparation = preparer.stats if preparer is not None else None
         ops.metrics.sources.draining = lambda: ops.drain.draining

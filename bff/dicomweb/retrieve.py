@@ -33,12 +33,11 @@ import pydicom
 from bff.dicomweb.budget import ReadaheadBudget
 from bff.dicomweb.cache import CachedFrame, FrameCache, FrameKey
 from bff.dicomweb.disk_cache import DiskFrameCache, entry_key
-from bff.dicomweb.metadata_ahead import MetadataAhead
+from bff.dicomweb.metadata_ahead import AnswerKey, Answers, MetadataAhead
 from bff.dicomweb.multipart import Part
 from bff.dicomweb.part10 import DEFLATED_SYNTAXES, file_meta, transfer_syntax
 from bff.dicomweb.prepared import PreparedFrame, PreparedStore, form_of
 from bff.dicomweb.series_metadata import (
-    ContextKey,
     PreparedMetadata,
     RewriteContext,
     SeriesFacts,
@@ -563,15 +562,20 @@ class Retriever:
         self._retrievals: OrderedDict[SeriesKey, SeriesRetrieval] = OrderedDict()
         #: (origin, study) -> the retrieval of the series the user chose (DB.VI-SO.189).
         self._preferred: dict[tuple[str, str], SeriesRetrieval] = {}
-        #: Series metadata asked ahead of OHIF, and OHIF's answers prepared from it.
+        #: Series metadata asked ahead of OHIF.
         self.ahead = MetadataAhead(clock=clock)
+        #: OHIF's answers built from it, shared by every session of the exam.
+        self.answers = Answers(clock=clock)
 
     def warm_metadata(self, upstream: DicomwebUpstream, study_uid: str, series_uid: str) -> None:
         """Ask the PACS for a series' metadata when a valid report link is opened, while
         the user chooses a profile and signs in (issue 5, DB.VI-SO.37): the PACS answers
         it 2-3x slower once the browser boots OHIF and the series streams. Never served:
         prefetch_metadata() takes it at the grant (bff/dicomweb/metadata_ahead.py: without
-        a grant it expires). No retrieval starts before the grant."""
+        a grant it expires). No retrieval starts before the grant. Nothing is asked for a
+        series whose answer another session of the exam has built (:attr:`answers`)."""
+        if self.answers.has_series((upstream.origin, study_uid, series_uid)):
+            return
         self.ahead.ask(
             (upstream.origin, study_uid, series_uid),
             functools.partial(
@@ -585,25 +589,34 @@ class Retriever:
         study_uid: str,
         series_uid: str,
         context: RewriteContext,
+        scope: str = "",
     ) -> SeriesRetrieval:
         """Register the series retrieval, ask the PACS for the series metadata now (or
         take what was asked while the user signed in) and build OHIF's answer from it
         (:func:`series_metadata.prepare`), so that OHIF's metadata request (its first
-        image waits for it) finds it ready. The series streams once its metadata is in."""
+        image waits for it) finds it ready. The series streams once its metadata is in.
+        An answer built or being built for another session of the exam (same ``scope``
+        and context) is shared: nothing is fetched or built again."""
         retrieval = self.ensure(upstream, study_uid, series_uid, start=False)
         key = (upstream.origin, study_uid, series_uid)
-        if self.ahead.has_prepared(key):  # an answer is on its way already
-            self.ahead.take(key)
+        built = self.answers.get((key, scope, context.key))
+        if built is not None:
+            self.ahead.take(key)  # what was asked while the user signed in is not needed
+            retrieval.start_after(built)
             return retrieval
-        raw = self.ahead.ask(
-            key,
-            functools.partial(
-                upstream.get_json_bytes, series_path(study_uid, series_uid) + "/metadata"
-            ),
-        )
-        self.ahead.take(key)  # the answer holds the bytes now; not kept twice
-        self.ahead.keep_prepared(key, self.prepare_answer(retrieval, raw, context))
-        retrieval.start_after(raw)
+
+        def build() -> asyncio.Task[PreparedMetadata]:
+            raw = self.ahead.ask(
+                key,
+                functools.partial(
+                    upstream.get_json_bytes, series_path(study_uid, series_uid) + "/metadata"
+                ),
+            )
+            self.ahead.take(key)  # the answer holds the bytes now; not kept twice
+            retrieval.start_after(raw)
+            return self.prepare_answer(retrieval, raw, context)
+
+        self.answers.get_or_build((key, scope, context.key), build)
         return retrieval
 
     def prepare_answer(
@@ -612,9 +625,8 @@ class Retriever:
         """Build OHIF's metadata answer from ``raw`` (the upstream's JSON, once it comes):
         parsed, rewritten, serialized and gzipped in the pool's normal-priority worker,
         never on the event loop, after a brief wait for the first instance (what the files
-        say, their transfer syntax and compression ratio, goes into the answer). The
-        Source does it at grant time, the Consumer when the exam is opened (both keep it
-        in :attr:`ahead` for :meth:`prepared_metadata`); on demand, the caller awaits it."""
+        say, their transfer syntax and compression ratio, goes into the answer). Callers
+        keep it in :attr:`answers` (:meth:`answer`), shared by the exam's sessions."""
         task = asyncio.create_task(
             prepare(
                 raw,
@@ -629,12 +641,18 @@ class Retriever:
         task.add_done_callback(functools.partial(_learn_series, retrieval))
         return task
 
-    async def prepared_metadata(
-        self, upstream: DicomwebUpstream, study_uid: str, series_uid: str, key: ContextKey
-    ) -> PreparedMetadata | None:
-        """The answer prepared ahead (once) if it was built for ``key`` (DICOMweb root,
-        institution); None when there is none or it failed (the caller builds it)."""
-        return await self.ahead.take_prepared((upstream.origin, study_uid, series_uid), key)
+    def answer(
+        self,
+        key: AnswerKey,
+        retrieval: SeriesRetrieval,
+        raw: Callable[[], asyncio.Future[bytes]],
+        context: RewriteContext,
+    ) -> asyncio.Task[PreparedMetadata]:
+        """OHIF's answer for ``key``: the one built or being built for any session of the
+        exam, else built now from ``raw()`` (:meth:`prepare_answer`)."""
+        return self.answers.get_or_build(
+            key, lambda: self.prepare_answer(retrieval, raw(), context)
+        )
 
     async def series_metadata_bytes(
         self, upstream: DicomwebUpstream, study_uid: str, series_uid: str

@@ -27,6 +27,7 @@ from typing import Any
 
 from bff.dicomweb import key_images
 from bff.dicomweb.cache import CachedFrame
+from bff.dicomweb.metadata_ahead import AnswerKey
 from bff.dicomweb.multipart import Part
 from bff.dicomweb.prepared import PreparedFrame
 from bff.dicomweb.retrieve import Retriever, SeriesRetrieval
@@ -176,6 +177,17 @@ class StudyOrigin(ABC):
             patient_issuer=self.patient_issuer,
         )
 
+    def answer_scope(self, series_uid: str) -> str:
+        """What, beyond the study, series and rewrite context, the series metadata answer
+        depends on: sessions with the same scope share one built answer (issue 16). The
+        Source answers a granted series whole: nothing more."""
+        return ""
+
+    def answer_key(self, series_uid: str, context: RewriteContext) -> AnswerKey:
+        """The key of this series' OHIF answer in the retriever's shared answers."""
+        origin = self.upstream_for(series_uid).origin
+        return ((origin, self.study_uid, series_uid), self.answer_scope(series_uid), context.key)
+
     def pull_on_demand(self, series_uids: Iterable[str]) -> None:
         """A series-level opening (DB.VI-CS.05): these series, the exam's others, are
         listed, their metadata read, but their images are pulled only when the user
@@ -215,16 +227,16 @@ class StudyOrigin(ABC):
         opening on the Consumer) when it was built for this root, else built now the
         same way, in a pool worker. (A series waiting for the user is not pulled for
         its metadata: DB.VI-CS.05.)"""
-        upstream = self.upstream_for(series_uid)
         retrieval = self.retrieval(series_uid, start=not self.waits_for_user(series_uid))
         context = self.context(root, series_uid)
-        prepared = await self.retriever.prepared_metadata(
-            upstream, self.study_uid, series_uid, context.key
-        )
+        key = self.answer_key(series_uid, context)
+        prepared = await self.retriever.answers.answer(key)
         if prepared is None:
-            raw = self.raw_series_metadata(series_uid)
+            task = self.retriever.answer(
+                key, retrieval, lambda: self.raw_series_metadata(series_uid), context
+            )
             try:
-                prepared = await self.retriever.prepare_answer(retrieval, raw, context)
+                prepared = await asyncio.shield(task)  # shared: a viewer leaving keeps it
             except ValueError as exc:  # not JSON, not an array
                 raise UpstreamProtocolError(f"series {series_uid} metadata: {exc}") from exc
         if not prepared.rows:

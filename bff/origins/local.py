@@ -178,6 +178,7 @@ class LocalPacsOrigin(StudyOrigin):
                 self.study_uid,
                 kos_series_uid,
                 self.context(root, kos_series_uid),
+                self.answer_scope(kos_series_uid),
             )
         self._kin_index.warm(self.upstream, self.study_uid)
         # OHIF's series search, asked now and shared when OHIF asks it (DicomwebUpstream

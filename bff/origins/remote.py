@@ -236,6 +236,13 @@ class RemoteSourceOrigin(StudyOrigin):
         except KeyError:
             raise NotFound(f"series {series_uid} is not in the KOS") from None
 
+    def answer_scope(self, series_uid: str) -> str:
+        """The KOS's instances of the series: the Source answers what that KOS grants, so
+        sessions share a built answer only for the same instances (issue 16)."""
+        series = next((s for s in self.record.series if s.series_uid == series_uid), None)
+        uids = sorted(sop_uid for _, sop_uid in series.instances) if series is not None else []
+        return hashlib.sha256("\n".join(uids).encode()).hexdigest()[:32]
+
     def _key(self, series_uid: str) -> tuple[str, str, str]:
         return (self.upstream_for(series_uid).origin, self.study_uid, series_uid)
 
@@ -470,10 +477,13 @@ class RemoteSourceOrigin(StudyOrigin):
             retrieval = self.retrieval(uid, start=False)
             if not self.waits_for_user(uid):
                 retrieval.start_after(metadata)
-            prepared = self.retriever.prepare_answer(
-                retrieval, asyncio.shield(metadata), self.context(root, uid)
+            context = self.context(root, uid)
+            self.retriever.answer(
+                self.answer_key(uid, context),
+                retrieval,
+                functools.partial(asyncio.shield, metadata),
+                context,
             )
-            self.retriever.ahead.keep_prepared(self._key(uid), prepared)
 
     def progress(self) -> list[SeriesProgress]:
         out = []

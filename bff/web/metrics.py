@@ -21,7 +21,11 @@ Series (all prefixed ``drimbox_``):
 - ``draining`` gauge (1 after SIGTERM);
 - issue 16: ``prepared_store_bytes``, ``prepared_store_instances`` gauges (the exams
   prepared at publication), ``prepared_instances_total`` (instances this process
-  prepared), ``transcode_pool_submitted_total{lane="interactive"|"background"}``.
+  prepared), ``transcode_pool_submitted_total{lane="interactive"|"background"}``,
+  ``series_metadata_answers_total{outcome="built"|"reused"}`` (OHIF's series metadata
+  answers built, and asks answered with one already built or being built: the grant's,
+  another session's of the exam) and
+  ``series_metadata_answers_bytes``.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from prometheus_client.registry import Collector
 from bff.dicomweb.budget import ReadaheadBudget
 from bff.dicomweb.cache import FrameCache
 from bff.dicomweb.disk_cache import DiskFrameCache
+from bff.dicomweb.metadata_ahead import Answers
 from bff.dicomweb.prepared import PreparedStore
 from bff.transcode import TranscodePool
 
@@ -91,6 +96,8 @@ class Sources:
     #: the exams prepared at publication and the preparer's counters (issue 16)
     prepared: PreparedStore | None = None
     preparation: dict[str, int] | None = None
+    #: OHIF's series metadata answers, shared by the sessions of an exam (issue 16)
+    answers: Answers | None = None
 
 
 class _Collector(Collector):
@@ -165,6 +172,20 @@ class _Collector(Collector):
                 "drimbox_readahead_over_budget",
                 "Instances kept over the budget (one in hand per retrieval).",
                 value=s.budget.forced,
+            )
+        if s.answers is not None:
+            answers = CounterMetricFamily(
+                "drimbox_series_metadata_answers",
+                "Series metadata answers built, and asks answered with one already built.",
+                labels=["outcome"],
+            )
+            answers.add_metric(["built"], s.answers.builds)
+            answers.add_metric(["reused"], s.answers.reused)
+            yield answers
+            yield GaugeMetricFamily(
+                "drimbox_series_metadata_answers_bytes",
+                "Bytes of built series metadata answers kept.",
+                value=s.answers.nbytes,
             )
         yield GaugeMetricFamily(
             "drimbox_draining", "1 once SIGTERM was received.", value=int(s.draining())

@@ -19,6 +19,7 @@ import pytest
 
 from bff.auth.sessions import Session
 from bff.demo.stack import CLIENT_ID
+from bff.dicomweb.metadata_ahead import Answers
 from bff.dicomweb.retrieve import Retriever
 from bff.origins.local import OHIF_SERIES_SEARCH
 from bff.services import services_of
@@ -163,7 +164,7 @@ def test_professional_flow_with_prosanteconnect(
         retrieval = retriever.find(LOCATION, source.study.study_uid, series_uid)
         assert retrieval is not None
         key = (LOCATION, source.study.study_uid, series_uid)
-        assert retriever.ahead.has_prepared(key)  # its metadata answer prepared too
+        assert retriever.answers.has_series(key)  # its metadata answer prepared too
     info = browser.get(bff(source, "/api/session")).json()
     assert info["profile"] == "professional" and info["user"] == "Dr Camille RADIOLOGUE"
     assert granted_series(source, browser, source.study.study_uid)
@@ -182,7 +183,7 @@ def test_series_metadata_prepared_at_grant_is_the_answer_ohif_gets(
     study_uid = source.study.study_uid
     series_uid = source.study.series_uids[1]  # the axial CT
     retrieval = retriever.find(LOCATION, study_uid, series_uid)
-    assert retrieval is not None and retriever.ahead.has_prepared((LOCATION, study_uid, series_uid))
+    assert retrieval is not None and retriever.answers.has_series((LOCATION, study_uid, series_uid))
     # The key-image lookup (its series search and metadata wait for it) started too,
     # and OHIF's own series search is being asked, to be shared when OHIF asks it.
     origins = services_of(source.app).origins
@@ -198,7 +199,7 @@ def test_series_metadata_prepared_at_grant_is_the_answer_ohif_gets(
     assert first.status_code == 200, first.text
     assert first.headers["content-encoding"] == "gzip"
     assert first.headers["content-type"].startswith("application/dicom+json")
-    assert not retriever.ahead.has_prepared((LOCATION, study_uid, series_uid))  # used once
+    assert retriever.answers.has_series((LOCATION, study_uid, series_uid))  # kept, shared
     again = browser.get(bff(source, path), headers={"Accept-Encoding": "identity"})
     assert again.status_code == 200 and "content-encoding" not in again.headers
     prepared, on_demand = first.json(), again.json()
@@ -217,6 +218,38 @@ def test_series_metadata_prepared_at_grant_is_the_answer_ohif_gets(
         )
 
     assert without_ratio(prepared) == without_ratio(on_demand)
+
+
+def test_sessions_of_one_exam_share_its_series_metadata_answer(
+    source: SourceStack, browser: ScriptedBrowser
+) -> None:
+    """Issue 16 (the load benchmark): the series metadata answer built for one session is
+    the answer of the next session of the exam, neither fetched from the PACS nor built
+    again (it was built per grant and used once: 20 viewers, 20 fetches and builds).
+    Each session's access is still checked: without a session, nothing of it."""
+    retriever: Retriever = services_of(source.app).retriever
+    retriever.answers = Answers()  # what earlier tests built is not this test's
+    study_uid, series_uid = source.study.study_uid, source.study.series_uids[1]
+    path = f"/dicomweb/studies/{study_uid}/series/{series_uid}/metadata"
+    second = ScriptedBrowser()
+    bodies, builds = [], []
+    try:
+        for session in (browser, second):
+            assert session.sign_in(source.link(), "fcp", "dominique.pat-trois").status_code == 303
+            answer = session.get(bff(source, path), headers={"Accept-Encoding": "gzip"})
+            assert answer.status_code == 200, answer.text
+            bodies.append(answer.content)
+            builds.append(retriever.answers.builds)
+    finally:
+        second.close()
+    assert bodies[0] == bodies[1] and len(bodies[0]) > 1000
+    assert builds[0] >= 1 and builds[1] == builds[0]  # the second session built nothing
+    stranger = ScriptedBrowser()  # no session: refused before any answer is looked up
+    try:
+        refused = stranger.get(bff(source, path))
+    finally:
+        stranger.close()
+    assert refused.status_code == 401 and study_uid not in refused.text
 
 
 def test_names_that_must_still_match(source: SourceStack) -> None:
@@ -247,7 +280,9 @@ def test_a_valid_link_asks_the_metadata_while_the_user_signs_in(
 ) -> None:
     """Issue 5 (DB.VI-SO.37): once a report link matches a published KOS, the PACS is
     asked for the series metadata while the user chooses a profile and signs in. Nothing
-    is served before the grant, no retrieval starts, and the grant uses what was asked."""
+    is served before the grant, no retrieval starts, and the grant uses what was asked.
+    (Not when another session's answer is built: see the test after the next.)"""
+    services_of(source.app).retriever.answers = Answers()  # earlier tests built them
     study_uid = source.study.study_uid
     expected = {(LOCATION, study_uid, uid) for uid in source.study.series_uids}
     page = browser.open_link(source.link())
@@ -266,7 +301,7 @@ def test_a_valid_link_asks_the_metadata_while_the_user_signs_in(
     retriever = services_of(source.app).retriever
     retrieval = retriever.find(LOCATION, study_uid, source.study.series_uids[1])
     assert retrieval is not None
-    assert retriever.ahead.has_prepared((LOCATION, study_uid, source.study.series_uids[1]))
+    assert retriever.answers.has_series((LOCATION, study_uid, source.study.series_uids[1]))
 
 
 def test_a_link_that_matches_no_kos_asks_nothing_ahead(
