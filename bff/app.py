@@ -57,7 +57,7 @@ from bff.export.jobs import PacsExports
 from bff.export.pacs import pacs_export_routes
 from bff.export.routes import export_routes
 from bff.facade.progress import progress_routes
-from bff.facade.routes import dicomweb_routes
+from bff.facade.routes import dicomweb_routes, frames_route
 from bff.migrations import database_urls, require_head, upgrade
 from bff.origins.factory import OriginFactory
 from bff.origins.preparation import Preparer
@@ -480,6 +480,7 @@ def create_app(settings: Settings, *, operations: Operations | None = None) -> S
 
     return Starlette(
         routes=[
+            frames_route(),  # first: the hot path (bff/facade/routes.py)
             *(consumer_api_routes() if settings.source_api_port else []),
             *source_routes(),
             *consumer_routes(),

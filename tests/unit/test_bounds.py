@@ -23,13 +23,14 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import Match, Route
 
 from bff.app import create_app
 from bff.archive.kos import DeflatedKos, KosRecord, read_kos
 from bff.auth.sessions import Session
 from bff.dicomweb.retrieve import peek_header
 from bff.errors import ViewerError
+from bff.facade.routes import FRAMES_PATH
 from bff.services import services_of
 from bff.web import uploads
 from bff.web.errors import viewer_error
@@ -527,3 +528,13 @@ def test_kos_and_forms_are_parsed_off_the_event_loop(
 
 def _id(session: Any) -> str | None:
     return getattr(session, "id", None)
+
+
+def test_the_router_tries_the_frames_route_first(bff: Bff) -> None:
+    """Issue 16 item 2 (the lean path): every frame is its own request; the router tries
+    its routes in order, so the frames route comes first (bff/facade/routes.py
+    frames_route) and no route before it could take a frame's path."""
+    routes = bff.app.routes
+    assert routes[0].path == FRAMES_PATH  # type: ignore[attr-defined]
+    frame = "/dicomweb/studies/1.2/series/1.3/instances/1.4/frames/1"
+    assert routes[0].matches({"type": "http", "path": frame, "method": "GET"})[0] == Match.FULL

@@ -34,7 +34,7 @@ from bff.dicomweb.series_metadata import PreparedMetadata
 from bff.errors import AuthenticationRequired, ViewerError
 from bff.export.routes import export_routes
 from bff.facade.progress import progress_routes
-from bff.facade.routes import dicomweb_routes
+from bff.facade.routes import dicomweb_routes, frames_route
 from bff.origins.base import ExportPlan, Row, SeriesProgress, StudyOrigin
 from bff.origins.errors import SourceError
 from bff.origins.factory import OriginFactory
@@ -254,7 +254,7 @@ class Facade:
             background=set(),
         )
         app = Starlette(
-            routes=[*dicomweb_routes(), *progress_routes(), *export_routes()],
+            routes=[frames_route(), *dicomweb_routes(), *progress_routes(), *export_routes()],
             middleware=[],
             exception_handlers={ViewerError: web_errors.viewer_error},
         )
@@ -435,7 +435,7 @@ def test_no_answer_carrying_patient_data_is_stored_and_no_pacs_url_leaks(
     cannot escape. QIDO rows lose the upstream's Retrieve URL (OHIF builds its own)."""
     facade.grant()
     paths = [*ROUTES, "/api/progress", f"/api/download/{STUDY}"]
-    for route in [*dicomweb_routes(), *progress_routes(), *export_routes()]:
+    for route in [frames_route(), *dicomweb_routes(), *progress_routes(), *export_routes()]:
         assert isinstance(route, Route)
         if "GET" in (route.methods or ()):
             assert any(route.path_regex.match(p.partition("?")[0]) for p in paths), route.path
