@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import os
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -29,14 +30,38 @@ T = TypeVar("T")
 WORKER_NICENESS = 19
 
 
-def _worker_init(niceness: int = WORKER_NICENESS) -> None:
-    """Lower the worker's priority; import the codecs once so the first instance is not
-    slower."""
-    import os
+def _exit_with(owner: int) -> None:
+    """End this worker when the process that owns the pool (``owner``) ends, however it
+    ends: a BFF killed by SIGKILL (the OOM killer, ``kill -9``) cannot shut its pool down,
+    and its workers, children of the forkserver and holding its pipes, would otherwise wait
+    for jobs forever (and keep the forkserver alive): a supervisor restarting the BFF
+    outside a cgroup that dies with it would leak two processes per crash. A daemon
+    thread waits on a pidfd of the owner (Linux >= 5.3: an event, no polling)."""
+    import select
+    import threading
 
+    try:
+        pidfd = os.pidfd_open(owner)
+    except ProcessLookupError:  # gone already
+        os._exit(0)
+    except (AttributeError, OSError):  # no pidfd here: the pool's close() or the cgroup
+        return
+
+    def wait() -> None:
+        select.select([pidfd], [], [])
+        os._exit(0)  # no cleanup to run: the owner is gone, its jobs with it
+
+    threading.Thread(target=wait, name="pool-owner-watch", daemon=True).start()
+
+
+def _worker_init(niceness: int = WORKER_NICENESS, owner: int | None = None) -> None:
+    """Lower the worker's priority; end with the pool's ``owner`` (:func:`_exit_with`);
+    import the codecs once so the first instance is not slower."""
     import imagecodecs
 
     os.nice(niceness)
+    if owner is not None:
+        _exit_with(owner)
     import bff.transcode.registry  # noqa: F401
 
     for codec in ("HTJ2K", "JPEGLS", "JPEG8", "JPEG2K", "PACKBITS"):
@@ -100,7 +125,7 @@ class TranscodePool:
                 max_workers=1 if urgent else self.workers,
                 mp_context=_context(),
                 initializer=_worker_init,
-                initargs=(0 if urgent else WORKER_NICENESS,),
+                initargs=(0 if urgent else WORKER_NICENESS, os.getpid()),
             )
         return executor
 

@@ -150,3 +150,50 @@ def test_an_opening_starts_before_the_preparations_backlog(tmp_path: Path) -> No
     assert order[:2] == ["prepare-0", "opening"]
     assert sorted(order[2:]) == [f"prepare-{i}" for i in range(1, 6)]
     assert pool.submitted == {"interactive": 1, "background": 6}
+
+
+OWNER_SCRIPT = """
+import sys
+from bff.transcode.pool import TranscodePool, _ping
+pool = TranscodePool(1)
+pool.warm_up()
+pids = {pool._get_executor(urgent).submit(_ping).result() for urgent in (False, True)}
+print(" ".join(map(str, sorted(pids))), flush=True)
+sys.stdin.read()  # until killed
+"""
+
+
+def test_the_workers_end_when_the_bff_is_killed() -> None:
+    """A BFF killed by SIGKILL (the OOM killer) cannot close its pool: its workers end
+    with it (bff/transcode/pool.py _exit_with), instead of waiting for jobs forever, and
+    the forkserver with them. Waited on as events: a pidfd of each worker."""
+    import select
+    import signal
+    import subprocess
+    import sys
+
+    pidfds: list[int] = []
+    with subprocess.Popen(
+        [sys.executable, "-c", OWNER_SCRIPT],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        cwd=Path(__file__).resolve().parents[2],
+    ) as owner:
+        try:
+            assert owner.stdout is not None
+            workers = [int(p) for p in owner.stdout.readline().split()]
+            assert len(workers) == 2 and owner.pid not in workers
+            pidfds = [os.pidfd_open(worker) for worker in workers]
+            owner.send_signal(signal.SIGKILL)
+            owner.wait(timeout=30)
+            ended: set[int] = set()
+            while len(ended) < len(pidfds):
+                waiting = [fd for fd in pidfds if fd not in ended]
+                readable, _, _ = select.select(waiting, [], [], 30)
+                assert readable, f"workers {workers} outlived the BFF"
+                ended |= set(readable)
+        finally:
+            for fd in pidfds:
+                os.close(fd)
+            if owner.poll() is None:
+                owner.kill()
