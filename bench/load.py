@@ -564,15 +564,18 @@ def load_run(
     patient: str,
     work: Path,
     sampler_cpu: Callable[[], float],
+    client: str = "auto",
 ) -> dict[str, Any]:
     """Sign ``viewers`` in, replay their openings at once against the BFF (its CPU
     measured over the frames), then the same frames from nginx; the ``load`` keys.
-    The frames go through wrk when it is installed (bench.wrk: ``client`` "wrk"), else
-    through the Python client (``client`` "python")."""
+    The frames go through wrk (bench.wrk: ``client`` "wrk") when ``client`` is "wrk", or
+    "auto" and wrk is installed; else through the Python client (``client`` "python")."""
     from bench import wrk
 
+    if client == "wrk" and not wrk.available():
+        raise RuntimeError(f"--load-client wrk: {wrk.WRK} is missing (scripts/install)")
     jars = sign_in_many(link, viewers, patient)
-    if wrk.available():
+    if client == "wrk" or (client == "auto" and wrk.available()):
         return _load_run_wrk(jars, base, study_uid, series_uid, work, sampler_cpu)
     return _load_run_python(jars, base, study_uid, series_uid, work, sampler_cpu)
 
