@@ -575,33 +575,41 @@ def load_run(
     if client == "wrk" and not wrk.available():
         raise RuntimeError(f"--load-client wrk: {wrk.WRK} is missing (scripts/install)")
     jars = sign_in_many(link, viewers, patient)
+    target = Target(base, study_uid, series_uid, work, sampler_cpu)
     if client == "wrk" or (client == "auto" and wrk.available()):
-        return _load_run_wrk(jars, base, study_uid, series_uid, work, sampler_cpu)
-    return _load_run_python(jars, base, study_uid, series_uid, work, sampler_cpu)
+        return _load_run_wrk(jars, target)
+    return _load_run_python(jars, target)
 
 
-def _load_run_python(
-    jars: list[httpx.Cookies],
-    base: str,
-    study_uid: str,
-    series_uid: str,
-    work: Path,
-    sampler_cpu: Callable[[], float],
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Target:
+    """The BFF a load run replays against, the series it opens, where the run writes,
+    and the BFF's CPU sampler."""
+
+    base: str
+    study_uid: str
+    series_uid: str
+    work: Path
+    sampler_cpu: Callable[[], float]
+
+
+def _load_run_python(jars: list[httpx.Cookies], target: Target) -> dict[str, Any]:
     """The whole replay in this process (asyncio + httpx); the first viewer's frames
     kept for nginx."""
-    viewers = len(jars)
-    static_root = work / "static-frames"
+    viewers, t = len(jars), target
+    static_root = t.work / "static-frames"
     keeper = FrameKeeper(static_root)
-    cpu_before, client_before = sampler_cpu(), time.process_time()
+    cpu_before, client_before = t.sampler_cpu(), time.process_time()
     bff = run_async(
-        lambda: _with_clients(jars, lambda cs: run_viewers(cs, base, study_uid, series_uid, keeper))
+        lambda: _with_clients(
+            jars, lambda cs: run_viewers(cs, t.base, t.study_uid, t.series_uid, keeper)
+        )
     )
-    bff_cpu = sampler_cpu() - cpu_before
+    bff_cpu = t.sampler_cpu() - cpu_before
     client_cpu = time.process_time() - client_before
     nginx: LoadResult | None = None
     if keeper.kept and NGINX.exists():
-        with _static_nginx(work, keeper) as port:
+        with _static_nginx(t.work, keeper) as port:
             nginx = run_async(lambda: run_static(f"http://127.0.0.1:{port}", keeper.paths, viewers))
     out = load_keys(bff, bff_cpu, nginx)
     out["client"] = "python"
@@ -611,50 +619,43 @@ def _load_run_python(
     return out
 
 
-def _load_run_wrk(
-    jars: list[httpx.Cookies],
-    base: str,
-    study_uid: str,
-    series_uid: str,
-    work: Path,
-    sampler_cpu: Callable[[], float],
-) -> dict[str, Any]:
+def _load_run_wrk(jars: list[httpx.Cookies], target: Target) -> dict[str, Any]:
     """Searches and metadata of every viewer at once from this process, then every
     viewer's frames at once from one wrk process (bench.wrk); then each frame once more
     from this process, kept as static files, and the same wrk pattern on nginx."""
     from bench import wrk
 
-    viewers = len(jars)
-    opened_at, cpu_before = time.monotonic(), sampler_cpu()
-    opened = run_async(lambda: open_viewers(jars, base, study_uid, series_uid))
-    open_s, open_cpu = time.monotonic() - opened_at, sampler_cpu() - cpu_before
+    viewers, t = len(jars), target
+    opened_at, cpu_before = time.monotonic(), t.sampler_cpu()
+    opened = run_async(lambda: open_viewers(jars, t.base, t.study_uid, t.series_uid))
+    open_s, open_cpu = time.monotonic() - opened_at, t.sampler_cpu() - cpu_before
     errors = [f"viewer {i + 1}: {o.run.error}" for i, o in enumerate(opened) if o.run.error]
     ready = [o for o in opened if not o.run.error and o.urls]
     retries = sum(o.run.retries for o in opened)
-    url = httpx.URL(base)
+    url = httpx.URL(t.base)
     connect = f"http://127.0.0.1:{url.port}/"
     outcome = wrk.run_wrk(
         connect,
         url.netloc.decode("ascii"),
         [wrk.WrkViewer(tuple(_path(u) for u in o.urls), o.cookie) for o in ready],
-        work,
-        server_cpu=sampler_cpu,
+        t.work,
+        server_cpu=t.sampler_cpu,
     )
     bff = wrk.summary(outcome)
     nginx: dict[str, Any] | None = None
-    static_root = work / "static-frames"
+    static_root = t.work / "static-frames"
     if ready and NGINX.exists():
         keeper = FrameKeeper(static_root)
         first = opened.index(ready[0])
         kept = run_async(lambda: fetch_once(jars[first], ready[0].urls, keeper))
         if kept.error is None and keeper.kept:
             paths = tuple(keeper.paths)
-            with _static_nginx(work, keeper) as port:
+            with _static_nginx(t.work, keeper) as port:
                 static = wrk.run_wrk(
                     f"http://127.0.0.1:{port}/",
                     f"127.0.0.1:{port}",
                     [wrk.WrkViewer(paths, None)] * viewers,
-                    work,
+                    t.work,
                 )
             nginx = wrk.summary(static)
         else:
