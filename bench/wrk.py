@@ -46,6 +46,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -341,12 +342,12 @@ def load_result(outcome: WrkOutcome) -> LoadResult:
     )
 
 
-def summary(outcome: WrkOutcome) -> dict[str, object]:
+def summary(outcome: WrkOutcome) -> dict[str, Any]:
     """The load keys of a wrk run (bench.load.LoadResult.summary) plus wrk's own: its
     histogram's p50/p99, its socket errors, the client's CPU. Without per-request
     latencies (a server that does not echo X-Request-ID) p50/p99 are wrk's."""
     result = load_result(outcome)
-    out: dict[str, object] = dict(result.summary())
+    out: dict[str, Any] = dict(result.summary())
     done = outcome.done
     out["wrk_p50_ms"] = round(done.p50_us / 1000, 1) if done else None
     out["wrk_p99_ms"] = round(done.p99_us / 1000, 1) if done else None
