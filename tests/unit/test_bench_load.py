@@ -305,3 +305,17 @@ def test_the_cookie_header_follows_the_jar() -> None:
     jar.set("idp", "zzz", domain="localhost.local", path="/")
     assert cookie_header(jar, "http://vi1.localhost:8080/dicomweb/x") == "drimbox_session=abc"
     assert cookie_header(httpx.Cookies(), "http://vi1.localhost:8080/x") is None
+
+
+def test_wrk_runs_one_thread_per_viewer_with_six_connections_each() -> None:
+    from bench.wrk import wrk_command
+
+    command = wrk_command(Path("/w/s.lua"), "http://127.0.0.1:8/", 20, 600.0)
+    options = {
+        flag: command[command.index(flag) + 1] for flag in ("-t", "-c", "-d", "--timeout", "-s")
+    }
+    assert options["-t"] == "20" and options["-c"] == "120"  # the browser's six per viewer
+    assert options["--timeout"] == "120s"  # no wrk-side timeout within the bench's bound
+    assert options["-d"] == "660s"  # past the bench's bound: the bench stops wrk
+    assert options["-s"] == "/w/s.lua" and "--latency" in command
+    assert command[-1] == "http://127.0.0.1:8/"
