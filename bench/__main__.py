@@ -40,6 +40,8 @@ DEFAULT_LOAD_VIEWERS = 20
 ROW_KEYS = ("t_first_s", "t_all_s", "wire_bytes", "cpu_s")
 LOAD_KEYS = ("viewers", "frames_per_s", "p50_ms", "p99_ms", "bff_cpu_s", "nginx_frames_per_s")
 CONDITIONS = ("unthrottled", "throttled_20mbit")
+#: --load-client: what replays the frames of the load run (bench.load.load_run).
+LOAD_CLIENTS = ("auto", "wrk", "python")
 CHROMIUM = "/usr/bin/chromium"
 
 
@@ -107,7 +109,8 @@ def print_table(report: dict[str, Any]) -> None:
             f"{load.get('mb_per_s')} MB/s, p50 {load.get('p50_ms')} ms, p99 "
             f"{load.get('p99_ms')} ms, BFF {load.get('bff_cpu_s')} CPU-s "
             f"({load.get('bff_cpu_ms_per_frame')} ms a frame); nginx static "
-            f"{load.get('nginx_frames_per_s')} frames/s"
+            f"{load.get('nginx_frames_per_s')} frames/s; client {load.get('client')} "
+            f"{load.get('client_cpu_s')} CPU-s"
             + (f"  ERRORS: {load['errors'][:2]}" if load.get("errors") else "")
         )
     memory = report.get("memory")
@@ -148,6 +151,13 @@ def main(argv: list[str] | None = None) -> int:
         help="N simulated viewers at once on one BFF, no browser, then the same frames "
         f"from nginx (default {DEFAULT_LOAD_VIEWERS} when neither --runs nor --load is "
         "given; --load alone runs only this)",
+    )
+    parser.add_argument(
+        "--load-client",
+        choices=LOAD_CLIENTS,
+        default="auto",
+        help="what replays the frames of --load: wrk (Debian's, one thread per viewer), "
+        "python (asyncio + httpx), or auto: wrk when installed (default)",
     )
     parser.add_argument(
         "--network", default=",".join(CONDITIONS), help="comma list of " + ",".join(CONDITIONS)
@@ -267,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
             if load_viewers:
                 print(f"[bench] load: {load_viewers} simulated viewers", file=sys.stderr)
                 try:
-                    report["load"] = run_load(world, load_viewers)
+                    report["load"] = run_load(world, load_viewers, args.load_client)
                 except Exception as exc:  # reported, the bench goes on
                     report["load"] = {"error": f"{type(exc).__name__}: {exc}"[:500]}
                 print(f"[bench]   {json.dumps(report['load'])[:400]}", file=sys.stderr)

@@ -20,6 +20,7 @@ work.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import os
 import re
@@ -27,7 +28,7 @@ import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -144,14 +145,21 @@ def load_keys(bff: LoadResult, bff_cpu_s: float | None, nginx: LoadResult | None
     """The ``load`` object of ``scripts/bench --json`` (issue 16 item 6): ``viewers``,
     ``frames_per_s``, ``p50_ms``, ``p99_ms``, ``bff_cpu_s``, ``nginx_frames_per_s``, and
     the details beside them."""
-    out = bff.summary()
+    return keys_of(bff.summary(), bff_cpu_s, nginx.summary() if nginx is not None else None)
+
+
+def keys_of(
+    bff: dict[str, Any], bff_cpu_s: float | None, nginx: dict[str, Any] | None
+) -> dict[str, Any]:
+    """:func:`load_keys` from the summaries (a Python or a wrk frame phase)."""
+    out = dict(bff)
+    frames = out.get("frames")
     out["bff_cpu_s"] = round(bff_cpu_s, 2) if bff_cpu_s is not None else None
     out["bff_cpu_ms_per_frame"] = (
-        round(bff_cpu_s * 1000 / bff.frames, 2) if bff_cpu_s is not None and bff.frames else None
+        round(bff_cpu_s * 1000 / frames, 2) if bff_cpu_s is not None and frames else None
     )
-    nginx_summary = nginx.summary() if nginx is not None else None
-    out["nginx_frames_per_s"] = nginx_summary["frames_per_s"] if nginx_summary else None
-    out["nginx"] = nginx_summary
+    out["nginx_frames_per_s"] = nginx["frames_per_s"] if nginx else None
+    out["nginx"] = nginx
     return out
 
 
@@ -263,6 +271,29 @@ async def fetch_frames(
     await asyncio.gather(*(worker() for _ in range(HTTP1_CONNECTIONS)))
 
 
+async def open_viewer(
+    client: httpx.AsyncClient, base: str, study_uid: str, series_uid: str, run: ViewerRun
+) -> list[str]:
+    """What OHIF asks before the frames: the study search (twice, as OHIF validates the
+    study), the series search, every series' metadata at once; the opened series' frame
+    URLs in the order OHIF asks them."""
+    qido = f"{base}/dicomweb/studies"
+    for _ in range(2):
+        study = await get(client, qido, run, params={"StudyInstanceUID": study_uid})
+        study.raise_for_status()
+    series = await get(client, f"{qido}/{study_uid}/series", run)
+    series.raise_for_status()
+    uids = [str(s["0020000E"]["Value"][0]) for s in series.json()]
+    answers = await asyncio.gather(
+        *(get(client, f"{qido}/{study_uid}/series/{uid}/metadata", run) for uid in uids)
+    )
+    by_series = {}
+    for uid, answer in zip(uids, answers, strict=True):
+        answer.raise_for_status()
+        by_series[uid] = answer.json()
+    return frame_urls(base, study_uid, series_uid, instance_order(by_series[series_uid]))
+
+
 async def replay_viewer(
     client: httpx.AsyncClient,
     base: str,
@@ -271,29 +302,60 @@ async def replay_viewer(
     start: asyncio.Event,
     keep: Callable[[str, httpx.Response], None] | None = None,
 ) -> ViewerRun:
-    """One OHIF opening: study search (twice, as OHIF validates the study), series
-    search, every series' metadata at once, then the opened series' frames."""
+    """One OHIF opening (:func:`open_viewer`), then the opened series' frames."""
     run = ViewerRun()
     await start.wait()
     try:
-        qido = f"{base}/dicomweb/studies"
-        for _ in range(2):
-            study = await get(client, qido, run, params={"StudyInstanceUID": study_uid})
-            study.raise_for_status()
-        series = await get(client, f"{qido}/{study_uid}/series", run)
-        series.raise_for_status()
-        uids = [str(s["0020000E"]["Value"][0]) for s in series.json()]
-        answers = await asyncio.gather(
-            *(get(client, f"{qido}/{study_uid}/series/{uid}/metadata", run) for uid in uids)
-        )
-        by_series = {}
-        for uid, answer in zip(uids, answers, strict=True):
-            answer.raise_for_status()
-            by_series[uid] = answer.json()
-        sops = instance_order(by_series[series_uid])
-        await fetch_frames(client, frame_urls(base, study_uid, series_uid, sops), run, keep)
+        urls = await open_viewer(client, base, study_uid, series_uid, run)
+        await fetch_frames(client, urls, run, keep)
     except Exception as exc:  # reported with the run
         run.error = f"{type(exc).__name__}: {exc}"[:300]
+    return run
+
+
+@dataclass
+class Opened:
+    """A viewer after :func:`open_viewer`: its frame URLs and the Cookie header its
+    client sends them with (None when the opening failed: ``run.error``)."""
+
+    run: ViewerRun
+    urls: list[str]
+    cookie: str | None
+
+
+async def open_viewers(
+    jars: list[httpx.Cookies], base: str, study_uid: str, series_uid: str
+) -> list[Opened]:
+    """Every viewer's searches and metadata at once (released together), as the Python
+    client does before its frames; the frames are left to wrk (bench.wrk)."""
+    from bench.wrk import cookie_header
+
+    clients = [new_client(jar) for jar in jars]
+    start = asyncio.Event()
+
+    async def one(client: httpx.AsyncClient) -> Opened:
+        run = ViewerRun()
+        await start.wait()
+        try:
+            urls = await open_viewer(client, base, study_uid, series_uid, run)
+        except Exception as exc:  # reported with the run
+            run.error = f"{type(exc).__name__}: {exc}"[:300]
+            return Opened(run, [], None)
+        return Opened(run, urls, cookie_header(client.cookies, urls[0]) if urls else None)
+
+    try:
+        tasks = [asyncio.create_task(one(c)) for c in clients]
+        start.set()
+        return list(await asyncio.gather(*tasks))
+    finally:
+        await asyncio.gather(*(c.aclose() for c in clients))
+
+
+async def fetch_once(jar: httpx.Cookies, urls: list[str], keep: FrameKeeper) -> ViewerRun:
+    """Each frame once, kept for the static nginx (after the measured phase)."""
+    run = ViewerRun()
+    async with new_client(jar) as client:
+        await fetch_frames(client, urls, run, keep)
     return run
 
 
@@ -367,6 +429,8 @@ http {{
         root {root};
         types {{ }}
         default_type '{STATIC_TYPE}';
+        # echoed as the BFF echoes it: bench.wrk matches each answer to its request
+        add_header X-Request-ID $http_x_request_id;
     }}
 }}
 """
@@ -500,28 +564,125 @@ def load_run(
     patient: str,
     work: Path,
     sampler_cpu: Callable[[], float],
+    client: str = "auto",
 ) -> dict[str, Any]:
     """Sign ``viewers`` in, replay their openings at once against the BFF (its CPU
-    measured over the replay), then the same frames from nginx; the ``load`` keys."""
+    measured over the frames), then the same frames from nginx; the ``load`` keys.
+    The frames go through wrk (bench.wrk: ``client`` "wrk") when ``client`` is "wrk", or
+    "auto" and wrk is installed; else through the Python client (``client`` "python")."""
+    from bench import wrk
+
+    if client == "wrk" and not wrk.available():
+        raise RuntimeError(f"--load-client wrk: {wrk.WRK} is missing (scripts/install)")
     jars = sign_in_many(link, viewers, patient)
-    static_root = work / "static-frames"
+    target = Target(base, study_uid, series_uid, work, sampler_cpu)
+    if client == "wrk" or (client == "auto" and wrk.available()):
+        return _load_run_wrk(jars, target)
+    return _load_run_python(jars, target)
+
+
+@dataclass(frozen=True)
+class Target:
+    """The BFF a load run replays against, the series it opens, where the run writes,
+    and the BFF's CPU sampler."""
+
+    base: str
+    study_uid: str
+    series_uid: str
+    work: Path
+    sampler_cpu: Callable[[], float]
+
+
+def _load_run_python(jars: list[httpx.Cookies], target: Target) -> dict[str, Any]:
+    """The whole replay in this process (asyncio + httpx); the first viewer's frames
+    kept for nginx."""
+    viewers, t = len(jars), target
+    static_root = t.work / "static-frames"
     keeper = FrameKeeper(static_root)
-    cpu_before = sampler_cpu()
+    cpu_before, client_before = t.sampler_cpu(), time.process_time()
     bff = run_async(
-        lambda: _with_clients(jars, lambda cs: run_viewers(cs, base, study_uid, series_uid, keeper))
+        lambda: _with_clients(
+            jars, lambda cs: run_viewers(cs, t.base, t.study_uid, t.series_uid, keeper)
+        )
     )
-    bff_cpu = sampler_cpu() - cpu_before
+    bff_cpu = t.sampler_cpu() - cpu_before
+    client_cpu = time.process_time() - client_before
     nginx: LoadResult | None = None
     if keeper.kept and NGINX.exists():
-        from bench.stacks import free_port
-
-        keeper.write()
-
-        port = free_port()
-        prefix = work / "nginx-static"
-        prefix.mkdir(parents=True, exist_ok=True)
-        with StaticNginx(prefix, static_root, port):
+        with _static_nginx(t.work, keeper) as port:
             nginx = run_async(lambda: run_static(f"http://127.0.0.1:{port}", keeper.paths, viewers))
     out = load_keys(bff, bff_cpu, nginx)
+    out["client"] = "python"
+    # the bench's own process: the client, and the bench's sampler threads beside it
+    out["client_cpu_s"] = round(client_cpu, 2)
     shutil.rmtree(static_root, ignore_errors=True)
     return out
+
+
+def _load_run_wrk(jars: list[httpx.Cookies], target: Target) -> dict[str, Any]:
+    """Searches and metadata of every viewer at once from this process, then every
+    viewer's frames at once from one wrk process (bench.wrk); then each frame once more
+    from this process, kept as static files, and the same wrk pattern on nginx."""
+    from bench import wrk
+
+    viewers, t = len(jars), target
+    opened_at, cpu_before = time.monotonic(), t.sampler_cpu()
+    opened = run_async(lambda: open_viewers(jars, t.base, t.study_uid, t.series_uid))
+    open_s, open_cpu = time.monotonic() - opened_at, t.sampler_cpu() - cpu_before
+    errors = [f"viewer {i + 1}: {o.run.error}" for i, o in enumerate(opened) if o.run.error]
+    ready = [o for o in opened if not o.run.error and o.urls]
+    retries = sum(o.run.retries for o in opened)
+    url = httpx.URL(t.base)
+    connect = f"http://127.0.0.1:{url.port}/"
+    outcome = wrk.run_wrk(
+        connect,
+        url.netloc.decode("ascii"),
+        [wrk.WrkViewer(tuple(_path(u) for u in o.urls), o.cookie) for o in ready],
+        t.work,
+        server_cpu=t.sampler_cpu,
+    )
+    bff = wrk.summary(outcome)
+    nginx: dict[str, Any] | None = None
+    static_root = t.work / "static-frames"
+    if ready and NGINX.exists():
+        keeper = FrameKeeper(static_root)
+        first = opened.index(ready[0])
+        kept = run_async(lambda: fetch_once(jars[first], ready[0].urls, keeper))
+        if kept.error is None and keeper.kept:
+            paths = tuple(keeper.paths)
+            with _static_nginx(t.work, keeper) as port:
+                static = wrk.run_wrk(
+                    f"http://127.0.0.1:{port}/",
+                    f"127.0.0.1:{port}",
+                    [wrk.WrkViewer(paths, None)] * viewers,
+                    t.work,
+                )
+            nginx = wrk.summary(static)
+        else:
+            errors.append(f"frames for nginx: {kept.error}")
+    out = keys_of(bff, outcome.server_cpu_s, nginx)
+    out["viewers"] = viewers
+    out["errors"] = errors + list(out.get("errors") or [])
+    out["retries"] = retries
+    out["client"] = "wrk"
+    out["open_s"] = round(open_s, 2)
+    out["bff_cpu_s_open"] = round(open_cpu, 2)
+    shutil.rmtree(static_root, ignore_errors=True)
+    return out
+
+
+def _path(url: str) -> str:
+    return httpx.URL(url).raw_path.decode("ascii")
+
+
+@contextlib.contextmanager
+def _static_nginx(work: Path, keeper: FrameKeeper) -> Iterator[int]:
+    """The kept frames written as files and served by nginx; its port."""
+    from bench.stacks import free_port
+
+    keeper.write()
+    port = free_port()
+    prefix = work / "nginx-static"
+    prefix.mkdir(parents=True, exist_ok=True)
+    with StaticNginx(prefix, keeper.root, port):
+        yield port

@@ -423,9 +423,10 @@ def run_source_prepared(world: World, throttled: bool, *, http2: bool = False) -
     return out
 
 
-def run_load(world: World, viewers: int) -> dict[str, Any]:
+def run_load(world: World, viewers: int, client: str = "auto") -> dict[str, Any]:
     """Issue 16 item 5: ``viewers`` simulated viewers at once on ONE Source BFF serving
-    prepared frames, then the same frames from nginx (bench.load)."""
+    prepared frames, then the same frames from nginx (bench.load); the frames replayed by
+    ``client`` (wrk, python, or auto: wrk when installed)."""
     from bench.load import load_run
 
     tag = f"load-{secrets.token_hex(3)}"
@@ -447,6 +448,7 @@ def run_load(world: World, viewers: int) -> dict[str, Any]:
             patient=PATIENT,
             work=world.work / tag,
             sampler_cpu=cpu,
+            client=client,
         )
         out["bff_peak_rss_bytes"] = bff.stats().get("peak_rss_bytes")
     out["preparation"] = preparation

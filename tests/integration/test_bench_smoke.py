@@ -14,6 +14,7 @@ import pytest
 
 from bench.__main__ import LOAD_KEYS, main
 from bench.load import NGINX
+from bench.wrk import available as wrk_available
 
 pytestmark = pytest.mark.integration
 
@@ -38,5 +39,9 @@ def test_the_load_benchmark_runs_end_to_end_and_reports_the_keys(tmp_path: Path)
     assert load["nginx"]["frames"] == 2 * 20
     assert load["preparation"]["state"] == "prepared"
     assert load["preparation"]["instances"] == 20
+    # the frames replayed by wrk when it is installed (scripts/install puts it there),
+    # else by the Python client; the client's CPU beside the BFF's
+    assert load["client"] == ("wrk" if wrk_available() else "python")
     for key in ("frames_per_s", "p50_ms", "p99_ms", "bff_cpu_s", "nginx_frames_per_s"):
         assert isinstance(load[key], (int, float)), key
+    assert isinstance(load["client_cpu_s"], (int, float))
