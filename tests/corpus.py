@@ -784,7 +784,7 @@ def palette_rgb(path: Path) -> npt.NDArray[np.uint8]:
     """The 8-bit RGB frames (frames, rows, cols, 3) a palette object shows: pydicom's
     ``apply_color_lut``, 16-bit table entries taken to 8 bits as cornerstone does (>> 8)."""
     import pydicom
-    from pydicom.pixels import apply_color_lut
+    from pydicom.pixels.processing import apply_color_lut
 
     ds = pydicom.dcmread(path)
     rgb = apply_color_lut(ds.pixel_array, ds)

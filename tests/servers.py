@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import uvicorn
@@ -32,7 +32,7 @@ def live_server(
     *,
     port: int | None = None,
     timeout: float = 30,
-    lifespan: str = "on",
+    lifespan: Literal["auto", "on", "off"] = "on",
     also: list[dict[str, Any]] | None = None,
     **tls: Any,
 ) -> Iterator[str]:

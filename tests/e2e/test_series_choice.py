@@ -31,7 +31,7 @@ from tests.servers import live_server
 pytestmark = pytest.mark.e2e
 
 CHOICE = "#drimbox-series-choice button.drimbox-series-choice"
-DISPLAY = {
+DISPLAY: dict[str, str | list[str] | None] = {
     "birth_name": "SERIES",
     "given_names": ["RULES"],
     "sex": "F",

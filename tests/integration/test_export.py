@@ -291,7 +291,7 @@ def _image(
     study_uid: str,
     series_uid: str,
     number: int,
-    pixels: np.ndarray[Any, Any],
+    pixels: Any,
     syntax: str,
     pixel_data: bytes,
     **extra: Any,

@@ -13,6 +13,7 @@ import numpy as np
 import pydicom
 import pytest
 from pydicom.encaps import generate_frames
+from pydicom.uid import UID
 
 from bff.app import create_app
 from bff.dicomweb.multipart import MultipartParser, parse_content_type
@@ -209,7 +210,7 @@ def test_multiframe_colour_instance_is_served_frame_by_frame(
     ds = pydicom.Dataset()
     ds.file_meta = FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.3.1"
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = UID("1.2.840.10008.5.1.4.1.1.3.1")
     ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
     ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
     ds.PatientID, ds.PatientName, ds.Modality = "MF-TEST", "MULTI^FRAME", "US"

@@ -203,6 +203,7 @@ def test_series_metadata_prepared_at_grant_is_the_answer_ohif_gets(
     again = browser.get(bff(source, path), headers={"Accept-Encoding": "identity"})
     assert again.status_code == 200 and "content-encoding" not in again.headers
     prepared, on_demand = first.json(), again.json()
+    assert retrieval.expected is not None
     assert len(prepared) == len(on_demand) == retrieval.expected > 0
     institution = source.study.institution_name.partition("^")[0]  # the KOS's name part
     for row in prepared:
@@ -597,7 +598,8 @@ def test_patient_id_mismatch_between_images_and_archive_is_refused_and_traced(
         link = source.stack.viewer_link(other, LOCATION, cda_id=OTHER_CDA_ID)
         answer = browser.sign_in(link, *profile)
     finally:
-        store.publish(archived.record, cda_id=OTHER_CDA_ID, location=LOCATION)
+        if archived is not None:
+            store.publish(archived.record, cda_id=OTHER_CDA_ID, location=LOCATION)
         store.close()
     assert answer.status_code == 409, answer.text
     assert answer.headers["x-error-code"] == "E425"

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
+from typing import Any
 
 import httpx
 import imagecodecs
@@ -511,6 +512,6 @@ def test_a_client_certificate_the_whitelist_does_not_list_is_403(
     assert entry.get("actor") is None  # refused before the token was looked at
 
 
-def read_audit(wado: WadoStack) -> list[dict[str, object]]:
+def read_audit(wado: WadoStack) -> list[dict[str, Any]]:
     lines = wado.audit_log.read_text(encoding="utf-8").splitlines()
     return [json.loads(line) for line in lines]

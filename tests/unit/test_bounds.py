@@ -12,13 +12,14 @@ import threading
 import tracemalloc
 import warnings
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pydicom
 import pytest
+from pydicom.uid import UID
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -27,7 +28,7 @@ from starlette.routing import Match, Route
 
 from bff.app import create_app
 from bff.archive.kos import DeflatedKos, KosRecord, read_kos
-from bff.auth.sessions import Session
+from bff.auth.sessions import Session, SessionStore
 from bff.dicomweb.retrieve import peek_header
 from bff.errors import ViewerError
 from bff.facade.routes import FRAMES_PATH
@@ -49,7 +50,7 @@ KOS_CAP = 16 * 1024**2
 CHUNK = 64 * 1024
 ADMIN_SECRET = "an-admin-secret-of-32-characters"
 HANDOVER_SECRET = "a-handover-secret"
-DEFLATED = "1.2.840.10008.1.2.1.99"
+DEFLATED = UID("1.2.840.10008.1.2.1.99")
 
 
 @dataclass
@@ -70,7 +71,7 @@ class Bff:
         self.loop_threads: list[int] = []
 
     @property
-    def sessions(self) -> Any:
+    def sessions(self) -> SessionStore:
         return services_of(self.app).sessions
 
     def session(self, *, psc: bool = False) -> Session:
@@ -119,8 +120,8 @@ class Bff:
 
         sent: list[dict[str, Any]] = []
 
-        async def send(message: dict[str, Any]) -> None:
-            sent.append(message)
+        async def send(message: MutableMapping[str, Any]) -> None:
+            sent.append(dict(message))
 
         scope = {
             "type": "http",

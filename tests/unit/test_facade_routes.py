@@ -260,7 +260,7 @@ class Facade:
         )
         app.state.services = self.services
         wrapped = SessionMiddleware(app, store_of=lambda scope: self.sessions)
-        self.client = TestClient(wrapped, base_url=f"http://{LOCATION}")  # type: ignore[arg-type]
+        self.client = TestClient(wrapped, base_url=f"http://{LOCATION}")
 
     async def _state(self, kos_sop_uid: str) -> str | None:
         return self.kos_state

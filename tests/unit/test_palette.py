@@ -7,13 +7,13 @@ from __future__ import annotations
 
 from io import BytesIO
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pytest
 from numpy.typing import NDArray
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.pixels import apply_color_lut
+from pydicom.pixels.processing import apply_color_lut
 from pydicom.uid import UID, generate_uid
 
 from bff.dicomweb.metadata import rewrite_instance
@@ -52,7 +52,7 @@ def palette_image(
     ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "PALETTE COLOR"
     ds.BitsAllocated = ds.BitsStored = 8 * indices.dtype.itemsize
     ds.HighBit, ds.PixelRepresentation = ds.BitsStored - 1, 0
-    order = ">" if syntax == EXPLICIT_BE else "<"
+    order: Literal[">", "<"] = ">" if syntax == EXPLICIT_BE else "<"
     ds.PixelData = indices.astype(indices.dtype.newbyteorder(order)).tobytes()
     width = data_width or bits // 8
     entries = tables.shape[1]

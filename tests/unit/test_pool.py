@@ -6,11 +6,13 @@ import asyncio
 import fcntl
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bff.transcode import EncodeParams, TranscodePool
-from bff.transcode.pool import WORKER_NICENESS, TranscodeFailed
+from bff.transcode.errors import TranscodeFailed
+from bff.transcode.pool import WORKER_NICENESS
 from tests.waiting import poll
 
 
@@ -21,7 +23,7 @@ class Unpicklable(Exception):
         super().__init__("codec says no")
         self.handle = handle
 
-    def __reduce__(self) -> object:
+    def __reduce__(self) -> tuple[Any, ...]:
         raise TypeError("cannot pickle")
 
 

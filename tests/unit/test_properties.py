@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import io
 import tracemalloc
+from collections.abc import Callable
 from urllib.parse import parse_qsl
 
 import pytest
@@ -184,10 +185,11 @@ def test_content_type_and_disposition_parse_or_refuse(value: str) -> None:
     max_file=st.integers(0, 64),
 )
 def test_upload_forms_parse_or_give_our_errors(body: bytes, max_file: int) -> None:
-    for parse in (
+    parsers: tuple[Callable[[], UploadForm], ...] = (
         lambda: parse_form_data(body, "b", max_file_bytes=max_file),
         lambda: parse_urlencoded(body),
-    ):
+    )
+    for parse in parsers:
         try:
             form = parse()
         except (BadRequest, PayloadTooLarge):

@@ -12,7 +12,7 @@ import httpx
 import pydicom
 import pytest
 from pydicom.dataset import FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian
+from pydicom.uid import UID, ExplicitVRLittleEndian
 
 from bff.dicomweb import series_metadata
 from bff.dicomweb.cache import FrameCache, FrameKey
@@ -40,8 +40,8 @@ def instance(sop_uid: str) -> bytes:
     ds = pydicom.Dataset()
     ds.file_meta = FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
-    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = sop_uid
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = UID("1.2.840.10008.5.1.4.1.1.2")
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = UID(sop_uid)
     ds.StudyInstanceUID, ds.SeriesInstanceUID = STUDY, SERIES
     out = io.BytesIO()
     ds.save_as(out, enforce_file_format=True)
@@ -119,8 +119,8 @@ def make_retriever(
 ) -> Retriever:
     return Retriever(
         FrameCache(10**6),
-        pool,
-        EncodeParams(),  # type: ignore[arg-type]
+        pool,  # type: ignore[arg-type]  # the pool's interface, in-process
+        EncodeParams(),
         frame_timeout=5,
         max_part_bytes=10**6,
         workers=workers,

@@ -452,6 +452,14 @@ def _as_metadata(ds: Dataset) -> dict[str, Any]:
     return out
 
 
+#: An 8-bit palette: each colour's descriptor and table (dataset()'s keyword attributes).
+PALETTE_TABLES: dict[str, Any] = {
+    f"{c}PaletteColorLookupTable{part}": value
+    for c in ("Red", "Green", "Blue")
+    for part, value in (("Descriptor", [256, 0, 8]), ("Data", bytes(range(256))))
+}
+
+
 @pytest.mark.parametrize(
     "make",
     [
@@ -461,14 +469,7 @@ def _as_metadata(ds: Dataset) -> dict[str, Any]:
             (np.arange(64 * 64).reshape(64, 64) % 251).astype(np.uint8),
             photometric="PALETTE COLOR",
             sop_class_uid=SC_STORAGE,
-            **{
-                f"{c}PaletteColorLookupTable{part}": value
-                for c in ("Red", "Green", "Blue")
-                for part, value in (
-                    ("Descriptor", [256, 0, 8]),
-                    ("Data", bytes(range(256))),
-                )
-            },
+            **PALETTE_TABLES,
         ),
         lambda: dataset(np.arange(16, dtype=np.uint32).reshape(4, 4)),
     ],
