@@ -584,39 +584,36 @@ class Retriever:
         )
 
     def prefetch_metadata(
-        self,
-        upstream: DicomwebUpstream,
-        study_uid: str,
-        series_uid: str,
-        context: RewriteContext,
-        scope: str = "",
+        self, upstream: DicomwebUpstream, key: AnswerKey, context: RewriteContext
     ) -> SeriesRetrieval:
         """Register the series retrieval, ask the PACS for the series metadata now (or
         take what was asked while the user signed in) and build OHIF's answer from it
         (:func:`series_metadata.prepare`), so that OHIF's metadata request (its first
         image waits for it) finds it ready. The series streams once its metadata is in.
-        An answer built or being built for another session of the exam (same ``scope``
-        and context) is shared: nothing is fetched or built again."""
+        ``key``: the answer's key (:meth:`StudyOrigin.answer_key`); one built or being
+        built for another session of the exam (same scope and context) is shared: nothing
+        is fetched or built again."""
+        series = key[0]
+        _, study_uid, series_uid = series
         retrieval = self.ensure(upstream, study_uid, series_uid, start=False)
-        key = (upstream.origin, study_uid, series_uid)
-        built = self.answers.get((key, scope, context.key))
+        built = self.answers.get(key)
         if built is not None:
-            self.ahead.take(key)  # what was asked while the user signed in is not needed
+            self.ahead.take(series)  # what was asked while the user signed in is not needed
             retrieval.start_after(built)
             return retrieval
 
         def build() -> asyncio.Task[PreparedMetadata]:
             raw = self.ahead.ask(
-                key,
+                series,
                 functools.partial(
                     upstream.get_json_bytes, series_path(study_uid, series_uid) + "/metadata"
                 ),
             )
-            self.ahead.take(key)  # the answer holds the bytes now; not kept twice
+            self.ahead.take(series)  # the answer holds the bytes now; not kept twice
             retrieval.start_after(raw)
             return self.prepare_answer(retrieval, raw, context)
 
-        self.answers.get_or_build((key, scope, context.key), build)
+        self.answers.get_or_build(key, build)
         return retrieval
 
     def prepare_answer(

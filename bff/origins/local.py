@@ -173,12 +173,9 @@ class LocalPacsOrigin(StudyOrigin):
         redirect on the location's host; institution from the KOS). A report link opens
         a study: ``series_uid`` is not used."""
         for kos_series_uid in self._kos_series:
+            context = self.context(root, kos_series_uid)
             self.retriever.prefetch_metadata(
-                self.upstream,
-                self.study_uid,
-                kos_series_uid,
-                self.context(root, kos_series_uid),
-                self.answer_scope(kos_series_uid),
+                self.upstream, self.answer_key(kos_series_uid, context), context
             )
         self._kin_index.warm(self.upstream, self.study_uid)
         # OHIF's series search, asked now and shared when OHIF asks it (DicomwebUpstream

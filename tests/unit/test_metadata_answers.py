@@ -105,9 +105,9 @@ async def test_sessions_granted_the_same_exam_fetch_and_build_its_metadata_once(
     context = RewriteContext("http://bff/dicomweb", STUDY, upstream.base_url, "browser", "", "")
     monkeypatch.setattr(series_metadata, "RATIO_WAIT_S", 0)  # no instance comes here
     series = "1.2.3.5"
-    for _ in range(20):
-        retriever.prefetch_metadata(upstream, STUDY, series, context)
     key: AnswerKey = (("pacs-a", STUDY, series), "", context.key)
+    for _ in range(20):
+        retriever.prefetch_metadata(upstream, key, context)
     answer = await retriever.answers.answer(key)
     assert answer is not None and answer.rows == 0
     metadata = f"/dicom-web/studies/{STUDY}/series/{series}/metadata"
@@ -116,7 +116,7 @@ async def test_sessions_granted_the_same_exam_fetch_and_build_its_metadata_once(
     retriever.warm_metadata(upstream, STUDY, series)
     assert retriever.ahead.asked(key[0]) is None
     other = RewriteContext("http://vi2/dicomweb", STUDY, upstream.base_url, "browser", "", "")
-    retriever.prefetch_metadata(upstream, STUDY, series, other)
+    retriever.prefetch_metadata(upstream, (key[0], "", other.key), other)
     assert await retriever.answers.answer((key[0], "", other.key)) is not None
     assert retriever.answers.builds == 2
     await retriever.aclose()
